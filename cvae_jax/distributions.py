@@ -1,0 +1,86 @@
+"""Log-densities, sampling and KL divergences used by every CVAE of the project.
+
+All densities are summed over the last (event) axis and returned in nats.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+_LOG_2PI = 1.8378770664093453  # log(2 * pi)
+
+
+class DiagonalGaussian(NamedTuple):
+  """N(mean, diag(exp(log_variance))); both fields are [..., latent]."""
+
+  mean: jax.Array
+  log_variance: jax.Array
+
+
+def standard_normal_like(mean: jax.Array) -> DiagonalGaussian:
+  """N(0, I) with the shape of `mean`."""
+  zeros = jnp.zeros_like(mean)
+  return DiagonalGaussian(zeros, zeros)
+
+
+def gaussian_log_density(z: jax.Array, gaussian: DiagonalGaussian) -> jax.Array:
+  """log N(z; mean, diag(var)), summed over the last axis.
+
+  Args:
+    z: [..., latent] points; broadcasts against the gaussian's fields.
+    gaussian: the density.
+
+  Returns:
+    [...] log-density in nats.
+  """
+  mean, log_variance = gaussian
+  return -0.5 * jnp.sum(
+      _LOG_2PI + log_variance + jnp.square(z - mean) * jnp.exp(-log_variance),
+      axis=-1)
+
+
+def sample_gaussian(rng: jax.Array, gaussian: DiagonalGaussian,
+                    num_samples: int | None = None) -> jax.Array:
+  """Reparameterised samples mean + std * eps.
+
+  Returns:
+    [..., latent] if num_samples is None, else [num_samples, ..., latent].
+  """
+  mean, log_variance = gaussian
+  shape = mean.shape if num_samples is None else (num_samples, *mean.shape)
+  eps = jax.random.normal(rng, shape, mean.dtype)
+  return mean + jnp.exp(0.5 * log_variance) * eps
+
+
+def kl_diagonal_gaussians(q: DiagonalGaussian,
+                          p: DiagonalGaussian) -> jax.Array:
+  """Analytic KL(q || p) between diagonal Gaussians, summed over the last axis.
+
+  Returns:
+    [...] KL divergence in nats.
+  """
+  log_ratio = p.log_variance - q.log_variance
+  return 0.5 * jnp.sum(
+      log_ratio
+      + (jnp.exp(q.log_variance) + jnp.square(q.mean - p.mean))
+      * jnp.exp(-p.log_variance)
+      - 1.0,
+      axis=-1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """log Bernoulli(targets; sigmoid(logits)), summed over the last axis.
+
+  Targets may be grey levels in [0, 1] (then this is minus the binary cross
+  entropy, as PyTorch's `binary_cross_entropy` computes it). Stable for any
+  logit: t * l - softplus(l) == t log sigmoid(l) + (1 - t) log sigmoid(-l).
+
+  Args:
+    logits: [..., pixels].
+    targets: [..., pixels], broadcasts against logits.
+
+  Returns:
+    [...] log-likelihood in nats (<= 0 for binary targets).
+  """
+  return jnp.sum(targets * logits - jax.nn.softplus(logits), axis=-1)

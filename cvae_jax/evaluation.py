@@ -1,0 +1,36 @@
+"""Evaluating per-example functions over a whole split, data-parallel."""
+
+from typing import Any, Callable
+
+import jax
+import numpy as np
+
+from cvae_jax.training import sharding
+
+PerExampleFn = Callable[[Any, dict, jax.Array], jax.Array]
+
+
+def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
+                     rng: jax.Array, batch_size: int,
+                     mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
+  """Applies jitted `fn(params, batch, rng) -> [batch]` over all examples.
+
+  Batches are sharded over the mesh's devices; the last batch is padded by
+  repeating examples and the padding is dropped. Batch i uses fold_in(rng, i).
+
+  Returns:
+    [num_examples] results, in order.
+  """
+  mesh = sharding.make_mesh() if mesh is None else mesh
+  num_devices = mesh.devices.size
+  batch_size = -(-batch_size // num_devices) * num_devices
+  num_examples = len(next(iter(arrays.values())))
+  jitted = jax.jit(fn, in_shardings=(sharding.replicated(mesh),
+                                     sharding.batch_sharded(mesh), None))
+  params = jax.device_put(params, sharding.replicated(mesh))
+  results = []
+  for i, begin in enumerate(range(0, num_examples, batch_size)):
+    indices = np.arange(begin, begin + batch_size) % num_examples
+    batch = {k: v[indices] for k, v in arrays.items()}
+    results.append(jitted(params, batch, jax.random.fold_in(rng, i)))
+  return np.concatenate(jax.device_get(results))[:num_examples]

@@ -1,0 +1,284 @@
+"""The one generic training loop.
+
+It knows nothing about CVAEs: it gets `init_fn(rng) -> params`, a loss
+function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})`, training
+data and a config, and runs data-parallel over every local device with
+`jax.jit` on a 1-D mesh (batch sharded, parameters replicated). The same code
+runs on CPU, GPU and TPU.
+
+Steps run `steps_per_dispatch` at a time inside one `lax.scan`; device-resident
+data is gathered by a permutation inside jit, streamed data is stacked on the
+host. Checkpoints are written every `checkpoint_every_steps`, at each epoch end,
+on SIGINT and at the end; a rerun with the same workdir resumes from the latest
+and ends with the same result as an uninterrupted run.
+
+Config fields read: batch_size, num_epochs, seed, optimizer, learning_rate,
+steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints.
+"""
+
+import dataclasses
+import functools
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from clu import metric_writers
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from cvae_jax.errors import ConfigError, TrainingDivergedError
+from cvae_jax.training import sharding
+from cvae_jax.training.checkpointing import Checkpointer
+from cvae_jax.training.input import InMemoryData, StreamingData
+from cvae_jax.training.optimizers import make_optimizer
+from cvae_jax.training.state import TrainState
+
+LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """Where a logged step is: step `step_in_epoch` of epoch `epoch` (from 0)."""
+  step: int
+  epoch: int
+  step_in_epoch: int
+  steps_per_epoch: int
+  batch_size: int
+  num_examples: int
+
+
+class Interrupted(Exception):
+  """SIGINT stopped training; a checkpoint of `step` was saved first."""
+
+  def __init__(self, step: int, directory: Path):
+    super().__init__(f"interrupted: checkpoint of step {step} saved in "
+                     f"{directory}; rerun the same command to resume")
+    self.step = step
+
+
+def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
+  values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+  return f"epoch {progress.epoch} step {progress.step}: {values}"
+
+
+def _default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
+  values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
+  return f"epoch {epoch} eval: {values}"
+
+
+def validate_trainer_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the field and the fix for impossible values."""
+  positive = ("batch_size", "num_epochs", "steps_per_dispatch",
+              "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
+  for name in positive:
+    value = config[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      raise ConfigError(f"{name} must be a positive integer, got {value!r}; "
+                        f"set --config.{name}")
+  make_optimizer(config.optimizer, config.learning_rate)
+
+
+def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+                state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+  rng = jax.random.fold_in(state.rng, state.step)
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, batch, rng)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(step=state.step + 1, params=params,
+                            opt_state=opt_state)
+  return new_state, {"loss": loss, **metrics}
+
+
+class _SigintFlag:
+  """Turns the first SIGINT into a flag checked between dispatches."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.raised:  # Second Ctrl-C: stop now.
+      raise KeyboardInterrupt
+    self.raised = True
+    print("\nSIGINT: saving a checkpoint after the current steps "
+          "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGINT, self._previous)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path,
+          init_fn: Callable[[jax.Array], Any], loss_fn: LossFn,
+          train_data: InMemoryData | StreamingData,
+          evaluate: Callable[[TrainState, int], dict[str, float]] | None = None,
+          report: Callable[[Progress, dict[str, float]], str] = _default_report,
+          report_eval: Callable[[int, dict[str, float]], str] = _default_report_eval,
+          devices: Sequence[jax.Device] | None = None) -> TrainState:
+  """Trains (or resumes training) and returns the final state.
+
+  Args:
+    config: the trainer fields listed in the module docstring.
+    workdir: checkpoints and TensorBoard event files go here.
+    init_fn: rng -> params.
+    loss_fn: (params, batch, rng) -> (scalar loss, dict of scalar metrics);
+      `batch` is a dict of [batch_size, ...] arrays.
+    train_data: device-resident or streamed examples.
+    evaluate: (state, epoch) -> metrics, run after every epoch.
+    report: formats the line printed every `log_every_steps` steps of an
+      epoch from the metrics of that one step (before its update).
+    report_eval: formats the line printed after `evaluate`.
+    devices: the mesh's devices (default: all local devices).
+
+  Raises:
+    ConfigError: impossible config values.
+    TrainingDivergedError: a non-finite loss; the last good checkpoint is kept.
+    Interrupted: SIGINT; a checkpoint was saved first.
+  """
+  validate_trainer_config(config)
+  mesh = sharding.make_mesh(devices)
+  sharding.check_batch_divides(config.batch_size, mesh)
+  batch_size = config.batch_size
+  steps_per_epoch = train_data.num_examples // batch_size
+  if steps_per_epoch == 0:
+    raise ConfigError(f"batch_size={batch_size} is larger than the "
+                      f"{train_data.num_examples} training examples; lower "
+                      "--config.batch_size")
+  total_steps = config.num_epochs * steps_per_epoch
+  workdir = Path(workdir)
+
+  optimizer = make_optimizer(config.optimizer, config.learning_rate)
+  init_rng, train_rng, data_rng = jax.random.split(
+      jax.random.PRNGKey(config.seed), 3)
+  replicated = sharding.replicated(mesh)
+  state = jax.jit(
+      lambda rng: TrainState.create(init_fn(rng), optimizer, train_rng),
+      out_shardings=replicated)(init_rng)
+  checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+  restored = checkpointer.restore_latest(state)
+  if restored is not None:
+    state = restored
+    print(f"resumed from checkpoint of step {int(state.step)} in "
+          f"{checkpointer.directory}", flush=True)
+
+  step_fn = functools.partial(_train_step, loss_fn, optimizer)
+  batch_sharding = sharding.batch_sharded(mesh)
+
+  if isinstance(train_data, InMemoryData):
+    arrays = jax.device_put(train_data.arrays, replicated)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def epoch_permutation(epoch):
+      return jax.random.permutation(jax.random.fold_in(data_rng, epoch),
+                                    train_data.num_examples)
+
+    @functools.partial(jax.jit, static_argnums=3, donate_argnums=0,
+                       out_shardings=replicated)
+    def run_in_memory(state, permutation, start, num_steps):
+      def body(state, i):
+        indices = jax.lax.dynamic_slice(
+            permutation, ((start + i) * batch_size,), (batch_size,))
+        indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
+        batch = jax.tree.map(lambda a: jnp.take(a, indices, axis=0), arrays)
+        return step_fn(state, batch)
+      return jax.lax.scan(body, state, jnp.arange(num_steps))
+
+    permutation_epoch, permutation = None, None
+
+    def run_chunk(state, epoch, start, num_steps):
+      nonlocal permutation_epoch, permutation
+      if permutation_epoch != epoch:
+        permutation, permutation_epoch = epoch_permutation(epoch), epoch
+      return run_in_memory(state, permutation, start, num_steps)
+  else:
+    stacked_sharding = jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+
+    @functools.partial(jax.jit, donate_argnums=0, out_shardings=replicated)
+    def run_streamed(state, batches):
+      return jax.lax.scan(step_fn, state, batches)
+
+    batch_iterator, iterator_position = None, None
+
+    def run_chunk(state, epoch, start, num_steps):
+      nonlocal batch_iterator, iterator_position
+      if iterator_position != (epoch, start):
+        seed = int(jax.random.randint(jax.random.fold_in(data_rng, epoch), (),
+                                      0, 2**31 - 1))
+        batch_iterator = train_data.batches(seed, batch_size, start)
+      batches = [next(batch_iterator) for _ in range(num_steps)]
+      iterator_position = (epoch, start + num_steps)
+      stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
+      return run_streamed(state, jax.device_put(stacked, stacked_sharding))
+
+  @jax.jit
+  def params_are_finite(params):
+    leaves = jax.tree.leaves(params)
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+  writer = metric_writers.SummaryWriter(str(workdir))
+  step = int(state.step)
+  progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
+                           disable=not sys.stdout.isatty(), dynamic_ncols=True)
+  try:
+    with _SigintFlag() as sigint:
+      while step < total_steps:
+        epoch, start = divmod(step, steps_per_epoch)
+        end = min(steps_per_epoch, start + config.steps_per_dispatch,
+                  (step // config.checkpoint_every_steps + 1)
+                  * config.checkpoint_every_steps - epoch * steps_per_epoch)
+        num_steps = end - start
+        state, metrics = run_chunk(state, epoch, start, num_steps)
+        metrics = jax.device_get(metrics)
+        losses = metrics["loss"]
+        if not np.all(np.isfinite(losses)):
+          bad = step + int(np.argmin(np.isfinite(losses)))
+          last = checkpointer.latest_step()
+          raise TrainingDivergedError(
+              f"loss became {losses[bad - step]} at step {bad}; the last good "
+              f"checkpoint (step {last}) is kept in {checkpointer.directory}; "
+              "lower --config.learning_rate or check the data")
+        for i in range(num_steps):
+          if (start + i) % config.log_every_steps == 0:
+            progress = Progress(step + i, epoch, start + i, steps_per_epoch,
+                                batch_size, train_data.num_examples)
+            one_step = {k: float(v[i]) for k, v in metrics.items()}
+            progress_bar.write(report(progress, one_step))
+            writer.write_scalars(step + i, {f"train/{k}": v
+                                            for k, v in one_step.items()})
+        step += num_steps
+        progress_bar.update(num_steps)
+        epoch_done = end == steps_per_epoch
+        if epoch_done and evaluate is not None:
+          eval_metrics = evaluate(state, epoch)
+          progress_bar.write(report_eval(epoch, eval_metrics))
+          writer.write_scalars(step, {f"eval/{k}": v
+                                      for k, v in eval_metrics.items()})
+        if (epoch_done or step % config.checkpoint_every_steps == 0
+            or sigint.raised):
+          if not params_are_finite(state.params):
+            raise TrainingDivergedError(
+                f"parameters became non-finite by step {step}; the last good "
+                f"checkpoint (step {checkpointer.latest_step()}) is kept in "
+                f"{checkpointer.directory}; lower --config.learning_rate")
+          checkpointer.save(state)
+        if sigint.raised:
+          raise Interrupted(step, checkpointer.directory)
+  finally:
+    progress_bar.close()
+    writer.flush()
+    writer.close()
+    checkpointer.close()
+  return state

