@@ -41,7 +41,8 @@ def _prior(batch):
 def _rough_proposal(y):
   """The exact posterior, shifted and widened: a realistic imperfect q."""
   exact = _exact_posterior(y)
-  return DiagonalGaussian(exact.mean + 0.3, exact.log_variance + 0.5)
+  std = jnp.exp(0.5 * exact.log_variance)
+  return DiagonalGaussian(exact.mean + 0.5 * std, exact.log_variance + np.log(2.0))
 
 
 Y = jnp.array([-3.0, -0.5, 0.5, 1.2, 4.0])

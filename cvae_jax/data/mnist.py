@@ -51,6 +51,12 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
       f"or `python -m cvae_jax.data.offline_mnist --data_dir={data_dir}`")
 
 
+def num_examples(data_dir: str | Path, split: str) -> int:
+  """Examples in a prepared split, from the TFDS metadata (reads no data)."""
+  builder = tfds.builder("mnist", data_dir=str(Path(data_dir).expanduser()))
+  return builder.info.splits[split].num_examples
+
+
 def _to_example(image: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
   pixels = tf.cast(tf.reshape(image, [NUM_PIXELS]), tf.float32) / 255.0
   return {"target": pixels, "condition": tf.cast(label, tf.int32)}

@@ -130,7 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   else:
     train_data = StreamingData(
         functools.partial(mnist.mnist_dataset, config.data_dir, "train"),
-        num_examples=60_000)
+        num_examples=mnist.num_examples(config.data_dir, "train"))
 
   example = {k: v[:1] for k, v in test.items()}
   init_fn = lambda rng: model.init(rng, example["target"], example["condition"])

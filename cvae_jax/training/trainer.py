@@ -124,8 +124,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           init_fn: Callable[[jax.Array], Any], loss_fn: LossFn,
           train_data: InMemoryData | StreamingData,
           evaluate: Callable[[TrainState, int], dict[str, float]] | None = None,
-          report: Callable[[Progress, dict[str, float]], str] = _default_report,
-          report_eval: Callable[[int, dict[str, float]], str] = _default_report_eval,
+          report: Callable[[Progress, dict[str, float]], str | None] = _default_report,
+          report_eval: Callable[[int, dict[str, float]], str | None] = _default_report_eval,
           devices: Sequence[jax.Device] | None = None) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
@@ -255,7 +255,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
             progress = Progress(step + i, epoch, start + i, steps_per_epoch,
                                 batch_size, train_data.num_examples)
             one_step = {k: float(v[i]) for k, v in metrics.items()}
-            progress_bar.write(report(progress, one_step))
+            line = report(progress, one_step)
+            if line is not None:
+              progress_bar.write(line)
             writer.write_scalars(step + i, {f"train/{k}": v
                                             for k, v in one_step.items()})
         step += num_steps
@@ -263,7 +265,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
         epoch_done = end == steps_per_epoch
         if epoch_done and evaluate is not None:
           eval_metrics = evaluate(state, epoch)
-          progress_bar.write(report_eval(epoch, eval_metrics))
+          line = report_eval(epoch, eval_metrics)
+          if line is not None:
+            progress_bar.write(line)
           writer.write_scalars(step, {f"eval/{k}": v
                                       for k, v in eval_metrics.items()})
         if (epoch_done or step % config.checkpoint_every_steps == 0

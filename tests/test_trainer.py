@@ -1,0 +1,150 @@
+"""The generic trainer on small problems: multi-device equivalence, exact
+resume, divergence, corrupt checkpoints, config errors."""
+
+import functools
+import os
+import signal
+from pathlib import Path
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cvae_jax import objectives
+from cvae_jax.errors import ConfigError, TrainingDivergedError
+from cvae_jax.models import LabelCVAE
+from cvae_jax.training import InMemoryData, Interrupted, StreamingData, trainer
+from cvae_jax.training.checkpointing import Checkpointer
+
+
+def _config(**overrides):
+  config = ml_collections.ConfigDict(dict(
+      batch_size=8, num_epochs=2, seed=3, optimizer="adam", learning_rate=1e-2,
+      steps_per_dispatch=2, log_every_steps=2, checkpoint_every_steps=2,
+      keep_checkpoints=10))
+  config.update(overrides)
+  return config
+
+
+def _arrays(num_examples=48, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"target": rng.random((num_examples, 784)).astype(np.float32),
+          "condition": rng.integers(0, 10, num_examples).astype(np.int32)}
+
+
+MODEL = LabelCVAE(hidden_size=16, latent_size=2)
+INIT_FN = lambda rng: MODEL.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))
+LOSS_FN = functools.partial(objectives.summed_negative_elbo_loss, MODEL)
+
+
+def _streaming(arrays):
+  def make_dataset(seed):
+    return tf.data.Dataset.from_tensor_slices(arrays).shuffle(
+        len(arrays["condition"]), seed=seed, reshuffle_each_iteration=False)
+  return StreamingData(make_dataset, len(arrays["condition"]))
+
+
+def _train(workdir, config=None, data=None, **kwargs):
+  logged = []
+  def report(progress, metrics):
+    logged.append((progress.step, metrics["loss"]))
+    return None
+  state = trainer.train(config or _config(), workdir, INIT_FN, LOSS_FN,
+                        data or InMemoryData(_arrays()), report=report, **kwargs)
+  return state, logged
+
+
+def test_four_devices_match_one_device(tmp_path):
+  assert jax.local_device_count() == 4
+  one, one_logged = _train(tmp_path / "one", devices=jax.local_devices()[:1])
+  four, four_logged = _train(tmp_path / "four")
+  np.testing.assert_allclose([l for _, l in one_logged],
+                             [l for _, l in four_logged], rtol=1e-5)
+  chex.assert_trees_all_close(one.params, four.params, atol=1e-5, rtol=1e-5)
+  assert int(one.step) == int(four.step) == 2 * 48 // 8
+
+
+@pytest.mark.parametrize("data_kind", ["in_memory", "streaming"])
+def test_resume_after_sigint_equals_uninterrupted(tmp_path, data_kind):
+  arrays = _arrays()
+  make_data = {"in_memory": lambda: InMemoryData(arrays),
+               "streaming": lambda: _streaming(arrays)}[data_kind]
+  uninterrupted, logged = _train(tmp_path / "a", data=make_data())
+
+  def interrupt_at_step_8(progress, metrics):
+    if progress.step == 8:  # Mid-epoch 1 (6 steps per epoch).
+      os.kill(os.getpid(), signal.SIGINT)
+  with pytest.raises(Interrupted):
+    trainer.train(_config(), tmp_path / "b", INIT_FN, LOSS_FN, make_data(),
+                  report=interrupt_at_step_8)
+  saved = Checkpointer(tmp_path / "b", 10).latest_step()
+  assert saved == 10  # The dispatch holding step 8 ends at step 10; saved there.
+  resumed, resumed_logged = _train(tmp_path / "b", data=make_data())
+  chex.assert_trees_all_equal(uninterrupted.params, resumed.params)
+  chex.assert_trees_all_equal(uninterrupted.opt_state, resumed.opt_state)
+  assert resumed_logged == [x for x in logged if x[0] >= 10]
+
+
+def test_different_seed_changes_the_data_order(tmp_path):
+  a, _ = _train(tmp_path / "a")
+  b, _ = _train(tmp_path / "b", config=_config(seed=4))
+  assert not np.allclose(a.params["params"]["fc4"]["bias"],
+                         b.params["params"]["fc4"]["bias"])
+
+
+def _quartic_loss(params, batch, rng):
+  del batch, rng
+  loss = jnp.sum(params ** 4)
+  return loss, {}
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
+  # SGD with lr=1 on p**4 from p=1: -3, 105, -4.6e6, 4e20, then inf.
+  config = _config(optimizer="sgd", learning_rate=1.0, batch_size=4,
+                   num_epochs=5, steps_per_dispatch=1, checkpoint_every_steps=2)
+  with pytest.raises(TrainingDivergedError, match="last good checkpoint"):
+    trainer.train(config, tmp_path, lambda rng: jnp.ones(()), _quartic_loss,
+                  InMemoryData({"x": np.zeros((4, 1), np.float32)}),
+                  report=lambda *a: None)
+  checkpointer = Checkpointer(tmp_path, 10)
+  assert checkpointer.latest_step() == 4
+  template = trainer.TrainState.create(jnp.ones(()), trainer.make_optimizer("sgd", 1.0),
+                                       jax.random.PRNGKey(0))
+  restored = checkpointer.restore_latest(template)
+  assert np.isfinite(restored.params) and abs(float(restored.params)) > 1e20
+
+
+def _truncate_checkpoint(directory: Path):
+  files = [p for p in directory.rglob("*") if p.is_file() and p.stat().st_size > 0]
+  assert files
+  for path in files:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
+  uninterrupted, _ = _train(tmp_path / "a")
+  _train(tmp_path / "b", config=_config(num_epochs=1))  # Saves 2, 4 and 6.
+  _truncate_checkpoint(tmp_path / "b" / "checkpoints" / "6")
+  resumed, logged = _train(tmp_path / "b")
+  assert logged[0][0] == 4  # Restarted from step 4, not 6 nor 0.
+  assert (tmp_path / "b" / "unreadable_checkpoints" / "6").is_dir()  # Kept.
+  chex.assert_trees_all_equal(uninterrupted.params, resumed.params)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(batch_size=0), "batch_size must be a positive integer"),
+    (dict(batch_size=6), "does not divide by the 4 local devices"),
+    (dict(batch_size=64), "larger than the 48 training examples"),
+    (dict(learning_rate=-0.1), "learning_rate must be positive"),
+    (dict(optimizer="adamm"), "unknown optimizer"),
+    (dict(num_epochs=0), "num_epochs must be a positive integer"),
+])
+def test_bad_config_values_raise_config_error(tmp_path, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    _train(tmp_path, config=_config(**overrides))
+  assert not (tmp_path / "checkpoints").exists() or not any(
+      (tmp_path / "checkpoints").iterdir())
