@@ -8,6 +8,41 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 
+def read_scalars(workdir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Every scalar the trainer wrote to TensorBoard in `workdir`.
+
+  Returns:
+    tag (e.g. "train/loss") -> (steps [n], values [n]), sorted by step.
+  """
+  # pylint: disable=g-import-not-at-top
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.util import tensor_util
+  accumulator = event_accumulator.EventAccumulator(
+      str(workdir), size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  scalars = {}
+  for tag in accumulator.Tags()["tensors"]:
+    events = sorted(accumulator.Tensors(tag), key=lambda e: e.step)
+    scalars[tag] = (
+        np.array([e.step for e in events]),
+        np.array([float(tensor_util.make_ndarray(e.tensor_proto)) for e in events]))
+  return scalars
+
+
+def plot_scalars(workdir: str | Path, tags: tuple[str, ...]):
+  """A matplotlib figure of the given TensorBoard scalars against the step."""
+  scalars = read_scalars(workdir)
+  figure, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.5),
+                              squeeze=False)
+  for ax, tag in zip(axes[0], tags):
+    steps, values = scalars[tag]
+    ax.plot(steps, values)
+    ax.set_xlabel("step")
+    ax.set_title(tag)
+  figure.tight_layout()
+  return figure
+
+
 def tile_images(images: np.ndarray, padding: int = 2) -> np.ndarray:
   """[rows, cols, H, W] images in [0, 1] -> one [rows*(H+p)+p, cols*(W+p)+p] array."""
   rows, cols, height, width = images.shape
