@@ -55,8 +55,11 @@ def tile_images(images: np.ndarray, padding: int = 2) -> np.ndarray:
   return grid
 
 
-def save_image_grid(images: np.ndarray, path: str | Path) -> np.ndarray:
-  """Writes [rows, cols, H, W] grey images in [0, 1] as one PNG; returns the tile."""
+def save_image_grid(images: np.ndarray, path: str | Path,
+                    scale: int = 2) -> np.ndarray:
+  """Writes [rows, cols, H, W] grey images in [0, 1] as one PNG, each pixel
+  drawn `scale` x `scale`; returns the tile (unscaled)."""
   grid = tile_images(np.clip(np.asarray(images, np.float32), 0.0, 1.0))
-  plt.imsave(str(path), grid, cmap="gray", vmin=0.0, vmax=1.0)
+  plt.imsave(str(path), np.kron(grid, np.ones((scale, scale), np.float32)),
+             cmap="gray", vmin=0.0, vmax=1.0)
   return grid

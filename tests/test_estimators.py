@@ -101,3 +101,10 @@ class EstimatorTest(chex.TestCase):
       estimators.importance_sampled_log_likelihood(
           _log_likelihood_fn(Y), _prior(len(Y)), _prior(len(Y)),
           jax.random.PRNGKey(0), 10, chunk_size=3)
+
+  def test_slicing_the_likelihood_calls_does_not_change_the_estimate(self):
+    def estimate(rows_per_slice):
+      return estimators.importance_sampled_log_likelihood(
+          _log_likelihood_fn(Y), _rough_proposal(Y), _prior(len(Y)),
+          jax.random.PRNGKey(5), 60, chunk_size=20, rows_per_slice=rows_per_slice)
+    np.testing.assert_allclose(estimate(10), estimate(10_000), rtol=1e-6)

@@ -20,9 +20,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = "adam"
   config.learning_rate = 1e-3
 
-  config.steps_per_dispatch = 1000  # Train steps per jitted lax.scan.
+  # Train steps per jitted lax.scan; the log lines of a dispatch are printed
+  # when it returns. One epoch (3000 steps) takes about 2 s on 2 CPU cores.
+  config.steps_per_dispatch = 3000
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 1000
+  config.checkpoint_every_steps = 3000
   config.keep_checkpoints = 3
 
   config.eval_batch_size = 1000

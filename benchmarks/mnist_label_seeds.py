@@ -1,0 +1,50 @@
+"""The README's results table: the reference run (train.mnist_label with its
+defaults) for several seeds, then mean and spread of the final figures.
+
+  python -m benchmarks.mnist_label_seeds --seeds=0,1,2 --root=workdirs/seeds
+
+Each seed is the main command with --config.seed=S and its own workdir; a
+finished workdir is not retrained (the trainer resumes at its last step) but
+is evaluated again.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from absl import app, flags
+import numpy as np
+
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
+_ROOT = flags.DEFINE_string("root", "workdirs/seeds", "One workdir per seed here.")
+_EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.X=Y flags.")
+
+FIGURES = (("test_loss_reference_unit", "test loss (reference unit)"),
+           ("test_negative_elbo_nats_per_image", "test -ELBO (nats/image)"),
+           ("test_importance_sampled_nll_nats_per_image", "test IS-NLL K=1000 (nats/image)"),
+           ("train_seconds_this_run", "train wall time incl. compile and evals (s)"))
+
+
+def main(argv):
+  del argv
+  results = {}
+  for seed in _SEEDS.value:
+    workdir = Path(_ROOT.value) / f"seed_{seed}"
+    command = [sys.executable, "-m", "train.mnist_label",
+               "--config=train/configs/mnist_label.py", f"--workdir={workdir}",
+               f"--config.seed={seed}", *_EXTRA.value]
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    results[seed] = json.loads((workdir / "results.json").read_text())
+
+  header = "| figure | " + " | ".join(f"seed {s}" for s in results) + " | mean |"
+  print(header + "\n|" + " --- |" * (len(results) + 2))
+  for key, name in FIGURES:
+    values = [r[key] for r in results.values()]
+    print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values)
+          + f" | {np.mean(values):.2f} |")
+
+
+if __name__ == "__main__":
+  app.run(main)
