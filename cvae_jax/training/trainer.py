@@ -184,9 +184,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       return jax.random.permutation(jax.random.fold_in(data_rng, epoch),
                                     train_data.num_examples)
 
-    @functools.partial(jax.jit, static_argnums=3, donate_argnums=0,
+    @functools.partial(jax.jit, static_argnums=4, donate_argnums=0,
                        out_shardings=replicated)
-    def run_in_memory(state, permutation, start, num_steps):
+    def run_in_memory(state, arrays, permutation, start, num_steps):
       def body(state, i):
         indices = jax.lax.dynamic_slice(
             permutation, ((start + i) * batch_size,), (batch_size,))
@@ -201,7 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       nonlocal permutation_epoch, permutation
       if permutation_epoch != epoch:
         permutation, permutation_epoch = epoch_permutation(epoch), epoch
-      return run_in_memory(state, permutation, start, num_steps)
+      return run_in_memory(state, arrays, permutation, start, num_steps)
   else:
     stacked_sharding = jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
