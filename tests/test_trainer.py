@@ -89,8 +89,10 @@ def test_resume_after_sigint_equals_uninterrupted(tmp_path, data_kind):
   assert resumed_logged == [x for x in logged if x[0] >= 10]
 
 
-def test_different_seed_changes_the_data_order(tmp_path):
-  a, _ = _train(tmp_path / "a")
+def test_different_seed_changes_the_data_order(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  a, _ = _train("relative/workdir")
+  assert (tmp_path / "relative" / "workdir" / "checkpoints" / "12").is_dir()
   b, _ = _train(tmp_path / "b", config=_config(seed=4))
   assert not np.allclose(a.params["params"]["fc4"]["bias"],
                          b.params["params"]["fc4"]["bias"])

@@ -118,7 +118,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Returns:
     The results dict written to results.json.
   """
-  workdir = Path(workdir).expanduser()
+  workdir = Path(workdir).expanduser().absolute()
   _validate(config, workdir)
   model = make_model(config)
   workdir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ class Checkpointer:
   """Saves every call to `save` (the trainer decides when) and keeps the last N."""
 
   def __init__(self, workdir: str | Path, max_to_keep: int):
-    self._workdir = Path(workdir)
+    self._workdir = Path(workdir).expanduser().absolute()  # Orbax needs absolute.
     self.directory = self._workdir / "checkpoints"
     self._options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
