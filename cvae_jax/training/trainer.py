@@ -120,6 +120,73 @@ class _SigintFlag:
       signal.signal(signal.SIGINT, self._previous)
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+RunChunk = Callable[[TrainState, int, int, int], tuple[TrainState, dict]]
+
+
+def _in_memory_runner(step_fn, data: InMemoryData, batch_size: int,
+                      mesh: jax.sharding.Mesh, data_rng: jax.Array) -> RunChunk:
+  """run_chunk(state, epoch, start, num_steps): steps start..start+num_steps-1
+  of `epoch` in one dispatch, batches gathered on device by a permutation."""
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharded(mesh)
+  arrays = jax.device_put(data.arrays, replicated)
+
+  @functools.partial(jax.jit, out_shardings=replicated)
+  def epoch_permutation(epoch):
+    return jax.random.permutation(jax.random.fold_in(data_rng, epoch),
+                                  data.num_examples)
+
+  @functools.partial(jax.jit, static_argnums=4, donate_argnums=0,
+                     out_shardings=replicated)
+  def run(state, arrays, permutation, start, num_steps):
+    def body(state, i):
+      indices = jax.lax.dynamic_slice(
+          permutation, ((start + i) * batch_size,), (batch_size,))
+      indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
+      batch = jax.tree.map(lambda a: jnp.take(a, indices, axis=0), arrays)
+      return step_fn(state, batch)
+    return jax.lax.scan(body, state, jnp.arange(num_steps))
+
+  cached = {}  # The current epoch's permutation.
+
+  def run_chunk(state, epoch, start, num_steps):
+    if epoch not in cached:
+      cached.clear()
+      cached[epoch] = epoch_permutation(epoch)
+    return run(state, arrays, cached[epoch], start, num_steps)
+  return run_chunk
+
+
+def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
+                      mesh: jax.sharding.Mesh, data_rng: jax.Array) -> RunChunk:
+  """run_chunk as `_in_memory_runner`, from host batches stacked per dispatch."""
+  stacked_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+
+  @functools.partial(jax.jit, donate_argnums=0,
+                     out_shardings=sharding.replicated(mesh))
+  def run(state, batches):
+    return jax.lax.scan(step_fn, state, batches)
+
+  stream = {"position": None, "batches": None}
+
+  def run_chunk(state, epoch, start, num_steps):
+    if stream["position"] != (epoch, start):  # A new epoch, or a resume.
+      seed = int(jax.random.randint(jax.random.fold_in(data_rng, epoch), (),
+                                    0, 2**31 - 1))
+      stream["batches"] = data.batches(seed, batch_size, start)
+    batches = [next(stream["batches"]) for _ in range(num_steps)]
+    stream["position"] = (epoch, start + num_steps)
+    stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
+    return run(state, jax.device_put(stacked, stacked_sharding))
+  return run_chunk
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | Path,
           init_fn: Callable[[jax.Array], Any], loss_fn: LossFn,
           train_data: InMemoryData | StreamingData,
@@ -157,7 +224,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                       f"{train_data.num_examples} training examples; lower "
                       "--config.batch_size")
   total_steps = config.num_epochs * steps_per_epoch
-  workdir = Path(workdir)
+  workdir = Path(workdir).expanduser().absolute()
 
   optimizer = make_optimizer(config.optimizer, config.learning_rate)
   init_rng, train_rng, data_rng = jax.random.split(
@@ -174,59 +241,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           f"{checkpointer.directory}", flush=True)
 
   step_fn = functools.partial(_train_step, loss_fn, optimizer)
-  batch_sharding = sharding.batch_sharded(mesh)
 
-  if isinstance(train_data, InMemoryData):
-    arrays = jax.device_put(train_data.arrays, replicated)
-
-    @functools.partial(jax.jit, out_shardings=replicated)
-    def epoch_permutation(epoch):
-      return jax.random.permutation(jax.random.fold_in(data_rng, epoch),
-                                    train_data.num_examples)
-
-    @functools.partial(jax.jit, static_argnums=4, donate_argnums=0,
-                       out_shardings=replicated)
-    def run_in_memory(state, arrays, permutation, start, num_steps):
-      def body(state, i):
-        indices = jax.lax.dynamic_slice(
-            permutation, ((start + i) * batch_size,), (batch_size,))
-        indices = jax.lax.with_sharding_constraint(indices, batch_sharding)
-        batch = jax.tree.map(lambda a: jnp.take(a, indices, axis=0), arrays)
-        return step_fn(state, batch)
-      return jax.lax.scan(body, state, jnp.arange(num_steps))
-
-    permutation_epoch, permutation = None, None
-
-    def run_chunk(state, epoch, start, num_steps):
-      nonlocal permutation_epoch, permutation
-      if permutation_epoch != epoch:
-        permutation, permutation_epoch = epoch_permutation(epoch), epoch
-      return run_in_memory(state, arrays, permutation, start, num_steps)
-  else:
-    stacked_sharding = jax.sharding.NamedSharding(
-        mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
-
-    @functools.partial(jax.jit, donate_argnums=0, out_shardings=replicated)
-    def run_streamed(state, batches):
-      return jax.lax.scan(step_fn, state, batches)
-
-    batch_iterator, iterator_position = None, None
-
-    def run_chunk(state, epoch, start, num_steps):
-      nonlocal batch_iterator, iterator_position
-      if iterator_position != (epoch, start):
-        seed = int(jax.random.randint(jax.random.fold_in(data_rng, epoch), (),
-                                      0, 2**31 - 1))
-        batch_iterator = train_data.batches(seed, batch_size, start)
-      batches = [next(batch_iterator) for _ in range(num_steps)]
-      iterator_position = (epoch, start + num_steps)
-      stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
-      return run_streamed(state, jax.device_put(stacked, stacked_sharding))
-
-  @jax.jit
-  def params_are_finite(params):
-    leaves = jax.tree.leaves(params)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+  make_runner = (_in_memory_runner if isinstance(train_data, InMemoryData)
+                 else _streaming_runner)
+  run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng)
 
   writer = metric_writers.SummaryWriter(str(workdir))
   step = int(state.step)
@@ -272,7 +290,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                                       for k, v in eval_metrics.items()})
         if (epoch_done or step % config.checkpoint_every_steps == 0
             or sigint.raised):
-          if not params_are_finite(state.params):
+          if not _all_finite(state.params):
             raise TrainingDivergedError(
                 f"parameters became non-finite by step {step}; the last good "
                 f"checkpoint (step {checkpointer.latest_step()}) is kept in "
