@@ -46,3 +46,18 @@ def test_pytorch_initialisation_bounds():
 def test_unknown_initialisation_is_rejected():
   with pytest.raises(ValueError, match="initialisation"):
     _init(LabelCVAE(initialisation="xavier"))
+
+
+def test_generate_and_reconstruct_give_bernoulli_means():
+  from cvae_jax import sampling  # pylint: disable=g-import-not-at-top
+  model = LabelCVAE(hidden_size=32, latent_size=3)
+  params = _init(model)
+  labels = jnp.arange(10)
+  images = jax.jit(lambda p, l, r: sampling.generate(model, p, l, r))(
+      params, labels, jax.random.PRNGKey(1))
+  chex.assert_shape(images, (10, 784))
+  assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+  other = sampling.generate(model, params, labels, jax.random.PRNGKey(2))
+  assert not np.allclose(images, other)  # z is sampled.
+  recon = sampling.reconstruct(model, params, images, labels, jax.random.PRNGKey(3))
+  chex.assert_shape(recon, (10, 784))
