@@ -7,7 +7,7 @@ and user errors as one line on stderr with a non-zero exit code.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from cvae_jax.errors import UserError
@@ -49,6 +49,8 @@ def run(train_and_evaluate, default_config: str) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:  # Library INFO logs: --verbosity=0.
+      logging.set_verbosity(logging.WARNING)
     try:
       config = config_flag.value
       config.get("seed")  # Reading it reports a config file that failed to load.
