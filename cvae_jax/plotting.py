@@ -2,9 +2,7 @@
 
 from pathlib import Path
 
-import matplotlib
-matplotlib.use("Agg")  # Files only; notebooks show the returned array.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import matplotlib.pyplot as plt
 import numpy as np
 
 

@@ -25,5 +25,5 @@ def test_notebook_executes(tiny_mnist_dir, tmp_path, monkeypatch):
   assert "====> Test set loss:" in outputs
   images = [o for cell in notebook.cells for o in cell.get("outputs", [])
             if "image/png" in o.get("data", {})]
-  assert len(images) >= 2  # The loss curve and the sample grids.
+  assert len(images) >= 3  # The loss curve and the two grids.
   assert (tmp_path / "workdirs" / "notebook_mnist_label" / "samples.png").exists()

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from cvae_jax import objectives
-from cvae_jax.errors import ConfigError, TrainingDivergedError
+from cvae_jax.errors import ConfigError, TrainingDivergedError, UserError
 from cvae_jax.models import LabelCVAE
 from cvae_jax.training import InMemoryData, Interrupted, StreamingData, trainer
 from cvae_jax.training.checkpointing import Checkpointer
@@ -89,13 +89,23 @@ def test_resume_after_sigint_equals_uninterrupted(tmp_path, data_kind):
   assert resumed_logged == [x for x in logged if x[0] >= 10]
 
 
-def test_different_seed_changes_the_data_order(tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)
-  a, _ = _train("relative/workdir")
-  assert (tmp_path / "relative" / "workdir" / "checkpoints" / "12").is_dir()
-  b, _ = _train(tmp_path / "b", config=_config(seed=4))
-  assert not np.allclose(a.params["params"]["fc4"]["bias"],
-                         b.params["params"]["fc4"]["bias"])
+def _order_sensitive_loss(params, batch, rng):
+  """No randomness: SGD on it ends elsewhere only if the batch order differs."""
+  del rng
+  return jnp.sum((params - jnp.mean(batch["x"], axis=0)) ** 2) * params[0], {}
+
+
+def test_seed_sets_the_data_order(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # Also: a relative workdir works.
+  data = InMemoryData({"x": np.random.default_rng(0).random((48, 3)).astype(np.float32)})
+  def run(workdir, seed):
+    return trainer.train(_config(seed=seed, optimizer="sgd", learning_rate=0.1),
+                         workdir, lambda rng: jnp.ones(3), _order_sensitive_loss,
+                         data, report=lambda *a: None).params
+  a, same, other = run("relative/a", 3), run("relative/b", 3), run("c", 4)
+  assert (tmp_path / "relative" / "a" / "checkpoints" / "12").is_dir()
+  np.testing.assert_array_equal(a, same)
+  assert not np.allclose(a, other)
 
 
 def _quartic_loss(params, batch, rng):
@@ -150,3 +160,18 @@ def test_bad_config_values_raise_config_error(tmp_path, overrides, message):
     _train(tmp_path, config=_config(**overrides))
   assert not (tmp_path / "checkpoints").exists() or not any(
       (tmp_path / "checkpoints").iterdir())
+
+
+def test_resuming_with_another_model_or_batch_size_is_refused(tmp_path):
+  _train(tmp_path, config=_config(num_epochs=1))
+  other_model = LabelCVAE(hidden_size=8, latent_size=2)
+  with pytest.raises(UserError, match="another model or optimiser"):
+    trainer.train(_config(), tmp_path,
+                  lambda rng: other_model.init(rng, jnp.zeros((1, 784)),
+                                               jnp.zeros((1,), jnp.int32)),
+                  LOSS_FN, InMemoryData(_arrays()), report=lambda *a: None)
+  with pytest.raises(ConfigError, match="batch_size 8 -> 4"):
+    _train(tmp_path, config=_config(batch_size=4))
+  # Nothing was moved or deleted.
+  assert Checkpointer(tmp_path, 10).latest_step() == 6
+  assert not (tmp_path / "unreadable_checkpoints").exists()

@@ -64,6 +64,9 @@ def run(train_and_evaluate, default_config: str) -> None:
     except Interrupted as e:
       print(str(e), file=sys.stderr)
       sys.exit(130)
+    except KeyboardInterrupt:
+      _fail("interrupted; checkpoints already in --workdir are kept, rerun the "
+            "same command to resume from the latest", 130)
     except UserError as e:
       _fail(str(e))
 

