@@ -23,7 +23,7 @@ import numpy as np
 
 from cvae_jax import estimators, evaluation, models, objectives, plotting, sampling
 from cvae_jax.data import mnist
-from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 
@@ -32,10 +32,7 @@ def make_model(config: ml_collections.ConfigDict):
   if config.model_name not in models.MODELS:
     raise ConfigError(f"unknown model_name {config.model_name!r}; use one of "
                       f"{sorted(models.MODELS)}")
-  for name in ("hidden_size", "latent_size"):
-    if not isinstance(config.model[name], int) or config.model[name] <= 0:
-      raise ConfigError(f"model.{name} must be a positive integer, got "
-                        f"{config.model[name]!r}; set --config.model.{name}")
+  require_positive_ints(config.model, ("hidden_size", "latent_size"), "model.")
   if config.model.initialisation not in INITIALISATIONS:
     raise ConfigError(f"model.initialisation must be one of {INITIALISATIONS}, "
                       f"got {config.model.initialisation!r}")
@@ -62,16 +59,14 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a directory; pass "
                     "--workdir=<a new or existing directory>")
-  for name in ("eval_batch_size", "reference_test_batch_size",
-               "importance_samples", "importance_chunk_size", "sample_columns"):
-    if not isinstance(config[name], int) or config[name] <= 0:
-      raise ConfigError(f"{name} must be a positive integer, got "
-                        f"{config[name]!r}; set --config.{name}")
+  require_positive_ints(config, (
+      "eval_batch_size", "reference_test_batch_size", "importance_samples",
+      "importance_chunk_size", "sample_columns"))
   if config.importance_samples % config.importance_chunk_size:
     raise ConfigError(
         f"importance_samples={config.importance_samples} must be a multiple of "
         f"importance_chunk_size={config.importance_chunk_size}")
-  trainer.validate_trainer_config(config)
+  trainer.validate_trainer_config(config)  # Before loading data: fail fast.
 
 
 def negative_elbo_per_image(model, params, batch, rng) -> jax.Array:

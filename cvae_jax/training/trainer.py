@@ -33,7 +33,7 @@ import numpy as np
 import optax
 import tqdm
 
-from cvae_jax.errors import ConfigError, TrainingDivergedError
+from cvae_jax.errors import ConfigError, TrainingDivergedError, require_positive_ints
 from cvae_jax.training import sharding
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.input import InMemoryData, StreamingData
@@ -76,13 +76,9 @@ def _default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
 
 def validate_trainer_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the field and the fix for impossible values."""
-  positive = ("batch_size", "num_epochs", "steps_per_dispatch",
-              "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
-  for name in positive:
-    value = config[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-      raise ConfigError(f"{name} must be a positive integer, got {value!r}; "
-                        f"set --config.{name}")
+  require_positive_ints(config, (
+      "batch_size", "num_epochs", "steps_per_dispatch", "log_every_steps",
+      "checkpoint_every_steps", "keep_checkpoints"))
   make_optimizer(config.optimizer, config.learning_rate)
 
 
