@@ -139,11 +139,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), 3)
   elbo_fn = functools.partial(negative_elbo_per_image, model)
 
+  evaluated = {}  # epoch -> metrics; the last epoch's are the final ones.
+
   def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
     per_image = evaluation.map_over_batches(
         elbo_fn, state.params, test, jax.random.fold_in(eval_rng, epoch),
         config.eval_batch_size)
-    return test_loss_metrics(per_image, config.reference_test_batch_size)
+    evaluated[epoch] = test_loss_metrics(per_image,
+                                         config.reference_test_batch_size)
+    return evaluated[epoch]
 
   start = time.time()
   state = trainer.train(config, workdir, init_fn, loss_fn, train_data,
@@ -151,7 +155,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                         report_eval=format_eval_log)
   train_seconds = time.time() - start
 
-  final = evaluate(state, config.num_epochs - 1)
+  last_epoch = config.num_epochs - 1  # Evaluated here if resumed at the end.
+  final = evaluated.get(last_epoch) or evaluate(state, last_epoch)
   start = time.time()
   nll = evaluation.map_over_batches(
       functools.partial(negative_log_likelihood_per_image, model,
