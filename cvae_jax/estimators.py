@@ -51,7 +51,8 @@ def importance_sampled_log_likelihood(
 
   batch_size = max(1, math.prod(proposal.mean.shape[:-1]))
   if rows_per_slice is None:  # Slicing pays on CPU caches, not on GPU/TPU.
-    rows_per_slice = 2048 if jax.default_backend() == "cpu" else 2**62
+    cpu = jax.default_backend() == "cpu"
+    rows_per_slice = 2048 if cpu else chunk_size * batch_size
   slice_size = max(d for d in range(1, chunk_size + 1)
                    if chunk_size % d == 0 and d * batch_size <= max(
                        rows_per_slice, batch_size))

@@ -29,14 +29,14 @@ class Checkpointer:
   def __init__(self, workdir: str | Path, max_to_keep: int):
     self._workdir = Path(workdir).expanduser().absolute()  # Orbax needs absolute.
     self.directory = self._workdir / "checkpoints"
-    self._options = ocp.CheckpointManagerOptions(
+    options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
         # A synchronous save is on disk when `save` returns, so SIGKILL right
         # after it cannot lose it; saves are rare enough for this to be cheap.
         enable_async_checkpointing=False)
     # The handler is named so that a fresh manager can read item metadata.
     self._manager = ocp.CheckpointManager(
-        self.directory, options=self._options,
+        self.directory, options=options,
         item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, state: Any) -> None:
@@ -61,6 +61,7 @@ class Checkpointer:
         or optimiser): they are left untouched.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
+    expected = _array_signature(abstract)
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         metadata = self._manager.item_metadata(step)
@@ -68,7 +69,7 @@ class Checkpointer:
         self._report_unreadable(step, e)
         continue
       if (metadata is not None
-          and _array_signature(metadata.tree) != _array_signature(abstract)):
+          and _array_signature(metadata.tree) != expected):
         raise UserError(
             f"{self.directory} holds checkpoints of another model or optimiser "
             f"(step {step}); pass a new --workdir or the config they were "

@@ -94,7 +94,7 @@ def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   return new_state, {"loss": loss, **metrics}
 
 
-class _SigintFlag:
+class _StopSignals:
   """Turns the first SIGINT or SIGTERM (e.g. a pre-empted VM) into a flag
   checked between dispatches; a second one raises KeyboardInterrupt."""
 
@@ -278,7 +278,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
                            disable=not sys.stdout.isatty(), dynamic_ncols=True)
   try:
-    with _SigintFlag() as sigint:
+    with _StopSignals() as stop_signal:
       while step < total_steps:
         epoch, start = divmod(step, steps_per_epoch)
         end = min(steps_per_epoch, start + config.steps_per_dispatch,
@@ -316,14 +316,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           writer.write_scalars(step, {f"eval/{k}": v
                                       for k, v in eval_metrics.items()})
         if (epoch_done or step % config.checkpoint_every_steps == 0
-            or sigint.raised):
+            or stop_signal.raised):
           if not _all_finite(state.params):
             raise TrainingDivergedError(
                 f"parameters became non-finite by step {step}; the last good "
                 f"checkpoint (step {checkpointer.latest_step()}) is kept in "
                 f"{checkpointer.directory}; lower --config.learning_rate")
           checkpointer.save(state)
-        if sigint.raised:
+        if stop_signal.raised:
           raise Interrupted(step, checkpointer.directory)
   finally:
     progress_bar.close()
