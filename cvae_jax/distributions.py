@@ -69,7 +69,8 @@ def kl_diagonal_gaussians(q: DiagonalGaussian,
       axis=-1)
 
 
-def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
+                             mask: jax.Array | None = None) -> jax.Array:
   """log Bernoulli(targets; sigmoid(logits)), summed over the last axis.
 
   Targets may be grey levels in [0, 1] (then this is minus the binary cross
@@ -81,9 +82,14 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array) -> jax.Array
   Args:
     logits: [..., pixels].
     targets: [..., pixels], broadcasts against logits.
+    mask: optional [..., pixels] weights, broadcasting likewise: only pixels
+      with mask 1 are counted (e.g. the hidden quadrants of a digit).
 
   Returns:
     [...] log-likelihood in nats (<= 0 for binary targets).
   """
   softplus = jax.nn.relu(logits) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-  return jnp.sum(targets * logits - softplus, axis=-1)
+  per_pixel = targets * logits - softplus
+  if mask is not None:
+    per_pixel = per_pixel * mask
+  return jnp.sum(per_pixel, axis=-1)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax import distributions
+from cvae_jax import distributions, objectives
 from cvae_jax.distributions import DiagonalGaussian
 
 
@@ -101,10 +101,27 @@ def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
     q = prior
   else:
     raise ValueError(f"proposal must be 'recognition' or 'prior', got {proposal!r}")
+  return importance_sampled_log_likelihood(
+      lambda z: objectives.target_log_likelihood(model, params, batch, z),
+      q, prior, rng, num_samples, chunk_size)
 
-  def log_likelihood_fn(z):
-    logits = model.apply(params, z, condition, method="generation")
-    return distributions.bernoulli_log_likelihood(logits, target)
 
-  return importance_sampled_log_likelihood(log_likelihood_fn, q, prior, rng,
-                                           num_samples, chunk_size)
+def log_likelihood_at_prior_mean(model: nn.Module, params,
+                                 batch: dict) -> jax.Array:
+  """log p(y | x, z = E[z | x]): Sohn et al.'s deterministic inference.
+
+  Not an estimate of log p(y | x) but the likelihood of the single prediction
+  made at the prior mean; [batch] nats.
+  """
+  prior = model.apply(params, batch["condition"], method="prior")
+  return objectives.target_log_likelihood(model, params, batch, prior.mean)
+
+
+def mean_negative_elbo(model: nn.Module, params, batch: dict, rng: jax.Array,
+                       num_samples: int) -> jax.Array:
+  """-ELBO averaged over `num_samples` z ~ q(z | x, y) (what Pyro's
+  `Trace_ELBO(num_particles=num_samples)` reports); [batch] nats."""
+  keys = jax.random.split(rng, num_samples)
+  losses = jax.lax.map(
+      lambda key: objectives.negative_elbo(model, params, batch, key).loss, keys)
+  return jnp.mean(losses, axis=0)

@@ -11,5 +11,6 @@ call through `module.apply(params, ..., method=...)`:
 """
 
 from cvae_jax.models.label_cvae import LabelCVAE
+from cvae_jax.models.quadrant import BaselineNet, QuadrantCVAE
 
 MODELS = {"label_cvae": LabelCVAE}

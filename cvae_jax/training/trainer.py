@@ -13,7 +13,11 @@ on SIGINT and at the end; a rerun with the same workdir resumes from the latest
 and ends with the same result as an uninterrupted run.
 
 Config fields read: batch_size, num_epochs, seed, optimizer, learning_rate,
-steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints.
+steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints,
+and optionally early_stopping_metric / early_stopping_patience: when the metric
+(a key of `evaluate`'s result, lower is better) has not improved for `patience`
+epochs, training stops; the best epoch's state is kept in `workdir/best` and
+is what `train` returns.
 """
 
 import dataclasses
@@ -79,7 +83,50 @@ def validate_trainer_config(config: ml_collections.ConfigDict) -> None:
   require_positive_ints(config, (
       "batch_size", "num_epochs", "steps_per_dispatch", "log_every_steps",
       "checkpoint_every_steps", "keep_checkpoints"))
+  if config.get("early_stopping_metric"):
+    require_positive_ints(config, ("early_stopping_patience",))
   make_optimizer(config.optimizer, config.learning_rate)
+
+
+class _EarlyStopping:
+  """Keeps the state of the epoch with the lowest `metric` in workdir/best.
+
+  The best state is saved before the epoch's regular checkpoint, so after a
+  kill the record never lags the checkpoint a run resumes from.
+  """
+
+  def __init__(self, workdir: Path, metric: str, patience: int):
+    self.metric, self.patience = metric, patience
+    self._checkpointer = Checkpointer(workdir / "best", max_to_keep=1)
+    self._record_path = workdir / "best" / "record.json"
+    self.record = (json.loads(self._record_path.read_text())
+                   if self._record_path.exists() else None)
+
+  def update(self, state: TrainState, epoch: int, metrics: dict) -> None:
+    if self.metric not in metrics:
+      raise ConfigError(f"early_stopping_metric {self.metric!r} is not one of "
+                        f"the evaluated metrics {sorted(metrics)}; set "
+                        "--config.early_stopping_metric")
+    value = float(metrics[self.metric])
+    if self.record is None or value < self.record["value"]:
+      self._checkpointer.save(state)
+      self.record = {"epoch": epoch, "step": int(state.step), "value": value,
+                     "metric": self.metric}
+      self._record_path.write_text(json.dumps(self.record) + "\n")
+
+  def should_stop(self, completed_epochs: int) -> bool:
+    return (self.record is not None
+            and completed_epochs - 1 - self.record["epoch"] >= self.patience)
+
+  def best_state(self, template: TrainState) -> TrainState:
+    restored = self._checkpointer.restore_latest(template)
+    if restored is None:
+      raise ConfigError(f"{self._checkpointer.directory} has no readable best "
+                        "checkpoint; pass a new --workdir to train again")
+    return restored
+
+  def close(self) -> None:
+    self._checkpointer.close()
 
 
 def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
@@ -273,13 +320,25 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                  else _streaming_runner)
   run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng)
 
+  early_stopping = None
+  if config.get("early_stopping_metric"):
+    if evaluate is None:
+      raise ConfigError("early_stopping_metric is set but this task evaluates "
+                        "nothing; set --config.early_stopping_metric=''")
+    early_stopping = _EarlyStopping(workdir, config.early_stopping_metric,
+                                    config.early_stopping_patience)
+
+  def stopped_early(step: int) -> bool:
+    return (early_stopping is not None and step % steps_per_epoch == 0
+            and early_stopping.should_stop(step // steps_per_epoch))
+
   writer = metric_writers.SummaryWriter(str(workdir))
   step = int(state.step)
   progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
                            disable=not sys.stdout.isatty(), dynamic_ncols=True)
   try:
     with _StopSignals() as stop_signal:
-      while step < total_steps:
+      while step < total_steps and not stopped_early(step):
         epoch, start = divmod(step, steps_per_epoch)
         end = min(steps_per_epoch, start + config.steps_per_dispatch,
                   (step // config.checkpoint_every_steps + 1)
@@ -315,6 +374,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
             progress_bar.write(line)
           writer.write_scalars(step, {f"eval/{k}": v
                                       for k, v in eval_metrics.items()})
+          if early_stopping is not None:
+            early_stopping.update(state, epoch, eval_metrics)
         if (epoch_done or step % config.checkpoint_every_steps == 0
             or stop_signal.raised):
           if not _all_finite(state.params):
@@ -325,9 +386,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           checkpointer.save(state)
         if stop_signal.raised:
           raise Interrupted(step, checkpointer.directory)
+    if early_stopping is not None:
+      record = early_stopping.record
+      if stopped_early(step) and step < total_steps:
+        progress_bar.write(
+            f"early stopping after epoch {step // steps_per_epoch - 1}: "
+            f"{record['metric']} has not improved for "
+            f"{early_stopping.patience} epochs")
+      progress_bar.write(f"best epoch {record['epoch']}: {record['metric']}="
+                         f"{record['value']:.6g}; returning its parameters")
+      state = early_stopping.best_state(state)
   finally:
     progress_bar.close()
     writer.flush()
     writer.close()
     checkpointer.close()
+    if early_stopping is not None:
+      early_stopping.close()
   return state

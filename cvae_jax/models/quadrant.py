@@ -1,0 +1,154 @@
+"""MLPs for completing an MNIST digit from some of its quadrants (Sohn et al.
+2015, section 5.1; sizes of the Pyro CVAE example by default).
+
+The condition x is the image with its hidden pixels set to `HIDDEN` (-1); the
+target y holds the hidden pixels' values (its visible pixels are ignored).
+Pixels are flattened: x, y are [batch, 784].
+
+* `BaselineNet`: x -> Bernoulli logits of y (784-500-500-784), deterministic.
+* `QuadrantCVAE`: recognition q(z | x, y), conditional prior p(z | x),
+  generation p(y | x, z), and a `baseline` submodule whose prediction fills
+  the hidden pixels of the prior's (and, if configured, the generation net's)
+  input: the paper's "recurrent" initial guess. The guess is passed through
+  `stop_gradient`: the baseline learns only from its own loss, or not at all
+  when it is pre-trained and frozen.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cvae_jax.distributions import DiagonalGaussian
+from cvae_jax.models.layers import dense
+
+HIDDEN = -1.0  # Value of the hidden pixels in the condition x.
+
+
+def hidden_pixels(condition: jax.Array) -> jax.Array:
+  """Boolean [batch, pixels]: where x is hidden (y is to be predicted)."""
+  return condition == HIDDEN
+
+
+def fill_hidden(condition: jax.Array, values: jax.Array) -> jax.Array:
+  """x with its hidden pixels replaced by `values` (same shape)."""
+  return jnp.where(hidden_pixels(condition), values, condition)
+
+
+class MLP(nn.Module):
+  """ReLU hidden layers, then a linear output of `out_features`."""
+
+  hidden_sizes: Sequence[int]
+  out_features: int
+  in_features: int
+  initialisation: str = "pytorch"
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    h, fan_in = inputs, self.in_features
+    for size in self.hidden_sizes:
+      h = nn.relu(dense(size, fan_in, self.initialisation)(h))
+      fan_in = size
+    return dense(self.out_features, fan_in, self.initialisation)(h)
+
+
+class BaselineNet(nn.Module):
+  """The deterministic baseline: x -> logits of every pixel, [batch, pixels]."""
+
+  hidden_sizes: Sequence[int] = (500, 500)
+  num_pixels: int = 784
+  initialisation: str = "pytorch"
+
+  @nn.compact
+  def __call__(self, condition: jax.Array) -> jax.Array:
+    return MLP(self.hidden_sizes, self.num_pixels, self.num_pixels,
+               self.initialisation, name="mlp")(condition)
+
+
+class GaussianNet(nn.Module):
+  """inputs -> DiagonalGaussian(mean, log_variance), fields [batch, latent]."""
+
+  hidden_sizes: Sequence[int]
+  latent_size: int
+  in_features: int
+  initialisation: str = "pytorch"
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> DiagonalGaussian:
+    out = MLP(self.hidden_sizes, 2 * self.latent_size, self.in_features,
+              self.initialisation, name="mlp")(inputs)
+    mean, log_variance = jnp.split(out, 2, axis=-1)
+    return DiagonalGaussian(mean, log_variance)
+
+
+class QuadrantCVAE(nn.Module):
+  """CVAE of the hidden pixels y given the visible ones x.
+
+  Attributes:
+    hidden_sizes: of every net (recognition, prior, generation, baseline).
+    latent_size: dimension of z.
+    baseline_to_prior: fill x's hidden pixels with the baseline's prediction
+      before the prior net (the "recurrent" initial guess); else they stay -1.
+    baseline_to_generation: likewise for the x the generation net sees.
+    generation_sees_condition: p(y | x, z) as in Sohn et al.; False gives the
+      Pyro example's p(y | z).
+  """
+
+  hidden_sizes: Sequence[int] = (500, 500)
+  latent_size: int = 200
+  baseline_to_prior: bool = True
+  baseline_to_generation: bool = False
+  generation_sees_condition: bool = False
+  num_pixels: int = 784
+  initialisation: str = "pytorch"
+
+  def setup(self):
+    sizes, pixels, init = tuple(self.hidden_sizes), self.num_pixels, self.initialisation
+    self.baseline = BaselineNet(sizes, pixels, init)
+    self.recognition_net = GaussianNet(sizes, self.latent_size, pixels, init)
+    self.prior_net = GaussianNet(sizes, self.latent_size, pixels, init)
+    # The first layer on [z, x] is split in two, so that x's half is computed
+    # once per example, not once per sample of z.
+    self.generation_z = dense(sizes[0], self.latent_size, init)
+    if self.generation_sees_condition:
+      self.generation_x = dense(sizes[0], pixels, init)
+    self.generation_rest = MLP(sizes[1:], pixels, sizes[0], init)
+
+  def _initial_guess(self, condition: jax.Array) -> jax.Array:
+    """x with hidden pixels = the baseline's predicted means (no gradient)."""
+    guess = jax.nn.sigmoid(jax.lax.stop_gradient(self.baseline(condition)))
+    return fill_hidden(condition, guess)
+
+  def recognition(self, target: jax.Array, condition: jax.Array) -> DiagonalGaussian:
+    """q(z | x, y): the net sees x with its hidden pixels filled by y."""
+    return self.recognition_net(fill_hidden(condition, target))
+
+  def prior(self, condition: jax.Array) -> DiagonalGaussian:
+    """p(z | x), fields [batch, latent]."""
+    if self.baseline_to_prior:
+      condition = self._initial_guess(condition)
+    return self.prior_net(condition)
+
+  def generation(self, z: jax.Array, condition: jax.Array) -> jax.Array:
+    """Bernoulli logits of p(y | x, z).
+
+    Args:
+      z: [..., batch, latent]; leading sample axes are allowed.
+      condition: [batch, pixels].
+
+    Returns:
+      [..., batch, pixels] logits.
+    """
+    h = self.generation_z(z)
+    if self.generation_sees_condition:
+      if self.baseline_to_generation:
+        condition = self._initial_guess(condition)
+      h = h + self.generation_x(condition)
+    return self.generation_rest(nn.relu(h))
+
+  def __call__(self, target: jax.Array, condition: jax.Array) -> jax.Array:
+    """Logits at z = E[z | x, y]; touches every net (used by `init`)."""
+    self.baseline(condition)
+    self.prior(condition)
+    return self.generation(self.recognition(target, condition).mean, condition)

@@ -1,0 +1,285 @@
+"""MNIST conditioned on an image: complete a digit from 1, 2 or 3 quadrants.
+
+Sohn, Lee & Yan (2015), section 5.1: a baseline net, a CVAE, a GSNN and the
+hybrid objective, trained by the generic trainer with early stopping on the
+validation split, then evaluated on the test split in the paper's three ways
+plus the 10-sample negative ELBO the Pyro example reports. All figures are
+negative conditional log-likelihoods, -log p(y | x), in nats per image,
+counted over the hidden pixels only.
+
+`train_and_evaluate(config, workdir)` writes `results.json` and
+`completions.png`. A CVAE-family model with `baseline_training="pretrained"`
+first trains (or reuses) a baseline in `config.baseline_workdir`, or in
+`workdir/baseline` when that is empty, and freezes it.
+"""
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cvae_jax import distributions, estimators, evaluation, objectives, plotting
+from cvae_jax.data import mnist, quadrants
+from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.models import BaselineNet, QuadrantCVAE
+from cvae_jax.models.quadrant import fill_hidden
+from cvae_jax.training import InMemoryData, TrainState, trainer
+
+MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+BASELINE_TRAINING = ("pretrained", "joint")
+
+
+def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
+                    "--workdir=<a new or existing directory>")
+  if config.model not in MODEL_KINDS:
+    raise ConfigError(f"model must be one of {MODEL_KINDS}, got "
+                      f"{config.model!r}; set --config.model")
+  if config.baseline_training not in BASELINE_TRAINING:
+    raise ConfigError(f"baseline_training must be one of {BASELINE_TRAINING}, "
+                      f"got {config.baseline_training!r}")
+  if not 0.0 <= config.hybrid_alpha <= 1.0:
+    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
+                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  quadrants.check_quadrant_config(config.num_quadrants, config.quadrant_order)
+  if config.binarisation not in quadrants.BINARISATIONS:
+    raise ConfigError(f"binarisation must be one of {quadrants.BINARISATIONS}, "
+                      f"got {config.binarisation!r}; set --config.binarisation")
+  require_positive_ints(config.network, ("latent_size",), "network.")
+  if not config.network.hidden_sizes or any(
+      not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
+    raise ConfigError("network.hidden_sizes must be positive integers, got "
+                      f"{config.network.hidden_sizes!r}")
+  require_positive_ints(config.eval, (
+      "batch_size", "num_samples", "large_num_samples", "chunk_size",
+      "elbo_samples", "figure_images", "figure_samples"), "eval.")
+  if not isinstance(config.eval.large_num_images, int) or (
+      config.eval.large_num_images < 0):
+    raise ConfigError("eval.large_num_images must be an integer >= 0 (0: the "
+                      f"whole test split), got {config.eval.large_num_images!r}")
+  for name in ("num_samples", "large_num_samples"):
+    if config.eval[name] % min(config.eval.chunk_size, config.eval[name]):
+      raise ConfigError(f"eval.{name}={config.eval[name]} must be a multiple "
+                        f"of eval.chunk_size={config.eval.chunk_size}")
+  trainer.validate_trainer_config(config)  # Before loading data: fail fast.
+
+
+def make_model(config: ml_collections.ConfigDict):
+  """BaselineNet for model="baseline", else QuadrantCVAE from config.network."""
+  net = config.network
+  if config.model == "baseline":
+    return BaselineNet(tuple(net.hidden_sizes), initialisation=net.initialisation)
+  return QuadrantCVAE(**net.to_dict())
+
+
+def per_example_objective(config: ml_collections.ConfigDict, model):
+  """(params, batch, rng) -> [batch] nats: the quantity `config.model` minimises.
+
+  With `baseline_training="joint"` the baseline's own -log p(y | x) is added,
+  so it learns alongside; when pre-trained, its parameters get no gradient.
+  """
+  if config.model == "baseline":
+    return lambda params, batch, rng: objectives.baseline_negative_log_likelihood(
+        model, params, batch)
+  objective = {
+      "cvae": lambda p, b, r: objectives.negative_elbo(model, p, b, r).loss,
+      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model),
+      "hybrid": functools.partial(objectives.hybrid_objective, model,
+                                  alpha=config.hybrid_alpha),
+  }[config.model]
+  if config.baseline_training == "pretrained":
+    return objective
+  baseline = BaselineNet(tuple(config.network.hidden_sizes),
+                         initialisation=config.network.initialisation)
+
+  def with_baseline(params, batch, rng):
+    baseline_params = {"params": params["params"]["baseline"]}
+    return objective(params, batch, rng) + (
+        objectives.baseline_negative_log_likelihood(baseline, baseline_params, batch))
+  return with_baseline
+
+
+def _mean_loss(per_example, params, batch, rng):
+  loss = jnp.mean(per_example(params, batch, rng))
+  return loss, {}
+
+
+def _format_train_log(progress: trainer.Progress, metrics: dict) -> str:
+  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
+          f"/{progress.num_examples}] loss {metrics['loss']:.4f} nats/image")
+
+
+def _format_eval_log(epoch: int, metrics: dict) -> str:
+  return (f"epoch {epoch} validation loss {metrics['validation_loss']:.4f} "
+          "nats/image")
+
+
+def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
+  """Trains `config.model` with early stopping; returns the best state."""
+  model = make_model(config)
+  example = {k: v[:1] for k, v in splits["test"].items()}
+  if config.model == "baseline":
+    init_fn = lambda rng: model.init(rng, example["condition"])
+  else:
+    def init_fn(rng):
+      params = model.init(rng, example["target"], example["condition"])
+      if baseline_params is None:
+        return params
+      return {"params": {**params["params"], "baseline": baseline_params["params"]}}
+  per_example = per_example_objective(config, model)
+  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+
+  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
+    del epoch  # The same z draws every epoch: epochs compare fairly.
+    losses = evaluation.map_over_batches(
+        per_example, state.params, splits["validation"], validation_rng,
+        config.eval.batch_size)
+    return {"validation_loss": float(np.mean(losses))}
+
+  return trainer.train(config, workdir, init_fn,
+                       functools.partial(_mean_loss, per_example),
+                       InMemoryData(splits["train"]), evaluate=evaluate,
+                       report=_format_train_log, report_eval=_format_eval_log)
+
+
+def pretrained_baseline(config, workdir: Path, splits) -> dict:
+  """Baseline params: trained in (or resumed from) `config.baseline_workdir`,
+  or `workdir/baseline` when that is empty."""
+  baseline_dir = (Path(config.baseline_workdir).expanduser().absolute()
+                  if config.baseline_workdir else workdir / "baseline")
+  baseline_config = ml_collections.ConfigDict(config.to_dict())
+  baseline_config.model = "baseline"
+  print(f"baseline: training or resuming in {baseline_dir}", flush=True)
+  return _train(baseline_config, baseline_dir, splits).params
+
+
+def _test_figures(config, model, params, test: dict) -> dict:
+  """The test-set estimators of -log p(y | x), nats/image (mean over images).
+
+  A GSNN gets (a) and (b) only: its recognition net is untrained, so neither
+  importance sampling from q(z | x, y) nor the ELBO means anything.
+  """
+  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
+  keys = jax.random.split(rng, 5)
+  ev = config.eval
+  timed = {}
+
+  def measure(name, fn, key, images=None):
+    start = time.time()
+    arrays = test if images is None else {k: v[:images] for k, v in test.items()}
+    timed[name] = float(np.mean(evaluation.map_over_batches(
+        fn, params, arrays, key, ev.batch_size)))
+    timed[f"{name}_seconds"] = time.time() - start
+
+  if config.model == "baseline":
+    measure("exact", lambda p, b, r: objectives.baseline_negative_log_likelihood(
+        model, p, b), keys[0])
+    return timed
+
+  def negative_ll(num_samples, proposal):
+    return lambda p, b, r: -estimators.cvae_log_likelihood(
+        model, p, b, r, num_samples, proposal, min(ev.chunk_size, num_samples))
+
+  measure("prior_mean", lambda p, b, r: -estimators.log_likelihood_at_prior_mean(
+      model, p, b), keys[0])
+  measure("prior_monte_carlo", negative_ll(ev.num_samples, "prior"), keys[1])
+  if config.model == "gsnn":  # Its recognition net is never trained: no q.
+    return timed
+  measure("importance_sampled", negative_ll(ev.num_samples, "recognition"), keys[2])
+  measure("importance_sampled_large",
+          negative_ll(ev.large_num_samples, "recognition"), keys[3],
+          ev.large_num_images or None)
+  measure("negative_elbo", lambda p, b, r: estimators.mean_negative_elbo(
+      model, p, b, r, ev.elbo_samples), keys[4])
+  return timed
+
+
+def completion_grid(config, model, params, baseline_params, test: dict,
+                    rng: jax.Array) -> np.ndarray:
+  """[rows, images, 28, 28]: given quadrants (hidden pixels grey), truth,
+  baseline prediction, then `figure_samples` CVAE samples (z ~ p(z | x)),
+  each prediction shown as Bernoulli means filled into the hidden pixels."""
+  count = config.eval.figure_images
+  x, y = test["condition"][:count], test["target"][:count]
+  baseline = BaselineNet(tuple(config.network.hidden_sizes),
+                         initialisation=config.network.initialisation)
+  rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
+          fill_hidden(x, jax.nn.sigmoid(baseline.apply(baseline_params, x)))]
+  if config.model != "baseline":
+    z = distributions.sample_gaussian(
+        rng, model.apply(params, x, method="prior"), config.eval.figure_samples)
+    means = jax.nn.sigmoid(model.apply(params, z, x, method="generation"))
+    rows.extend(fill_hidden(x, m) for m in means)
+  return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates on the test split and writes
+  results.json and completions.png there.
+
+  Returns:
+    The results dict written to results.json.
+  """
+  workdir = Path(workdir).expanduser().absolute()
+  _validate(config, workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  mnist.prepare_mnist(config.data_dir, download=config.download)
+  splits = quadrants.load_quadrant_splits(
+      config.data_dir, config.num_quadrants, config.quadrant_order,
+      config.binarisation, config.validation_size, config.seed)
+
+  start = time.time()
+  baseline_params = None
+  if config.model != "baseline" and config.baseline_training == "pretrained":
+    baseline_params = pretrained_baseline(config, workdir, splits)
+  state = _train(config, workdir, splits, baseline_params)
+  train_seconds = time.time() - start
+
+  model = make_model(config)
+  figures = _test_figures(config, model, state.params, splits["test"])
+  if config.model == "baseline":
+    baseline_params = state.params
+  elif baseline_params is None:  # Trained jointly: part of the CVAE's params.
+    baseline_params = {"params": state.params["params"]["baseline"]}
+  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  plotting.save_image_grid(
+      completion_grid(config, model, state.params, baseline_params,
+                      splits["test"], picture_rng),
+      workdir / "completions.png")
+
+  best = json.loads((workdir / "best" / "record.json").read_text())
+  results = {
+      "model": config.model,
+      "protocol": config.protocol,
+      "num_quadrants": config.num_quadrants,
+      "test_negative_cll_nats_per_image": {
+          k: v for k, v in figures.items() if not k.endswith("_seconds")},
+      "seconds": {k: v for k, v in figures.items() if k.endswith("_seconds")},
+      "num_samples": {"prior_monte_carlo": config.eval.num_samples,
+                      "importance_sampled": config.eval.num_samples,
+                      "importance_sampled_large": config.eval.large_num_samples,
+                      "negative_elbo": config.eval.elbo_samples},
+      "num_test_images": len(splits["test"]["target"]),
+      "importance_sampled_large_num_images": min(
+          config.eval.large_num_images or len(splits["test"]["target"]),
+          len(splits["test"]["target"])),
+      "best_epoch": best["epoch"],
+      "best_validation_loss": best["value"],
+      "steps": int(state.step),
+      "train_seconds_this_run": train_seconds,
+      "devices": [str(d) for d in jax.local_devices()],
+      "config": config.to_dict(),
+  }
+  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  values = ", ".join(f"{k} {v:.2f}" for k, v in
+                     results["test_negative_cll_nats_per_image"].items())
+  print(f"test negative CLL (nats/image): {values}; results in "
+        f"{workdir / 'results.json'}", flush=True)
+  return results

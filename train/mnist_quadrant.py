@@ -1,0 +1,14 @@
+"""Completes MNIST digits from 1-3 quadrants: baseline, CVAE, GSNN or hybrid.
+
+  python -m train.mnist_quadrant --config=train/configs/mnist_quadrant.py \
+      --config.model=cvae --config.num_quadrants=1 --workdir=/tmp/quadrant
+
+Protocols: train/configs/mnist_quadrant.py (Pyro example, the default) and
+train/configs/mnist_quadrant_sohn.py. Rerunning with the same --workdir resumes.
+"""
+
+from cvae_jax.tasks import mnist_quadrant
+from train import entry
+
+if __name__ == "__main__":
+  entry.run(mnist_quadrant.train_and_evaluate, "train/configs/mnist_quadrant.py")
