@@ -175,3 +175,34 @@ def test_resuming_with_another_model_or_batch_size_is_refused(tmp_path):
   # Nothing was moved or deleted.
   assert Checkpointer(tmp_path, 10).latest_step() == 6
   assert not (tmp_path / "unreadable_checkpoints").exists()
+
+
+def test_early_stopping_returns_the_best_epoch_and_resumes_stopped(tmp_path):
+  """Validation values by epoch 5, 4, 6, 7, 8: with patience 3 training stops
+  after epoch 4 and returns the state at the end of epoch 1 (step 12)."""
+  script = [5.0, 4.0, 6.0, 7.0, 8.0, 1.0, 1.0, 1.0]
+  evaluated, snapshots = [], {}
+
+  def evaluate(state, epoch):
+    evaluated.append(epoch)
+    snapshots[epoch] = jax.device_get(state.params)
+    return {"validation": script[epoch]}
+
+  config = _config(num_epochs=8, early_stopping_metric="validation",
+                   early_stopping_patience=3)
+  best, _ = _train(tmp_path, config=config, evaluate=evaluate)
+  assert evaluated == [0, 1, 2, 3, 4]
+  assert int(best.step) == 12
+  chex.assert_trees_all_equal(jax.device_get(best.params), snapshots[1])
+  # A rerun trains no further and returns the same best state.
+  again, logged = _train(tmp_path, config=config, evaluate=evaluate)
+  assert evaluated == [0, 1, 2, 3, 4] and not logged
+  chex.assert_trees_all_equal(again.params, best.params)
+
+
+def test_early_stopping_metric_must_be_evaluated(tmp_path):
+  config = _config(early_stopping_metric="validation", early_stopping_patience=2)
+  with pytest.raises(ConfigError, match="not one of the evaluated metrics"):
+    _train(tmp_path, config=config, evaluate=lambda state, epoch: {"loss": 1.0})
+  with pytest.raises(ConfigError, match="evaluates nothing"):
+    _train(tmp_path / "b", config=config)

@@ -1,0 +1,111 @@
+"""Quadrant completion end to end on a tiny TFDS MNIST: each model type trains
+through the generic trainer and writes results.json and completions.png; a
+pre-trained baseline stays frozen; bad input is a one-line error."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cvae_jax.errors import ConfigError
+from cvae_jax.tasks import mnist_quadrant
+from train.configs import mnist_quadrant as quadrant_config
+from train.configs import mnist_quadrant_sohn
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tiny(config, data_dir, **overrides) -> ml_collections.ConfigDict:
+  config.update(dict(data_dir=str(data_dir), download=False, validation_size=100,
+                     batch_size=20, num_epochs=2, steps_per_dispatch=15,
+                     log_every_steps=5, checkpoint_every_steps=15))
+  config.network.update(hidden_sizes=(16, 16), latent_size=4)
+  config.eval.update(batch_size=52, num_samples=10, large_num_samples=20,
+                     chunk_size=10, elbo_samples=2, large_num_images=30,
+                     figure_images=4, figure_samples=3)
+  config.update(overrides)
+  return config
+
+
+def _best_params(workdir: Path) -> dict:
+  manager = ocp.CheckpointManager((workdir / "best" / "checkpoints").absolute(),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  return manager.restore(manager.latest_step())["params"]
+
+
+@pytest.fixture(scope="module")
+def baseline_dir(tmp_path_factory, tiny_mnist_dir):
+  workdir = tmp_path_factory.mktemp("quadrant") / "baseline"
+  results = mnist_quadrant.train_and_evaluate(
+      _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline"), workdir)
+  assert np.isfinite(results["test_negative_cll_nats_per_image"]["exact"])
+  return workdir
+
+
+@pytest.mark.parametrize("model", ["cvae", "gsnn", "hybrid"])
+def test_each_model_trains_and_reports_every_estimator(tmp_path, tiny_mnist_dir,
+                                                       baseline_dir, model):
+  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model=model,
+                 baseline_workdir=str(baseline_dir))
+  results = mnist_quadrant.train_and_evaluate(config, tmp_path)
+  figures = results["test_negative_cll_nats_per_image"]
+  expected = {"prior_mean", "prior_monte_carlo"}
+  if model != "gsnn":
+    expected |= {"importance_sampled", "importance_sampled_large", "negative_elbo"}
+  assert set(figures) == expected
+  assert all(np.isfinite(v) and v > 0 for v in figures.values()), figures
+  assert json.loads((tmp_path / "results.json").read_text())["model"] == model
+  # Inputs, truth, baseline and 3 samples for 4 images, 28 px + 2 padding, x2.
+  image = plt.imread(tmp_path / "completions.png")
+  assert image.shape[:2] == (2 * (6 * 30 + 2), 2 * (4 * 30 + 2))
+  # The pre-trained baseline is frozen: bitwise the baseline run's parameters.
+  jax.tree.map(np.testing.assert_array_equal,
+               _best_params(tmp_path)["params"]["baseline"],
+               _best_params(baseline_dir)["params"])
+
+
+def test_joint_baseline_trains_inside_the_cvae_on_the_sohn_protocol(
+    tmp_path, tiny_mnist_dir):
+  config = _tiny(mnist_quadrant_sohn.get_config(), tiny_mnist_dir,
+                 baseline_training="joint", num_quadrants=2, num_epochs=1)
+  results = mnist_quadrant.train_and_evaluate(config, tmp_path)
+  assert not (tmp_path / "baseline").exists()  # Nothing pre-trained.
+  assert results["test_negative_cll_nats_per_image"]["importance_sampled"] > 0
+  model = mnist_quadrant.make_model(config)
+  x = np.zeros((1, 784), np.float32)
+  initial = model.init(jax.random.split(jax.random.PRNGKey(config.seed), 3)[0], x, x)
+  trained = _best_params(tmp_path)["params"]["baseline"]
+  changed = jax.tree.leaves(jax.tree.map(
+      lambda a, b: not np.allclose(a, b), initial["params"]["baseline"], trained))
+  assert all(changed)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(model="vae"), "model must be one of"),
+    (dict(num_quadrants=4), "num_quadrants must be 1, 2 or 3"),
+    (dict(hybrid_alpha=1.5), "hybrid_alpha must be in [0, 1]"),
+    (dict(binarisation="otsu"), "binarisation must be one of"),
+    (dict(validation_size=400), "validation_size must be between"),
+])
+def test_bad_config_is_a_config_error(tmp_path, tiny_mnist_dir, overrides, message):
+  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, **overrides)
+  with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+    mnist_quadrant.train_and_evaluate(config, tmp_path)
+
+
+def test_command_line_error_is_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "train.mnist_quadrant",
+       "--config=train/configs/mnist_quadrant.py", "--config.model=vae",
+       f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 2, result.stderr
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "--config.model" in errors[0], result.stderr
