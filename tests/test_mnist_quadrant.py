@@ -62,9 +62,9 @@ def test_each_model_trains_and_reports_every_estimator(tmp_path, tiny_mnist_dir,
   assert set(figures) == expected
   assert all(np.isfinite(v) and v > 0 for v in figures.values()), figures
   assert json.loads((tmp_path / "results.json").read_text())["model"] == model
-  # Inputs, truth, baseline and 3 samples for 4 images, 28 px + 2 padding, x2.
+  # Inputs, truth, baseline, z=E[z|x], 3 samples; 4 images; 28 px + 2, x2.
   image = plt.imread(tmp_path / "completions.png")
-  assert image.shape[:2] == (2 * (6 * 30 + 2), 2 * (4 * 30 + 2))
+  assert image.shape[:2] == (2 * (7 * 30 + 2), 2 * (4 * 30 + 2))
   # The pre-trained baseline is frozen: bitwise the baseline run's parameters.
   jax.tree.map(np.testing.assert_array_equal,
                _best_params(tmp_path)["params"]["baseline"],

@@ -203,8 +203,9 @@ def _test_figures(config, model, params, test: dict) -> dict:
 def completion_grid(config, model, params, baseline_params, test: dict,
                     rng: jax.Array) -> np.ndarray:
   """[rows, images, 28, 28]: given quadrants (hidden pixels grey), truth,
-  baseline prediction, then `figure_samples` CVAE samples (z ~ p(z | x)),
-  each prediction shown as Bernoulli means filled into the hidden pixels."""
+  baseline prediction, the CVAE's prediction at z = E[z | x], then
+  `figure_samples` CVAE samples (z ~ p(z | x)); each prediction is shown as
+  Bernoulli means filled into the hidden pixels."""
   count = config.eval.figure_images
   x, y = test["condition"][:count], test["target"][:count]
   baseline = BaselineNet(tuple(config.network.hidden_sizes),
@@ -212,8 +213,9 @@ def completion_grid(config, model, params, baseline_params, test: dict,
   rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
           fill_hidden(x, jax.nn.sigmoid(baseline.apply(baseline_params, x)))]
   if config.model != "baseline":
-    z = distributions.sample_gaussian(
-        rng, model.apply(params, x, method="prior"), config.eval.figure_samples)
+    prior = model.apply(params, x, method="prior")
+    z = distributions.sample_gaussian(rng, prior, config.eval.figure_samples)
+    z = jnp.concatenate([prior.mean[None], z])
     means = jax.nn.sigmoid(model.apply(params, z, x, method="generation"))
     rows.extend(fill_hidden(x, m) for m in means)
   return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
