@@ -26,7 +26,7 @@ _ROOT = flags.DEFINE_string("root", "workdirs/quadrant_table", "Workdirs go here
 _OUTPUT = flags.DEFINE_string("output", "docs/quadrant_table.md", "Markdown table.")
 _QUICK = flags.DEFINE_bool("quick", False, "1 epoch, S=10: checks the pipeline.")
 _MAX_EPOCHS = flags.DEFINE_list(
-    "max_epochs", ["20", "8"], "Cap on epochs per run, one per protocol (early "
+    "max_epochs", ["30", "8"], "Cap on epochs per run, one per protocol (early "
     "stopping may end sooner; the configs' own cap is 101).")
 _LARGE_NUM_IMAGES = flags.DEFINE_integer(
     "large_num_images", 1000, "Test images for the S=1000 importance sampling.")
@@ -67,9 +67,11 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int) -> di
       results_path.read_text())["config"]["num_epochs"] == config.num_epochs):
     print(f"=== {protocol} protocol, {quadrants} quadrant(s), {model}", flush=True)
     start = time.time()
-    mnist_quadrant.train_and_evaluate(ml_collections.ConfigDict(config), workdir)
-    spent += time.time() - start
-    timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
+    try:
+      mnist_quadrant.train_and_evaluate(ml_collections.ConfigDict(config), workdir)
+    finally:  # Also when interrupted: the resumed run adds to it.
+      spent += time.time() - start
+      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
   results = json.loads(results_path.read_text())
   results["wall_seconds"] = spent
   return results
