@@ -386,7 +386,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           checkpointer.save(state)
         if stop_signal.raised:
           raise Interrupted(step, checkpointer.directory)
-    if early_stopping is not None:
+    if early_stopping is not None and early_stopping.record is not None:
       record = early_stopping.record
       if stopped_early(step) and step < total_steps:
         progress_bar.write(
