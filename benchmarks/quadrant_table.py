@@ -7,8 +7,12 @@ example's published numbers.
 
 Runs already finished in --root with the same epoch cap are reused; a run
 with a lower cap resumes up to the new one. Wall times of every invocation
-of a run add up in its wall_seconds.json, so an interrupted table resumes. Writes the markdown
-table to --output (and the figures as JSON next to it).
+of a run add up in its wall_seconds.json, so an interrupted table resumes.
+Writes the markdown table to --output and the figures as JSON next to it.
+Rows already in that JSON are kept: a configuration outside this invocation's
+--protocols/--quadrants/--models stays as recorded, and one inside it whose
+workdir is gone (another machine) is reused when its epoch cap matches, unless
+--rerun_recorded.
 """
 
 import json
@@ -23,7 +27,9 @@ from train.configs import mnist_quadrant as pyro_config
 from train.configs import mnist_quadrant_sohn as sohn_config
 
 _ROOT = flags.DEFINE_string("root", "workdirs/quadrant_table", "Workdirs go here.")
-_OUTPUT = flags.DEFINE_string("output", "docs/quadrant_table.md", "Markdown table.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Markdown table; default docs/quadrant_table.md, or "
+    "ROOT/quick/quadrant_table.md with --quick.")
 _QUICK = flags.DEFINE_bool("quick", False, "1 epoch, S=10: checks the pipeline.")
 _MAX_EPOCHS = flags.DEFINE_list(
     "max_epochs", ["30", "8"], "Cap on epochs per run, one per protocol (early "
@@ -34,6 +40,9 @@ _PROTOCOLS = flags.DEFINE_list("protocols", ["pyro", "sohn"], "Protocols.")
 _QUADRANTS = flags.DEFINE_list("quadrants", ["1", "2", "3"], "Given quadrants.")
 _MODELS = flags.DEFINE_list("models", list(mnist_quadrant.MODEL_KINDS), "Models.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
+_RERUN_RECORDED = flags.DEFINE_bool(
+    "rerun_recorded", False, "Train configurations already recorded in the "
+    "JSON again when their workdir is missing, instead of reusing the record.")
 
 CONFIGS = {"pyro": pyro_config.get_config, "sohn": sohn_config.get_config}
 # Pyro example README, negative ELBO (10 particles) on the test set, nats/image.
@@ -46,8 +55,24 @@ COLUMNS = (("prior_mean", "(a) z=E[z|x]"), ("prior_monte_carlo", "(b) prior MC")
            ("negative_elbo", "-ELBO"))
 
 
-def run_config(protocol: str, quadrants: int, model: str, max_epochs: int) -> dict:
-  """Trains and evaluates one configuration (or reuses a finished run)."""
+def _key(record: dict) -> tuple:
+  return record["protocol"], record["num_quadrants"], record["model"]
+
+
+def _record(results: dict, wall_seconds: float) -> dict:
+  """The figures of one run, as the JSON next to the table keeps them."""
+  record = {k: results[k] for k in (
+      "protocol", "num_quadrants", "model", "test_negative_cll_nats_per_image",
+      "seconds", "num_samples", "importance_sampled_large_num_images",
+      "best_epoch")}
+  return {**record, "wall_seconds": wall_seconds,
+          "max_epochs": results["config"]["num_epochs"]}
+
+
+def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
+               recorded: dict | None) -> dict:
+  """Trains and evaluates one configuration (or reuses a finished run, or
+  `recorded`, its row from an earlier table, when its workdir is gone)."""
   config = CONFIGS[protocol]()
   config.model, config.num_quadrants = model, quadrants
   config.data_dir = _DATA_DIR.value
@@ -61,6 +86,9 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int) -> di
   config.baseline_workdir = str(root / f"q{quadrants}" / "baseline")
   workdir = root / f"q{quadrants}" / model
   timing = workdir / "wall_seconds.json"
+  if (not workdir.exists() and recorded is not None and not _RERUN_RECORDED.value
+      and recorded["max_epochs"] == config.num_epochs):
+    return recorded
   spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
   results_path = workdir / "results.json"
   if not (results_path.exists() and timing.exists() and json.loads(
@@ -72,9 +100,7 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int) -> di
     finally:  # Also when interrupted: the resumed run adds to it.
       spent += time.time() - start
       timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
-  results = json.loads(results_path.read_text())
-  results["wall_seconds"] = spent
-  return results
+  return _record(json.loads(results_path.read_text()), spent)
 
 
 def _cell(value) -> str:
@@ -82,6 +108,7 @@ def _cell(value) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
+  """One line per record, in the order given."""
   first = rows[0]
   samples = first["num_samples"]
   large = (f"{COLUMNS[3][1]} S={samples['importance_sampled_large']} "
@@ -103,9 +130,16 @@ def markdown_table(rows: list[dict]) -> str:
                  if r["protocol"] == "pyro" else None)
     lines.append("| " + " | ".join(
         [r["protocol"], str(r["num_quadrants"]), r["model"], *cells,
-         _cell(published), f"{r['best_epoch']} / {r['config']['num_epochs']}",
+         _cell(published), f"{r['best_epoch']} / {r['max_epochs']}",
          f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _sort_key(record: dict) -> tuple:
+  protocols = list(CONFIGS)
+  models = list(mnist_quadrant.MODEL_KINDS)
+  return (protocols.index(record["protocol"]), record["num_quadrants"],
+          models.index(record["model"]))
 
 
 def main(argv):
@@ -113,24 +147,26 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(_MAX_EPOCHS.value) != len(_PROTOCOLS.value):
     raise app.UsageError("--max_epochs needs one value per --protocols entry")
-  rows = []
+  output = Path(_OUTPUT.value or (
+      Path(_ROOT.value) / "quick" / "quadrant_table.md" if _QUICK.value
+      else "docs/quadrant_table.md"))
+  output.parent.mkdir(parents=True, exist_ok=True)
+  figures_path = output.with_suffix(".json")
+  records = {}
+  if figures_path.exists():
+    records = {_key(r): r for r in json.loads(figures_path.read_text())}
   for protocol, max_epochs in zip(_PROTOCOLS.value, map(int, _MAX_EPOCHS.value)):
     for quadrants in map(int, _QUADRANTS.value):
       # The baseline first: the CVAE-family runs reuse it, frozen.
       models = sorted(_MODELS.value, key=lambda m: m != "baseline")
       for model in models:
-        rows.append(run_config(protocol, quadrants, model, max_epochs))
-        table = markdown_table(rows)
-        output = Path(_OUTPUT.value)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(table)
-        output.with_suffix(".json").write_text(json.dumps(
-            [{**{k: r[k] for k in ("protocol", "num_quadrants", "model",
-                                   "test_negative_cll_nats_per_image", "seconds",
-                                   "num_samples", "best_epoch", "wall_seconds")},
-              "max_epochs": r["config"]["num_epochs"]}
-             for r in rows], indent=2) + "\n")
-  print(table)
+        key = (protocol, quadrants, model)
+        records[key] = run_config(protocol, quadrants, model, max_epochs,
+                                  records.get(key))
+        rows = sorted(records.values(), key=_sort_key)
+        output.write_text(markdown_table(rows))
+        figures_path.write_text(json.dumps(rows, indent=2) + "\n")
+  print(markdown_table(sorted(records.values(), key=_sort_key)))
 
 
 if __name__ == "__main__":
