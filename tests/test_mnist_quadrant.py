@@ -3,6 +3,7 @@ through the generic trainer and writes results.json and completions.png; a
 pre-trained baseline stays frozen; bad input is a one-line error."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,43 @@ def test_bad_config_is_a_config_error(tmp_path, tiny_mnist_dir, overrides, messa
   config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, **overrides)
   with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
     mnist_quadrant.train_and_evaluate(config, tmp_path)
+
+
+@pytest.mark.parametrize("model, overrides, network, message", [
+    ("baseline", {}, dict(initialisation="glorot"), "network.initialisation must be"),
+    ("cvae", {}, dict(baseline_to_generation=True, generation_sees_condition=False),
+     "baseline_to_generation needs"),
+    ("cvae", dict(optimizer="adamw"), {}, "frozen pre-trained baseline"),
+])
+def test_bad_network_or_optimiser_is_a_config_error(tmp_path, tiny_mnist_dir, model,
+                                                     overrides, network, message):
+  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model=model,
+                 **overrides)
+  config.network.update(network)
+  with pytest.raises(ConfigError, match=message):
+    mnist_quadrant.train_and_evaluate(config, tmp_path)
+
+
+def test_resuming_with_other_quadrants_is_refused(tmp_path, tiny_mnist_dir,
+                                                  baseline_dir):
+  # Same parameter shapes, other input pixels: resuming would mix two tasks.
+  workdir = tmp_path / "baseline"
+  shutil.copytree(baseline_dir, workdir)
+  before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
+                 num_quadrants=3)
+  with pytest.raises(ConfigError, match="num_quadrants 1 -> 3"):
+    mnist_quadrant.train_and_evaluate(config, workdir)
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
+
+
+def test_without_early_stopping_the_last_epoch_is_evaluated(tmp_path,
+                                                            tiny_mnist_dir):
+  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
+                 num_epochs=1, early_stopping_metric="")
+  results = mnist_quadrant.train_and_evaluate(config, tmp_path)
+  assert results["best_epoch"] is None and results["steps"] == 300 // 20
+  assert np.isfinite(results["test_negative_cll_nats_per_image"]["exact"])
 
 
 def test_command_line_error_is_one_line(tmp_path):

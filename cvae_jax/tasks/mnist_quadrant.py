@@ -27,11 +27,14 @@ from cvae_jax import distributions, estimators, evaluation, objectives, plotting
 from cvae_jax.data import mnist, quadrants
 from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
+from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
 from cvae_jax.training import InMemoryData, TrainState, trainer
 
 MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
 BASELINE_TRAINING = ("pretrained", "joint")
+# optax optimisers whose default weight decay moves parameters with zero gradient.
+DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
 
 
 def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
@@ -52,6 +55,20 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
     raise ConfigError(f"binarisation must be one of {quadrants.BINARISATIONS}, "
                       f"got {config.binarisation!r}; set --config.binarisation")
   require_positive_ints(config.network, ("latent_size",), "network.")
+  if config.network.initialisation not in INITIALISATIONS:
+    raise ConfigError(f"network.initialisation must be one of {INITIALISATIONS}, "
+                      f"got {config.network.initialisation!r}")
+  if config.network.baseline_to_generation and (
+      not config.network.generation_sees_condition):
+    raise ConfigError("network.baseline_to_generation needs "
+                      "network.generation_sees_condition=True (p(y|z) does not "
+                      "see x); set one of them")
+  if (config.model != "baseline" and config.baseline_training == "pretrained"
+      and config.optimizer in DECOUPLED_WEIGHT_DECAY):
+    raise ConfigError(f"optimizer {config.optimizer!r} decays every parameter, "
+                      "so the frozen pre-trained baseline would change; use "
+                      "adam, sgd, rmsprop, adagrad or lamb, or set "
+                      "--config.baseline_training=joint")
   if not config.network.hidden_sizes or any(
       not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
     raise ConfigError("network.hidden_sizes must be positive integers, got "
@@ -145,7 +162,25 @@ def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
   return trainer.train(config, workdir, init_fn,
                        functools.partial(_mean_loss, per_example),
                        InMemoryData(splits["train"]), evaluate=evaluate,
-                       report=_format_train_log, report_eval=_format_eval_log)
+                       report=_format_train_log, report_eval=_format_eval_log,
+                       run_identity=run_identity(config))
+
+
+def run_identity(config: ml_collections.ConfigDict) -> dict:
+  """The settings a checkpoint of `config.model` depends on beyond its
+  shapes: which pixels are given, how they are binarised, what is trained.
+  A shared baseline depends on the data and its own net only."""
+  identity = {k: config[k] for k in (
+      "model", "num_quadrants", "quadrant_order", "binarisation",
+      "validation_size")}
+  identity["network"] = {k: config.network[k]
+                         for k in ("hidden_sizes", "initialisation")}
+  if config.model != "baseline":
+    identity["network"] = config.network.to_dict()
+    identity["baseline_training"] = config.baseline_training
+  if config.model == "hybrid":
+    identity["hybrid_alpha"] = config.hybrid_alpha
+  return identity
 
 
 def pretrained_baseline(config, workdir: Path, splits) -> dict:
@@ -256,7 +291,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                       splits["test"], picture_rng),
       workdir / "completions.png")
 
-  best = json.loads((workdir / "best" / "record.json").read_text())
+  best_record = workdir / "best" / "record.json"  # Only with early stopping.
+  best = (json.loads(best_record.read_text()) if best_record.exists()
+          else {"epoch": None, "value": None})
   results = {
       "model": config.model,
       "protocol": config.protocol,

@@ -171,7 +171,9 @@ class _StopSignals:
 
 def _check_same_run(workdir: Path, identity: dict, resuming: bool) -> None:
   """A step means a data position only for the same batch size, seed and
-  epoch size: refuse to resume checkpoints made with others."""
+  epoch size, and the task may name more settings its checkpoints depend on:
+  refuse to resume checkpoints made with others."""
+  identity = json.loads(json.dumps(identity))  # Tuples compare as saved lists.
   path = workdir / "run_identity.json"
   if resuming and path.exists():
     saved = json.loads(path.read_text())
@@ -264,7 +266,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           evaluate: Callable[[TrainState, int], dict[str, float]] | None = None,
           report: Callable[[Progress, dict[str, float]], str | None] = _default_report,
           report_eval: Callable[[int, dict[str, float]], str | None] = _default_report_eval,
-          devices: Sequence[jax.Device] | None = None) -> TrainState:
+          devices: Sequence[jax.Device] | None = None,
+          run_identity: dict | None = None) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
   Args:
@@ -279,6 +282,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       epoch from the metrics of that one step (before its update).
     report_eval: formats the line printed after `evaluate`.
     devices: the mesh's devices (default: all local devices).
+    run_identity: JSON-able task settings that the checkpoints depend on
+      beyond their array shapes (e.g. which pixels are the input); resuming
+      a workdir saved with other values is refused.
 
   Raises:
     ConfigError: impossible config values.
@@ -306,7 +312,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       out_shardings=replicated)(init_rng)
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
-  _check_same_run(workdir, dict(batch_size=batch_size, seed=config.seed,
+  _check_same_run(workdir, dict(run_identity or {}, batch_size=batch_size,
+                                seed=config.seed,
                                 num_examples=train_data.num_examples),
                   resuming=restored is not None)
   if restored is not None:
