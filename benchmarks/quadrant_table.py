@@ -32,7 +32,7 @@ _OUTPUT = flags.DEFINE_string(
     "ROOT/quick/quadrant_table.md with --quick.")
 _QUICK = flags.DEFINE_bool("quick", False, "1 epoch, S=10: checks the pipeline.")
 _MAX_EPOCHS = flags.DEFINE_list(
-    "max_epochs", ["30", "8"], "Cap on epochs per run, one per protocol (early "
+    "max_epochs", ["30", "20"], "Cap on epochs per run, one per protocol (early "
     "stopping may end sooner; the configs' own cap is 101).")
 _LARGE_NUM_IMAGES = flags.DEFINE_integer(
     "large_num_images", 1000, "Test images for the S=1000 importance sampling.")
@@ -91,8 +91,13 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
     return recorded
   spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
   results_path = workdir / "results.json"
-  if not (results_path.exists() and timing.exists() and json.loads(
-      results_path.read_text())["config"]["num_epochs"] == config.num_epochs):
+  finished_cap = (json.loads(results_path.read_text())["config"]["num_epochs"]
+                  if results_path.exists() else 0)
+  if finished_cap > config.num_epochs:
+    raise app.UsageError(f"{workdir} was trained with a cap of {finished_cap} "
+                         f"epochs, above {config.num_epochs}; pass --max_epochs "
+                         "at least that high or another --root")
+  if not (timing.exists() and finished_cap == config.num_epochs):
     print(f"=== {protocol} protocol, {quadrants} quadrant(s), {model}", flush=True)
     start = time.time()
     try:
