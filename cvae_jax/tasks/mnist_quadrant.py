@@ -173,9 +173,10 @@ def run_identity(config: ml_collections.ConfigDict) -> dict:
   identity = {k: config[k] for k in (
       "model", "num_quadrants", "quadrant_order", "binarisation",
       "validation_size")}
-  identity["network"] = {k: config.network[k]
-                         for k in ("hidden_sizes", "initialisation")}
-  if config.model != "baseline":
+  if config.model == "baseline":
+    identity["network"] = {k: config.network[k]
+                           for k in ("hidden_sizes", "initialisation")}
+  else:
     identity["network"] = config.network.to_dict()
     identity["baseline_training"] = config.baseline_training
   if config.model == "hybrid":
