@@ -30,6 +30,7 @@ from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
 from cvae_jax.training import InMemoryData, TrainState, trainer
+from cvae_jax.training.optimizers import OPTIMIZERS
 
 MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
 BASELINE_TRAINING = ("pretrained", "joint")
@@ -65,9 +66,10 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
                       "see x); set one of them")
   if (config.model != "baseline" and config.baseline_training == "pretrained"
       and config.optimizer in DECOUPLED_WEIGHT_DECAY):
+    others = [o for o in OPTIMIZERS if o not in DECOUPLED_WEIGHT_DECAY]
     raise ConfigError(f"optimizer {config.optimizer!r} decays every parameter, "
                       "so the frozen pre-trained baseline would change; use "
-                      "adam, sgd, rmsprop, adagrad or lamb, or set "
+                      f"one of {', '.join(others)}, or set "
                       "--config.baseline_training=joint")
   if not config.network.hidden_sizes or any(
       not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
