@@ -70,8 +70,10 @@ def kl_diagonal_gaussians(q: DiagonalGaussian,
 
 
 def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
-                             mask: jax.Array | None = None) -> jax.Array:
-  """log Bernoulli(targets; sigmoid(logits)), summed over the last axis.
+                             mask: jax.Array | None = None,
+                             event_ndim: int = 1) -> jax.Array:
+  """log Bernoulli(targets; sigmoid(logits)), summed over the last
+  `event_ndim` axes (1: [..., pixels]; 2: [..., H, W] masks).
 
   Targets may be grey levels in [0, 1] (then this is minus the binary cross
   entropy, as PyTorch's `binary_cross_entropy` computes it). Stable for any
@@ -84,6 +86,7 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
     targets: [..., pixels], broadcasts against logits.
     mask: optional [..., pixels] weights, broadcasting likewise: only pixels
       with mask 1 are counted (e.g. the hidden quadrants of a digit).
+    event_ndim: how many trailing axes make one example.
 
   Returns:
     [...] log-likelihood in nats (<= 0 for binary targets).
@@ -92,4 +95,4 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
   per_pixel = targets * logits - softplus
   if mask is not None:
     per_pixel = per_pixel * mask
-  return jnp.sum(per_pixel, axis=-1)
+  return jnp.sum(per_pixel, axis=tuple(range(-event_ndim, 0)))

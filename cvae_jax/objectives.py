@@ -1,14 +1,17 @@
 """Training objectives: plain jittable functions of (params, batch, rng).
 
 A batch is a dict with `target` (y, [batch, ...]) and `condition` (x, [batch, ...]),
-and optionally `target_mask` ([batch, pixels], 1 where y is to be predicted:
-only those pixels are counted). The model is any CVAE module of
-`cvae_jax.models` (recognition / prior / generation methods). Bernoulli
-likelihood over the last axis of the target. Per-example values are in nats.
+and optionally `target_mask` (broadcasting against the target, 1 where y is to
+be predicted: only those pixels are counted, other values weight them). The
+model is any CVAE module of `cvae_jax.models` (recognition / prior /
+generation methods). Bernoulli likelihood over every non-batch axis of the
+target (a [batch, pixels] vector or a [batch, H, W] mask alike). Per-example
+values are in nats.
 
 The objectives of Sohn et al. (2015), each to be minimised:
   CVAE    -ELBO = E_q(z|x,y)[-log p(y | x, z)] + KL(q(z | x, y) || p(z | x))
-  GSNN    E_p(z|x)[-log p(y | x, z)]   (q = p: no KL term)
+  GSNN    E_p(z|x)[-log p(y | x, z)]   (q = p: no KL term), or its S-sample
+          version -log (1/S) sum_s p(y | x, z_s), z_s ~ p(z | x)
   hybrid  alpha * CVAE + (1 - alpha) * GSNN
 """
 
@@ -53,35 +56,49 @@ def target_log_likelihood(model: nn.Module, params, batch: dict,
     z: [..., batch, latent]; leading sample axes are allowed.
 
   Returns:
-    [..., batch] in nats.
+    [..., batch] in nats, summed over the target's non-batch axes.
   """
   logits = model.apply(params, z, batch["condition"], method="generation")
   return distributions.bernoulli_log_likelihood(
-      logits, batch["target"], batch.get("target_mask"))
+      logits, batch["target"], batch.get("target_mask"),
+      event_ndim=batch["target"].ndim - 1)
 
 
 def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
-                                 rng: jax.Array) -> jax.Array:
-  """The GSNN objective: -log p(y | x, z) with one z ~ p(z | x); [batch] nats.
+                                 rng: jax.Array,
+                                 num_samples: int = 1) -> jax.Array:
+  """The GSNN objective -log (1/S) sum_s p(y | x, z_s), z_s ~ p(z | x);
+  [batch] nats.
 
-  A single-sample estimate of E_p(z|x)[-log p(y | x, z)], an upper bound on
-  -log p(y | x) (Jensen). There is no KL term: the recognition net is unused.
+  With S = 1 (the paper's) it is a single-sample estimate of
+  E_p(z|x)[-log p(y | x, z)], which is best served by a generation net that
+  ignores z. With S > 1 it is the importance-sampling bound with the prior as
+  proposal: still an upper bound on -log p(y | x) in expectation (Jensen),
+  tighter as S grows, and it rewards a z that explains y. There is no KL
+  term: the recognition net is unused.
   """
+  if not isinstance(num_samples, int) or num_samples < 1:
+    raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
   prior = model.apply(params, batch["condition"], method="prior")
-  z = distributions.sample_gaussian(rng, prior)
-  return -target_log_likelihood(model, params, batch, z)
+  if num_samples == 1:
+    z = distributions.sample_gaussian(rng, prior)
+    return -target_log_likelihood(model, params, batch, z)
+  z = distributions.sample_gaussian(rng, prior, num_samples)
+  log_likelihood = target_log_likelihood(model, params, batch, z)  # [S, batch]
+  return -(jax.nn.logsumexp(log_likelihood, axis=0) - jnp.log(num_samples))
 
 
 def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
-                     alpha: float) -> jax.Array:
-  """alpha * (-ELBO) + (1 - alpha) * GSNN objective; [batch] nats.
+                     alpha: float, gsnn_samples: int = 1) -> jax.Array:
+  """alpha * (-ELBO) + (1 - alpha) * GSNN objective (with `gsnn_samples`
+  prior samples); [batch] nats.
 
   Both terms use the same `rng` (common random numbers), so alpha = 1 gives
   `negative_elbo(...).loss` and alpha = 0 `gsnn_negative_log_likelihood`
   exactly.
   """
   cvae = negative_elbo(model, params, batch, rng).loss
-  gsnn = gsnn_negative_log_likelihood(model, params, batch, rng)
+  gsnn = gsnn_negative_log_likelihood(model, params, batch, rng, gsnn_samples)
   return alpha * cvae + (1.0 - alpha) * gsnn
 
 

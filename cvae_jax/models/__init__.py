@@ -12,5 +12,6 @@ call through `module.apply(params, ..., method=...)`:
 
 from cvae_jax.models.label_cvae import LabelCVAE
 from cvae_jax.models.quadrant import BaselineNet, QuadrantCVAE
+from cvae_jax.models.segmentation import BaselineCNN, SegmentationCVAE
 
 MODELS = {"label_cvae": LabelCVAE}

@@ -1,0 +1,452 @@
+"""Structured-output segmentation (Sohn, Lee & Yan 2015): a baseline CNN, the
+conv CVAE, the GSNN and the hybrid objective, on the generic trainer.
+
+Data: the offline MNIST set (`cvae_jax.data.mnist_segmentation`) or a TFDS
+dataset (`caltech_birds2011`, `oxford_iiit_pet`) through the segmentation
+interface {"image" [N, H, W, C], "masks" [N, G, H, W]}. A training batch is
+augmented inside jit (input omission noise, horizontal flips; both off in
+evaluation) and turned into the objectives' batch:
+  condition    x, [B, H, W, C]
+  target       y as a flat mask pyramid, [B, pyramid_size]
+  target_mask  [pyramid_size] weights: full resolution 1, coarser scales
+               `multiscale_weight` in training and 0 in evaluation.
+
+Test figures, on the first `eval.num_images` test images: pixel error and
+foreground IoU of the prediction at z = E[z | x]; best-of-S IoU over S prior
+samples; -log p(y | x) per image by (a) the prediction at E[z | x], (b) prior
+Monte Carlo and (c) importance sampling from q(z | x, y), S = eval.num_samples.
+`train_and_evaluate(config, workdir)` writes results.json and panel.png.
+"""
+
+import functools
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cvae_jax import estimators, evaluation, metrics, objectives, plotting
+from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.models import segmentation as seg_models
+from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+
+MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+OFFLINE_DATASET = "mnist_segmentation"
+TFDS_DATASETS = ("caltech_birds2011", "oxford_iiit_pet")
+DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
+
+
+def canvas_spec(config):
+  """The offline set's `CanvasSpec` from config.data and config.occlusion."""
+  from cvae_jax.data.mnist_segmentation import CanvasSpec  # pylint: disable=g-import-not-at-top
+  return CanvasSpec(size=config.image_size,
+                    num_fragments=config.data.num_fragments,
+                    fragment_size=config.data.fragment_size,
+                    noise_std=config.data.noise_std,
+                    occlusion_blocks=config.occlusion.blocks,
+                    occlusion_size=config.occlusion.size)
+
+
+def _check_geometry(config) -> None:
+  net, size = config.network, config.image_size
+  factor = seg_models.downsampling_factor(net.first_stride, net.pools)
+  if len(net.pools) != len(net.encoder_channels) + 1:
+    raise ConfigError(f"network.pools needs one entry per encoder conv and one "
+                      f"for the latent conv ({len(net.encoder_channels) + 1}), "
+                      f"got {tuple(net.pools)}")
+  if factor & (factor - 1) or size % factor:
+    raise ConfigError(
+        f"image_size={size} cannot be downsampled evenly by the encoder "
+        f"(first_stride x pools = {factor}, which must be a power of 2 that "
+        f"divides it); set --config.image_size to a multiple of {factor}")
+  steps = factor.bit_length() - 1  # Upsamplings by 2 back to full size.
+  for name, convs in (("decoder", net.decoder_channels),
+                      ("baseline decoder", net.baseline_decoder_channels)):
+    if steps > len(convs) + 1:
+      raise ConfigError(f"the {name} has {len(convs)} convs, too few to upsample "
+                        f"by {factor}; add channels or lower the pools")
+  if not 0 <= config.multiscale_levels < steps:
+    raise ConfigError(f"multiscale_levels must be in 0..{steps - 1} for this "
+                      f"network, got {config.multiscale_levels}")
+  if size < 2 ** config.multiscale_levels:
+    raise ConfigError(f"image_size={size} is too small for "
+                      f"multiscale_levels={config.multiscale_levels}")
+
+
+def validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
+  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
+                    "--workdir=<a new or existing directory>")
+  if config.model not in MODEL_KINDS:
+    raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got "
+                      f"{config.model!r}; set --config.model")
+  if config.dataset not in DATASETS:
+    raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got "
+                      f"{config.dataset!r}; set --config.dataset")
+  if not 0.0 <= config.input_omission_rate < 1.0:
+    raise ConfigError("input_omission_rate must be in [0, 1), got "
+                      f"{config.input_omission_rate!r}; set "
+                      "--config.input_omission_rate")
+  if not 0.0 <= config.hybrid_alpha <= 1.0:
+    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
+                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  require_positive_ints(config, ("image_size", "gsnn_samples"))
+  require_positive_ints(config.network, ("latent_channels", "first_stride"),
+                        "network.")
+  _check_geometry(config)
+  if config.dataset == OFFLINE_DATASET:
+    canvas_spec(config).check()
+  elif config.occlusion.blocks:
+    raise ConfigError("occlusion applies to the offline mnist_segmentation set "
+                      "only; set --config.occlusion.blocks=0")
+  require_positive_ints(config.eval, (
+      "batch_size", "num_samples", "chunk_size", "figure_images",
+      "figure_samples"), "eval.")
+  if config.eval.num_samples % min(config.eval.chunk_size, config.eval.num_samples):
+    raise ConfigError(f"eval.num_samples={config.eval.num_samples} must be a "
+                      f"multiple of eval.chunk_size={config.eval.chunk_size}")
+  if not config.eval.best_of or max(config.eval.best_of) > config.eval.num_samples:
+    raise ConfigError(f"eval.best_of {tuple(config.eval.best_of)} must be "
+                      f"sample counts up to eval.num_samples="
+                      f"{config.eval.num_samples}")
+  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
+  trainer.validate_trainer_config(config)
+
+
+def make_model(config: ml_collections.ConfigDict):
+  """BaselineCNN for model="baseline", else SegmentationCVAE."""
+  net, size = config.network, config.image_size
+  baseline_fields = dict(
+      encoder_channels=tuple(net.baseline_encoder_channels),
+      middle_channels=net.baseline_middle_channels,
+      decoder_channels=tuple(net.baseline_decoder_channels),
+      kernels=tuple(net.baseline_kernels), first_stride=net.first_stride,
+      pools=tuple(net.pools), height=size, width=size,
+      multiscale_levels=config.multiscale_levels)
+  if config.model == "baseline":
+    return seg_models.BaselineCNN(**baseline_fields)
+  return seg_models.SegmentationCVAE(
+      encoder_channels=tuple(net.encoder_channels),
+      encoder_kernels=tuple(net.encoder_kernels),
+      latent_channels=net.latent_channels, latent_kernel=net.latent_kernel,
+      decoder_channels=tuple(net.decoder_channels),
+      decoder_kernels=tuple(net.decoder_kernels),
+      first_stride=net.first_stride, pools=tuple(net.pools),
+      **{f"baseline_{k}": baseline_fields[k] for k in (
+          "encoder_channels", "middle_channels", "decoder_channels", "kernels")},
+      height=size, width=size, multiscale_levels=config.multiscale_levels)
+
+
+def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
+  """{"train", "validation", "test"} -> {"image", "masks"} arrays."""
+  # pylint: disable=g-import-not-at-top
+  if config.dataset == OFFLINE_DATASET:
+    from cvae_jax.data import mnist, mnist_segmentation
+    mnist.prepare_mnist(config.data_dir, download=config.download)
+    splits = mnist_segmentation.load_segmentation_splits(
+        config.data_dir, canvas_spec(config), config.validation_size,
+        config.data.seed, {"train": config.data.max_train_examples,
+                           "validation": config.data.max_eval_examples,
+                           "test": config.data.max_eval_examples})
+    return splits
+  from cvae_jax.data import tfds_segmentation
+  names = tfds_segmentation.validation_split(config.dataset,
+                                             config.validation_fraction)
+  limits = (config.data.max_train_examples, config.data.max_eval_examples,
+            config.data.max_eval_examples)
+  return {split: tfds_segmentation.load_segmentation_arrays(
+      config.dataset, name, config.data_dir, config.image_size,
+      download=config.download, max_examples=limit or None)
+          for split, name, limit in zip(("train", "validation", "test"), names,
+                                        limits)}
+
+
+def augment(images: jax.Array, masks: jax.Array, rng: jax.Array,
+            omission_rate: float, flip: bool) -> tuple[jax.Array, jax.Array]:
+  """Training-time input omission noise and horizontal flips.
+
+  Args:
+    images: [B, H, W, C]; each pixel (all channels) is set to 0 with
+      probability `omission_rate` (Sohn et al.'s input omission noise).
+    masks: [B, H, W]; flipped with its image.
+  """
+  omit_rng, flip_rng = jax.random.split(rng)
+  if omission_rate:
+    keep = jax.random.bernoulli(omit_rng, 1.0 - omission_rate, images.shape[:-1])
+    images = images * keep[..., None]
+  if flip:
+    flips = jax.random.bernoulli(flip_rng, 0.5, images.shape[:1])
+    images = jnp.where(flips[:, None, None, None], images[:, :, ::-1], images)
+    masks = jnp.where(flips[:, None, None], masks[:, :, ::-1], masks)
+  return images, masks
+
+
+def pick_grader(masks: jax.Array, rng: jax.Array | None) -> jax.Array:
+  """[B, G, H, W] -> [B, H, W]: one grader's mask per example, at random
+  (rng) or the first (rng None)."""
+  if rng is None or masks.shape[1] == 1:
+    return masks[:, 0]
+  choice = jax.random.randint(rng, masks.shape[:1], 0, masks.shape[1])
+  return jnp.take_along_axis(masks, choice[:, None, None, None], axis=1)[:, 0]
+
+
+def objective_batch(config, images: jax.Array, masks: jax.Array,
+                    training: bool) -> dict:
+  """{condition, target (mask pyramid), target_mask (pyramid weights)}."""
+  size, levels = config.image_size, config.multiscale_levels
+  weight = config.multiscale_weight if training else 0.0
+  return {"condition": images,
+          "target": seg_models.mask_pyramid(masks.astype(images.dtype), levels),
+          "target_mask": seg_models.pyramid_weights(size, size, levels, weight)}
+
+
+def _baseline_module(config):
+  baseline_config = ml_collections.ConfigDict(config.to_dict())
+  baseline_config.model = "baseline"
+  return make_model(baseline_config)
+
+
+def per_example_objective(config, model):
+  """(params, objective batch, rng) -> [B] nats: what `config.model` minimises.
+
+  The CVAE family trains its baseline jointly: the baseline's own
+  -log p(y | x) is added, so its guess y_hat (which the prior sees) stays a
+  segmentation; it also gets the gradient of the summed output.
+  """
+  if config.model == "baseline":
+    return lambda params, batch, rng: objectives.baseline_negative_log_likelihood(
+        model, params, batch)
+  objective = {
+      "cvae": lambda p, b, r: objectives.negative_elbo(model, p, b, r).loss,
+      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model,
+                                num_samples=config.gsnn_samples),
+      "hybrid": functools.partial(objectives.hybrid_objective, model,
+                                  alpha=config.hybrid_alpha,
+                                  gsnn_samples=config.gsnn_samples),
+  }[config.model]
+  baseline = _baseline_module(config)
+
+  def with_baseline(params, batch, rng):
+    baseline_params = {"params": params["params"]["baseline"]}
+    return objective(params, batch, rng) + (
+        objectives.baseline_negative_log_likelihood(baseline, baseline_params, batch))
+  return with_baseline
+
+
+def make_loss_fn(config, model):
+  """The trainer's loss_fn: augment, one grader, mean objective (nats/image)."""
+  per_example = per_example_objective(config, model)
+
+  def loss_fn(params, arrays, rng):
+    grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
+    images, masks = augment(arrays["image"], pick_grader(arrays["masks"], grader_rng),
+                            augment_rng, config.input_omission_rate,
+                            config.horizontal_flip)
+    batch = objective_batch(config, images, masks, training=True)
+    return jnp.mean(per_example(params, batch, objective_rng)), {}
+  return loss_fn
+
+
+def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:
+  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
+          f"/{progress.num_examples}] loss {metrics_['loss']:.4f} nats/image")
+
+
+def _format_eval_log(epoch: int, metrics_: dict) -> str:
+  return (f"epoch {epoch} validation loss {metrics_['validation_loss']:.4f} "
+          "nats/image")
+
+
+def run_identity(config) -> dict:
+  """Settings the checkpoints depend on beyond their shapes."""
+  identity = {k: config[k] for k in (
+      "model", "dataset", "image_size", "validation_size", "validation_fraction",
+      "input_omission_rate", "horizontal_flip", "multiscale_levels",
+      "multiscale_weight")}
+  identity.update(data=config.data.to_dict(), occlusion=config.occlusion.to_dict(),
+                  network=config.network.to_dict())
+  if config.model in ("gsnn", "hybrid"):
+    identity["gsnn_samples"] = config.gsnn_samples
+  if config.model == "hybrid":
+    identity["hybrid_alpha"] = config.hybrid_alpha
+  return identity
+
+
+def _prediction_masks(logits: jax.Array, size: int) -> jax.Array:
+  """[..., pyramid_size] logits -> [..., H, W] binary prediction (p > 0.5)."""
+  return seg_models.full_resolution(logits, size, size) > 0
+
+
+def test_figures(config, model, params, test: dict) -> dict:
+  """Per-image means over `test` of every figure of the module docstring."""
+  size, ev = config.image_size, config.eval
+  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 4)
+  arrays = {"image": test["image"], "masks": test["masks"][:, :1]}
+  figures, seconds = {}, {}
+
+  def measure(name, fn, key):
+    def per_example(params, arrays, rng):
+      batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0],
+                              training=False)
+      return fn(params, batch, rng)
+    start = time.time()
+    values = evaluation.map_over_batches(per_example, params, arrays, key,
+                                         ev.batch_size)
+    seconds[name] = time.time() - start
+    return values
+
+  def truth(batch):
+    return seg_models.full_resolution(batch["target"], size, size) > 0.5
+
+  if config.model == "baseline":
+    def deterministic(params, batch, rng):
+      logits = model.apply(params, batch["condition"])
+      return jnp.stack([
+          metrics.pixel_error(_prediction_masks(logits, size), truth(batch)),
+          metrics.intersection_over_union(_prediction_masks(logits, size), truth(batch)),
+          -objectives.baseline_negative_log_likelihood(model, params, batch)], -1)
+    values = measure("deterministic", deterministic, keys[0])
+    figures.update(pixel_error=values[:, 0], iou=values[:, 1],
+                   **{f"best_of_{s}_iou": values[:, 1] for s in ev.best_of},
+                   nll_exact=-values[:, 2])
+  else:
+    def at_prior_mean(params, batch, rng):
+      prior = model.apply(params, batch["condition"], method="prior")
+      logits = model.apply(params, prior.mean, batch["condition"], method="generation")
+      prediction = _prediction_masks(logits, size)
+      return jnp.stack([
+          metrics.pixel_error(prediction, truth(batch)),
+          metrics.intersection_over_union(prediction, truth(batch)),
+          estimators.log_likelihood_at_prior_mean(model, params, batch)], -1)
+
+    def sampled_iou(params, batch, rng):
+      prior = model.apply(params, batch["condition"], method="prior")
+      def one(key):
+        z = prior.mean + jnp.exp(0.5 * prior.log_variance) * jax.random.normal(
+            key, prior.mean.shape)
+        logits = model.apply(params, z, batch["condition"], method="generation")
+        return metrics.intersection_over_union(_prediction_masks(logits, size),
+                                               truth(batch))
+      ious = jax.lax.map(one, jax.random.split(rng, max(ev.best_of)))  # [S, B]
+      return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
+
+    def negative_ll(proposal):
+      return lambda p, b, r: -estimators.cvae_log_likelihood(
+          model, p, b, r, ev.num_samples, proposal,
+          min(ev.chunk_size, ev.num_samples))
+
+    values = measure("prior_mean", at_prior_mean, keys[0])
+    figures.update(pixel_error=values[:, 0], iou=values[:, 1],
+                   nll_prior_mean=-values[:, 2])
+    values = measure("best_of", sampled_iou, keys[1])
+    figures.update({f"best_of_{s}_iou": values[:, i]
+                    for i, s in enumerate(ev.best_of)})
+    figures["nll_prior_monte_carlo"] = measure(
+        "prior_monte_carlo", negative_ll("prior"), keys[2])
+    if config.model != "gsnn":  # A GSNN's recognition net is never trained.
+      figures["nll_importance_sampled"] = measure(
+          "importance_sampled", negative_ll("recognition"), keys[3])
+  return ({k: float(np.mean(v)) for k, v in figures.items()},
+          {k: float(v) for k, v in seconds.items()})
+
+
+def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
+  """[rows, images, H, W] in [0, 1]: input (occluded blocks grey), truth,
+  baseline probabilities, CVAE at z = E[z | x], then `figure_samples` CVAE
+  samples z ~ p(z | x)."""
+  size, count = config.image_size, config.eval.figure_images
+  images = jnp.asarray(test["image"][:count])
+  grey = np.asarray(images).mean(axis=-1)
+  if "occluded" in test:
+    grey = np.where(test["occluded"][:count], 0.5, grey)
+  rows = [grey, test["masks"][:count, 0]]
+  probabilities = lambda logits: np.asarray(jax.nn.sigmoid(
+      seg_models.full_resolution(logits, size, size)))
+  if config.model == "baseline":
+    rows.append(probabilities(model.apply(params, images)))
+  else:
+    baseline = _baseline_module(config)
+    rows.append(probabilities(baseline.apply(
+        {"params": params["params"]["baseline"]}, images)))
+    prior = model.apply(params, images, method="prior")
+    noise = jax.random.normal(rng, (config.eval.figure_samples, *prior.mean.shape))
+    z = jnp.concatenate([prior.mean[None],
+                         prior.mean + jnp.exp(0.5 * prior.log_variance) * noise])
+    rows.extend(probabilities(model.apply(params, z, images, method="generation")))
+  return np.stack(rows)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates on the test split and writes
+  results.json and panel.png there; returns the results."""
+  workdir = Path(workdir).expanduser().absolute()
+  validate(config, workdir)
+  model = make_model(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  splits = load_splits(config)
+  example = {k: v[:1] for k, v in splits["test"].items()}
+  example_batch = objective_batch(config, jnp.asarray(example["image"]),
+                                  jnp.asarray(example["masks"][:, 0]), False)
+  if config.model == "baseline":
+    init_fn = lambda rng: model.init(rng, example_batch["condition"])
+  else:
+    init_fn = lambda rng: model.init(rng, example_batch["target"],
+                                     example_batch["condition"])
+  per_example = per_example_objective(config, model)
+  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+  validation = {"image": splits["validation"]["image"],
+                "masks": splits["validation"]["masks"][:, :1]}
+
+  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
+    del epoch  # The same z draws every epoch: epochs compare fairly.
+    def loss(params, arrays, rng):
+      batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0], False)
+      return per_example(params, batch, rng)
+    losses = evaluation.map_over_batches(loss, state.params, validation,
+                                         validation_rng, config.eval.batch_size)
+    return {"validation_loss": float(np.mean(losses))}
+
+  train = {k: splits["train"][k] for k in ("image", "masks")}
+  start = time.time()
+  state = trainer.train(config, workdir, init_fn, make_loss_fn(config, model),
+                        InMemoryData(train), evaluate=evaluate,
+                        report=_format_train_log, report_eval=_format_eval_log,
+                        run_identity=run_identity(config))
+  train_seconds = time.time() - start
+
+  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
+  figures, seconds = test_figures(config, model, state.params, test)
+  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
+                           workdir / "panel.png")
+  best_record = workdir / "best" / "record.json"
+  best = (json.loads(best_record.read_text()) if best_record.exists()
+          else {"epoch": None, "value": None})
+  results = {
+      "model": config.model,
+      "dataset": config.dataset,
+      "occlusion_blocks": config.occlusion.blocks,
+      "input_omission_rate": config.input_omission_rate,
+      "test": figures,
+      "units": {"pixel_error": "share of pixels", "iou": "foreground IoU",
+                "nll_*": "nats per image"},
+      "num_samples": config.eval.num_samples,
+      "num_test_images": len(test["image"]),
+      "best_epoch": best["epoch"],
+      "best_validation_loss": best["value"],
+      "steps": int(state.step),
+      "train_seconds_this_run": train_seconds,
+      "eval_seconds": seconds,
+      "devices": [str(d) for d in jax.local_devices()],
+      "config": config.to_dict(),
+  }
+  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  values = ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
+  print(f"test ({len(test['image'])} images): {values}; results in "
+        f"{workdir / 'results.json'}", flush=True)
+  return results

@@ -1,0 +1,15 @@
+"""Structured-output segmentation: baseline CNN, conv CVAE, GSNN or hybrid.
+
+  python -m train.segmentation --config=train/configs/segmentation.py \
+      --config.model=cvae --config.occlusion.blocks=2 --workdir=/tmp/seg
+
+Configs: train/configs/segmentation.py (offline MNIST set, the default) and
+train/configs/segmentation_cub.py (Sohn et al.'s CUB setting, needs TFDS to
+download). Rerunning with the same --workdir resumes.
+"""
+
+from cvae_jax.tasks import segmentation
+from train import entry
+
+if __name__ == "__main__":
+  entry.run(segmentation.train_and_evaluate, "train/configs/segmentation.py")
