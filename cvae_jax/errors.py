@@ -1,5 +1,8 @@
 """Errors that mean the user must change something; entry points print them as
-one line (no traceback) and exit non-zero."""
+one line (no traceback) and exit non-zero. Also `Interrupted`, a run stopped by
+a signal, whose exit code is the shell's 128 + signal number."""
+
+import signal
 
 
 class UserError(Exception):
@@ -12,6 +15,29 @@ class ConfigError(UserError):
 
 class TrainingDivergedError(UserError):
   """The loss became NaN or infinite."""
+
+
+class Interrupted(Exception):
+  """SIGINT or SIGTERM stopped training; a checkpoint of `step` was saved first."""
+
+  def __init__(self, step: int, directory, signum: int = signal.SIGINT):
+    super().__init__(f"interrupted by {signal.Signals(signum).name}: checkpoint "
+                     f"of step {step} saved in {directory}; rerun the same "
+                     "command to resume")
+    self.step, self.signum = step, signum
+
+  @property
+  def exit_code(self) -> int:
+    """130 for SIGINT, 143 for SIGTERM, as shells and schedulers expect."""
+    return 128 + self.signum
+
+
+class SecondSignal(KeyboardInterrupt):
+  """A second SIGINT or SIGTERM: stop at once, without saving."""
+
+  def __init__(self, signum: int):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = signum
 
 
 def require_positive_ints(config, names, prefix: str = "") -> None:

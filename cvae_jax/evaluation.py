@@ -2,8 +2,11 @@
 
 from typing import Any, Callable
 
+import sys
+
 import jax
 import numpy as np
+import tqdm
 
 from cvae_jax.training import sharding
 
@@ -12,11 +15,14 @@ PerExampleFn = Callable[[Any, dict, jax.Array], jax.Array]
 
 def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
                      rng: jax.Array, batch_size: int,
-                     mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
+                     mesh: jax.sharding.Mesh | None = None,
+                     description: str | None = None) -> np.ndarray:
   """Applies jitted `fn(params, batch, rng) -> [batch]` over all examples.
 
   Batches are sharded over the mesh's devices; the last batch is padded by
   repeating examples and the padding is dropped. Batch i uses fold_in(rng, i).
+  With a `description`, a progress bar (in images) is shown while stdout is a
+  terminal, as the trainer's is.
 
   Returns:
     [num_examples] results, in order.
@@ -29,8 +35,15 @@ def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
                                      sharding.batch_sharded(mesh), None))
   params = jax.device_put(params, sharding.replicated(mesh))
   results = []
-  for i, begin in enumerate(range(0, num_examples, batch_size)):
-    indices = np.arange(begin, begin + batch_size) % num_examples
-    batch = {k: v[indices] for k, v in arrays.items()}
-    results.append(jitted(params, batch, jax.random.fold_in(rng, i)))
+  with tqdm.tqdm(total=num_examples, desc=description, unit="image",
+                 leave=False, dynamic_ncols=True,
+                 disable=description is None or not sys.stdout.isatty()) as bar:
+    for i, begin in enumerate(range(0, num_examples, batch_size)):
+      indices = np.arange(begin, begin + batch_size) % num_examples
+      batch = {k: v[indices] for k, v in arrays.items()}
+      results.append(jitted(params, batch, jax.random.fold_in(rng, i)))
+      if i:  # One batch in flight while the bar follows the finished ones.
+        results[-2].block_until_ready()
+        bar.update(batch_size)  # Batch i - 1 is never the padded last one.
+    bar.update(bar.total - bar.n)
   return np.concatenate(jax.device_get(results))[:num_examples]

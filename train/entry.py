@@ -1,17 +1,46 @@
 """What every entry point shares: absl flags with an ml_collections config,
-and user errors as one line on stderr with a non-zero exit code.
+user errors as one line on stderr, and the exit codes a shell expects.
 
   python -m train.<task> --config=train/configs/<task>.py --workdir=DIR \
       [--config.batch_size=128 ...]
+
+A new entry point is three lines, `train/<task>.py`:
+
+  from train import entry
+  if __name__ == "__main__":
+    entry.run("cvae_jax.tasks.<task>", "train/configs/<task>.py")
+
+and its task module provides, at import time free of TensorFlow (data modules
+import it on first use through `cvae_jax.data.tf_import.tensorflow()`):
+
+  validate(config, workdir)  raises UserError / ConfigError; cheap, imports
+                             nothing heavy: a bad value answers in ~1-2 s;
+  train_and_evaluate(config, workdir)  the run; it starts with
+                             `cvae_jax.training.results.finished_run(...)` so
+                             a finished workdir is reported, not recomputed.
+
+What `run` does, in order: parses the flags (a mistyped key is
+`error: unknown config key 'learnin_rate' (did you mean 'learning_rate'?)`),
+imports the task module, calls `validate`, then `train_and_evaluate`.
+TensorFlow's C++ logs stay off stderr unless --verbosity is given. Exit
+codes: 0 done; 2 a user error (`error: ...`, no traceback); 130 SIGINT and
+143 SIGTERM (128 + the signal; a checkpoint is saved first, a second signal
+stops without saving), tests/test_cli.py checks each for every entry point.
 """
 
+import difflib
+import importlib
+import importlib.util
+import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cvae_jax.errors import UserError
-from cvae_jax.training import Interrupted
+from cvae_jax.data import tf_import
+from cvae_jax.errors import Interrupted, UserError
+
+_OVERRIDE = "--config."
 
 
 def _fail(message: str, code: int = 2):
@@ -19,29 +48,82 @@ def _fail(message: str, code: int = 2):
   sys.exit(code)
 
 
-def _unknown_key(error: Exception, config_path: str):
-  _fail(f"unknown config key {str(error).strip(chr(34))}; the keys are in "
-        f"{config_path} (an override is --config.<key>=<value>)")
+def _config_path(argv) -> str | None:
+  """The --config=PATH (or --config PATH) in argv, without a `:arg` suffix."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg[len("--config="):].split(":")[0]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1].split(":")[0]
+  return None
+
+
+def _load_config(path: str):
+  """get_config() of a config file, or None when it cannot be loaded."""
+  try:
+    spec = importlib.util.spec_from_file_location("_entry_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+  except Exception:  # pylint: disable=broad-except  # The flag reports it.
+    return None
+
+
+def _unknown_key(name: str, config) -> str | None:
+  """Why the dotted `name` is not in `config`, or None if it is there."""
+  node, parts = config, name.split(".")
+  for depth, part in enumerate(parts):
+    parent = ".".join(parts[:depth])
+    if not hasattr(node, "keys"):  # A value, not a group of keys.
+      return f"unknown config key '{name}' ('{parent}' is a value, not a group)"
+    if part not in node.keys():
+      close = difflib.get_close_matches(part, list(node.keys()), n=1)
+      hint = (f" (did you mean '{'.'.join([*parts[:depth], close[0]])}'?)"
+              if close else "")
+      return f"unknown config key '{'.'.join(parts[:depth + 1])}'{hint}"
+    node = node[part]
+  return None
+
+
+def _bad_override_message(argv, default_config: str, error: Exception) -> str:
+  """One line for an override that names no config key."""
+  config_path = _config_path(argv) or default_config
+  config = _load_config(config_path)
+  for arg in argv[1:]:
+    if arg.startswith(_OVERRIDE) and config is not None:
+      reason = _unknown_key(arg[len(_OVERRIDE):].split("=")[0], config)
+      if reason is not None:
+        return f"{reason}; the keys are in {config_path}"
+  first_line = str(error).strip("'\"").splitlines()[0].strip("'\"")
+  return (f"bad config override ({first_line}); the keys are in "
+          f"{config_path}, an override is --config.<key>=<value>")
 
 
 def _parse_flags(argv, default_config: str):
   try:
     return flags.FLAGS(argv)
-  except (KeyError, AttributeError) as e:  # An override naming no config key.
-    _unknown_key(e, default_config)
+  except (KeyError, AttributeError, TypeError) as e:  # An override naming no key.
+    _fail(_bad_override_message(argv, default_config, e))
   except flags.Error as e:
     _fail(f"{e}; see --helpfull")
 
 
-def run(train_and_evaluate, default_config: str) -> None:
-  """Defines --config and --workdir, then calls train_and_evaluate(config, workdir)."""
+def run(task, default_config: str) -> None:
+  """Defines --config and --workdir, checks them, then runs the task.
+
+  Args:
+    task: the task module's name, e.g. "cvae_jax.tasks.mnist_label" (its
+      `validate` runs before anything imports TensorFlow), or, as before,
+      a `train_and_evaluate(config, workdir)` callable.
+    default_config: the config file a bare --config.<key> override refers to.
+  """
   # Overrides such as --config.bogus=1 are matched against a config both when
   # the flag is defined (default config) and when flags are parsed (--config=).
   try:
     config_flag = config_flags.DEFINE_config_file(
         "config", default_config, "Training configuration (a .py file).")
-  except (KeyError, AttributeError) as e:
-    _unknown_key(e, default_config)
+  except (KeyError, AttributeError, TypeError) as e:
+    _fail(_bad_override_message(sys.argv, default_config, e))
   workdir_flag = flags.DEFINE_string(
       "workdir", None, "Checkpoints, TensorBoard logs and results go here; "
       "rerunning with the same workdir resumes.", required=True)
@@ -49,8 +131,10 @@ def run(train_and_evaluate, default_config: str) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:  # Library INFO logs: --verbosity=0.
+    verbose = flags.FLAGS["verbosity"].present
+    if not verbose:  # Library INFO logs and TF's C++ logs: --verbosity=0.
       logging.set_verbosity(logging.WARNING)
+    tf_import.show_native_logs(verbose)
     try:
       config = config_flag.value
       config.get("seed")  # Reading it reports a config file that failed to load.
@@ -59,14 +143,21 @@ def run(train_and_evaluate, default_config: str) -> None:
       lines = [l.strip() for l in str(e).splitlines() if l.strip()]
       _fail(f"cannot load the --config file ({lines[-1]}); pass "
             f"--config=<path to a config .py>, e.g. {default_config}")
+    workdir = workdir_flag.value
     try:
-      train_and_evaluate(config, workdir_flag.value)
+      if isinstance(task, str):
+        module = importlib.import_module(task)
+        module.validate(config, workdir)
+        module.train_and_evaluate(config, workdir)
+      else:
+        task(config, workdir)
     except Interrupted as e:
       print(str(e), file=sys.stderr)
-      sys.exit(130)
-    except KeyboardInterrupt:
+      sys.exit(e.exit_code)
+    except KeyboardInterrupt as e:  # Before training, or a second signal.
       _fail("interrupted; checkpoints already in --workdir are kept, rerun the "
-            "same command to resume from the latest", 130)
+            "same command to resume",
+            128 + getattr(e, "signum", signal.SIGINT))
     except UserError as e:
       _fail(str(e))
 

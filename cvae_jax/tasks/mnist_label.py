@@ -9,10 +9,13 @@ and the notebook call. It prints the reference's log lines
 (loss summed over a batch of `batch_size` = BCE + KLD; test loss = mean over
 test batches of `reference_test_batch_size` of the batch's summed loss), and at
 the end writes `results.json`, `samples.png` and `reconstructions.png`.
+
+`validate(config, workdir)` checks a config without importing TensorFlow.
+Rerunning a finished workdir prints its figures from results.json; with other
+evaluation settings (`EVALUATION_KEYS`) it recomputes only what they change.
 """
 
 import functools
-import json
 import time
 from pathlib import Path
 
@@ -26,6 +29,13 @@ from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
+from cvae_jax.training import results as results_file
+
+# Config keys each evaluated output depends on (beyond the trained state).
+TEST_LOSS_KEYS = ("eval_batch_size", "reference_test_batch_size")
+NLL_KEYS = ("eval_batch_size", "importance_samples", "importance_chunk_size")
+SAMPLES_KEYS = ("sample_columns",)
+EVALUATION_KEYS = (*TEST_LOSS_KEYS, *NLL_KEYS, *SAMPLES_KEYS)
 
 
 def make_model(config: ml_collections.ConfigDict):
@@ -55,10 +65,14 @@ def format_eval_log(epoch: int, metrics: dict[str, float]) -> str:
                   metrics["test_negative_elbo_nats_per_image"]))
 
 
-def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """Raises UserError / ConfigError for a config or workdir that cannot work;
+  imports no TensorFlow (entry points call it before loading data)."""
+  workdir = Path(workdir).expanduser().absolute()
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a directory; pass "
                     "--workdir=<a new or existing directory>")
+  make_model(config)
   require_positive_ints(config, (
       "eval_batch_size", "reference_test_batch_size", "importance_samples",
       "importance_chunk_size", "sample_columns"))
@@ -109,27 +123,54 @@ def _reconstruction_grid(model, params, arrays, rng, count: int) -> np.ndarray:
   return np.stack([target, np.asarray(recon)]).reshape(2, count, 28, 28)
 
 
+def summary_lines(results: dict, workdir: Path) -> list[str]:
+  """The final figures, as the end of a run prints them."""
+  return [format_eval_log(results["epochs"] - 1, results),
+          "test negative ELBO: {:.4f} nats/image; importance-sampled NLL "
+          "(K={}): {:.4f} nats/image; results in {}".format(
+              results["test_negative_elbo_nats_per_image"],
+              results["importance_samples"],
+              results["test_importance_sampled_nll_nats_per_image"],
+              workdir / results_file.RESULTS_FILE)]
+
+
+def _load_data(config: ml_collections.ConfigDict):
+  """(test arrays, training data), building TFDS mnist first if needed."""
+  print(f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)...",
+        flush=True)
+  mnist.prepare_mnist(config.data_dir, download=config.download)
+  test = mnist.load_mnist_arrays(config.data_dir, "test")
+  if config.in_memory:
+    return test, InMemoryData(mnist.load_mnist_arrays(config.data_dir, "train"))
+  return test, StreamingData(
+      functools.partial(mnist.mnist_dataset, config.data_dir, "train"),
+      num_examples=mnist.num_examples(config.data_dir, "train"))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | Path) -> dict:
   """Trains (resuming from `workdir` if it holds checkpoints), evaluates and
   writes results.json, samples.png and reconstructions.png there.
 
+  A finished workdir is not trained or evaluated again: its results.json is
+  printed and returned, or, when only `EVALUATION_KEYS` differ, what they
+  change is recomputed.
+
   Returns:
     The results dict written to results.json.
   """
   workdir = Path(workdir).expanduser().absolute()
-  _validate(config, workdir)
+  validate(config, workdir)
+  finished = results_file.finished_run(workdir, config, EVALUATION_KEYS,
+                                       runtime_keys=("in_memory",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print("\n".join(summary_lines(finished.results, workdir)), flush=True)
+      return finished.results
   model = make_model(config)
   workdir.mkdir(parents=True, exist_ok=True)
-
-  mnist.prepare_mnist(config.data_dir, download=config.download)
-  test = mnist.load_mnist_arrays(config.data_dir, "test")
-  if config.in_memory:
-    train_data = InMemoryData(mnist.load_mnist_arrays(config.data_dir, "train"))
-  else:
-    train_data = StreamingData(
-        functools.partial(mnist.mnist_dataset, config.data_dir, "train"),
-        num_examples=mnist.num_examples(config.data_dir, "train"))
+  test, train_data = _load_data(config)
 
   example = {k: v[:1] for k, v in test.items()}
   init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
@@ -144,50 +185,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
     per_image = evaluation.map_over_batches(
         elbo_fn, state.params, test, jax.random.fold_in(eval_rng, epoch),
-        config.eval_batch_size)
+        config.eval_batch_size, description="test negative ELBO")
     evaluated[epoch] = test_loss_metrics(per_image,
                                          config.reference_test_batch_size)
     return evaluated[epoch]
 
   start = time.time()
-  state = trainer.train(config, workdir, init_fn, loss_fn, train_data,
-                        evaluate=evaluate, report=format_train_log,
-                        report_eval=format_eval_log)
+  with mnist.unreadable_records_as_user_errors(config.data_dir):
+    state = trainer.train(config, workdir, init_fn, loss_fn, train_data,
+                          evaluate=evaluate, report=format_train_log,
+                          report_eval=format_eval_log)
   train_seconds = time.time() - start
 
-  last_epoch = config.num_epochs - 1  # Evaluated here if resumed at the end.
-  final = evaluated.get(last_epoch) or evaluate(state, last_epoch)
-  start = time.time()
-  nll = evaluation.map_over_batches(
-      functools.partial(negative_log_likelihood_per_image, model,
-                        config.importance_samples, config.importance_chunk_size),
-      state.params, test, nll_rng,
-      config.eval_batch_size)
-  nll_seconds = time.time() - start
+  previous = finished.results if finished else {}
+  redo = lambda keys: finished is None or finished.changes(*keys)
+  last_epoch = config.num_epochs - 1
+  shown = last_epoch in evaluated  # The trainer printed its test loss line.
+  if redo(TEST_LOSS_KEYS):  # Evaluated here if resumed at the end.
+    final = evaluated.get(last_epoch) or evaluate(state, last_epoch)
+  else:
+    final = {k: previous[k] for k in ("test_loss_reference_unit",
+                                      "test_negative_elbo_nats_per_image")}
+  nll_key = "test_importance_sampled_nll_nats_per_image"
+  if redo(NLL_KEYS):
+    print(f"importance-sampled NLL, K={config.importance_samples}, "
+          f"{len(test['target']):,} test images...", flush=True)
+    start = time.time()
+    nll = float(np.mean(evaluation.map_over_batches(
+        functools.partial(negative_log_likelihood_per_image, model,
+                          config.importance_samples,
+                          config.importance_chunk_size),
+        state.params, test, nll_rng, config.eval_batch_size,
+        description=f"importance-sampled NLL, K={config.importance_samples}")))
+    nll_seconds = time.time() - start
+  else:
+    nll, nll_seconds = previous[nll_key], previous["importance_sampling_seconds"]
   results = {
       **final,
-      "test_importance_sampled_nll_nats_per_image": float(np.mean(nll)),
+      nll_key: nll,
       "importance_samples": config.importance_samples,
-      "num_test_images": len(nll),
+      "num_test_images": len(test["target"]),
       "steps": int(state.step),
       "epochs": config.num_epochs,
-      "train_seconds_this_run": train_seconds,
+      "train_seconds_this_run": previous.get("train_seconds_this_run",
+                                             train_seconds),
       "importance_sampling_seconds": nll_seconds,
       "devices": [str(d) for d in jax.local_devices()],
       "config": config.to_dict(),
   }
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  results_file.write_results(workdir, results)
 
   grid_rng, recon_rng = jax.random.split(picture_rng)
-  plotting.save_image_grid(
-      _sample_grid(model, state.params, grid_rng, config.sample_columns),
-      workdir / "samples.png")
-  plotting.save_image_grid(
-      _reconstruction_grid(model, state.params, test, recon_rng, 10),
-      workdir / "reconstructions.png")
-  print("test negative ELBO: {:.4f} nats/image; importance-sampled NLL "
-        "(K={}): {:.4f} nats/image; results in {}".format(
-            final["test_negative_elbo_nats_per_image"], config.importance_samples,
-            results["test_importance_sampled_nll_nats_per_image"],
-            workdir / "results.json"), flush=True)
+  if redo(SAMPLES_KEYS):
+    plotting.save_image_grid(
+        _sample_grid(model, state.params, grid_rng, config.sample_columns),
+        workdir / "samples.png")
+  if finished is None:
+    plotting.save_image_grid(
+        _reconstruction_grid(model, state.params, test, recon_rng, 10),
+        workdir / "reconstructions.png")
+  lines = summary_lines(results, workdir)
+  print("\n".join(lines[1:] if shown else lines), flush=True)
   return results

@@ -6,11 +6,14 @@ data and a config, and runs data-parallel over every local device with
 `jax.jit` on a 1-D mesh (batch sharded, parameters replicated). The same code
 runs on CPU, GPU and TPU.
 
-Steps run `steps_per_dispatch` at a time inside one `lax.scan`; device-resident
-data is gathered by a permutation inside jit, streamed data is stacked on the
-host. Checkpoints are written every `checkpoint_every_steps`, at each epoch end,
-on SIGINT and at the end; a rerun with the same workdir resumes from the latest
-and ends with the same result as an uninterrupted run.
+Steps run up to `steps_per_dispatch` at a time inside one `lax.scan`;
+device-resident data is gathered by a permutation inside jit, streamed data is
+stacked on the host. A dispatch also ends at every `log_every_steps` boundary,
+so each log line is printed as soon as its step is done (one dispatch per 100
+steps costs nothing measurable). Checkpoints are written every
+`checkpoint_every_steps`, at each epoch end, on SIGINT / SIGTERM and at the
+end; a rerun with the same workdir resumes from the latest and ends with the
+same result as an uninterrupted run.
 
 Config fields read: batch_size, num_epochs, seed, optimizer, learning_rate,
 steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints,
@@ -29,7 +32,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -37,7 +39,8 @@ import numpy as np
 import optax
 import tqdm
 
-from cvae_jax.errors import ConfigError, TrainingDivergedError, require_positive_ints
+from cvae_jax.errors import (ConfigError, Interrupted, SecondSignal,
+                             TrainingDivergedError, require_positive_ints)
 from cvae_jax.training import sharding
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.input import InMemoryData, StreamingData
@@ -57,15 +60,6 @@ class Progress:
   steps_per_epoch: int
   batch_size: int
   num_examples: int
-
-
-class Interrupted(Exception):
-  """SIGINT stopped training; a checkpoint of `step` was saved first."""
-
-  def __init__(self, step: int, directory: Path):
-    super().__init__(f"interrupted: checkpoint of step {step} saved in "
-                     f"{directory}; rerun the same command to resume")
-    self.step = step
 
 
 def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
@@ -143,13 +137,18 @@ def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
 
 class _StopSignals:
   """Turns the first SIGINT or SIGTERM (e.g. a pre-empted VM) into a flag
-  checked between dispatches; a second one raises KeyboardInterrupt."""
+  checked between dispatches; a second one raises SecondSignal, a
+  KeyboardInterrupt. `signum` is the first signal's number."""
 
   _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
   def __init__(self):
-    self.raised = False
+    self.signum = None
     self._previous = {}
+
+  @property
+  def raised(self) -> bool:
+    return self.signum is not None
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -158,8 +157,8 @@ class _StopSignals:
 
   def _handle(self, signum, frame):
     if self.raised:  # The second one: stop without saving.
-      raise KeyboardInterrupt
-    self.raised = True
+      raise SecondSignal(signum)
+    self.signum = signum
     print(f"\n{signal.Signals(signum).name}: saving a checkpoint when the "
           "current dispatch of steps ends (again: stop without saving)",
           file=sys.stderr, flush=True)
@@ -190,6 +189,39 @@ def _check_same_run(workdir: Path, identity: dict, resuming: bool) -> None:
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _dispatch_end(config: ml_collections.ConfigDict, step: int,
+                  steps_per_epoch: int) -> int:
+  """The step in the epoch where the dispatch from global `step` ends: at most
+  `steps_per_dispatch` on, at the epoch's end, at the next checkpoint and at
+  the next log boundary (so a log line is printed when its step is done)."""
+  epoch, start = divmod(step, steps_per_epoch)
+  next_checkpoint = ((step // config.checkpoint_every_steps + 1)
+                     * config.checkpoint_every_steps - epoch * steps_per_epoch)
+  next_log = (start // config.log_every_steps + 1) * config.log_every_steps
+  return min(steps_per_epoch, start + config.steps_per_dispatch,
+             next_checkpoint, next_log)
+
+
+class _EventWriter:
+  """TensorBoard scalars in `workdir`; the event file (and clu, which imports
+  TensorFlow) only comes at the first write, so a run resumed at its end adds
+  no empty event file."""
+
+  def __init__(self, workdir: Path):
+    self._workdir, self._writer = workdir, None
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if self._writer is None:
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
+      self._writer = metric_writers.SummaryWriter(str(self._workdir))
+    self._writer.write_scalars(step, scalars)
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+      self._writer.close()
 
 
 RunChunk = Callable[[TrainState, int, int, int], tuple[TrainState, dict]]
@@ -289,7 +321,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   Raises:
     ConfigError: impossible config values.
     TrainingDivergedError: a non-finite loss; the last good checkpoint is kept.
-    Interrupted: SIGINT; a checkpoint was saved first.
+    Interrupted: SIGINT or SIGTERM (its `signum`); a checkpoint was saved first.
+    SecondSignal: a second one; nothing was saved.
   """
   validate_trainer_config(config)
   mesh = sharding.make_mesh(devices)
@@ -339,18 +372,21 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     return (early_stopping is not None and step % steps_per_epoch == 0
             and early_stopping.should_stop(step // steps_per_epoch))
 
-  writer = metric_writers.SummaryWriter(str(workdir))
+  writer = _EventWriter(workdir)
   step = int(state.step)
   progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
                            disable=not sys.stdout.isatty(), dynamic_ncols=True)
   try:
     with _StopSignals() as stop_signal:
+      compiled = set()
       while step < total_steps and not stopped_early(step):
         epoch, start = divmod(step, steps_per_epoch)
-        end = min(steps_per_epoch, start + config.steps_per_dispatch,
-                  (step // config.checkpoint_every_steps + 1)
-                  * config.checkpoint_every_steps - epoch * steps_per_epoch)
+        end = _dispatch_end(config, step, steps_per_epoch)
         num_steps = end - start
+        if num_steps not in compiled:  # jit compiles per scan length.
+          compiled.add(num_steps)
+          progress_bar.write(f"compiling the train step ({num_steps} steps per "
+                             "dispatch)...")
         state, metrics = run_chunk(state, epoch, start, num_steps)
         metrics = jax.device_get(metrics)
         losses = metrics["loss"]
@@ -392,7 +428,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                 f"{checkpointer.directory}; lower --config.learning_rate")
           checkpointer.save(state)
         if stop_signal.raised:
-          raise Interrupted(step, checkpointer.directory)
+          raise Interrupted(step, checkpointer.directory, stop_signal.signum)
     if early_stopping is not None and early_stopping.record is not None:
       record = early_stopping.record
       if stopped_early(step) and step < total_steps:
@@ -405,7 +441,6 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       state = early_stopping.best_state(state)
   finally:
     progress_bar.close()
-    writer.flush()
     writer.close()
     checkpointer.close()
     if early_stopping is not None:

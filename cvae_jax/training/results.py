@@ -1,0 +1,114 @@
+"""results.json: a finished run's figures and config, so a rerun reuses them.
+
+Every task writes `results.json` (with `"config": config.to_dict()`) when its
+run ends, and starts with `finished_run(workdir, config, evaluation_keys)`:
+
+  * same config (up to keys that change no figure): the run is finished; the
+    task prints its figures from results.json and returns them (seconds, and
+    TensorFlow is never imported);
+  * only evaluation keys differ: training is finished; the task recomputes
+    what those keys change and says so (`FinishedRun.changed`);
+  * anything else (no results.json, more epochs, another model): None, and
+    the task trains or resumes as usual.
+"""
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import ml_collections
+
+RESULTS_FILE = "results.json"
+# Keys that change neither the trained parameters nor any figure: the
+# trainer's dispatch, log and checkpoint cadence, and where data is read from.
+RUNTIME_KEYS = ("steps_per_dispatch", "log_every_steps",
+                "checkpoint_every_steps", "keep_checkpoints", "data_dir",
+                "download")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+  """results.json of a finished run; `changed`: evaluation key -> (old, new)."""
+  results: dict
+  changed: dict
+
+  def changes(self, *keys: str) -> bool:
+    """Whether any of `keys` (dotted names or groups, e.g. "eval") changed."""
+    return any(_matches(k, keys) for k in self.changed)
+
+  def describe_changes(self) -> str:
+    return ", ".join(f"{k} {old!r} -> {new!r}"
+                     for k, (old, new) in self.changed.items())
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  """{"eval": {"batch_size": 1}} -> {"eval.batch_size": 1}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat
+
+
+def _matches(key: str, names) -> bool:
+  return any(key == n or key.startswith(f"{n}.") for n in names)
+
+
+def config_differences(saved: dict, config: ml_collections.ConfigDict) -> dict:
+  """Dotted key -> (saved value, current value) where they differ (JSON view:
+  tuples compare as the lists they were saved as)."""
+  old = _flatten(saved)
+  new = _flatten(json.loads(json.dumps(config.to_dict())))
+  return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
+          if old.get(k) != new.get(k)}
+
+
+def finished_run(workdir: str | Path, config: ml_collections.ConfigDict,
+                 evaluation_keys=(), runtime_keys=()) -> FinishedRun | None:
+  """The finished run in `workdir` that `config` describes, if any.
+
+  Args:
+    evaluation_keys: keys (dotted, or a group such as "eval") that change
+      the evaluation only.
+    runtime_keys: task keys that change nothing (RUNTIME_KEYS are added).
+
+  Returns:
+    None unless results.json exists and its config equals `config` in every
+    key outside `evaluation_keys` and the runtime keys.
+  """
+  path = Path(workdir).expanduser() / RESULTS_FILE
+  try:
+    results = json.loads(path.read_text())
+    saved = results["config"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+  differences = config_differences(saved, config)
+  ignored = (*RUNTIME_KEYS, *runtime_keys)
+  if any(not _matches(k, (*evaluation_keys, *ignored)) for k in differences):
+    return None
+  changed = {k: v for k, v in differences.items() if not _matches(k, ignored)}
+  return FinishedRun(results, changed)
+
+
+def announce(workdir: Path, finished: FinishedRun) -> None:
+  """The line a rerun of a finished workdir starts with."""
+  if finished.changed:
+    print(f"{workdir} holds a finished run; evaluation settings changed "
+          f"({finished.describe_changes()}): recomputing what they change, "
+          "no training", flush=True)
+  else:
+    print(f"{workdir} holds a finished run of this config: its figures from "
+          f"{RESULTS_FILE} (nothing recomputed; a new --workdir trains anew)",
+          flush=True)
+
+
+def write_results(workdir: Path, results: dict) -> Path:
+  """Writes workdir/results.json atomically (a kill leaves the old or new)."""
+  path = Path(workdir) / RESULTS_FILE
+  scratch = path.with_suffix(".json.tmp")
+  scratch.write_text(json.dumps(results, indent=2) + "\n")
+  os.replace(scratch, path)
+  return path
