@@ -4,6 +4,8 @@ example's published numbers.
 
   python -m benchmarks.quadrant_table                 # the full table
   python -m benchmarks.quadrant_table --quick         # 1 epoch, few samples
+  python -m benchmarks.quadrant_table --quadrants=1 --models=gsnn,hybrid \
+      --gsnn_samples=10                               # multi-sample GSNN rows
 
 Runs already finished in --root with the same epoch cap are reused; a run
 with a lower cap resumes up to the new one. Wall times of every invocation
@@ -12,7 +14,9 @@ Writes the markdown table to --output and the figures as JSON next to it.
 Rows already in that JSON are kept: a configuration outside this invocation's
 --protocols/--quadrants/--models stays as recorded, and one inside it whose
 workdir is gone (another machine) is reused when its epoch cap matches, unless
---rerun_recorded.
+--rerun_recorded. Rows of a GSNN or hybrid trained with S > 1 prior samples
+in its GSNN objective (--gsnn_samples) are extra rows, "gsnn (S=10)", with
+workdirs such as q1/gsnn_s10; a record without "gsnn_samples" has S = 1.
 """
 
 import json
@@ -39,6 +43,9 @@ _LARGE_NUM_IMAGES = flags.DEFINE_integer(
 _PROTOCOLS = flags.DEFINE_list("protocols", ["pyro", "sohn"], "Protocols.")
 _QUADRANTS = flags.DEFINE_list("quadrants", ["1", "2", "3"], "Given quadrants.")
 _MODELS = flags.DEFINE_list("models", list(mnist_quadrant.MODEL_KINDS), "Models.")
+_GSNN_SAMPLES = flags.DEFINE_list(
+    "gsnn_samples", ["1"], "S of the GSNN objective for the gsnn and hybrid "
+    "rows, one row per value (baseline and cvae rows ignore it).")
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
 _RERUN_RECORDED = flags.DEFINE_bool(
     "rerun_recorded", False, "Train configurations already recorded in the "
@@ -55,8 +62,17 @@ COLUMNS = (("prior_mean", "(a) z=E[z|x]"), ("prior_monte_carlo", "(b) prior MC")
            ("negative_elbo", "-ELBO"))
 
 
+GSNN_KINDS = ("gsnn", "hybrid")  # The models whose objective has an S.
+
+
 def _key(record: dict) -> tuple:
-  return record["protocol"], record["num_quadrants"], record["model"]
+  return (record["protocol"], record["num_quadrants"], record["model"],
+          record.get("gsnn_samples", 1))
+
+
+def _label(record: dict) -> str:
+  samples = record.get("gsnn_samples", 1)
+  return record["model"] + (f" (S={samples})" if samples != 1 else "")
 
 
 def _record(results: dict, wall_seconds: float) -> dict:
@@ -65,16 +81,19 @@ def _record(results: dict, wall_seconds: float) -> dict:
       "protocol", "num_quadrants", "model", "test_negative_cll_nats_per_image",
       "seconds", "num_samples", "importance_sampled_large_num_images",
       "best_epoch")}
+  if results["model"] in GSNN_KINDS:
+    record["gsnn_samples"] = results.get("gsnn_samples", 1)
   return {**record, "wall_seconds": wall_seconds,
           "max_epochs": results["config"]["num_epochs"]}
 
 
 def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
-               recorded: dict | None) -> dict:
+               recorded: dict | None, gsnn_samples: int = 1) -> dict:
   """Trains and evaluates one configuration (or reuses a finished run, or
   `recorded`, its row from an earlier table, when its workdir is gone)."""
   config = CONFIGS[protocol]()
   config.model, config.num_quadrants = model, quadrants
+  config.gsnn_samples = gsnn_samples
   config.data_dir = _DATA_DIR.value
   config.num_epochs = 1 if _QUICK.value else max_epochs
   config.eval.large_num_images = _LARGE_NUM_IMAGES.value
@@ -84,7 +103,8 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
     config.eval.large_num_images = 200
   root = Path(_ROOT.value) / ("quick" if _QUICK.value else "full") / protocol
   config.baseline_workdir = str(root / f"q{quadrants}" / "baseline")
-  workdir = root / f"q{quadrants}" / model
+  workdir = root / f"q{quadrants}" / (
+      model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))
   timing = workdir / "wall_seconds.json"
   if (not workdir.exists() and recorded is not None and not _RERUN_RECORDED.value
       and recorded["max_epochs"] == config.num_epochs):
@@ -98,7 +118,8 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
                          f"epochs, above {config.num_epochs}; pass --max_epochs "
                          "at least that high or another --root")
   if not (timing.exists() and finished_cap == config.num_epochs):
-    print(f"=== {protocol} protocol, {quadrants} quadrant(s), {model}", flush=True)
+    print(f"=== {protocol} protocol, {quadrants} quadrant(s), "
+          f"{_label({'model': model, 'gsnn_samples': gsnn_samples})}", flush=True)
     start = time.time()
     try:
       mnist_quadrant.train_and_evaluate(ml_collections.ConfigDict(config), workdir)
@@ -134,7 +155,7 @@ def markdown_table(rows: list[dict]) -> str:
     published = (PYRO_PUBLISHED.get((r["model"], r["num_quadrants"]))
                  if r["protocol"] == "pyro" else None)
     lines.append("| " + " | ".join(
-        [r["protocol"], str(r["num_quadrants"]), r["model"], *cells,
+        [r["protocol"], str(r["num_quadrants"]), _label(r), *cells,
          _cell(published), f"{r['best_epoch']} / {r['max_epochs']}",
          f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
   return "\n".join(lines) + "\n"
@@ -144,7 +165,7 @@ def _sort_key(record: dict) -> tuple:
   protocols = list(CONFIGS)
   models = list(mnist_quadrant.MODEL_KINDS)
   return (protocols.index(record["protocol"]), record["num_quadrants"],
-          models.index(record["model"]))
+          models.index(record["model"]), record.get("gsnn_samples", 1))
 
 
 def main(argv):
@@ -152,6 +173,9 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   if len(_MAX_EPOCHS.value) != len(_PROTOCOLS.value):
     raise app.UsageError("--max_epochs needs one value per --protocols entry")
+  if not all(s.isdigit() and int(s) > 0 for s in _GSNN_SAMPLES.value):
+    raise app.UsageError("--gsnn_samples must be positive integers, got "
+                         f"{','.join(_GSNN_SAMPLES.value)}")
   output = Path(_OUTPUT.value or (
       Path(_ROOT.value) / "quick" / "quadrant_table.md" if _QUICK.value
       else "docs/quadrant_table.md"))
@@ -164,10 +188,12 @@ def main(argv):
     for quadrants in map(int, _QUADRANTS.value):
       # The baseline first: the CVAE-family runs reuse it, frozen.
       models = sorted(_MODELS.value, key=lambda m: m != "baseline")
-      for model in models:
-        key = (protocol, quadrants, model)
+      runs = [(model, samples) for model in models for samples in (
+          map(int, _GSNN_SAMPLES.value) if model in GSNN_KINDS else [1])]
+      for model, samples in runs:
+        key = (protocol, quadrants, model, samples)
         records[key] = run_config(protocol, quadrants, model, max_epochs,
-                                  records.get(key))
+                                  records.get(key), samples)
         rows = sorted(records.values(), key=_sort_key)
         output.write_text(markdown_table(rows))
         figures_path.write_text(json.dumps(rows, indent=2) + "\n")

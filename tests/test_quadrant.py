@@ -16,6 +16,8 @@ from cvae_jax.distributions import DiagonalGaussian
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.quadrant import HIDDEN, fill_hidden
+from cvae_jax.tasks import mnist_quadrant
+from train.configs import mnist_quadrant as quadrant_config
 
 PYRO_ORDER = ("bottom_left", "top_left", "top_right")
 
@@ -235,3 +237,55 @@ def test_one_importance_sampling_implementation():
     if path.name != "estimators.py":
       text = path.read_text()
       assert "logsumexp" not in text and "running_max" not in text, path
+
+
+@pytest.mark.parametrize("model", ["gsnn", "hybrid"])
+def test_gsnn_samples_reaches_the_objective(model):
+  params, batch, rng = _params(), _batch(), jax.random.PRNGKey(7)
+  config = quadrant_config.get_config()
+  config.model = model
+
+  def objective(samples):
+    config.gsnn_samples = samples
+    return mnist_quadrant.per_example_objective(config, MODEL)(params, batch, rng)
+
+  cvae = objectives.negative_elbo(MODEL, params, batch, rng).loss
+  alpha = 0.0 if model == "gsnn" else config.hybrid_alpha
+  for samples in (1, 10):
+    gsnn = objectives.gsnn_negative_log_likelihood(MODEL, params, batch, rng,
+                                                   num_samples=samples)
+    np.testing.assert_allclose(objective(samples),
+                               alpha * cvae + (1 - alpha) * gsnn, rtol=1e-5)
+  assert np.all(np.abs(objective(10) - objective(1)) > 1e-3)
+
+
+def test_gsnn_samples_is_named_in_the_run_identity_only_when_not_1():
+  """Workdirs saved before gsnn_samples existed (S=1) must still resume."""
+  config = quadrant_config.get_config()
+  for model in ("cvae", "gsnn", "hybrid"):
+    config.model, config.gsnn_samples = model, 1
+    assert "gsnn_samples" not in mnist_quadrant.run_identity(config)
+    config.gsnn_samples = 10
+    assert (mnist_quadrant.run_identity(config).get("gsnn_samples")
+            == (None if model == "cvae" else 10))
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_bad_gsnn_samples_is_a_one_line_config_error(tmp_path, value):
+  config = quadrant_config.get_config()
+  config.model, config.download = "gsnn", False
+  config.gsnn_samples = value
+  with pytest.raises(ConfigError, match="--config.gsnn_samples") as error:
+    mnist_quadrant.train_and_evaluate(config, tmp_path)  # Before any data.
+  assert "\n" not in str(error.value)
+
+
+def test_resuming_a_multi_sample_gsnn_at_1_sample_is_refused(tmp_path):
+  """The trainer compares the keys of the new identity only, which lacks
+  gsnn_samples at S=1; the task refuses it itself."""
+  (tmp_path / "checkpoints" / "390").mkdir(parents=True)
+  (tmp_path / "run_identity.json").write_text('{"gsnn_samples": 10}\n')
+  config = quadrant_config.get_config()
+  config.model, config.download = "hybrid", False
+  with pytest.raises(ConfigError, match="gsnn_samples 10 -> 1"):
+    mnist_quadrant.train_and_evaluate(config, tmp_path)

@@ -51,6 +51,7 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
   if not 0.0 <= config.hybrid_alpha <= 1.0:
     raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
                       f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  require_positive_ints(config, ("gsnn_samples",))
   quadrants.check_quadrant_config(config.num_quadrants, config.quadrant_order)
   if config.binarisation not in quadrants.BINARISATIONS:
     raise ConfigError(f"binarisation must be one of {quadrants.BINARISATIONS}, "
@@ -100,17 +101,21 @@ def make_model(config: ml_collections.ConfigDict):
 def per_example_objective(config: ml_collections.ConfigDict, model):
   """(params, batch, rng) -> [batch] nats: the quantity `config.model` minimises.
 
-  With `baseline_training="joint"` the baseline's own -log p(y | x) is added,
-  so it learns alongside; when pre-trained, its parameters get no gradient.
+  The GSNN and the hybrid's GSNN term average p(y | x, z) over
+  `config.gsnn_samples` prior samples inside the log. With
+  `baseline_training="joint"` the baseline's own -log p(y | x) is added, so it
+  learns alongside; when pre-trained, its parameters get no gradient.
   """
   if config.model == "baseline":
     return lambda params, batch, rng: objectives.baseline_negative_log_likelihood(
         model, params, batch)
   objective = {
       "cvae": lambda p, b, r: objectives.negative_elbo(model, p, b, r).loss,
-      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model),
+      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model,
+                                num_samples=config.gsnn_samples),
       "hybrid": functools.partial(objectives.hybrid_objective, model,
-                                  alpha=config.hybrid_alpha),
+                                  alpha=config.hybrid_alpha,
+                                  gsnn_samples=config.gsnn_samples),
   }[config.model]
   if config.baseline_training == "pretrained":
     return objective
@@ -171,7 +176,9 @@ def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
 def run_identity(config: ml_collections.ConfigDict) -> dict:
   """The settings a checkpoint of `config.model` depends on beyond its
   shapes: which pixels are given, how they are binarised, what is trained.
-  A shared baseline depends on the data and its own net only."""
+  A shared baseline depends on the data and its own net only. `gsnn_samples`
+  is named only when it is not 1, so workdirs saved before it existed (S=1)
+  still resume (`_check_gsnn_samples` refuses S>1 checkpoints at S=1)."""
   identity = {k: config[k] for k in (
       "model", "num_quadrants", "quadrant_order", "binarisation",
       "validation_size")}
@@ -183,7 +190,25 @@ def run_identity(config: ml_collections.ConfigDict) -> dict:
     identity["baseline_training"] = config.baseline_training
   if config.model == "hybrid":
     identity["hybrid_alpha"] = config.hybrid_alpha
+  if config.model in ("gsnn", "hybrid") and config.gsnn_samples != 1:
+    identity["gsnn_samples"] = config.gsnn_samples
   return identity
+
+
+def _check_gsnn_samples(config, workdir: Path) -> None:
+  """The trainer compares only the identity keys it is given, and
+  `run_identity` omits gsnn_samples=1: refuse here to resume a GSNN or hybrid
+  checkpoint saved with another S."""
+  saved = workdir / "run_identity.json"
+  checkpoints = workdir / "checkpoints"
+  if (config.model not in ("gsnn", "hybrid") or not saved.exists()
+      or not checkpoints.is_dir() or not any(checkpoints.iterdir())):
+    return
+  previous = json.loads(saved.read_text()).get("gsnn_samples", 1)
+  if previous != config.gsnn_samples:
+    raise ConfigError(f"{workdir} holds a run with other settings (gsnn_samples "
+                      f"{previous} -> {config.gsnn_samples}); pass a new "
+                      "--workdir or the original values")
 
 
 def pretrained_baseline(config, workdir: Path, splits) -> dict:
@@ -269,6 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   workdir = Path(workdir).expanduser().absolute()
   _validate(config, workdir)
+  _check_gsnn_samples(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   mnist.prepare_mnist(config.data_dir, download=config.download)
   splits = quadrants.load_quadrant_splits(
@@ -301,6 +327,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "model": config.model,
       "protocol": config.protocol,
       "num_quadrants": config.num_quadrants,
+      **({"gsnn_samples": config.gsnn_samples}
+         if config.model in ("gsnn", "hybrid") else {}),
       "test_negative_cll_nats_per_image": {
           k: v for k, v in figures.items() if not k.endswith("_seconds")},
       "seconds": {k: v for k, v in figures.items() if k.endswith("_seconds")},

@@ -22,6 +22,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.quadrant_order = ("bottom_left", "top_left", "top_right")
   config.binarisation = "none"  # none | threshold | stochastic
   config.hybrid_alpha = 0.5  # Weight of the CVAE objective in "hybrid".
+  # Prior samples S in the GSNN objective -log (1/S) sum_s p(y | x, z_s) of
+  # "gsnn" and of the hybrid's GSNN term; 1 is the paper's. Unused otherwise.
+  config.gsnn_samples = 1
   config.baseline_training = "pretrained"  # pretrained (then frozen) | joint
   config.baseline_workdir = ""  # A baseline run to reuse; "" = workdir/baseline.
   config.network = ml_collections.ConfigDict(dict(
