@@ -31,9 +31,18 @@ stops without saving), tests/test_cli.py checks each for every entry point.
 import difflib
 import importlib
 import importlib.util
+import os
 import signal
 import sys
 
+# jaxlib and TensorFlow read it once, when loaded: C++ INFO and WARNING lines
+# (e.g. tf.data's on a corrupt file) stay off stderr unless --verbosity is
+# given or the environment sets it.
+_QUIET_NATIVE_LOGS = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+if _QUIET_NATIVE_LOGS:
+  os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -134,6 +143,8 @@ def run(task, default_config: str) -> None:
     verbose = flags.FLAGS["verbosity"].present
     if not verbose:  # Library INFO logs and TF's C++ logs: --verbosity=0.
       logging.set_verbosity(logging.WARNING)
+    elif _QUIET_NATIVE_LOGS:
+      del os.environ["TF_CPP_MIN_LOG_LEVEL"]
     tf_import.show_native_logs(verbose)
     try:
       config = config_flag.value

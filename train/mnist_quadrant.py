@@ -4,11 +4,11 @@
       --config.model=cvae --config.num_quadrants=1 --workdir=/tmp/quadrant
 
 Protocols: train/configs/mnist_quadrant.py (Pyro example, the default) and
-train/configs/mnist_quadrant_sohn.py. Rerunning with the same --workdir resumes.
+train/configs/mnist_quadrant_sohn.py. Rerunning with the same --workdir
+resumes; a finished one prints its results.
 """
 
-from cvae_jax.tasks import mnist_quadrant
 from train import entry
 
 if __name__ == "__main__":
-  entry.run(mnist_quadrant.train_and_evaluate, "train/configs/mnist_quadrant.py")
+  entry.run("cvae_jax.tasks.mnist_quadrant", "train/configs/mnist_quadrant.py")

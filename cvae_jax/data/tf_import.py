@@ -3,13 +3,13 @@
 Importing them takes ~4 s, so data modules call `tensorflow()` inside their
 functions: an entry point can check its config before paying for it.
 
-TF's C++ logs are kept off stderr unless `show_native_logs(True)` was called
-(entry points do on `--verbosity`): the start-up lines of TF 2.21 (`All log
-messages before absl::InitializeLog()...`, `oneDNN custom operations are
-on...`), which no environment variable turns off, by pointing file descriptor
-2 at /dev/null during the import (Python errors from it still surface); later
-INFO and WARNING lines (e.g. tf.data's on a corrupt file) by
-TF_CPP_MIN_LOG_LEVEL=2 unless the environment sets it.
+The start-up lines TF 2.21 writes to stderr (`All log messages before
+absl::InitializeLog()...`, `oneDNN custom operations are on...`), which no
+environment variable turns off, are dropped by pointing file descriptor 2 at
+/dev/null during the import (Python errors from it still surface), unless
+`show_native_logs(True)` was called (entry points do on `--verbosity`). Later
+C++ INFO / WARNING lines obey TF_CPP_MIN_LOG_LEVEL, which must be set before
+jaxlib is imported: train/entry.py does.
 """
 
 import contextlib
@@ -46,8 +46,6 @@ def tensorflow():
   global _configured
   if not _configured:
     quiet = "tensorflow" not in sys.modules and not _show_native_logs
-    if quiet:
-      os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _native_stderr_silenced() if quiet else contextlib.nullcontext():
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       import tensorflow_datasets  # pylint: disable=g-import-not-at-top,unused-import

@@ -10,7 +10,10 @@ counted over the hidden pixels only.
 `train_and_evaluate(config, workdir)` writes `results.json` and
 `completions.png`. A CVAE-family model with `baseline_training="pretrained"`
 first trains (or reuses) a baseline in `config.baseline_workdir`, or in
-`workdir/baseline` when that is empty, and freezes it.
+`workdir/baseline` when that is empty, and freezes it. `validate(config,
+workdir)` checks a config without importing TensorFlow. Rerunning a finished
+workdir prints its figures from results.json; with other `eval.*` settings it
+recomputes only the figures those change.
 """
 
 import functools
@@ -30,15 +33,31 @@ from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
 from cvae_jax.training import InMemoryData, TrainState, trainer
+from cvae_jax.training import results as results_file
 from cvae_jax.training.optimizers import OPTIMIZERS
 
 MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.
 DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
+# Test figure -> the evaluation keys it depends on (beyond the trained state).
+FIGURE_KEYS = {
+    "exact": ("eval.batch_size",),
+    "prior_mean": ("eval.batch_size",),
+    "prior_monte_carlo": ("eval.batch_size", "eval.num_samples", "eval.chunk_size"),
+    "importance_sampled": ("eval.batch_size", "eval.num_samples",
+                           "eval.chunk_size"),
+    "importance_sampled_large": ("eval.batch_size", "eval.large_num_samples",
+                                 "eval.large_num_images", "eval.chunk_size"),
+    "negative_elbo": ("eval.batch_size", "eval.elbo_samples"),
+}
+PICTURE_KEYS = ("eval.figure_images", "eval.figure_samples")
 
 
-def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """Raises UserError / ConfigError for a config or workdir that cannot work;
+  imports no TensorFlow (entry points call it before loading data)."""
+  workdir = Path(workdir).expanduser().absolute()
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a directory; pass "
                     "--workdir=<a new or existing directory>")
@@ -76,6 +95,7 @@ def _validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
       not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
     raise ConfigError("network.hidden_sizes must be positive integers, got "
                       f"{config.network.hidden_sizes!r}")
+  require_positive_ints(config, ("validation_size",))
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "large_num_samples", "chunk_size",
       "elbo_samples", "figure_images", "figure_samples"), "eval.")
@@ -222,8 +242,19 @@ def pretrained_baseline(config, workdir: Path, splits) -> dict:
   return _train(baseline_config, baseline_dir, splits).params
 
 
-def _test_figures(config, model, params, test: dict) -> dict:
-  """The test-set estimators of -log p(y | x), nats/image (mean over images).
+FIGURE_NAMES = {
+    "exact": "exact -log p(y|x)",
+    "prior_mean": "(a) -log p(y|x, z=E[z|x])",
+    "prior_monte_carlo": "(b) prior Monte Carlo",
+    "importance_sampled": "(c) importance-sampled",
+    "importance_sampled_large": "(c) importance-sampled",
+    "negative_elbo": "negative ELBO",
+}
+
+
+def _test_figures(config, model, params, test: dict, only=None) -> dict:
+  """The test-set estimators of -log p(y | x), nats/image (mean over images),
+  and their `<name>_seconds`; with `only`, just the figures named there.
 
   A GSNN gets (a) and (b) only: its recognition net is untrained, so neither
   importance sampling from q(z | x, y) nor the ELBO means anything.
@@ -233,11 +264,16 @@ def _test_figures(config, model, params, test: dict) -> dict:
   ev = config.eval
   timed = {}
 
-  def measure(name, fn, key, images=None):
-    start = time.time()
+  def measure(name, fn, key, images=None, samples=None):
+    if only is not None and name not in only:
+      return
     arrays = test if images is None else {k: v[:images] for k, v in test.items()}
+    count = len(arrays["target"])
+    label = FIGURE_NAMES[name] + (f", S={samples}" if samples else "")
+    print(f"test {label}, {count:,} images...", flush=True)
+    start = time.time()
     timed[name] = float(np.mean(evaluation.map_over_batches(
-        fn, params, arrays, key, ev.batch_size)))
+        fn, params, arrays, key, ev.batch_size, description=label)))
     timed[f"{name}_seconds"] = time.time() - start
 
   if config.model == "baseline":
@@ -251,15 +287,17 @@ def _test_figures(config, model, params, test: dict) -> dict:
 
   measure("prior_mean", lambda p, b, r: -estimators.log_likelihood_at_prior_mean(
       model, p, b), keys[0])
-  measure("prior_monte_carlo", negative_ll(ev.num_samples, "prior"), keys[1])
+  measure("prior_monte_carlo", negative_ll(ev.num_samples, "prior"), keys[1],
+          samples=ev.num_samples)
   if config.model == "gsnn":  # Its recognition net is never trained: no q.
     return timed
-  measure("importance_sampled", negative_ll(ev.num_samples, "recognition"), keys[2])
+  measure("importance_sampled", negative_ll(ev.num_samples, "recognition"),
+          keys[2], samples=ev.num_samples)
   measure("importance_sampled_large",
           negative_ll(ev.large_num_samples, "recognition"), keys[3],
-          ev.large_num_images or None)
+          ev.large_num_images or None, samples=ev.large_num_samples)
   measure("negative_elbo", lambda p, b, r: estimators.mean_negative_elbo(
-      model, p, b, r, ev.elbo_samples), keys[4])
+      model, p, b, r, ev.elbo_samples), keys[4], samples=ev.elbo_samples)
   return timed
 
 
@@ -289,13 +327,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """Trains (resuming from `workdir`), evaluates on the test split and writes
   results.json and completions.png there.
 
+  A finished workdir is not trained or evaluated again: its results.json is
+  printed and returned, or, when only `eval.*` settings differ, the figures
+  they change are recomputed (`FIGURE_KEYS`, `PICTURE_KEYS`).
+
   Returns:
     The results dict written to results.json.
   """
   workdir = Path(workdir).expanduser().absolute()
-  _validate(config, workdir)
+  validate(config, workdir)
   _check_gsnn_samples(config, workdir)
+  finished = results_file.finished_run(workdir, config, ("eval",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print(summary_line(finished.results, workdir), flush=True)
+      return finished.results
   workdir.mkdir(parents=True, exist_ok=True)
+  print(f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)...",
+        flush=True)
   mnist.prepare_mnist(config.data_dir, download=config.download)
   splits = quadrants.load_quadrant_splits(
       config.data_dir, config.num_quadrants, config.quadrant_order,
@@ -309,16 +359,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_seconds = time.time() - start
 
   model = make_model(config)
-  figures = _test_figures(config, model, state.params, splits["test"])
+  figures, only = {}, None
+  if finished is not None:  # Keep the figures whose settings did not change.
+    previous = finished.results
+    figures = {**previous["test_negative_cll_nats_per_image"],
+               **previous["seconds"]}
+    only = {k for k, keys in FIGURE_KEYS.items() if finished.changes(*keys)}
+    train_seconds = previous["train_seconds_this_run"]
+  figures.update(_test_figures(config, model, state.params, splits["test"], only))
   if config.model == "baseline":
     baseline_params = state.params
   elif baseline_params is None:  # Trained jointly: part of the CVAE's params.
     baseline_params = {"params": state.params["params"]["baseline"]}
   picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  plotting.save_image_grid(
-      completion_grid(config, model, state.params, baseline_params,
-                      splits["test"], picture_rng),
-      workdir / "completions.png")
+  if finished is None or finished.changes(*PICTURE_KEYS):
+    plotting.save_image_grid(
+        completion_grid(config, model, state.params, baseline_params,
+                        splits["test"], picture_rng),
+        workdir / "completions.png")
 
   best_record = workdir / "best" / "record.json"  # Only with early stopping.
   best = (json.loads(best_record.read_text()) if best_record.exists()
@@ -347,9 +405,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "devices": [str(d) for d in jax.local_devices()],
       "config": config.to_dict(),
   }
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+  results_file.write_results(workdir, results)
+  print(summary_line(results, workdir), flush=True)
+  return results
+
+
+def summary_line(results: dict, workdir: Path) -> str:
+  """The final figures, as the end of a run prints them."""
   values = ", ".join(f"{k} {v:.2f}" for k, v in
                      results["test_negative_cll_nats_per_image"].items())
-  print(f"test negative CLL (nats/image): {values}; results in "
-        f"{workdir / 'results.json'}", flush=True)
-  return results
+  return (f"test negative CLL (nats/image): {values}; results in "
+          f"{workdir / results_file.RESULTS_FILE}")
