@@ -68,8 +68,9 @@ def test_four_devices_match_one_device(tmp_path):
   assert int(one.step) == int(four.step) == 2 * 48 // 8
 
 
-@pytest.mark.parametrize("data_kind", ["in_memory", "streaming"])
-def test_resume_after_sigint_equals_uninterrupted(tmp_path, data_kind):
+@pytest.mark.parametrize("data_kind, signum", [("in_memory", signal.SIGINT),
+                                               ("streaming", signal.SIGTERM)])
+def test_resume_after_a_signal_equals_uninterrupted(tmp_path, data_kind, signum):
   arrays = _arrays()
   make_data = {"in_memory": lambda: InMemoryData(arrays),
                "streaming": lambda: _streaming(arrays)}[data_kind]
@@ -77,16 +78,44 @@ def test_resume_after_sigint_equals_uninterrupted(tmp_path, data_kind):
 
   def interrupt_at_step_8(progress, metrics):
     if progress.step == 8:  # Mid-epoch 1 (6 steps per epoch).
-      os.kill(os.getpid(), signal.SIGINT)
-  with pytest.raises(Interrupted):
+      os.kill(os.getpid(), signum)
+  with pytest.raises(Interrupted) as interrupted:
     trainer.train(_config(), tmp_path / "b", INIT_FN, LOSS_FN, make_data(),
                   report=interrupt_at_step_8)
+  assert interrupted.value.signum == signum
+  assert interrupted.value.exit_code == 128 + signum  # 130 or 143.
   saved = Checkpointer(tmp_path / "b", 10).latest_step()
   assert saved == 10  # The dispatch holding step 8 ends at step 10; saved there.
   resumed, resumed_logged = _train(tmp_path / "b", data=make_data())
   chex.assert_trees_all_equal(uninterrupted.params, resumed.params)
   chex.assert_trees_all_equal(uninterrupted.opt_state, resumed.opt_state)
   assert resumed_logged == [x for x in logged if x[0] >= 10]
+
+
+def test_a_dispatch_ends_at_the_next_log_line(tmp_path, monkeypatch, capsys):
+  """Steps run many per dispatch, but never past a logged step's dispatch, so
+  its line is printed before the steps after it run."""
+  events = []
+  make_runner = trainer._in_memory_runner
+
+  def recording_runner(*args):
+    run_chunk = make_runner(*args)
+    def run(state, epoch, start, num_steps):
+      events.append(("dispatch", 6 * epoch + start, num_steps))
+      return run_chunk(state, epoch, start, num_steps)
+    return run
+  monkeypatch.setattr(trainer, "_in_memory_runner", recording_runner)
+  config = _config(steps_per_dispatch=100, log_every_steps=4,
+                   checkpoint_every_steps=100)
+  trainer.train(config, tmp_path, INIT_FN, LOSS_FN, InMemoryData(_arrays()),
+                report=lambda progress, _: events.append(("log", progress.step)))
+  # 6 steps per epoch; logged steps 0 and 4 of each epoch.
+  assert events == [("dispatch", 0, 4), ("log", 0), ("dispatch", 4, 2), ("log", 4),
+                    ("dispatch", 6, 4), ("log", 6), ("dispatch", 10, 2),
+                    ("log", 10)]
+  out = capsys.readouterr().out
+  assert out.count("compiling the train step (4 steps per dispatch)...") == 1
+  assert out.count("compiling the train step (2 steps per dispatch)...") == 1
 
 
 def _order_sensitive_loss(params, batch, rng):

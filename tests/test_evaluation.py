@@ -1,0 +1,25 @@
+"""map_over_batches: every example once, in order; a progress bar only on a
+terminal."""
+
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_map_over_batches_shows_a_bar_on_a_terminal_only(monkeypatch, capsys,
+                                                         terminal):
+  from cvae_jax import evaluation  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+  arrays = {"x": np.arange(10, dtype=np.float32)}
+  doubled = evaluation.map_over_batches(
+      lambda params, batch, rng: batch["x"] * params, np.float32(2.0), arrays,
+      jax.random.PRNGKey(0), batch_size=4, description="doubling")
+  np.testing.assert_array_equal(doubled, 2 * arrays["x"])  # 3 batches, padded.
+  err = capsys.readouterr().err
+  if terminal:
+    assert "doubling:" in err and "/10 [" in err
+  else:
+    assert err == ""
