@@ -49,15 +49,18 @@ class CanvasSpec:
   def check(self) -> None:
     """Raises ConfigError naming the field for impossible values."""
     if self.size < DIGIT_SIDE:
-      raise ConfigError(f"data.size must be at least {DIGIT_SIDE} (an MNIST "
-                        f"digit), got {self.size}; set --config.data.size")
+      raise ConfigError(f"image_size must be at least {DIGIT_SIDE} (an MNIST "
+                        f"digit) for the offline set, got {self.size}; set "
+                        "--config.image_size")
     if not 0 < self.fragment_size <= DIGIT_SIDE:
       raise ConfigError(f"data.fragment_size must be in 1..{DIGIT_SIDE}, got "
                         f"{self.fragment_size}; set --config.data.fragment_size")
     if self.num_fragments < 0 or self.occlusion_blocks < 0:
-      raise ConfigError("data.num_fragments and occlusion.blocks must be >= 0")
+      raise ConfigError("data.num_fragments and occlusion.blocks must be >= 0; "
+                        "set --config.data.num_fragments / --config.occlusion.blocks")
     if self.noise_std < 0:
-      raise ConfigError(f"data.noise_std must be >= 0, got {self.noise_std}")
+      raise ConfigError(f"data.noise_std must be >= 0, got {self.noise_std}; "
+                        "set --config.data.noise_std")
     if self.occlusion_blocks and not 0 < self.occlusion_size <= self.size:
       raise ConfigError(
           f"occlusion.size={self.occlusion_size} must be in 1..{self.size} (the "

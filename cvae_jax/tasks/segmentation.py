@@ -251,6 +251,17 @@ def make_loss_fn(config, model):
   return loss_fn
 
 
+def validation_loss_fn(config, model):
+  """(params, {"image", "masks"}, rng) -> [B] nats: the training objective
+  without augmentation (first grader, full resolution only)."""
+  per_example = per_example_objective(config, model)
+
+  def loss(params, arrays, rng):
+    batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0], False)
+    return per_example(params, batch, rng)
+  return loss
+
+
 def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:
   return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
           f"/{progress.num_examples}] loss {metrics_['loss']:.4f} nats/image")
@@ -397,18 +408,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   else:
     init_fn = lambda rng: model.init(rng, example_batch["target"],
                                      example_batch["condition"])
-  per_example = per_example_objective(config, model)
   validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
   validation = {"image": splits["validation"]["image"],
                 "masks": splits["validation"]["masks"][:, :1]}
+  validation_loss = validation_loss_fn(config, model)
 
   def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
     del epoch  # The same z draws every epoch: epochs compare fairly.
-    def loss(params, arrays, rng):
-      batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0], False)
-      return per_example(params, batch, rng)
-    losses = evaluation.map_over_batches(loss, state.params, validation,
-                                         validation_rng, config.eval.batch_size)
+    losses = evaluation.map_over_batches(validation_loss, state.params,
+                                         validation, validation_rng,
+                                         config.eval.batch_size)
     return {"validation_loss": float(np.mean(losses))}
 
   train = {k: splits["train"][k] for k in ("image", "masks")}

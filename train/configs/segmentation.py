@@ -26,8 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The offline set: canvases around MNIST digits (see the data module).
   config.data = ml_collections.ConfigDict(dict(
       num_fragments=3, fragment_size=12, noise_std=0.1, seed=0,
-      max_train_examples=20_000,  # 0: all 50,000.
-      max_eval_examples=2_000))  # Validation and test images; 0: all 10,000.
+      max_train_examples=10_000,  # 0: all 50,000.
+      max_eval_examples=1_000))  # Validation and test images; 0: all 10,000.
   config.occlusion = ml_collections.ConfigDict(dict(blocks=0, size=10))
   config.data_dir = "~/tensorflow_datasets"
   config.download = True
@@ -51,9 +51,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.early_stopping_metric = "validation_loss"
   config.early_stopping_patience = 3
 
-  config.steps_per_dispatch = 125
-  config.log_every_steps = 125
-  config.checkpoint_every_steps = 625  # One epoch of 20,000 images.
+  config.steps_per_dispatch = 52
+  config.log_every_steps = 104
+  config.checkpoint_every_steps = 312  # One epoch of 10,000 images.
   config.keep_checkpoints = 2
 
   config.eval = ml_collections.ConfigDict(dict(

@@ -1,0 +1,166 @@
+"""The README's segmentation table: the offline MNIST set at several occlusion
+levels x baseline / CVAE / GSNN / hybrid, with and without input omission
+noise, and the multi-sample GSNN and hybrid; each row is
+`python -m train.segmentation --config=train/configs/segmentation.py` with the
+overrides its label names (see ROWS).
+
+  python -m benchmarks.segmentation_table            # the full table
+  python -m benchmarks.segmentation_table --quick    # tiny: checks the pipeline
+
+Finished runs in --root are reused (delete a workdir to redo it); an
+interrupted run resumes. Wall times add up in each workdir's
+wall_seconds.json. Writes the markdown table to --output and the records as
+JSON next to it; records of configurations outside this invocation are kept.
+"""
+
+import json
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+import ml_collections
+
+from cvae_jax.tasks import segmentation
+from train.configs import segmentation as segmentation_config
+
+_ROOT = flags.DEFINE_string("root", "workdirs/segmentation_table", "Workdirs go here.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Markdown table; default docs/segmentation_table.md, or "
+    "ROOT/quick/segmentation_table.md with --quick.")
+_QUICK = flags.DEFINE_bool("quick", False, "1 epoch on 256 images, S=10.")
+_OCCLUSIONS = flags.DEFINE_list("occlusions", ["0", "1", "2"],
+                                "Occlusion blocks per image, one table part each.")
+_MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
+    "multi_sample_occlusions", ["2"],
+    "Occlusion levels that also get the S=10 GSNN and hybrid rows.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
+
+# Row label -> config overrides.
+ROWS = {
+    "baseline": {"model": "baseline"},
+    "cvae": {"model": "cvae"},
+    "cvae + omission 0.4": {"model": "cvae", "input_omission_rate": 0.4},
+    "gsnn": {"model": "gsnn"},
+    "hybrid": {"model": "hybrid"},
+    "hybrid + omission 0.4": {"model": "hybrid", "input_omission_rate": 0.4},
+}
+MULTI_SAMPLE_ROWS = {
+    "gsnn (S=10)": {"model": "gsnn", "gsnn_samples": 10},
+    "hybrid (S=10)": {"model": "hybrid", "gsnn_samples": 10},
+}
+COLUMNS = (("pixel_error", "pixel error (%)"), ("iou", "IoU at E[z|x]"),
+           ("best_of_10_iou", "best-of-10 IoU"), ("best_of_100_iou", "best-of-100 IoU"),
+           ("nll_prior_monte_carlo", "(b) prior MC"),
+           ("nll_importance_sampled", "(c) IS"))
+
+
+def _workdir_name(label: str) -> str:
+  return (label.replace(" + ", "_").replace(" ", "_").replace("(", "")
+          .replace(")", "").replace("=", "").replace(".", ""))
+
+
+def make_config(occlusion: int, overrides: dict) -> ml_collections.ConfigDict:
+  config = segmentation_config.get_config()
+  config.update(overrides)
+  config.occlusion.blocks = occlusion
+  config.data_dir = _DATA_DIR.value
+  if _QUICK.value:
+    config.num_epochs = 1
+    config.data.update(max_train_examples=256, max_eval_examples=64)
+    config.eval.update(num_samples=10, chunk_size=10, best_of=(1, 10), batch_size=32)
+    config.update(steps_per_dispatch=4, log_every_steps=4, checkpoint_every_steps=8)
+  return config
+
+
+def run_row(occlusion: int, label: str, overrides: dict) -> dict:
+  """Trains and evaluates one row, or reuses its finished workdir."""
+  config = make_config(occlusion, overrides)
+  workdir = (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
+             / f"occlusion{occlusion}" / _workdir_name(label))
+  timing = workdir / "wall_seconds.json"
+  results_path = workdir / "results.json"
+  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
+  if not (results_path.exists() and timing.exists()):
+    print(f"=== {occlusion} occlusion block(s), {label}", flush=True)
+    start = time.time()
+    try:
+      segmentation.train_and_evaluate(config, workdir)
+    finally:  # Also when interrupted: the resumed run adds to it.
+      spent += time.time() - start
+      workdir.mkdir(parents=True, exist_ok=True)
+      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
+  results = json.loads(results_path.read_text())
+  return {"occlusion_blocks": occlusion, "row": label, "test": results["test"],
+          "best_epoch": results["best_epoch"],
+          "max_epochs": results["config"]["num_epochs"],
+          "num_test_images": results["num_test_images"],
+          "num_samples": results["num_samples"], "wall_seconds": spent,
+          "command": command(occlusion, overrides)}
+
+
+def command(occlusion: int, overrides: dict) -> str:
+  flags_ = " ".join(f"--config.{k}={v}" for k, v in overrides.items())
+  return (f"python -m train.segmentation --config=train/configs/segmentation.py "
+          f"{flags_} --config.occlusion.blocks={occlusion}")
+
+
+def _cell(figures: dict, key: str) -> str:
+  if key not in figures:
+    return "n/a"
+  value = figures[key]
+  return f"{100 * value:.2f}" if key == "pixel_error" else (
+      f"{value:.3f}" if "iou" in key else f"{value:.2f}")
+
+
+def markdown_table(records: list[dict]) -> str:
+  """One line per record, in the order given."""
+  samples = records[0]["num_samples"]
+  header = (["occlusion blocks", "model"]
+            + [name + (f" S={samples}" if key.startswith("nll") else "")
+               for key, name in COLUMNS]
+            + ["best epoch / cap", "wall time"])
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in records:
+    figures = dict(r["test"])
+    if r["row"] == "baseline":  # Deterministic: (b) and (c) are its exact NLL.
+      figures.update(nll_prior_monte_carlo=figures["nll_exact"],
+                     nll_importance_sampled=figures["nll_exact"])
+    lines.append("| " + " | ".join(
+        [str(r["occlusion_blocks"]), r["row"]]
+        + [_cell(figures, key) for key, _ in COLUMNS]
+        + [f"{r['best_epoch']} / {r['max_epochs']}",
+           f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _sort_key(record: dict) -> tuple:
+  labels = list(ROWS) + list(MULTI_SAMPLE_ROWS)
+  return record["occlusion_blocks"], labels.index(record["row"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  output = Path(_OUTPUT.value or (
+      Path(_ROOT.value) / "quick" / "segmentation_table.md" if _QUICK.value
+      else "docs/segmentation_table.md"))
+  output.parent.mkdir(parents=True, exist_ok=True)
+  records_path = output.with_suffix(".json")
+  records = {}
+  if records_path.exists():
+    records = {(r["occlusion_blocks"], r["row"]): r
+               for r in json.loads(records_path.read_text())}
+  for occlusion in map(int, _OCCLUSIONS.value):
+    rows = dict(ROWS)
+    if str(occlusion) in _MULTI_SAMPLE_OCCLUSIONS.value:
+      rows.update(MULTI_SAMPLE_ROWS)
+    for label, overrides in rows.items():
+      records[(occlusion, label)] = run_row(occlusion, label, overrides)
+      ordered = sorted(records.values(), key=_sort_key)
+      output.write_text(markdown_table(ordered))
+      records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+  print(markdown_table(sorted(records.values(), key=_sort_key)))
+
+
+if __name__ == "__main__":
+  app.run(main)
