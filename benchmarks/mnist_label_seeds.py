@@ -4,8 +4,8 @@ defaults) for several seeds, then mean and spread of the final figures.
   python -m benchmarks.mnist_label_seeds --seeds=0,1,2 --root=workdirs/seeds
 
 Each seed is the main command with --config.seed=S and its own workdir; a
-finished workdir is not retrained (the trainer resumes at its last step) but
-is evaluated again.
+finished workdir is neither retrained nor evaluated again (its results.json
+is read back), and an interrupted one resumes.
 """
 
 import json
