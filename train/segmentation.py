@@ -5,11 +5,11 @@
 
 Configs: train/configs/segmentation.py (offline MNIST set, the default) and
 train/configs/segmentation_cub.py (Sohn et al.'s CUB setting, needs TFDS to
-download). Rerunning with the same --workdir resumes.
+download). Rerunning with the same --workdir resumes; a finished one prints
+its results.
 """
 
-from cvae_jax.tasks import segmentation
 from train import entry
 
 if __name__ == "__main__":
-  entry.run(segmentation.train_and_evaluate, "train/configs/segmentation.py")
+  entry.run("cvae_jax.tasks.segmentation", "train/configs/segmentation.py")

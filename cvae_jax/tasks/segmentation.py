@@ -32,6 +32,7 @@ from cvae_jax import estimators, evaluation, metrics, objectives, plotting
 from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import results as results_file
 
 MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
 OFFLINE_DATASET = "mnist_segmentation"
@@ -76,8 +77,9 @@ def _check_geometry(config) -> None:
                       f"multiscale_levels={config.multiscale_levels}")
 
 
-def validate(config: ml_collections.ConfigDict, workdir: Path) -> None:
+def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
+  workdir = Path(workdir).expanduser()
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"workdir {workdir} exists and is not a directory; pass "
                     "--workdir=<a new or existing directory>")
@@ -397,8 +399,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   results.json and panel.png there; returns the results."""
   workdir = Path(workdir).expanduser().absolute()
   validate(config, workdir)
+  finished = results_file.finished_run(workdir, config, ("eval",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print(summary_line(finished.results, workdir), flush=True)
+      return finished.results
   model = make_model(config)
   workdir.mkdir(parents=True, exist_ok=True)
+  print(f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
+        flush=True)
   splits = load_splits(config)
   example = {k: v[:1] for k, v in splits["test"].items()}
   example_batch = objective_batch(config, jnp.asarray(example["image"]),
@@ -426,7 +436,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                         InMemoryData(train), evaluate=evaluate,
                         report=_format_train_log, report_eval=_format_eval_log,
                         run_identity=run_identity(config))
-  train_seconds = time.time() - start
+  train_seconds = (time.time() - start if finished is None
+                   else finished.results["train_seconds_this_run"])
 
   test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
   figures, seconds = test_figures(config, model, state.params, test)
@@ -454,8 +465,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "devices": [str(d) for d in jax.local_devices()],
       "config": config.to_dict(),
   }
-  (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-  values = ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
-  print(f"test ({len(test['image'])} images): {values}; results in "
-        f"{workdir / 'results.json'}", flush=True)
+  results_file.write_results(workdir, results)
+  print(summary_line(results, workdir), flush=True)
   return results
+
+
+def summary_line(results: dict, workdir: Path) -> str:
+  """The final figures, as the end of a run prints them."""
+  values = ", ".join(f"{k} {v:.4g}" for k, v in results["test"].items())
+  return (f"test ({results['num_test_images']} images): {values}; results in "
+          f"{workdir / results_file.RESULTS_FILE}")
