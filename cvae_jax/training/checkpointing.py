@@ -3,6 +3,8 @@
 Restoring falls back to the previous checkpoint when the latest cannot be read
 (a run killed while writing, a truncated file); the unreadable one is moved to
 `workdir/unreadable_checkpoints/` rather than deleted, so nothing is lost.
+Orbax is imported when the first Checkpointer is made (a config check, which
+imports the trainer, does not pay its 0.3 s).
 """
 
 import shutil
@@ -11,7 +13,6 @@ from typing import Any
 
 from absl import logging
 import jax
-import orbax.checkpoint as ocp
 
 from cvae_jax.errors import UserError
 
@@ -27,6 +28,8 @@ class Checkpointer:
   """Saves every call to `save` (the trainer decides when) and keeps the last N."""
 
   def __init__(self, workdir: str | Path, max_to_keep: int):
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    self._ocp = ocp
     self._workdir = Path(workdir).expanduser().absolute()  # Orbax needs absolute.
     self.directory = self._workdir / "checkpoints"
     options = ocp.CheckpointManagerOptions(
@@ -43,7 +46,8 @@ class Checkpointer:
     step = int(state.step)
     if step in self._manager.all_steps():
       return
-    self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self._manager.save(step, args=self._ocp.args.StandardSave(state),
+                       force=True)
     self._manager.wait_until_finished()
 
   def latest_step(self) -> int | None:
@@ -60,6 +64,7 @@ class Checkpointer:
       UserError: the checkpoints hold arrays of other shapes (another model
         or optimiser): they are left untouched.
     """
+    ocp = self._ocp
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
     expected = _array_signature(abstract)
     for step in sorted(self._manager.all_steps(), reverse=True):
