@@ -39,11 +39,12 @@ def _run(workdir, *overrides, **kwargs):
 
 
 def _env():
-  # One CPU device, as a user's machine, whatever the test process uses; and
-  # no TF_CPP_MIN_LOG_LEVEL, which importing jax set to 1 in this process.
+  # One CPU device, as a user's machine, whatever the test process uses; no
+  # TF_CPP_MIN_LOG_LEVEL, which importing jax set to 1 in this process; and
+  # stdout block-buffered, as it is for a user's pipe.
   env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  for name in ("XLA_FLAGS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED"):
+    env.pop(name, None)
   return env
 
 

@@ -4,6 +4,7 @@ resume, divergence, corrupt checkpoints, config errors."""
 import functools
 import os
 import signal
+import sys
 from pathlib import Path
 
 import chex
@@ -92,9 +93,27 @@ def test_resume_after_a_signal_equals_uninterrupted(tmp_path, data_kind, signum)
   assert resumed_logged == [x for x in logged if x[0] >= 10]
 
 
-def test_a_dispatch_ends_at_the_next_log_line(tmp_path, monkeypatch, capsys):
-  """Steps run many per dispatch, but never past a logged step's dispatch, so
-  its line is printed before the steps after it run."""
+class _RecordingStdout:
+  """A block-buffered, non-terminal stdout that records writes and flushes."""
+
+  def __init__(self, events):
+    self.events, self.text = events, ""
+
+  def write(self, text):
+    self.text += text
+
+  def flush(self):
+    if self.text:
+      self.events.append(("shown", self.text))
+      self.text = ""
+
+  def isatty(self):
+    return False
+
+
+def test_a_log_line_is_shown_before_the_next_dispatch(tmp_path, monkeypatch):
+  """Steps run many per dispatch, but a dispatch ends at each logged step and
+  its line is flushed (stdout may be a pipe) before the steps after it run."""
   events = []
   make_runner = trainer._in_memory_runner
 
@@ -105,17 +124,18 @@ def test_a_dispatch_ends_at_the_next_log_line(tmp_path, monkeypatch, capsys):
       return run_chunk(state, epoch, start, num_steps)
     return run
   monkeypatch.setattr(trainer, "_in_memory_runner", recording_runner)
+  monkeypatch.setattr(sys, "stdout", _RecordingStdout(events))
   config = _config(steps_per_dispatch=100, log_every_steps=4,
                    checkpoint_every_steps=100)
   trainer.train(config, tmp_path, INIT_FN, LOSS_FN, InMemoryData(_arrays()),
-                report=lambda progress, _: events.append(("log", progress.step)))
+                report=lambda progress, _: f"step {progress.step}")
   # 6 steps per epoch; logged steps 0 and 4 of each epoch.
-  assert events == [("dispatch", 0, 4), ("log", 0), ("dispatch", 4, 2), ("log", 4),
-                    ("dispatch", 6, 4), ("log", 6), ("dispatch", 10, 2),
-                    ("log", 10)]
-  out = capsys.readouterr().out
-  assert out.count("compiling the train step (4 steps per dispatch)...") == 1
-  assert out.count("compiling the train step (2 steps per dispatch)...") == 1
+  compiling = "compiling the train step ({} steps per dispatch)...\n"
+  assert events == [
+      ("shown", compiling.format(4)), ("dispatch", 0, 4), ("shown", "step 0\n"),
+      ("shown", compiling.format(2)), ("dispatch", 4, 2), ("shown", "step 4\n"),
+      ("dispatch", 6, 4), ("shown", "step 6\n"),
+      ("dispatch", 10, 2), ("shown", "step 10\n")]
 
 
 def _order_sensitive_loss(params, batch, rng):
