@@ -10,22 +10,32 @@ A new entry point is three lines, `train/<task>.py`:
   if __name__ == "__main__":
     entry.run("cvae_jax.tasks.<task>", "train/configs/<task>.py")
 
-and its task module provides, at import time free of TensorFlow (data modules
-import it on first use through `cvae_jax.data.tf_import.tensorflow()`):
+Its task module imports no TensorFlow at import time (data modules get it on
+first use from `cvae_jax.data.tf_import.tensorflow()`) and provides:
 
-  validate(config, workdir)  raises UserError / ConfigError; cheap, imports
-                             nothing heavy: a bad value answers in ~1-2 s;
-  train_and_evaluate(config, workdir)  the run; it starts with
-                             `cvae_jax.training.results.finished_run(...)` so
-                             a finished workdir is reported, not recomputed.
+  validate(config, workdir)  raises UserError / ConfigError; imports nothing
+      heavy, so a bad value answers in about the time `import jax` takes;
+  train_and_evaluate(config, workdir)  the run. It starts with
+      `finished = cvae_jax.training.results.finished_run(workdir, config,
+      evaluation_keys)`: a finished workdir prints its figures from
+      results.json and returns (no TensorFlow, no data), and a change of
+      evaluation keys only recomputes what they change; it announces long
+      phases ("loading ...", "<estimator>, S=..., N images...") and passes a
+      `description` to `evaluation.map_over_batches` for a progress bar; it
+      reads TFDS inside `mnist.unreadable_records_as_user_errors(data_dir,
+      name)` and writes results with `results.write_results`.
 
 What `run` does, in order: parses the flags (a mistyped key is
-`error: unknown config key 'learnin_rate' (did you mean 'learning_rate'?)`),
-imports the task module, calls `validate`, then `train_and_evaluate`.
-TensorFlow's C++ logs stay off stderr unless --verbosity is given. Exit
-codes: 0 done; 2 a user error (`error: ...`, no traceback); 130 SIGINT and
-143 SIGTERM (128 + the signal; a checkpoint is saved first, a second signal
-stops without saving), tests/test_cli.py checks each for every entry point.
+`error: unknown config key 'learnin_rate' (did you mean 'learning_rate'?);
+the keys are in train/configs/mnist_label.py`), imports the task module,
+calls `validate`, then `train_and_evaluate`. TensorFlow's C++ logs stay off
+stderr unless --verbosity is given. Exit codes: 0 done; 2 a user error
+(`error: ...`, no traceback); 130 on SIGINT and 143 on SIGTERM (128 + the
+signal: the trainer saves a checkpoint first and raises
+`errors.Interrupted`; a second signal stops without saving). `run` also takes
+a `train_and_evaluate` callable instead of a module name, without the early
+`validate`. tests/test_cli.py checks the bad-value answer before TensorFlow
+for every train/*.py, and the rest for mnist_label and mnist_quadrant.
 """
 
 import difflib
