@@ -61,6 +61,19 @@ class EstimatorTest(chex.TestCase):
     chex.assert_shape(estimate, (len(Y),))
     np.testing.assert_allclose(estimate, _exact_log_marginal(Y), rtol=1e-5)
 
+  def test_one_chunk_and_one_slice_need_no_loop_and_stay_exact(self):
+    # chunk_size == K and one slice: the estimator makes a single call of
+    # the likelihood (no XLA loop, which conv decoders need on CPU).
+    calls = []
+    def counting(z):
+      calls.append(z.shape)
+      return _log_likelihood_fn(Y)(z)
+    estimate = jax.jit(lambda rng: estimators.importance_sampled_log_likelihood(
+        counting, _exact_posterior(Y), _prior(len(Y)), rng, num_samples=40,
+        chunk_size=40, rows_per_slice=10_000))(jax.random.PRNGKey(0))
+    assert calls == [(40, len(Y), 1)]
+    np.testing.assert_allclose(estimate, _exact_log_marginal(Y), rtol=1e-5)
+
   def test_importance_sampling_converges_as_k_grows(self):
     errors = []
     for k in (1, 10, 100, 2000):

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import estimators, evaluation, metrics, objectives, plotting
+from cvae_jax import distributions, estimators, evaluation, metrics, objectives, plotting
 from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
@@ -337,20 +337,19 @@ def test_figures(config, model, params, test: dict) -> dict:
           estimators.log_likelihood_at_prior_mean(model, params, batch)], -1)
 
     def sampled_iou(params, batch, rng):
+      # All samples in one call: XLA:CPU slows convs inside loops (lax.map).
       prior = model.apply(params, batch["condition"], method="prior")
-      def one(key):
-        z = prior.mean + jnp.exp(0.5 * prior.log_variance) * jax.random.normal(
-            key, prior.mean.shape)
-        logits = model.apply(params, z, batch["condition"], method="generation")
-        return metrics.intersection_over_union(_prediction_masks(logits, size),
-                                               truth(batch))
-      ious = jax.lax.map(one, jax.random.split(rng, max(ev.best_of)))  # [S, B]
+      z = distributions.sample_gaussian(rng, prior, max(ev.best_of))
+      logits = model.apply(params, z, batch["condition"], method="generation")
+      ious = metrics.intersection_over_union(_prediction_masks(logits, size),
+                                             truth(batch)[None])  # [S, B]
       return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
 
     def negative_ll(proposal):
+      chunk = min(ev.chunk_size, ev.num_samples)  # One slice per chunk.
       return lambda p, b, r: -estimators.cvae_log_likelihood(
-          model, p, b, r, ev.num_samples, proposal,
-          min(ev.chunk_size, ev.num_samples))
+          model, p, b, r, ev.num_samples, proposal, chunk,
+          rows_per_slice=chunk * len(b["condition"]))
 
     values = measure("prior_mean", at_prior_mean, keys[0])
     figures.update(pixel_error=values[:, 0], iou=values[:, 1],

@@ -36,8 +36,9 @@ def get_config():
   config.batch_size = 32
   config.num_epochs = 100
   config.early_stopping_patience = 5
-  config.steps_per_dispatch = 50
+  config.steps_per_dispatch = 1  # On a GPU / TPU raise it, e.g. 50.
   config.log_every_steps = 50
   config.checkpoint_every_steps = 500
-  config.eval.update(dict(batch_size=32, num_images=0))
+  # 100 samples x 2 images of 128 x 128 decoder maps at once; chunks of 25.
+  config.eval.update(dict(batch_size=2, chunk_size=25, num_images=0))
   return config
