@@ -14,6 +14,7 @@ JSON next to it; records of configurations outside this invocation are kept.
 """
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +35,9 @@ _MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
     "multi_sample_occlusions", ["2"],
     "Occlusion levels that also get the S=10 GSNN and hybrid rows.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
+_FIGURE_ROW = flags.DEFINE_string(
+    "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
+    "per occlusion level (segmentation_panel_occlusion<N>.png).")
 
 # Row label -> config overrides.
 ROWS = {
@@ -59,6 +63,11 @@ def _workdir_name(label: str) -> str:
           .replace(")", "").replace("=", "").replace(".", ""))
 
 
+def workdir_of(occlusion: int, label: str) -> Path:
+  return (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
+          / f"occlusion{occlusion}" / _workdir_name(label))
+
+
 def make_config(occlusion: int, overrides: dict) -> ml_collections.ConfigDict:
   config = segmentation_config.get_config()
   config.update(overrides)
@@ -75,8 +84,7 @@ def make_config(occlusion: int, overrides: dict) -> ml_collections.ConfigDict:
 def run_row(occlusion: int, label: str, overrides: dict) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir."""
   config = make_config(occlusion, overrides)
-  workdir = (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
-             / f"occlusion{occlusion}" / _workdir_name(label))
+  workdir = workdir_of(occlusion, label)
   timing = workdir / "wall_seconds.json"
   results_path = workdir / "results.json"
   spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
@@ -159,6 +167,10 @@ def main(argv):
       ordered = sorted(records.values(), key=_sort_key)
       output.write_text(markdown_table(ordered))
       records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+  for occlusion in map(int, _OCCLUSIONS.value):
+    panel = workdir_of(occlusion, _FIGURE_ROW.value) / "panel.png"
+    if panel.exists():
+      shutil.copyfile(panel, output.parent / f"segmentation_panel_occlusion{occlusion}.png")
   print(markdown_table(sorted(records.values(), key=_sort_key)))
 
 

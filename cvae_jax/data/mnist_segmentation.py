@@ -128,3 +128,32 @@ def load_segmentation_splits(data_dir: str | Path, spec: CanvasSpec,
     digits = pixels.reshape(-1, DIGIT_SIDE, DIGIT_SIDE)
     result[name] = draw_canvases(digits, spec, np.random.default_rng((seed, index)))
   return result
+
+
+def example_grid(data_dir: str | Path, count: int = 10, seed: int = 0,
+                 occlusions=(0, 1, 2)) -> np.ndarray:
+  """[2 * len(occlusions), count, size, size]: test canvases (occluded blocks
+  grey) above their target masks, one pair of rows per occlusion level, the
+  same digits and clutter in each."""
+  digits = mnist.load_mnist_arrays(data_dir, f"test[:{count}]")["target"]
+  rows = []
+  for blocks in occlusions:
+    arrays = draw_canvases(digits.reshape(-1, DIGIT_SIDE, DIGIT_SIDE),
+                           CanvasSpec(occlusion_blocks=blocks),
+                           np.random.default_rng((seed, len(SPLITS) - 1)))
+    rows += [np.where(arrays["occluded"], 0.5, arrays["image"][..., 0]),
+             arrays["masks"][:, 0]]
+  return np.stack(rows)
+
+
+if __name__ == "__main__":
+  import argparse  # pylint: disable=g-import-not-at-top
+  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      description="Draws test examples of the offline segmentation set.")
+  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
+  parser.add_argument("--figure", default="docs/segmentation_examples.png")
+  args = parser.parse_args()
+  mnist.prepare_mnist(args.data_dir)
+  plotting.save_image_grid(example_grid(args.data_dir), args.figure, scale=3)
+  print(f"wrote {args.figure}")
