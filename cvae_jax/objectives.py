@@ -110,6 +110,42 @@ def baseline_negative_log_likelihood(model: nn.Module, params,
       logits, batch["target"], batch.get("target_mask"))
 
 
+MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+
+
+def per_example_objective(kind: str, model: nn.Module, alpha: float = 0.5,
+                          gsnn_samples: int = 1, baseline: nn.Module | None = None):
+  """(params, batch, rng) -> [batch] nats: what a model of `kind` minimises.
+
+  Args:
+    kind: one of MODEL_KINDS: "baseline" (`model` is a deterministic net),
+      "cvae", "gsnn" (`gsnn_samples` prior samples inside the log) or
+      "hybrid" (alpha * CVAE + (1 - alpha) * GSNN).
+    baseline: for the CVAE family, a baseline module whose own
+      -log p(y | x) is added, with the parameters under
+      params["params"]["baseline"] (a baseline trained jointly); None: nothing
+      is added.
+  """
+  if kind == "baseline":
+    return lambda params, batch, rng: baseline_negative_log_likelihood(
+        model, params, batch)
+  objective = {
+      "cvae": lambda p, b, r: negative_elbo(model, p, b, r).loss,
+      "gsnn": lambda p, b, r: gsnn_negative_log_likelihood(
+          model, p, b, r, gsnn_samples),
+      "hybrid": lambda p, b, r: hybrid_objective(model, p, b, r, alpha,
+                                                 gsnn_samples),
+  }[kind]
+  if baseline is None:
+    return objective
+
+  def with_baseline(params, batch, rng):
+    baseline_params = {"params": params["params"]["baseline"]}
+    return objective(params, batch, rng) + baseline_negative_log_likelihood(
+        baseline, baseline_params, batch)
+  return with_baseline
+
+
 def summed_negative_elbo_loss(model: nn.Module, params, batch: dict,
                               rng: jax.Array) -> tuple[jax.Array, dict]:
   """The reference loss: negative ELBO summed over the batch (nats per batch).

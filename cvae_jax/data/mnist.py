@@ -19,7 +19,7 @@ import numpy as np
 
 from cvae_jax.data import offline_mnist
 from cvae_jax.data.tf_import import tensorflow
-from cvae_jax.errors import UserError
+from cvae_jax.errors import ConfigError, UserError
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10
@@ -69,6 +69,17 @@ def num_examples(data_dir: str | Path, split: str) -> int:
   _, tfds = tensorflow()
   builder = tfds.builder("mnist", data_dir=str(Path(data_dir).expanduser()))
   return builder.info.splits[split].num_examples
+
+
+def held_out_splits(data_dir: str | Path, validation_size: int) -> dict[str, str]:
+  """TFDS split strings {"train", "validation", "test"}: validation is the last
+  `validation_size` images of TFDS's train split, train the rest."""
+  num_train = num_examples(data_dir, "train")
+  if not 0 < validation_size < num_train:
+    raise ConfigError(f"validation_size must be between 1 and {num_train - 1}, "
+                      f"got {validation_size!r}; set --config.validation_size")
+  return {"train": f"train[:-{validation_size}]",
+          "validation": f"train[-{validation_size}:]", "test": "test"}
 
 
 def _to_example(image, label) -> dict:

@@ -113,12 +113,7 @@ def load_segmentation_splits(data_dir: str | Path, spec: CanvasSpec,
     max_examples: split name -> keep only its first n digits (0/None: all).
   """
   spec.check()
-  num_train = mnist.num_examples(data_dir, "train")
-  if not 0 < validation_size < num_train:
-    raise ConfigError(f"validation_size must be between 1 and {num_train - 1}, "
-                      f"got {validation_size!r}; set --config.validation_size")
-  tfds_splits = {"train": f"train[:-{validation_size}]",
-                 "validation": f"train[-{validation_size}:]", "test": "test"}
+  tfds_splits = mnist.held_out_splits(data_dir, validation_size)
   result = {}
   for index, name in enumerate(SPLITS):
     pixels = mnist.load_mnist_arrays(data_dir, tfds_splits[name])["target"]

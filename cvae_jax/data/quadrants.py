@@ -91,12 +91,7 @@ def load_quadrant_splits(data_dir: str | Path, num_quadrants: int,
   Each split is binarised with its own seed (derived from `seed`).
   """
   check_quadrant_config(num_quadrants, order)
-  num_train = mnist.num_examples(data_dir, "train")
-  if not 0 < validation_size < num_train:
-    raise ConfigError(f"validation_size must be between 1 and {num_train - 1}, "
-                      f"got {validation_size!r}; set --config.validation_size")
-  splits = {"train": f"train[:-{validation_size}]",
-            "validation": f"train[-{validation_size}:]", "test": "test"}
+  splits = mnist.held_out_splits(data_dir, validation_size)
   result = {}
   for index, (name, split) in enumerate(splits.items()):
     pixels = mnist.load_mnist_arrays(data_dir, split)["target"]

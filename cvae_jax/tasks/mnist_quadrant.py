@@ -36,7 +36,7 @@ from cvae_jax.training import InMemoryData, TrainState, trainer
 from cvae_jax.training import results as results_file
 from cvae_jax.training.optimizers import OPTIMIZERS
 
-MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+MODEL_KINDS = objectives.MODEL_KINDS
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.
 DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
@@ -126,27 +126,12 @@ def per_example_objective(config: ml_collections.ConfigDict, model):
   `baseline_training="joint"` the baseline's own -log p(y | x) is added, so it
   learns alongside; when pre-trained, its parameters get no gradient.
   """
-  if config.model == "baseline":
-    return lambda params, batch, rng: objectives.baseline_negative_log_likelihood(
-        model, params, batch)
-  objective = {
-      "cvae": lambda p, b, r: objectives.negative_elbo(model, p, b, r).loss,
-      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model,
-                                num_samples=config.gsnn_samples),
-      "hybrid": functools.partial(objectives.hybrid_objective, model,
-                                  alpha=config.hybrid_alpha,
-                                  gsnn_samples=config.gsnn_samples),
-  }[config.model]
-  if config.baseline_training == "pretrained":
-    return objective
-  baseline = BaselineNet(tuple(config.network.hidden_sizes),
-                         initialisation=config.network.initialisation)
-
-  def with_baseline(params, batch, rng):
-    baseline_params = {"params": params["params"]["baseline"]}
-    return objective(params, batch, rng) + (
-        objectives.baseline_negative_log_likelihood(baseline, baseline_params, batch))
-  return with_baseline
+  baseline = None
+  if config.model != "baseline" and config.baseline_training == "joint":
+    baseline = BaselineNet(tuple(config.network.hidden_sizes),
+                           initialisation=config.network.initialisation)
+  return objectives.per_example_objective(
+      config.model, model, config.hybrid_alpha, config.gsnn_samples, baseline)
 
 
 def _mean_loss(per_example, params, batch, rng):

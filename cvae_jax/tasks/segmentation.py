@@ -18,7 +18,6 @@ Monte Carlo and (c) importance sampling from q(z | x, y), S = eval.num_samples.
 `train_and_evaluate(config, workdir)` writes results.json and panel.png.
 """
 
-import functools
 import json
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from cvae_jax.models import segmentation as seg_models
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
 from cvae_jax.training import results as results_file
 
-MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+MODEL_KINDS = objectives.MODEL_KINDS
 OFFLINE_DATASET = "mnist_segmentation"
 TFDS_DATASETS = ("caltech_birds2011", "oxford_iiit_pet")
 DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
@@ -219,24 +218,9 @@ def per_example_objective(config, model):
   -log p(y | x) is added, so its guess y_hat (which the prior sees) stays a
   segmentation; it also gets the gradient of the summed output.
   """
-  if config.model == "baseline":
-    return lambda params, batch, rng: objectives.baseline_negative_log_likelihood(
-        model, params, batch)
-  objective = {
-      "cvae": lambda p, b, r: objectives.negative_elbo(model, p, b, r).loss,
-      "gsnn": functools.partial(objectives.gsnn_negative_log_likelihood, model,
-                                num_samples=config.gsnn_samples),
-      "hybrid": functools.partial(objectives.hybrid_objective, model,
-                                  alpha=config.hybrid_alpha,
-                                  gsnn_samples=config.gsnn_samples),
-  }[config.model]
-  baseline = _baseline_module(config)
-
-  def with_baseline(params, batch, rng):
-    baseline_params = {"params": params["params"]["baseline"]}
-    return objective(params, batch, rng) + (
-        objectives.baseline_negative_log_likelihood(baseline, baseline_params, batch))
-  return with_baseline
+  return objectives.per_example_objective(
+      config.model, model, config.hybrid_alpha, config.gsnn_samples,
+      None if config.model == "baseline" else _baseline_module(config))
 
 
 def make_loss_fn(config, model):
