@@ -251,6 +251,7 @@ class OfflineSetTest(chex.TestCase):
     ({"multiscale_levels": 5}, "multiscale_levels must be in"),
     ({"gsnn_samples": 0}, "gsnn_samples must be a positive integer"),
     ({"eval.best_of": (1, 500)}, "eval.best_of"),
+    ({"network.decoder_kernels": (3, 3)}, "network.decoder_kernels needs 3 sizes"),
 ])
 def test_impossible_settings_are_config_errors(tmp_path, overrides, expected):
   with pytest.raises(ConfigError) as error:

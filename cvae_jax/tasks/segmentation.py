@@ -57,6 +57,17 @@ def _check_geometry(config) -> None:
     raise ConfigError(f"network.pools needs one entry per encoder conv and one "
                       f"for the latent conv ({len(net.encoder_channels) + 1}), "
                       f"got {tuple(net.pools)}")
+  kernels = {  # field -> (kernels it has, kernels it needs).
+      "encoder_kernels": (len(net.encoder_kernels), len(net.encoder_channels)),
+      "decoder_kernels": (len(net.decoder_kernels), len(net.decoder_channels) + 1),
+      "baseline_kernels": (len(net.baseline_kernels),
+                           len(net.baseline_encoder_channels) + 2
+                           + len(net.baseline_decoder_channels))}
+  for name, (have, need) in kernels.items():
+    if have != need:
+      raise ConfigError(f"network.{name} needs {need} sizes (one per conv, "
+                        f"output conv included), got {have}; set "
+                        f"--config.network.{name}")
   if factor & (factor - 1) or size % factor:
     raise ConfigError(
         f"image_size={size} cannot be downsampled evenly by the encoder "
