@@ -33,7 +33,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
       first_stride=2, pools=(2, 1, 1), baseline_encoder_channels=(4, 6),
       baseline_middle_channels=6, baseline_decoder_channels=(6, 4),
       baseline_kernels=(3, 3, 3, 3, 3, 3)))
-  config.update(batch_size=8, num_epochs=2, steps_per_dispatch=2,
+  config.update(batch_size=8, num_epochs=2, steps_per_dispatch=1,
                 log_every_steps=2, checkpoint_every_steps=4)
   config.eval.update(batch_size=8, num_samples=4, chunk_size=2,
                      best_of=(1, 4), figure_images=3, figure_samples=2)
@@ -284,7 +284,7 @@ class AugmentTest(chex.TestCase):
 
 
 def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
-  config = tiny_config(model="hybrid", input_omission_rate=0.3)
+  config = tiny_config(model="cvae", input_omission_rate=0.3, num_epochs=1)
   config.early_stopping_metric = ""
   model, params, batch = _model_and_params(config)
   del params
