@@ -1,0 +1,273 @@
+"""Sohn et al.'s conv CVAE for segmentation in PyTorch, the same model as
+cvae_jax.models.segmentation, for speed comparisons on one machine.
+
+  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
+  python -m benchmarks.pytorch_segmentation [--config=cub] [--threads=2]
+
+Built from the same config (train/configs/segmentation.py or
+segmentation_cub.py, multiscale_levels 0): the same layers (channels, kernels,
+first-conv stride, max pools, nearest-neighbour 2x upsampling, bias on every
+conv), the baseline CNN's logits added to the generation net's, the prior net
+seeing [x, sigmoid(baseline logits)] detached, the recognition net seeing
+[x, y], a Gaussian latent map, and the same training loss per image:
+BCE-with-logits summed over pixels + analytic KL + the baseline's own summed
+BCE, with the training augmentation (input omission noise, horizontal flips)
+when the config has it; Adam. Tensors are NCHW (PyTorch's default); strided
+convs pad like flax's "SAME", so `load_flax_params` gives the same function.
+Where flax evaluates the baseline and the prior encoder once per use, this
+computes each once per step (same values and gradients). `segmentation_speed`
+times it beside the JAX step; run alone, this prints its own images/s.
+"""
+
+import time
+
+from absl import app, flags
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+class SameConv2d(nn.Conv2d):
+  """nn.Conv2d with flax's "SAME" padding for odd kernels: symmetric at stride
+  1; at stride s > 1 the extra row/column goes after (low = total // 2)."""
+
+  def __init__(self, in_channels, out_channels, kernel, stride=1):
+    super().__init__(in_channels, out_channels, kernel, stride,
+                     kernel // 2 if stride == 1 else 0)
+
+  def forward(self, x):
+    s, k = self.stride[0], self.kernel_size[0]
+    if s > 1:
+      pads = []
+      for size in (x.shape[3], x.shape[2]):  # F.pad order: W, then H.
+        total = max((-(-size // s) - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+      x = F.pad(x, pads)
+    return super().forward(x)
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1):
+  return SameConv2d(in_channels, out_channels, kernel, stride)
+
+
+class ConvEncoder(nn.Module):
+  """Convs with ReLU, each followed by max pooling (as flax's ConvEncoder)."""
+
+  def __init__(self, in_channels, channels, kernels, pools, first_stride=1):
+    super().__init__()
+    ins = [in_channels, *channels[:-1]]
+    self.convs = nn.ModuleList(
+        _conv(i, c, k, first_stride if n == 0 else 1)
+        for n, (i, c, k) in enumerate(zip(ins, channels, kernels)))
+    self.pools = tuple(pools)
+
+  def forward(self, x):
+    for conv, pool in zip(self.convs, self.pools):
+      x = F.relu(conv(x))
+      if pool > 1:
+        x = F.max_pool2d(x, pool)
+    return x
+
+
+class ConvDecoder(nn.Module):
+  """Upsample x2 (nearest) before each conv while below `height`; a final
+  conv to 1 logit channel (as flax's ConvDecoder, multiscale_levels 0)."""
+
+  def __init__(self, in_channels, channels, kernels, height):
+    super().__init__()
+    ins = [in_channels, *channels]
+    self.convs = nn.ModuleList(_conv(i, c, k) for i, c, k in zip(ins, channels, kernels))
+    self.output = _conv(channels[-1], 1, kernels[len(channels)])
+    self.height = height
+
+  def _upsample(self, x):
+    if x.shape[2] < self.height:
+      x = F.interpolate(x, scale_factor=2, mode="nearest")
+    return x
+
+  def forward(self, x):
+    for conv in self.convs:
+      x = F.relu(conv(self._upsample(x)))
+    return self.output(self._upsample(x))
+
+
+class BaselineCNN(nn.Module):
+  """x [B, C, H, W] -> mask logits [B, 1, H, W]."""
+
+  def __init__(self, in_channels, net, height):
+    super().__init__()
+    n = len(net.baseline_encoder_channels)
+    kernels = tuple(net.baseline_kernels)
+    self.encoder = ConvEncoder(
+        in_channels, (*net.baseline_encoder_channels, net.baseline_middle_channels),
+        kernels[:n + 1], net.pools, net.first_stride)
+    self.decoder = ConvDecoder(net.baseline_middle_channels,
+                               tuple(net.baseline_decoder_channels),
+                               kernels[n + 1:], height)
+
+  def forward(self, x):
+    return self.decoder(self.encoder(x))
+
+
+class SegmentationCVAE(nn.Module):
+  """The conv CVAE with its baseline; `forward` returns the per-image loss."""
+
+  def __init__(self, in_channels, net, height):
+    super().__init__()
+    n = len(net.encoder_channels)
+    self.baseline = BaselineCNN(in_channels, net, height)
+    encoder = lambda: ConvEncoder(in_channels + 1, tuple(net.encoder_channels),
+                                  tuple(net.encoder_kernels), tuple(net.pools[:n]),
+                                  net.first_stride)
+    self.recognition_encoder, self.prior_encoder = encoder(), encoder()
+    head = lambda: _conv(net.encoder_channels[-1], 2 * net.latent_channels,
+                         net.latent_kernel)
+    self.recognition_head, self.prior_head = head(), head()
+    self.decoder = ConvDecoder(net.latent_channels + net.encoder_channels[-1],
+                               tuple(net.decoder_channels),
+                               tuple(net.decoder_kernels), height)
+    self.latent_pool = net.pools[n]
+
+  def _encode(self, encoder, inputs):
+    features = encoder(inputs)
+    if self.latent_pool > 1:
+      features = F.max_pool2d(features, self.latent_pool)
+    return features
+
+  def forward(self, x, y, noise=None):
+    """x [B, C, H, W] images, y [B, 1, H, W] masks -> [B] nats: -ELBO with
+    one z ~ q(z | x, y) (z = mean + std * noise; noise drawn when None) plus
+    the baseline's -log p(y | x)."""
+    baseline_logits = self.baseline(x)
+    guess = torch.sigmoid(baseline_logits.detach())
+    prior_features = self._encode(self.prior_encoder, torch.cat([x, guess], 1))
+    prior_mean, prior_log_var = self.prior_head(prior_features).chunk(2, 1)
+    q_mean, q_log_var = self.recognition_head(
+        self._encode(self.recognition_encoder, torch.cat([x, y], 1))).chunk(2, 1)
+    noise = torch.randn_like(q_mean) if noise is None else noise
+    z = q_mean + torch.exp(0.5 * q_log_var) * noise
+    logits = baseline_logits + self.decoder(torch.cat([z, prior_features], 1))
+    bce = lambda l: F.binary_cross_entropy_with_logits(
+        l, y, reduction="none").sum((1, 2, 3))
+    kl = 0.5 * (prior_log_var - q_log_var - 1 + (
+        torch.exp(q_log_var) + (q_mean - prior_mean) ** 2)
+                / torch.exp(prior_log_var)).sum((1, 2, 3))
+    return bce(logits) + kl + bce(baseline_logits)
+
+
+def num_params(module: nn.Module) -> int:
+  return sum(p.numel() for p in module.parameters())
+
+
+def load_flax_params(model: SegmentationCVAE, params) -> None:
+  """Copies a flax SegmentationCVAE's params ({"params": ...}, numpy or jax
+  arrays) into `model`; raises if a shape or the parameter count differs."""
+  tree = params["params"]
+  pairs = [(model.baseline.encoder, tree["baseline"]["encoder"]),
+           (model.baseline.decoder, tree["baseline"]["decoder"]),
+           (model.recognition_encoder, tree["recognition_encoder"]),
+           (model.prior_encoder, tree["prior_encoder"]),
+           (model.decoder, tree["decoder"])]
+  convs = [(model.recognition_head, tree["recognition_head"]),
+           (model.prior_head, tree["prior_head"])]
+  for module, subtree in pairs:
+    convs += [(conv, subtree[f"Conv_{i}"]) for i, conv in enumerate(module.convs)]
+    if isinstance(module, ConvDecoder):
+      convs.append((module.output, subtree["output"]))
+  copied = 0
+  with torch.no_grad():
+    for conv, leaf in convs:
+      kernel = torch.as_tensor(np.array(leaf["kernel"])).permute(3, 2, 0, 1)
+      if kernel.shape != conv.weight.shape:
+        raise ValueError(f"kernel {tuple(kernel.shape)} != {tuple(conv.weight.shape)}")
+      conv.weight.copy_(kernel)
+      conv.bias.copy_(torch.as_tensor(np.array(leaf["bias"])))
+      copied += kernel.numel() + conv.bias.numel()
+  if copied != num_params(model):
+    raise ValueError(f"copied {copied} of {num_params(model)} parameters")
+
+
+def augment(images, masks, omission_rate: float, flip: bool):
+  """Input omission noise and horizontal flips, as the JAX task's `augment`
+  (images [B, C, H, W], masks [B, 1, H, W])."""
+  if omission_rate:
+    keep = torch.rand_like(masks) >= omission_rate
+    images = images * keep
+  if flip:
+    flips = (torch.rand(images.shape[0]) < 0.5)[:, None, None, None]
+    images = torch.where(flips, images.flip(3), images)
+    masks = torch.where(flips, masks.flip(3), masks)
+  return images, masks
+
+
+def make_train_step(config, in_channels: int, seed: int = 0):
+  """(model, step): step(images NCHW, masks [B, 1, H, W]) does forward,
+  backward and an Adam update of the mean loss per image; returns the loss."""
+  if config.multiscale_levels:
+    raise ValueError("only multiscale_levels=0 is written in PyTorch")
+  torch.manual_seed(seed)
+  model = SegmentationCVAE(in_channels, config.network, config.image_size)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+  def step(images, masks):
+    images, masks = augment(images, masks, config.input_omission_rate,
+                            config.horizontal_flip)
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(images, masks).mean()
+    loss.backward()
+    optimizer.step()
+    return loss
+  return model, step
+
+
+def random_batch(config, in_channels: int, seed: int = 0):
+  """Images uniform in [0, 1], binary masks; NCHW."""
+  generator = torch.Generator().manual_seed(seed)
+  size, batch = config.image_size, config.batch_size
+  images = torch.rand(batch, in_channels, size, size, generator=generator)
+  masks = (torch.rand(batch, 1, size, size, generator=generator) < 0.3).float()
+  return images, masks
+
+
+def time_steps(step, batch, num_steps: int) -> float:
+  """Seconds per step over `num_steps` consecutive steps."""
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    step(*batch)
+  return (time.perf_counter() - start) / num_steps
+
+
+def load_config(name: str):
+  # pylint: disable=g-import-not-at-top
+  from train.configs import segmentation, segmentation_cub
+  return (segmentation_cub if name == "cub" else segmentation).get_config()
+
+
+def _define_flags():
+  """Only when run as a script: segmentation_speed imports this module."""
+  flags.DEFINE_enum("config", "offline", ["offline", "cub"],
+                    "train/configs/segmentation.py or segmentation_cub.py.")
+  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
+  flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
+  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
+
+
+def main(argv):
+  del argv
+  args = flags.FLAGS
+  torch.set_num_threads(args.threads)
+  config = load_config(args.config)
+  in_channels = 3 if args.config == "cub" else 1
+  model, step = make_train_step(config, in_channels)
+  batch = random_batch(config, in_channels)
+  time_steps(step, batch, 3)  # Warm-up.
+  seconds = min(time_steps(step, batch, args.steps) for _ in range(args.repeats))
+  print(f"| pytorch segmentation CVAE ({args.config}) | torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {num_params(model):,} parameters |")
+  print(f"| train step, batch {config.batch_size} | "
+        f"{config.batch_size / seconds:,.0f} images/s ({1e3 * seconds:.2f} ms/step) |")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

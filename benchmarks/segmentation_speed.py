@@ -1,0 +1,355 @@
+"""Speed of the segmentation CVAE's train step, JAX beside the same model in
+PyTorch (benchmarks/pytorch_segmentation.py), in one process.
+
+  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
+  python -m benchmarks.segmentation_speed --json=docs/segmentation_speed_cpu.json
+
+For the offline config (train/configs/segmentation.py, 32x32 grey) and the
+paper's CUB config (segmentation_cub.py, 128x128 RGB), batch 32, random
+images and masks of those shapes: images/s and ms/step of one train step
+(forward + backward + Adam, one latent sample), steady state:
+  * jax: the task's `make_loss_fn` and the config's optax optimiser through
+    the trainer's `_train_step`, jitted, state donated;
+  * jax_shared (diagnostic): the same objective, parameters and gradients,
+    but the baseline CNN and the prior encoder evaluated once per step (the
+    flax model runs the baseline in `generation` and in the baseline's loss,
+    the prior encoder in `prior` and in `correction`: XLA merges the repeated
+    forward passes but differentiates each use separately);
+  * jax_no_ynn_conv, jax_shared_no_ynn_conv: those two steps compiled with
+    YNNPACK off for convolutions (`_NO_YNN_CONV`: its weight-gradient
+    convolutions are slow on large images, which loses CUB to PyTorch);
+  * torch_<n>_threads: the PyTorch model, torch.set_num_threads(n), started
+    from the flax weights; the parameter counts must be equal and the
+    per-image losses at the same z noise must agree (both checked).
+Variants are interleaved (jax, torch, jax, torch, ...) so that they share the
+machine's load; each figure is the best of `--repeats` rounds of `--steps`
+steps after a warm-up step (compilation excluded). `--layer_breakdown` also
+times the CUB decoder's largest conv (48 -> 48 channels, 5x5, 128x128) alone:
+forward, input gradient and weight gradient in both frameworks. Prints
+Markdown tables; `--json=PATH` also writes the figures, keeping the records
+of configs not run this time (so the slow CUB config can be its own run):
+
+  python -m benchmarks.segmentation_speed --configs=offline --steps=10 \
+      --json=docs/segmentation_speed_cpu.json
+  python -m benchmarks.segmentation_speed --configs=cub --steps=1 --repeats=2 \
+      --jax_variants=jax_no_ynn_conv,jax_shared_no_ynn_conv --nolayer_breakdown \
+      --json=docs/segmentation_speed_cpu.json
+"""
+
+import functools
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cvae_jax import distributions
+from cvae_jax.models import segmentation as seg_models
+from cvae_jax.tasks import segmentation
+from cvae_jax.training import TrainState, trainer
+from cvae_jax.training.optimizers import make_optimizer
+from train.configs import segmentation as offline_config
+from train.configs import segmentation_cub as cub_config
+
+_CONFIGS = flags.DEFINE_list("configs", ["offline", "cub"], "offline and/or cub.")
+_STEPS = flags.DEFINE_list("steps", ["10", "1"],
+                           "Timed steps per round, one entry per --configs.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the best one counts.")
+_TORCH_THREADS = flags.DEFINE_list("torch_threads", ["2", "1"],
+                                   "torch.set_num_threads values; [] skips torch.")
+_JAX_VARIANTS = flags.DEFINE_list(
+    "jax_variants", ["jax_shared", "jax_no_ynn_conv", "jax_shared_no_ynn_conv"],
+    "Diagnostic variants timed beside the plain jax step (see the docstring).")
+_LAYER_BREAKDOWN = flags.DEFINE_bool(
+    "layer_breakdown", True, "Also time the CUB decoder's 48->48 conv alone.")
+_JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+
+_CONFIG_MODULES = {"offline": offline_config, "cub": cub_config}
+# Compiler options of the *_no_ynn_conv variants: YNNPACK fusions for dots
+# only, so convolutions take XLA's Eigen path (jaxlib 0.10.2 sends them to
+# YNNPACK, whose weight-gradient convolutions are slow at large images). Same
+# as XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution.
+_NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type":
+                "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def _channels(config) -> int:
+  return 1 if config.dataset == segmentation.OFFLINE_DATASET else 3
+
+
+def _random_arrays(config) -> dict[str, np.ndarray]:
+  """{"image" [B, H, W, C] uniform, "masks" [B, 1, H, W] binary}."""
+  rng = np.random.default_rng(0)
+  b, s = config.batch_size, config.image_size
+  return {"image": rng.random((b, s, s, _channels(config)), np.float32),
+          "masks": (rng.random((b, 1, s, s)) < 0.3).astype(np.float32)}
+
+
+def shared_loss_fn(config, model):
+  """The task's CVAE training loss (make_loss_fn, model "cvae",
+  multiscale_levels 0) with each sub-network evaluated once."""
+  size = config.image_size
+
+  def forward(module, condition, target, rng):
+    baseline_logits = module.baseline(condition)
+    guess = jax.nn.sigmoid(jax.lax.stop_gradient(
+        seg_models.full_resolution(baseline_logits, size, size)))[..., None]
+    features = module._encode(  # pylint: disable=protected-access
+        module.prior_encoder, jnp.concatenate([condition, guess], axis=-1))
+    prior = module._gaussian_map(module.prior_head, features)  # pylint: disable=protected-access
+    posterior = module.recognition(target, condition)
+    z = distributions.sample_gaussian(rng, posterior)
+    z_map = z.reshape(*features.shape[:3], module.latent_channels)
+    correction = module.decoder(jnp.concatenate([z_map, features], axis=-1))
+    logits = baseline_logits + correction.reshape(correction.shape[0], -1)
+    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
+    return (nll(logits) + distributions.kl_diagonal_gaussians(posterior, prior)
+            + nll(baseline_logits))
+
+  def loss_fn(params, arrays, rng):
+    grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
+    images, masks = segmentation.augment(
+        arrays["image"], segmentation.pick_grader(arrays["masks"], grader_rng),
+        augment_rng, config.input_omission_rate, config.horizontal_flip)
+    batch = segmentation.objective_batch(config, images, masks, training=True)
+    per_example = model.apply(params, batch["condition"], batch["target"],
+                              objective_rng, method=forward)
+    return jnp.mean(per_example), {}
+  return loss_fn
+
+
+def _check_same_model(config, params, torch_model, arrays) -> float:
+  """Largest relative difference between the per-image losses of the flax
+  model (its own recognition / prior / generation / baseline) and the PyTorch
+  model given the flax weights, at the same z noise, no augmentation."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
+  model = segmentation.make_model(config)
+  pytorch_segmentation.load_flax_params(torch_model, params)
+  batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
+                                       jnp.asarray(arrays["masks"][:, 0]), False)
+
+  def per_image(module, condition, target, noise):
+    posterior = module.recognition(target, condition)
+    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
+    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
+    return (nll(module.generation(z, condition))
+            + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
+            + nll(module.baseline(condition)))
+
+  side = config.image_size // seg_models.downsampling_factor(
+      config.network.first_stride, config.network.pools)
+  noise = np.random.default_rng(1).standard_normal(
+      (config.batch_size, side, side, config.network.latent_channels), np.float32)
+  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_image))(
+      params, batch["condition"], batch["target"],
+      jnp.asarray(noise.reshape(config.batch_size, -1))))
+  with torch.no_grad():
+    torch_loss = torch_model(
+        torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
+        torch.from_numpy(arrays["masks"]),
+        torch.from_numpy(noise).permute(0, 3, 1, 2)).numpy()
+  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
+
+
+def _jax_runner(config, loss_fn, arrays, compiler_options=None):
+  """(params, compile seconds, run(num_steps) -> seconds per step)."""
+  model = segmentation.make_model(config)
+  example = segmentation.objective_batch(
+      config, jnp.asarray(arrays["image"][:1]), jnp.asarray(arrays["masks"][:1, 0]),
+      training=False)
+  params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
+  optimizer = make_optimizer(config.optimizer, config.learning_rate)
+  state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
+  step = jax.jit(functools.partial(trainer._train_step, loss_fn(config, model),  # pylint: disable=protected-access
+                                   optimizer), donate_argnums=0)
+  arrays = jax.device_put(arrays)
+  start = time.perf_counter()
+  step = step.lower(state, arrays).compile(compiler_options)
+  compile_seconds = time.perf_counter() - start
+  holder = [state]
+
+  def run(num_steps):
+    state = holder[0]
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(num_steps):
+      state, metrics = step(state, arrays)
+    jax.block_until_ready((state, metrics))
+    holder[0] = state
+    return (time.perf_counter() - start) / num_steps
+  return params, compile_seconds, run
+
+
+def _torch_runner(config, threads, arrays):
+  """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
+  model, step = pytorch_segmentation.make_train_step(config, _channels(config))
+  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
+           torch.from_numpy(arrays["masks"]))
+
+  def run(num_steps):
+    torch.set_num_threads(threads)
+    return pytorch_segmentation.time_steps(step, batch, num_steps)
+  return model, run
+
+
+def _interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
+  """Best seconds per step of each runner over `repeats` interleaved rounds,
+  after one warm-up step each."""
+  for run in runners.values():
+    run(1)
+  best = {name: float("inf") for name in runners}
+  for _ in range(repeats):
+    for name, run in runners.items():
+      best[name] = min(best[name], run(num_steps))
+  return best
+
+
+def _time_config(name: str, num_steps: int) -> dict:
+  config = _CONFIG_MODULES[name].get_config()
+  arrays = _random_arrays(config)
+  runners, compile_seconds = {}, {}
+  for variant in ["jax", *_JAX_VARIANTS.value]:
+    loss_fn = shared_loss_fn if "shared" in variant else segmentation.make_loss_fn
+    options = _NO_YNN_CONV if "no_ynn_conv" in variant else None
+    params, compile_seconds[variant], runners[variant] = _jax_runner(
+        config, loss_fn, arrays, options)
+  if any("shared" in variant for variant in runners):
+    model, key = segmentation.make_model(config), jax.random.PRNGKey(2)
+    task_loss, shared_loss = (
+        float(jax.jit(make(config, model))(params, arrays, key)[0])
+        for make in (segmentation.make_loss_fn, shared_loss_fn))
+    if not np.isclose(task_loss, shared_loss, rtol=1e-4):
+      raise AssertionError(f"{name}: jax_shared loss {shared_loss} differs from "
+                           f"the task's {task_loss}")
+  jax_params = sum(x.size for x in jax.tree.leaves(params))
+  torch_params = loss_difference = None
+  for threads in map(int, _TORCH_THREADS.value):
+    from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
+    model, runners[f"torch_{threads}_threads"] = _torch_runner(config, threads, arrays)
+    torch_params = pytorch_segmentation.num_params(model)
+    if torch_params != jax_params:
+      raise AssertionError(f"{name}: PyTorch model has {torch_params} "
+                           f"parameters, flax {jax_params}")
+    # The same starting weights; checks the two models compute the same loss.
+    loss_difference = _check_same_model(config, params, model, arrays)
+    if loss_difference > 1e-4:
+      raise AssertionError(f"{name}: per-image losses differ by up to "
+                           f"{loss_difference:.2g} (relative)")
+  best = _interleaved_best(runners, num_steps, _REPEATS.value)
+  b = config.batch_size
+  return {
+      "image_size": config.image_size, "channels": _channels(config),
+      "batch_size": b, "timed_steps_per_round": num_steps,
+      "rounds": _REPEATS.value,
+      "parameters": {"jax": jax_params, "torch": torch_params},
+      "max_relative_loss_difference_same_weights_and_noise": loss_difference,
+      "compile_s": compile_seconds,
+      "ms_per_step": {k: 1e3 * v for k, v in best.items()},
+      "images_per_s": {k: b / v for k, v in best.items()},
+      "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
+                              if k != "jax"},
+  }
+
+
+def _layer_breakdown(repeats: int = 2, batch: int = 8) -> dict:
+  """ms of the CUB decoder's 48->48 5x5 conv at 128x128 (stride 1, SAME):
+  forward, input gradient, weight gradient; jax NHWC vs torch NCHW."""
+  import torch  # pylint: disable=g-import-not-at-top
+  c, k, s, p = 48, 5, 128, 2
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((batch, s, s, c), np.float32)
+  w = rng.standard_normal((k, k, c, c), np.float32) * 0.05
+  ct = rng.standard_normal((batch, s, s, c), np.float32)
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), [(p, p)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  jx, jw, jct = map(jnp.asarray, (x, w, ct))
+  jax_fns = {
+      "forward": jax.jit(conv),
+      "grad_input": jax.jit(lambda x, w: jax.vjp(lambda x: conv(x, w), x)[1](jct)[0]),
+      "grad_weight": jax.jit(lambda x, w: jax.vjp(lambda w: conv(x, w), w)[1](jct)[0]),
+  }
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+  tw = torch.from_numpy(w).permute(3, 2, 0, 1).contiguous()
+  tct = torch.from_numpy(ct).permute(0, 3, 1, 2).contiguous()
+  backward = lambda mask: torch.ops.aten.convolution_backward(
+      tct, tx, tw, None, [1, 1], [p, p], [1, 1], False, [0, 0], 1, mask)
+  torch_fns = {
+      "forward": lambda: torch.nn.functional.conv2d(tx, tw, None, 1, p),
+      "grad_input": lambda: backward([True, False, False]),
+      "grad_weight": lambda: backward([False, True, False]),
+  }
+  runners = {}
+  for op, fn in jax_fns.items():
+    for variant, options in (("jax", None), ("jax_no_ynn_conv", _NO_YNN_CONV)):
+      compiled = fn.lower(jx, jw).compile(options)
+      runners[f"{variant} {op}"] = lambda f=compiled: f(jx, jw).block_until_ready()
+    runners[f"torch {op}"] = torch_fns[op]
+  torch.set_num_threads(int(_TORCH_THREADS.value[0]) if _TORCH_THREADS.value else 2)
+  best = {name: float("inf") for name in runners}
+  for name, fn in runners.items():
+    fn()  # Warm-up / compile.
+  for _ in range(repeats):
+    for name, fn in runners.items():
+      start = time.perf_counter()
+      fn()
+      best[name] = min(best[name], time.perf_counter() - start)
+  return {"layer": f"conv {c}->{c}, {k}x{k}, {s}x{s}, batch {batch}",
+          "torch_threads": torch.get_num_threads(),
+          "ms": {name: 1e3 * v for name, v in best.items()}}
+
+
+def main(argv):
+  del argv
+  if len(_STEPS.value) != len(_CONFIGS.value):
+    raise app.UsageError("--steps needs one entry per --configs entry")
+  figures = {}
+  if _JSON.value and os.path.exists(_JSON.value):
+    with open(_JSON.value) as f:
+      figures = json.load(f)  # Configs not run now keep their records.
+  figures.update(devices=[str(d) for d in jax.local_devices()],
+                 jax=jax.__version__, cpu_count=os.cpu_count(),
+                 machine=platform.processor() or platform.machine())
+  if _TORCH_THREADS.value or _LAYER_BREAKDOWN.value:
+    import torch  # pylint: disable=g-import-not-at-top
+    figures["torch"] = torch.__version__
+  run_info = lambda: {"command": " ".join(sys.argv[1:]),
+                      "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                      "date": time.strftime("%Y-%m-%d %H:%M"),
+                      "load_average_1min_before": os.getloadavg()[0]}
+  for name, steps in zip(_CONFIGS.value, map(int, _STEPS.value)):
+    info = run_info()
+    result = figures[name] = {**info, **_time_config(name, steps),
+                              "load_average_1min_after": os.getloadavg()[0]}
+    print(f"\n{name}: {result['image_size']}x{result['image_size']}x"
+          f"{result['channels']}, batch {result['batch_size']}, parameters "
+          f"jax {result['parameters']['jax']:,} / torch "
+          f"{result['parameters']['torch'] or 0:,}; load average "
+          f"{info['load_average_1min_before']:.1f} on {os.cpu_count()} cores")
+    print("| variant | images/s | ms/step | its time / jax's |\n"
+          "| --- | --- | --- | --- |")
+    for variant, ms in result["ms_per_step"].items():
+      ratio = result["time_relative_to_jax"].get(variant)
+      print(f"| {variant} | {result['images_per_s'][variant]:,.1f} | {ms:,.1f} | "
+            f"{'' if ratio is None else f'{ratio:.2f}'} |")
+  if _LAYER_BREAKDOWN.value:
+    info = run_info()
+    breakdown = figures["layer_breakdown"] = {**info, **_layer_breakdown()}
+    print(f"\n{breakdown['layer']}\n| op | ms |\n| --- | --- |")
+    for op, ms in breakdown["ms"].items():
+      print(f"| {op} | {ms:,.1f} |")
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(figures, f, indent=2)
+      f.write("\n")
+
+
+if __name__ == "__main__":
+  app.run(main)
