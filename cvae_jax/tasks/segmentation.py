@@ -289,6 +289,15 @@ def _prediction_masks(logits: jax.Array, size: int) -> jax.Array:
   return seg_models.full_resolution(logits, size, size) > 0
 
 
+DESCRIPTIONS = {  # What each test evaluation computes, as announced.
+    "deterministic": "baseline: pixel error, IoU, exact NLL",
+    "prior_mean": "prediction at z = E[z|x]: pixel error, IoU, NLL",
+    "best_of": "best-of-S IoU over {S} prior samples",
+    "prior_monte_carlo": "(b) prior Monte-Carlo NLL, S={S}",
+    "importance_sampled": "(c) importance-sampled NLL, S={S}",
+}
+
+
 def test_figures(config, model, params, test: dict) -> dict:
   """Per-image means over `test` of every figure of the module docstring."""
   size, ev = config.image_size, config.eval
@@ -301,9 +310,12 @@ def test_figures(config, model, params, test: dict) -> dict:
       batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0],
                               training=False)
       return fn(params, batch, rng)
+    label = (f"{DESCRIPTIONS[name].format(S=ev.num_samples)}, "
+             f"{len(arrays['image']):,} test images")
+    print(f"{label}...", flush=True)
     start = time.time()
     values = evaluation.map_over_batches(per_example, params, arrays, key,
-                                         ev.batch_size)
+                                         ev.batch_size, description=label)
     seconds[name] = time.time() - start
     return values
 
