@@ -8,7 +8,8 @@ overrides its label names (see ROWS).
   python -m benchmarks.segmentation_table --quick    # tiny: checks the pipeline
 
 Finished runs in --root are reused (delete a workdir to redo it); an
-interrupted run resumes. Wall times add up in each workdir's
+interrupted run resumes; a row recorded in the JSON whose workdir is gone
+(another machine) is kept unless --rerun_recorded. Wall times add up in each workdir's
 wall_seconds.json. Writes the markdown table to --output and the records as
 JSON next to it; records of configurations outside this invocation are kept.
 """
@@ -35,6 +36,9 @@ _MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
     "multi_sample_occlusions", ["2"],
     "Occlusion levels that also get the S=10 GSNN and hybrid rows.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
+_RERUN_RECORDED = flags.DEFINE_bool(
+    "rerun_recorded", False, "Train rows already recorded in the JSON again "
+    "when their workdir is missing, instead of reusing the record.")
 _FIGURE_ROW = flags.DEFINE_string(
     "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
     "per occlusion level (segmentation_panel_occlusion<N>.png).")
@@ -81,12 +85,17 @@ def make_config(occlusion: int, overrides: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def run_row(occlusion: int, label: str, overrides: dict) -> dict:
-  """Trains and evaluates one row, or reuses its finished workdir."""
+def run_row(occlusion: int, label: str, overrides: dict,
+            recorded: dict | None) -> dict:
+  """Trains and evaluates one row, or reuses its finished workdir, or
+  `recorded` (its row from the JSON) when the workdir is gone."""
   config = make_config(occlusion, overrides)
   workdir = workdir_of(occlusion, label)
   timing = workdir / "wall_seconds.json"
   results_path = workdir / "results.json"
+  if (not workdir.exists() and recorded is not None
+      and not _RERUN_RECORDED.value):
+    return recorded
   spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
   if not (results_path.exists() and timing.exists()):
     print(f"=== {occlusion} occlusion block(s), {label}", flush=True)
@@ -163,7 +172,8 @@ def main(argv):
     if str(occlusion) in _MULTI_SAMPLE_OCCLUSIONS.value:
       rows.update(MULTI_SAMPLE_ROWS)
     for label, overrides in rows.items():
-      records[(occlusion, label)] = run_row(occlusion, label, overrides)
+      records[(occlusion, label)] = run_row(occlusion, label, overrides,
+                                            records.get((occlusion, label)))
       ordered = sorted(records.values(), key=_sort_key)
       output.write_text(markdown_table(ordered))
       records_path.write_text(json.dumps(ordered, indent=2) + "\n")
