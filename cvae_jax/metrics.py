@@ -1,4 +1,5 @@
-"""Segmentation metrics: plain jittable functions of binary masks.
+"""Segmentation metrics: plain jittable functions of binary masks (the
+Hungarian matching alone runs on the host).
 
 Masks are [..., H, W] arrays, True / 1 on the foreground; every function
 returns one value per leading index.
@@ -9,8 +10,11 @@ ambiguous-segmentation literature uses); an empty prediction of a non-empty
 truth, or the reverse, has IoU 0.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def intersection_over_union(prediction: jax.Array, truth: jax.Array) -> jax.Array:
@@ -38,3 +42,115 @@ def best_of_samples_iou(samples: jax.Array, truth: jax.Array) -> jax.Array:
     [...] best IoU.
   """
   return jnp.max(intersection_over_union(samples, truth[None]), axis=0)
+
+
+# Ambiguous segmentation: a set of S model samples judged against the masks
+# of G graders (Kohl et al. 2018). Distance d(a, b) = 1 - IoU(a, b), so two
+# empty masks are at distance 0 (the LIDC literature's convention; 0 / 0 is
+# never evaluated).
+
+
+def pairwise_distances(a: jax.Array, b: jax.Array) -> jax.Array:
+  """d = 1 - IoU between every mask of two sets.
+
+  Args:
+    a: [..., S, H, W] binary masks.
+    b: [..., G, H, W].
+
+  Returns:
+    [..., S, G] distances in [0, 1].
+  """
+  # As matrix products, not an [S, G, H, W] intermediate (S = 100: 10^4 masks).
+  a = a.reshape(*a.shape[:-2], -1).astype(jnp.float32)
+  b = b.reshape(*b.shape[:-2], -1).astype(jnp.float32)
+  intersection = jnp.einsum("...sp,...gp->...sg", a, b)
+  union = jnp.sum(a, -1)[..., :, None] + jnp.sum(b, -1)[..., None, :] - intersection
+  return jnp.where(union == 0, 0.0, 1.0 - intersection / jnp.maximum(union, 1.0))
+
+
+class EnergyDistance(NamedTuple):
+  """The generalised energy distance and its terms, each [...]:
+  ged = 2 * cross - samples_diversity - graders_diversity."""
+  ged: jax.Array
+  cross: jax.Array  # E[d(S, Y)], sample against grader.
+  samples_diversity: jax.Array  # E[d(S, S')], the model's diversity.
+  graders_diversity: jax.Array  # E[d(Y, Y')], the graders' diversity.
+
+
+def generalized_energy_distance(samples: jax.Array,
+                                graders: jax.Array) -> EnergyDistance:
+  """D^2_GED = 2 E[d(S, Y)] - E[d(S, S')] - E[d(Y, Y')], d = 1 - IoU.
+
+  The expectations are means over all ordered pairs, i = j included (as in
+  Kohl et al.'s and PHiSeg's evaluation code), so one sample (S = 1) is
+  defined: it has no diversity and scores 2 E[d(S, Y)] - E[d(Y, Y')]. The
+  estimate is biased upwards at small S or G by the included diagonal, which
+  is why it is judged against `expected_ged_of_distribution` with the same S.
+
+  Args:
+    samples: [..., S, H, W] binary masks from the model.
+    graders: [..., G, H, W] binary masks from the graders.
+  """
+  cross = jnp.mean(pairwise_distances(samples, graders), axis=(-2, -1))
+  samples_diversity = jnp.mean(pairwise_distances(samples, samples), axis=(-2, -1))
+  graders_diversity = jnp.mean(pairwise_distances(graders, graders), axis=(-2, -1))
+  return EnergyDistance(2 * cross - samples_diversity - graders_diversity,
+                        cross, samples_diversity, graders_diversity)
+
+
+def expected_ged_of_distribution(candidates: jax.Array, probabilities: jax.Array,
+                                 graders: jax.Array,
+                                 num_samples: int) -> EnergyDistance:
+  """The ideal GED: the expected `generalized_energy_distance` of S samples
+  drawn i.i.d. from a known distribution over masks, against `graders`.
+
+  For samples from pi over K candidate masks c_k, with D_kl = d(c_k, c_l):
+    E[cross] = sum_k pi_k mean_g d(c_k, y_g)
+    E[samples_diversity] = (1 - 1/S) pi^T D pi   (the S diagonal pairs are 0)
+  exactly, so this is the floor a model that samples the true distribution
+  reaches in expectation with the same S.
+
+  Args:
+    candidates: [..., K, H, W] binary masks.
+    probabilities: [..., K], summing to 1.
+    graders: [..., G, H, W].
+    num_samples: S.
+  """
+  to_graders = pairwise_distances(candidates, graders)  # [..., K, G]
+  cross = jnp.einsum("...k,...kg->...", probabilities, to_graders) / graders.shape[-3]
+  between = pairwise_distances(candidates, candidates)  # [..., K, K]
+  samples_diversity = (1.0 - 1.0 / num_samples) * jnp.einsum(
+      "...k,...kl,...l->...", probabilities, between, probabilities)
+  graders_diversity = jnp.mean(pairwise_distances(graders, graders), axis=(-2, -1))
+  return EnergyDistance(2 * cross - samples_diversity - graders_diversity,
+                        cross, samples_diversity, graders_diversity)
+
+
+def hungarian_matched_iou(samples: np.ndarray, graders: np.ndarray) -> np.ndarray:
+  """Mean IoU of the best one-to-one matching of samples to graders.
+
+  With S a multiple of G the graders are repeated S / G times, so every sample
+  is matched and every grader used equally (Kohl et al.'s Cityscapes protocol);
+  otherwise min(S, G) pairs are matched. The IoU matrix is computed by
+  `pairwise_distances`; the assignment (scipy's `linear_sum_assignment`) runs
+  on the host, per example.
+
+  Args:
+    samples: [..., S, H, W] binary masks.
+    graders: [..., G, H, W].
+
+  Returns:
+    [...] mean matched IoU in [0, 1] (numpy).
+  """
+  from scipy.optimize import linear_sum_assignment  # pylint: disable=g-import-not-at-top
+  num_samples, num_graders = samples.shape[-3], graders.shape[-3]
+  if num_samples % num_graders == 0:
+    graders = np.repeat(graders, num_samples // num_graders, axis=-3)
+  ious = 1.0 - np.asarray(jax.jit(pairwise_distances)(samples, graders))
+  lead = ious.shape[:-2]
+  flat = ious.reshape(-1, *ious.shape[-2:])
+  result = np.empty(len(flat))
+  for i, matrix in enumerate(flat):
+    rows, cols = linear_sum_assignment(matrix, maximize=True)
+    result[i] = matrix[rows, cols].mean()
+  return result.reshape(lead)

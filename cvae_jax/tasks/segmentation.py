@@ -50,7 +50,7 @@ def canvas_spec(config):
                     occlusion_size=config.occlusion.size)
 
 
-def _check_geometry(config) -> None:
+def check_network_geometry(config) -> None:
   net, size = config.network, config.image_size
   factor = seg_models.downsampling_factor(net.first_stride, net.pools)
   if len(net.pools) != len(net.encoder_channels) + 1:
@@ -109,7 +109,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   require_positive_ints(config, ("image_size", "gsnn_samples"))
   require_positive_ints(config.network, ("latent_channels", "first_stride"),
                         "network.")
-  _check_geometry(config)
+  check_network_geometry(config)
   if config.dataset == OFFLINE_DATASET:
     canvas_spec(config).check()
   elif config.occlusion.blocks:

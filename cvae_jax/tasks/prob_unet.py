@@ -1,0 +1,449 @@
+"""Ambiguous segmentation (Kohl et al. 2018): the deterministic U-Net, Sohn
+et al.'s conv CVAE and the Probabilistic U-Net, on the generic trainer.
+
+Data, through the segmentation interface {"image" [N, H, W, 1],
+"masks" [N, G, H, W]}: the offline set `mnist_ambiguous` (G = 4 graders drawn
+from a known distribution; `cvae_jax.data.mnist_ambiguous`) or `lidc`
+(LIDC-IDRI crops, 4 graders; `cvae_jax.data.lidc`). Each training step uses
+one grader's mask per example, drawn at random.
+
+Objectives (nats per image):
+  unet       -log p(y | x), independent Bernoulli pixels;
+  prob_unet  Kohl et al.: E_q[-log p(y | x, z)] + beta * KL(q || p), one z;
+  sohn_cvae  the segmentation task's CVAE objective (-ELBO + its baseline's
+             own -log p(y | x)), with `sohn_network`.
+
+Test figures, per image over the first `eval.num_images` test images, with
+S samples z ~ p(z | x) (the U-Net's one prediction stands for all S):
+  ged_S and its terms (cross, samples_diversity, graders_diversity) for S in
+    eval.ged_samples, d = 1 - IoU (`metrics.generalized_energy_distance`);
+  hungarian_iou over eval.hungarian_samples samples and the G graders;
+  ce_per_pixel: -log p(y_g | x) per pixel of the prediction at z = E[z | x]
+    (the U-Net's own), mean over graders;
+  nll: -log p(y_g | x) per image, mean over graders: exact for the U-Net,
+    importance-sampled from q(z | x, y) (S = eval.num_samples) for the CVAEs.
+On the offline set, the same figures for S masks sampled from the true
+grader distribution (`ideal_*`) and the exact expected GED of that
+distribution (`floor_ged_S`, `metrics.expected_ged_of_distribution`).
+"""
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cvae_jax import distributions, estimators, evaluation, metrics, objectives, plotting
+from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.models import prob_unet as models
+from cvae_jax.tasks import segmentation as seg_task
+from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import results as results_file
+
+MODEL_KINDS = ("unet", "prob_unet", "sohn_cvae")
+DATASETS = ("mnist_ambiguous", "lidc")
+
+
+def ambiguity_spec(config):
+  """The offline set's `AmbiguitySpec` from config.image_size and config.data."""
+  from cvae_jax.data.mnist_ambiguous import AmbiguitySpec  # pylint: disable=g-import-not-at-top
+  return AmbiguitySpec(
+      size=config.image_size, digit_size=config.data.digit_size,
+      num_graders=config.data.num_graders,
+      structure_probabilities=tuple(config.data.structure_probabilities),
+      loose_probability=config.data.loose_probability)
+
+
+def sohn_config(config) -> ml_collections.ConfigDict:
+  """The segmentation task's config for Sohn et al.'s CVAE on these images."""
+  return ml_collections.ConfigDict(dict(
+      model="cvae", image_size=config.image_size, hybrid_alpha=0.5,
+      gsnn_samples=1, multiscale_levels=0, multiscale_weight=0.0,
+      network=config.sohn_network.to_dict()))
+
+
+def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  workdir = Path(workdir).expanduser()
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
+                    "--workdir=<a new or existing directory>")
+  if config.model not in MODEL_KINDS:
+    raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got "
+                      f"{config.model!r}; set --config.model")
+  if config.dataset not in DATASETS:
+    raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got "
+                      f"{config.dataset!r}; set --config.dataset")
+  require_positive_ints(config, ("image_size",))
+  require_positive_ints(config.network, (
+      "latent_size", "convs_per_block"), "network.")
+  if not config.network.channels or min(config.network.channels) <= 0:
+    raise ConfigError("network.channels must be positive channel counts, one "
+                      f"per U-Net block, got {tuple(config.network.channels)}; "
+                      "set --config.network.channels")
+  halvings = len(config.network.channels) - 1
+  if config.image_size % 2 ** halvings:
+    raise ConfigError(
+        f"image_size={config.image_size} cannot be halved {halvings} times by "
+        f"a U-Net of {halvings + 1} blocks; set --config.image_size to a "
+        f"multiple of {2 ** halvings} or use fewer network.channels")
+  if config.beta < 0:
+    raise ConfigError(f"beta must be >= 0, got {config.beta}; set --config.beta")
+  if config.network.fcomb_convs < 0:
+    raise ConfigError("network.fcomb_convs must be >= 0; set "
+                      "--config.network.fcomb_convs")
+  if config.model == "sohn_cvae":
+    seg_task.check_network_geometry(sohn_config(config))
+  if config.dataset == "mnist_ambiguous":
+    ambiguity_spec(config).check()
+  elif not config.data.lidc_path:
+    raise UserError("dataset=lidc needs the preprocessed LIDC file; pass "
+                    "--config.data.lidc_path=/path/to/data_lidc.pickle "
+                    "(where to get it: cvae_jax/data/lidc.py)")
+  else:
+    from cvae_jax.data import lidc  # pylint: disable=g-import-not-at-top
+    lidc.check_fractions(tuple(config.data.lidc_fractions))
+  require_positive_ints(config.eval, (
+      "batch_size", "num_samples", "chunk_size", "hungarian_samples",
+      "figure_images", "figure_samples"), "eval.")
+  if config.eval.num_samples % min(config.eval.chunk_size, config.eval.num_samples):
+    raise ConfigError(f"eval.num_samples={config.eval.num_samples} must be a "
+                      f"multiple of eval.chunk_size={config.eval.chunk_size}")
+  if not config.eval.ged_samples or min(config.eval.ged_samples) < 1 or max(
+      config.eval.ged_samples) > config.eval.num_samples:
+    raise ConfigError(f"eval.ged_samples {tuple(config.eval.ged_samples)} must "
+                      f"be sample counts in 1..eval.num_samples="
+                      f"{config.eval.num_samples}")
+  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
+  trainer.validate_trainer_config(config)
+
+
+def make_model(config):
+  """DeterministicUNet, ProbabilisticUNet or seg_models.SegmentationCVAE."""
+  net = config.network
+  if config.model == "sohn_cvae":
+    return seg_task.make_model(sohn_config(config))
+  if config.model == "unet":
+    return models.DeterministicUNet(tuple(net.channels), net.convs_per_block)
+  return models.ProbabilisticUNet(
+      tuple(net.channels), net.latent_size, net.convs_per_block,
+      net.fcomb_convs, net.log_variance_bound)
+
+
+def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
+  """{"train", "validation", "test"} -> {"image", "masks", ...} arrays."""
+  # pylint: disable=g-import-not-at-top
+  limits = {"train": config.data.max_train_examples,
+            "validation": config.data.max_eval_examples,
+            "test": config.data.max_eval_examples}
+  if config.dataset == "lidc":
+    from cvae_jax.data import lidc
+    splits = lidc.load_lidc_splits(
+        Path(config.data.lidc_path).expanduser(),
+        tuple(config.data.lidc_fractions), config.data.seed,
+        {k: v for k, v in limits.items() if v})
+  else:
+    from cvae_jax.data import mnist, mnist_ambiguous
+    mnist.prepare_mnist(config.data_dir, download=config.download)
+    splits = mnist_ambiguous.load_ambiguous_splits(
+        config.data_dir, ambiguity_spec(config), config.validation_size,
+        config.data.seed, limits)
+  image = splits["test"]["image"]
+  if image.shape[1:3] != (config.image_size,) * 2:
+    raise UserError(f"the {config.dataset} images are {image.shape[1]}x"
+                    f"{image.shape[2]}, not image_size={config.image_size}; "
+                    f"set --config.image_size={image.shape[1]}")
+  return splits
+
+
+def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
+  """{condition [B, H, W, C], target [B, H * W]} from one mask per image."""
+  return {"condition": images,
+          "target": masks.reshape(masks.shape[0], -1).astype(images.dtype)}
+
+
+def per_example_objective(config, model):
+  """(params, objective batch, rng) -> ([B] nats, {term: [B]})."""
+  if config.model == "unet":
+    return lambda p, b, r: (
+        objectives.baseline_negative_log_likelihood(model, p, b), {})
+  if config.model == "sohn_cvae":
+    sohn = seg_task.per_example_objective(sohn_config(config), model)
+    return lambda p, b, r: (sohn(p, b, r), {})
+
+  def kohl(params, batch, rng):
+    terms = objectives.negative_elbo(model, params, batch, rng)
+    return (terms.reconstruction + config.beta * terms.kl,
+            {"reconstruction": terms.reconstruction, "kl": terms.kl})
+  return kohl
+
+
+def make_loss_fn(config, model):
+  """The trainer's loss_fn: one random grader per example; mean nats/image,
+  with the Prob U-Net's reconstruction and KL logged beside it."""
+  per_example = per_example_objective(config, model)
+
+  def loss_fn(params, arrays, rng):
+    grader_rng, objective_rng = jax.random.split(rng)
+    masks = seg_task.pick_grader(arrays["masks"], grader_rng)
+    loss, terms = per_example(params, objective_batch(arrays["image"], masks),
+                              objective_rng)
+    return jnp.mean(loss), {k: jnp.mean(v) for k, v in terms.items()}
+  return loss_fn
+
+
+def run_identity(config) -> dict:
+  """Settings the checkpoints depend on beyond their shapes."""
+  identity = {k: config[k] for k in ("model", "dataset", "image_size", "beta",
+                                     "validation_size")}
+  identity.update(data=config.data.to_dict(), network=config.network.to_dict())
+  if config.model == "sohn_cvae":
+    identity["sohn_network"] = config.sohn_network.to_dict()
+  return identity
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def sample_logits(config, model, params, images: jax.Array, rng: jax.Array,
+                  num_samples: int) -> jax.Array:
+  """[S, B, H * W] logits of S segmentations per image, z ~ p(z | x); the
+  deterministic U-Net's one prediction repeated."""
+  if config.model == "unet":
+    logits = model.apply(params, images)
+    return jnp.broadcast_to(logits, (num_samples, *logits.shape))
+  prior = model.apply(params, images, method="prior")
+  z = distributions.sample_gaussian(rng, prior, num_samples)
+  return model.apply(params, z, images, method="generation")
+
+
+def _as_masks(logits: jax.Array, size: int) -> jax.Array:
+  return (logits > 0).reshape(*logits.shape[:-1], size, size)
+
+
+def _ged_columns(prefix: str, samples: jax.Array, graders: jax.Array,
+                 counts) -> dict:
+  """{prefix}ged_S etc. for the first S of samples [B, S_max, H, W]."""
+  columns = {}
+  for s in counts:
+    terms = metrics.generalized_energy_distance(samples[:, :s], graders)
+    columns[f"{prefix}ged_{s}"] = terms.ged
+    if s == max(counts):
+      columns[f"{prefix}cross"] = terms.cross
+      columns[f"{prefix}samples_diversity"] = terms.samples_diversity
+      columns[f"{prefix}graders_diversity"] = terms.graders_diversity
+  return columns
+
+
+def _true_samples(candidates, probabilities, rng, num_samples):
+  """[B, S, H, W] masks drawn from each image's known grader distribution."""
+  choice = jax.random.categorical(rng, jnp.log(probabilities),
+                                  shape=(num_samples, len(probabilities)))
+  return jnp.take_along_axis(candidates, choice.T[:, :, None, None], axis=1)
+
+
+def test_figures(config, model, params, test: dict) -> dict:
+  """Per-image means over `test` of the figures of the module docstring,
+  their spread (std over images) under "<name>_std", and timings."""
+  size, ev = config.image_size, config.eval
+  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 4)
+  counts = tuple(ev.ged_samples)
+  most = max(ev.num_samples, ev.hungarian_samples)
+  ideal = "candidates" in test
+
+  def sampled(params, arrays, rng):
+    """GED columns and (for the Hungarian matching) the first samples."""
+    logits = sample_logits(config, model, params, arrays["image"], rng, most)
+    samples = jnp.moveaxis(_as_masks(logits, size), 0, 1)  # [B, S, H, W]
+    graders = arrays["masks"] > 0.5
+    columns = _ged_columns("", samples, graders, counts)
+    if ideal:
+      truth = _true_samples(arrays["candidates"], arrays["probabilities"],
+                            jax.random.fold_in(rng, 1), most)
+      columns.update(_ged_columns("ideal_", truth, graders, counts))
+      for s in counts:
+        columns[f"floor_ged_{s}"] = metrics.expected_ged_of_distribution(
+            arrays["candidates"], arrays["probabilities"], graders, s).ged
+      columns["ideal_samples"] = truth[:, :ev.hungarian_samples]
+    columns["samples"] = samples[:, :ev.hungarian_samples]
+    return columns
+
+  def likelihoods(params, arrays, rng):
+    """[B, 2]: per-pixel CE of the mean prediction, -log p(y | x) per image;
+    both means over the graders."""
+    graders = jnp.moveaxis(arrays["masks"], 1, 0)  # [G, B, H, W]
+    images = arrays["image"]
+    if config.model == "unet":
+      logits = model.apply(params, images)
+    else:
+      prior = model.apply(params, images, method="prior")
+      logits = model.apply(params, prior.mean, images, method="generation")
+    targets = graders.reshape(*graders.shape[:2], -1)
+    ce = -distributions.bernoulli_log_likelihood(logits, targets) / size**2
+    if config.model == "unet":
+      nll = ce * size**2
+    else:
+      chunk = min(ev.chunk_size, ev.num_samples)
+      nll = jnp.stack([-estimators.cvae_log_likelihood(
+          model, params, objective_batch(images, g), jax.random.fold_in(rng, i),
+          ev.num_samples, "recognition", chunk,
+          rows_per_slice=chunk * len(images)) for i, g in enumerate(graders)])
+    return jnp.stack([ce.mean(0), nll.mean(0)], -1)
+
+  arrays = {k: test[k] for k in ("image", "masks", "candidates", "probabilities")
+            if k in test}
+  seconds = {}
+  label = f"samples: GED, diversity, Hungarian IoU; {len(test['image']):,} test images"
+  print(f"{label}...", flush=True)
+  start = time.time()
+  columns = _map_dict(sampled, params, arrays, keys[0], ev.batch_size, label)
+  per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
+  per_image["hungarian_iou"] = metrics.hungarian_matched_iou(
+      columns["samples"], test["masks"] > 0.5)
+  if ideal:
+    per_image["ideal_hungarian_iou"] = metrics.hungarian_matched_iou(
+        columns["ideal_samples"], test["masks"] > 0.5)
+  seconds["samples"] = time.time() - start
+  label = (f"per-pixel CE and -log p(y|x)"
+           f"{'' if config.model == 'unet' else f' (IS, S={ev.num_samples})'}, "
+           f"{len(test['image']):,} test images")
+  print(f"{label}...", flush=True)
+  start = time.time()
+  values = evaluation.map_over_batches(likelihoods, params, arrays, keys[1],
+                                       ev.batch_size, description=label)
+  per_image.update(ce_per_pixel=values[:, 0], nll=values[:, 1])
+  seconds["likelihoods"] = time.time() - start
+  figures = {k: float(np.mean(v)) for k, v in per_image.items()}
+  figures.update({f"{k}_std": float(np.std(v)) for k, v in per_image.items()})
+  return figures, seconds
+
+
+def _map_dict(fn, params, arrays, rng, batch_size, description) -> dict:
+  """`evaluation.map_over_batches` for a fn returning a dict of [B, ...]."""
+  names = []
+
+  def flat(params, batch, rng):
+    out = fn(params, batch, rng)
+    names[:] = sorted(out)
+    return jnp.concatenate([out[k].reshape(len(batch["image"]), -1)
+                            .astype(jnp.float32) for k in names], -1)
+  values = evaluation.map_over_batches(flat, params, arrays, rng, batch_size,
+                                       description=description)
+  example = jax.eval_shape(fn, params, {k: v[:1] for k, v in arrays.items()}, rng)
+  result, begin = {}, 0
+  for name in names:
+    shape = example[name].shape[1:]
+    width = int(np.prod(shape))
+    result[name] = values[:, begin:begin + width].reshape(-1, *shape)
+    begin += width
+  return result
+
+
+def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
+  """[rows, images, H, W] in [0, 1]: the image, its G graders' masks, then
+  `figure_samples` model samples z ~ p(z | x) (probabilities)."""
+  count = config.eval.figure_images
+  images = jnp.asarray(test["image"][:count])
+  logits = sample_logits(config, model, params, images, rng,
+                         config.eval.figure_samples)
+  samples = np.asarray(jax.nn.sigmoid(logits)).reshape(
+      -1, count, config.image_size, config.image_size)
+  return np.concatenate([test["image"][None, :count, ..., 0],
+                         np.moveaxis(test["masks"][:count], 1, 0), samples])
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates on the test split and writes
+  results.json and panel.png there; returns the results."""
+  workdir = Path(workdir).expanduser().absolute()
+  validate(config, workdir)
+  finished = results_file.finished_run(workdir, config, ("eval",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print(summary_line(finished.results, workdir), flush=True)
+      return finished.results
+  model = make_model(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  print(f"loading {config.dataset}...", flush=True)
+  splits = load_splits(config)
+  example = objective_batch(jnp.asarray(splits["test"]["image"][:1]),
+                            jnp.asarray(splits["test"]["masks"][:1, 0]))
+  if config.model == "unet":
+    init_fn = lambda rng: model.init(rng, example["condition"])
+  else:
+    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
+  per_example = per_example_objective(config, model)
+  validation = {k: splits["validation"][k] for k in ("image", "masks")}
+  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+
+  def validation_loss(params, arrays, rng):  # The first grader, fixed z draws.
+    return per_example(params, objective_batch(arrays["image"],
+                                               arrays["masks"][:, 0]), rng)[0]
+
+  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
+    del epoch
+    losses = evaluation.map_over_batches(validation_loss, state.params,
+                                         validation, validation_rng,
+                                         config.eval.batch_size)
+    return {"validation_loss": float(np.mean(losses))}
+
+  def report(progress: trainer.Progress, values: dict) -> str:
+    terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")
+                    if k in values)
+    return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
+            f"/{progress.num_examples}] loss {values['loss']:.4f} nats/image{terms}")
+
+  train = {k: splits["train"][k] for k in ("image", "masks")}
+  start = time.time()
+  state = trainer.train(
+      config, workdir, init_fn, make_loss_fn(config, model), InMemoryData(train),
+      evaluate=evaluate, report=report,
+      report_eval=lambda epoch, m: (f"epoch {epoch} validation loss "
+                                    f"{m['validation_loss']:.4f} nats/image"),
+      run_identity=run_identity(config))
+  train_seconds = (time.time() - start if finished is None
+                   else finished.results["train_seconds_this_run"])
+
+  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
+  figures, seconds = test_figures(config, model, state.params, test)
+  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
+                           workdir / "panel.png")
+  best_record = workdir / "best" / "record.json"
+  best = (json.loads(best_record.read_text()) if best_record.exists()
+          else {"epoch": None, "value": None})
+  results = {
+      "model": config.model,
+      "dataset": config.dataset,
+      "test": figures,
+      "units": {"ged_*, cross, *_diversity": "d = 1 - IoU",
+                "hungarian_iou": "mean matched IoU",
+                "ce_per_pixel": "nats per pixel", "nll": "nats per image"},
+      "num_test_images": len(test["image"]),
+      "best_epoch": best["epoch"],
+      "best_validation_loss": best["value"],
+      "steps": int(state.step),
+      "train_seconds_this_run": train_seconds,
+      "eval_seconds": seconds,
+      "devices": [str(d) for d in jax.local_devices()],
+      "config": config.to_dict(),
+  }
+  results_file.write_results(workdir, results)
+  print(summary_line(results, workdir), flush=True)
+  return results
+
+
+def summary_line(results: dict, workdir: Path) -> str:
+  """The final figures, as the end of a run prints them."""
+  test = results["test"]
+  shown = [k for k in test if not k.endswith("_std") and (
+      k.startswith(("ged_", "floor_ged_")) or k in (
+          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll"))]
+  values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
+  return (f"test ({results['num_test_images']} images): {values}; results in "
+          f"{workdir / results_file.RESULTS_FILE}")

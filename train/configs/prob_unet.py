@@ -1,0 +1,76 @@
+"""Ambiguous segmentation on the offline MNIST set with a known grader
+distribution (cvae_jax/data/mnist_ambiguous.py): Kohl et al.'s Probabilistic
+U-Net, the deterministic U-Net and Sohn et al.'s conv CVAE.
+
+  python -m train.prob_unet --config=train/configs/prob_unet.py \
+      --config.model=prob_unet --workdir=DIR
+
+model: unet | prob_unet | sohn_cvae. Kohl et al.'s published sizes (LIDC,
+128 x 128) are in train/configs/prob_unet_lidc.py; here, for 32 x 32 images on
+a 2-core CPU: U-Net channels halved (16, 32, 64, 96 for 32, 64, 128, 192) and
+Adam 1e-3 for 1e-4 (8 epochs of 8,000 images instead of days of training).
+Everything else is as published: 4 blocks of 3 convs, latent 6, beta 1,
+3 fcomb 1x1 convs, a random grader per example per step, 16 samples per
+image in evaluation (and 1, 4, 100).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model = "prob_unet"  # unet | prob_unet | sohn_cvae
+  config.dataset = "mnist_ambiguous"  # or lidc (prob_unet_lidc.py)
+  config.image_size = 32  # Must divide by 2^(len(network.channels) - 1).
+  config.beta = 1.0  # Weight of KL(q || p) in the Prob U-Net's loss.
+
+  config.data = ml_collections.ConfigDict(dict(
+      digit_size=14, num_graders=4,
+      structure_probabilities=(0.35, 0.25, 0.2, 0.2),  # left, right, both, none
+      loose_probability=0.5,
+      seed=0,
+      max_train_examples=8_000,  # Images (2 MNIST digits each); 0: all 25,000.
+      max_eval_examples=1_000,  # Validation and test images; 0: all 5,000.
+      lidc_path="",  # dataset=lidc: the preprocessed pickle (or a folder).
+      lidc_fractions=(0.7, 0.15, 0.15)))  # Patients in train/val/test.
+  config.data_dir = "~/tensorflow_datasets"
+  config.download = True
+  config.validation_size = 10_000  # Last images of TFDS mnist train.
+
+  config.network = ml_collections.ConfigDict(dict(
+      channels=(16, 32, 64, 96), convs_per_block=3, latent_size=6,
+      fcomb_convs=3, log_variance_bound=10.0))
+  # model=sohn_cvae: the segmentation task's network (train/configs/segmentation.py).
+  config.sohn_network = ml_collections.ConfigDict(dict(
+      encoder_channels=(16, 24, 32), encoder_kernels=(5, 3, 3),
+      latent_channels=8, latent_kernel=3,
+      decoder_channels=(24, 16, 12, 12), decoder_kernels=(3, 3, 3, 3, 3),
+      first_stride=2, pools=(2, 2, 1, 1),
+      baseline_encoder_channels=(16, 24, 32), baseline_middle_channels=32,
+      baseline_decoder_channels=(24, 16, 12),
+      baseline_kernels=(5, 3, 3, 3, 3, 3, 3, 3)))
+
+  config.seed = 0
+  config.batch_size = 32
+  config.num_epochs = 8  # At most.
+  config.optimizer = "adam"
+  config.learning_rate = 1e-3
+  config.early_stopping_metric = "validation_loss"
+  config.early_stopping_patience = 3
+
+  # One step per dispatch: XLA:CPU runs convolutions inside the multi-step
+  # lax.scan ~10-30x slower; on a GPU or TPU raise it to save dispatches.
+  config.steps_per_dispatch = 1
+  config.log_every_steps = 125
+  config.checkpoint_every_steps = 250  # One epoch of 8,000 images.
+  config.keep_checkpoints = 2
+
+  config.eval = ml_collections.ConfigDict(dict(
+      batch_size=20,
+      num_images=500,  # Test images evaluated (0: all loaded ones).
+      num_samples=100,  # Most samples per image; also S of the IS NLL.
+      ged_samples=(1, 4, 16, 100),
+      hungarian_samples=16,  # Samples matched to the graders (x G / G).
+      chunk_size=100,
+      figure_images=8, figure_samples=8))
+  return config

@@ -1,0 +1,29 @@
+"""Kohl et al. (2018)'s LIDC-IDRI setting: 128 x 128 lesion crops, 4 graders.
+
+  python -m train.prob_unet --config=train/configs/prob_unet_lidc.py \
+      --config.data.lidc_path=/path/to/data_lidc.pickle \
+      --workdir=workdirs/prob_unet_lidc
+
+The preprocessed file and where to get it: cvae_jax/data/lidc.py. Published
+sizes: U-Net channels 32, 64, 128, 192 with 3 convs a block, latent 6,
+beta 1, 3 fcomb 1x1 convs, Adam 1e-4, batch 32 (the batch is our choice; the
+paper trains 240k iterations, far beyond a CPU: set --config.num_epochs).
+Splits are by patient (70/15/15 %), never by crop.
+"""
+
+from train.configs import prob_unet
+
+
+def get_config():
+  config = prob_unet.get_config()
+  config.dataset = "lidc"
+  config.image_size = 128
+  config.network.channels = (32, 64, 128, 192)
+  config.learning_rate = 1e-4
+  config.num_epochs = 100
+  config.data.max_train_examples = 0
+  config.data.max_eval_examples = 0
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 500
+  config.eval.num_images = 0  # Every test crop.
+  return config
