@@ -18,6 +18,17 @@ class DiagonalGaussian(NamedTuple):
   log_variance: jax.Array
 
 
+class GaussianMixture(NamedTuple):
+  """sum_k softmax(logits)_k N(mean_k, diag(exp(log_variance_k))).
+
+  logits: [..., components]; components: a DiagonalGaussian with fields
+  [..., components, event].
+  """
+
+  logits: jax.Array
+  components: DiagonalGaussian
+
+
 def standard_normal_like(mean: jax.Array) -> DiagonalGaussian:
   """N(0, I) with the shape of `mean`."""
   zeros = jnp.zeros_like(mean)
@@ -96,3 +107,40 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
   if mask is not None:
     per_pixel = per_pixel * mask
   return jnp.sum(per_pixel, axis=tuple(range(-event_ndim, 0)))
+
+
+def gaussian_mixture_log_density(y: jax.Array, mixture: GaussianMixture) -> jax.Array:
+  """log sum_k pi_k N(y; mean_k, var_k), exact (logsumexp over components).
+
+  Args:
+    y: [..., event]; broadcasts against the mixture's batch shape.
+
+  Returns:
+    [...] log-density in nats.
+  """
+  per_component = gaussian_log_density(y[..., None, :], mixture.components)
+  return jax.nn.logsumexp(
+      jax.nn.log_softmax(mixture.logits, axis=-1) + per_component, axis=-1)
+
+
+def log_likelihood(output, targets: jax.Array, mask: jax.Array | None = None,
+                   event_ndim: int = 1) -> jax.Array:
+  """log p(targets | output) for what a generation or baseline net returns:
+
+  * an array: Bernoulli logits (`bernoulli_log_likelihood`, with `mask` and
+    `event_ndim`);
+  * a `DiagonalGaussian` over the last axis of the targets (e.g. box
+    coordinates): a continuous density, nats per example;
+  * a `GaussianMixture` likewise (a mixture density network), exact.
+
+  Returns:
+    [...] log-likelihood in nats, the targets' leading shape broadcast
+    against the output's.
+  """
+  if isinstance(output, (DiagonalGaussian, GaussianMixture)):
+    if mask is not None:
+      raise ValueError("target_mask applies to Bernoulli targets only")
+    if isinstance(output, GaussianMixture):
+      return gaussian_mixture_log_density(targets, output)
+    return gaussian_log_density(targets, output)
+  return bernoulli_log_likelihood(output, targets, mask, event_ndim)

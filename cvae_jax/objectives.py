@@ -4,9 +4,12 @@ A batch is a dict with `target` (y, [batch, ...]) and `condition` (x, [batch, ..
 and optionally `target_mask` (broadcasting against the target, 1 where y is to
 be predicted: only those pixels are counted, other values weight them). The
 model is any CVAE module of `cvae_jax.models` (recognition / prior /
-generation methods). Bernoulli likelihood over every non-batch axis of the
-target (a [batch, pixels] vector or a [batch, H, W] mask alike). Per-example
-values are in nats.
+generation methods). The likelihood is set by what the generation (or
+baseline) net returns (`distributions.log_likelihood`): logits give a
+Bernoulli over every non-batch axis of the target (a [batch, pixels] vector
+or a [batch, H, W] mask alike); a `DiagonalGaussian` or `GaussianMixture`
+gives a continuous density over the target's last axis (e.g. [batch, 4] box
+coordinates). Per-example values are in nats.
 
 The objectives of Sohn et al. (2015), each to be minimised:
   CVAE    -ELBO = E_q(z|x,y)[-log p(y | x, z)] + KL(q(z | x, y) || p(z | x))
@@ -50,7 +53,8 @@ def negative_elbo(model: nn.Module, params, batch: dict,
 
 def target_log_likelihood(model: nn.Module, params, batch: dict,
                           z: jax.Array) -> jax.Array:
-  """log p(y | x, z) over the masked pixels of y.
+  """log p(y | x, z): over the masked pixels of y (Bernoulli logits), or the
+  density of y (a Gaussian generation net).
 
   Args:
     z: [..., batch, latent]; leading sample axes are allowed.
@@ -58,9 +62,9 @@ def target_log_likelihood(model: nn.Module, params, batch: dict,
   Returns:
     [..., batch] in nats, summed over the target's non-batch axes.
   """
-  logits = model.apply(params, z, batch["condition"], method="generation")
-  return distributions.bernoulli_log_likelihood(
-      logits, batch["target"], batch.get("target_mask"),
+  output = model.apply(params, z, batch["condition"], method="generation")
+  return distributions.log_likelihood(
+      output, batch["target"], batch.get("target_mask"),
       event_ndim=batch["target"].ndim - 1)
 
 
@@ -88,7 +92,7 @@ def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
   return -estimators.importance_sampled_log_likelihood(
       lambda z: target_log_likelihood(model, params, batch, z), prior, prior,
       rng, num_samples, chunk_size=num_samples,
-      rows_per_slice=num_samples * len(batch["condition"]))
+      rows_per_slice=num_samples * len(batch["target"]))
 
 
 def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
@@ -107,10 +111,12 @@ def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
 
 def baseline_negative_log_likelihood(model: nn.Module, params,
                                      batch: dict) -> jax.Array:
-  """-log p(y | x) of a deterministic net x -> logits; [batch] nats."""
-  logits = model.apply(params, batch["condition"])
-  return -distributions.bernoulli_log_likelihood(
-      logits, batch["target"], batch.get("target_mask"))
+  """-log p(y | x) of a deterministic net x -> logits (or a Gaussian /
+  Gaussian mixture over y, e.g. a box regressor or a mixture density
+  network: exact); [batch] nats."""
+  output = model.apply(params, batch["condition"])
+  return -distributions.log_likelihood(
+      output, batch["target"], batch.get("target_mask"))
 
 
 MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")

@@ -63,3 +63,43 @@ def save_image_grid(images: np.ndarray, path: str | Path,
   plt.imsave(str(path), np.kron(grid, np.ones((scale, scale), np.float32)),
              cmap="gray", vmin=0.0, vmax=1.0)
   return grid
+
+
+def save_box_panel(panel: dict, path: str | Path, columns: int = 4):
+  """Draws canvases with their valid boxes (green, thick) and sampled boxes
+  (red, thin, translucent) as one PNG.
+
+  Args:
+    panel: "image" [N, H, W, C] in [0, 1]; "boxes" [N, M, 4] and "samples"
+      [K, N, 4] as (cx, cy, w, h) / image side; "valid" [N, M] bool.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  from matplotlib import patches  # pylint: disable=g-import-not-at-top
+  images = np.asarray(panel["image"])
+  count, size = len(images), images.shape[1]
+  rows = -(-count // columns)
+  figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows),
+                              squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+
+  def draw(ax, box, **style):
+    cx, cy, w, h = np.asarray(box) * size
+    ax.add_patch(patches.Rectangle((cx - w / 2 - 0.5, cy - h / 2 - 0.5), w, h,
+                                   fill=False, **style))
+
+  for i in range(count):
+    ax = axes.flat[i]
+    image = images[i]
+    ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+              vmin=0, vmax=1)
+    for box, valid in zip(panel["boxes"][i], panel["valid"][i]):
+      if valid:
+        draw(ax, box, edgecolor="lime", linewidth=2.0)
+    for box in panel["samples"][:, i]:
+      draw(ax, box, edgecolor="red", linewidth=0.8, alpha=0.5)
+  figure.tight_layout()
+  figure.savefig(str(path), dpi=80)
+  plt.close(figure)

@@ -230,12 +230,16 @@ def test_importance_sampled_estimate_is_above_the_elbo_on_the_quadrant_cvae():
 
 
 def test_one_importance_sampling_implementation():
-  """Tasks and objectives call `cvae_jax.estimators`; no second estimator."""
+  """Tasks and objectives call `cvae_jax.estimators`; no second estimator.
+  (The exact density of a Gaussian mixture sums over its components, which
+  is no sampling estimate: it may use logsumexp.)"""
+  import inspect  # pylint: disable=g-import-not-at-top
   import pathlib  # pylint: disable=g-import-not-at-top
   root = pathlib.Path(estimators.__file__).parent
+  mixture = inspect.getsource(distributions.gaussian_mixture_log_density)
   for path in root.rglob("*.py"):
     if path.name != "estimators.py":
-      text = path.read_text()
+      text = path.read_text().replace(mixture, "")
       assert "logsumexp" not in text and "running_max" not in text, path
 
 

@@ -1,0 +1,171 @@
+"""Bounding-box prediction: a box y = (cx, cy, w, h), normalised by the image
+side, from an image x (and, in the "class" variant, a class c).
+
+The condition is a dict {"image": [batch, H, W, C], "class": [batch] int32};
+the class is read only when `num_classes` > 0 (embedded, then joined to the
+image features). Every net starts with the same `ImageEncoder` (convs on the
+image plus two coordinate channels, so features know where they are, then a
+dense layer).
+
+* `BoxRegressor`: x -> one diagonal Gaussian over y (mean and variance
+  learned): a point prediction with an exact likelihood.
+* `BoxMixtureDensityNet`: x -> a mixture of `num_components` diagonal
+  Gaussians over y (an MDN, Bishop 1994); exact likelihood.
+* `BoxCVAE`: one encoder of x shared by the prior p(z | x), the recognition
+  net q(z | x, y) and the generation net p(y | x, z), a diagonal Gaussian
+  over y. Its methods are the library's CVAE interface.
+
+Variances are bounded below by `min_std` (in normalised units; 0.005 is a
+third of a pixel at 64 x 64): the true boxes are points, so without a floor
+the density of a box could grow without bound. Every model has the same
+floor, so their likelihoods compare.
+"""
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cvae_jax.distributions import DiagonalGaussian, GaussianMixture
+from cvae_jax.models.segmentation import ConvEncoder
+
+BOX_SIZE = 4  # (cx, cy, w, h)
+_INITIAL_STD = 0.1  # Of every Gaussian over boxes at initialisation.
+
+
+def with_coordinates(images: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, H, W, C + 2]: adds the x and y of each pixel in [0, 1]."""
+  batch, height, width, _ = images.shape
+  ys, xs = jnp.meshgrid(jnp.linspace(0.0, 1.0, height), jnp.linspace(0.0, 1.0, width),
+                        indexing="ij")
+  grid = jnp.broadcast_to(jnp.stack([xs, ys], -1), (batch, height, width, 2))
+  return jnp.concatenate([images, grid.astype(images.dtype)], axis=-1)
+
+
+class ImageEncoder(nn.Module):
+  """{"image", "class"} -> [batch, features]: convs (ReLU, max pooling), then
+  a dense ReLU layer over the flattened map and the class embedding."""
+
+  channels: Sequence[int]
+  kernels: Sequence[int]
+  pools: Sequence[int]
+  first_stride: int
+  features: int
+  num_classes: int = 0  # 0: the class is not part of the condition.
+  class_features: int = 16
+
+  @nn.compact
+  def __call__(self, condition: dict) -> jax.Array:
+    image = condition["image"]
+    h = ConvEncoder(self.channels, self.kernels, self.pools, self.first_stride)(
+        with_coordinates(image))
+    h = h.reshape(h.shape[0], -1)
+    if self.num_classes:
+      h = jnp.concatenate(
+          [h, nn.Embed(self.num_classes, self.class_features)(condition["class"])], -1)
+    return nn.relu(nn.Dense(self.features)(h))
+
+
+class GaussianHead(nn.Module):
+  """[..., features] -> a DiagonalGaussian over `event` coordinates (times
+  `copies`: fields [..., copies, event] when copies > 0) with std >= min_std."""
+
+  event: int
+  min_std: float
+  copies: int = 0
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> DiagonalGaussian:
+    n = max(self.copies, 1) * self.event
+    mean = nn.Dense(n, name="mean")(h)
+    raw = nn.Dense(n, name="log_variance")(h)
+    floor = 2.0 * math.log(self.min_std)
+    shift = 2.0 * math.log(_INITIAL_STD) - floor  # softplus(shift) ~ shift here.
+    log_variance = floor + jax.nn.softplus(raw + shift)
+    if self.copies:
+      shape = (*h.shape[:-1], self.copies, self.event)
+      mean, log_variance = mean.reshape(shape), log_variance.reshape(shape)
+    return DiagonalGaussian(mean, log_variance)
+
+
+class _EncoderFields(nn.Module):
+  """Fields every box net shares (the encoder's, and the heads')."""
+
+  channels: Sequence[int] = (16, 32, 32)
+  kernels: Sequence[int] = (5, 3, 3)
+  pools: Sequence[int] = (2, 2, 2)
+  first_stride: int = 2
+  features: int = 128
+  hidden: int = 128
+  num_classes: int = 0
+  min_std: float = 0.005
+
+  def make_encoder(self, name: str = "encoder") -> ImageEncoder:
+    return ImageEncoder(self.channels, self.kernels, self.pools, self.first_stride,
+                        self.features, self.num_classes, name=name)
+
+
+class BoxRegressor(_EncoderFields):
+  """condition -> DiagonalGaussian over the box, fields [batch, 4]."""
+
+  @nn.compact
+  def __call__(self, condition: dict) -> DiagonalGaussian:
+    h = nn.relu(nn.Dense(self.hidden)(self.make_encoder()(condition)))
+    return GaussianHead(BOX_SIZE, self.min_std)(h)
+
+
+class BoxMixtureDensityNet(_EncoderFields):
+  """condition -> GaussianMixture over the box: logits [batch, K], component
+  fields [batch, K, 4]."""
+
+  num_components: int = 5
+
+  @nn.compact
+  def __call__(self, condition: dict) -> GaussianMixture:
+    h = nn.relu(nn.Dense(self.hidden)(self.make_encoder()(condition)))
+    return GaussianMixture(
+        nn.Dense(self.num_components, name="logits")(h),
+        GaussianHead(BOX_SIZE, self.min_std, self.num_components)(h))
+
+
+class BoxCVAE(_EncoderFields):
+  """The CVAE over boxes; the encoder of x is shared by all three nets."""
+
+  latent: int = 8
+
+  def setup(self):
+    self.encoder = self.make_encoder()
+    self.prior_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
+                                    nn.Dense(2 * self.latent)])
+    self.recognition_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
+                                          nn.Dense(2 * self.latent)])
+    self.generation_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
+                                         nn.Dense(self.hidden), nn.relu])
+    self.box_head = GaussianHead(BOX_SIZE, self.min_std)
+
+  @staticmethod
+  def _gaussian(out: jax.Array) -> DiagonalGaussian:
+    mean, log_variance = jnp.split(out, 2, axis=-1)
+    return DiagonalGaussian(mean, log_variance)
+
+  def prior(self, condition: dict) -> DiagonalGaussian:
+    """p(z | x); fields [batch, latent]."""
+    return self._gaussian(self.prior_net(self.encoder(condition)))
+
+  def recognition(self, target: jax.Array, condition: dict) -> DiagonalGaussian:
+    """q(z | x, y), target [batch, 4]; fields [batch, latent]."""
+    h = self.encoder(condition)
+    return self._gaussian(self.recognition_net(jnp.concatenate([h, target], -1)))
+
+  def generation(self, z: jax.Array, condition: dict) -> DiagonalGaussian:
+    """p(y | x, z) from z [..., batch, latent]; fields [..., batch, 4]."""
+    h = self.encoder(condition)
+    h = jnp.broadcast_to(h, (*z.shape[:-1], h.shape[-1]))
+    return self.box_head(self.generation_net(jnp.concatenate([h, z], -1)))
+
+  def __call__(self, target: jax.Array, condition: dict) -> DiagonalGaussian:
+    """p(y | x, z = E[z | x, y]); touches every net (used by `init`)."""
+    self.prior(condition)
+    return self.generation(self.recognition(target, condition).mean, condition)

@@ -1,0 +1,372 @@
+"""Bounding boxes with several plausible answers per input: a regressor, a
+mixture density network (MDN), the CVAE and the hybrid objective, on the
+generic trainer.
+
+Data: the offline MNIST box set (`cvae_jax.data.mnist_boxes`) or Pascal VOC
+(`voc/2007`, `cvae_jax.data.tfds_boxes`), through the box interface
+{"image" [N, H, W, C], "boxes" [N, M, 4], "labels" [N, M], "query" [N]}.
+Each training step draws, per canvas, one of its boxes as the target y
+(uniformly); with `condition="class"` the condition also holds that box's
+class c, and the valid boxes are those of class c. Evaluation uses the fixed
+box `query` of each canvas. The objectives' batch:
+  condition  {"image": [B, H, W, C], "class": [B] int32}
+  target     y, [B, 4] (cx, cy, w, h) normalised by the image side.
+
+Test figures, on the first `eval.num_images` test canvases, from K =
+`eval.num_box_samples` boxes per canvas (regressor: its mean, K times; MDN: a
+component drawn from the mixture weights, its mean; CVAE: z ~ p(z | x), the
+mean of p(y | x, z)): best-of-k IoU against the valid set for k in
+`eval.best_of`, coverage and precision at IoU 0.5, and -log p(y | x) of the
+query box in nats per box, a continuous density over the normalised
+coordinates: exact for the regressor and the MDN, importance-sampled from
+q(z | x, y) with `eval.num_samples` samples for the CVAE.
+`train_and_evaluate(config, workdir)` writes results.json and boxes.png.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cvae_jax import box_metrics, distributions, estimators, evaluation, objectives, plotting
+from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.models import bbox as bbox_models
+from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import results as results_file
+
+MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
+# What each model kind minimises, as a kind of `objectives.per_example_objective`.
+OBJECTIVE_KINDS = {"regressor": "baseline", "mdn": "baseline", "cvae": "cvae",
+                   "hybrid": "hybrid"}
+CONDITIONS = ("image", "class")
+OFFLINE_DATASET = "mnist_boxes"
+TFDS_DATASETS = ("voc/2007",)
+DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
+NUM_CLASSES = {OFFLINE_DATASET: 10, "voc/2007": 20}
+
+
+def canvas_spec(config):
+  """The offline set's `CanvasSpec` from config.image_size and config.data."""
+  from cvae_jax.data.mnist_boxes import CanvasSpec  # pylint: disable=g-import-not-at-top
+  return CanvasSpec(size=config.image_size, min_digits=config.data.min_digits,
+                    max_digits=config.data.max_digits,
+                    max_box_iou=config.data.max_box_iou)
+
+
+def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  workdir = Path(workdir).expanduser()
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
+                    "--workdir=<a new or existing directory>")
+  if config.model not in MODEL_KINDS:
+    raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got "
+                      f"{config.model!r}; set --config.model")
+  if config.condition not in CONDITIONS:
+    raise ConfigError(f"condition must be one of {', '.join(CONDITIONS)}, got "
+                      f"{config.condition!r}; set --config.condition")
+  if config.dataset not in DATASETS:
+    raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got "
+                      f"{config.dataset!r}; set --config.dataset")
+  if not 0.0 <= config.hybrid_alpha <= 1.0:
+    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
+                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  require_positive_ints(config, ("image_size",))
+  require_positive_ints(config.network, (
+      "features", "hidden", "latent", "num_components", "first_stride"), "network.")
+  if not 0.0 < config.network.min_std < 0.1:
+    raise ConfigError(f"network.min_std must be in (0, 0.1) (image sides), got "
+                      f"{config.network.min_std!r}; set --config.network.min_std")
+  if not (len(config.network.channels) == len(config.network.kernels)
+          == len(config.network.pools)):
+    raise ConfigError("network.channels, network.kernels and network.pools need "
+                      "one entry per conv each")
+  if config.dataset == OFFLINE_DATASET:
+    canvas_spec(config).check()
+  require_positive_ints(config.eval, (
+      "batch_size", "num_box_samples", "num_samples", "figure_images"), "eval.")
+  best_of = tuple(config.eval.best_of)
+  if not best_of or min(best_of) <= 0 or max(best_of) > config.eval.num_box_samples:
+    raise ConfigError(f"eval.best_of {best_of} must be sample counts K in "
+                      f"1..eval.num_box_samples={config.eval.num_box_samples}")
+  classes = NUM_CLASSES[config.dataset]
+  if not (config.eval.figure_class == -1 or 0 <= config.eval.figure_class < classes):
+    raise ConfigError(f"eval.figure_class must be -1 (the queried box's class) "
+                      f"or a class in 0-{classes - 1}, got "
+                      f"{config.eval.figure_class!r}; set --config.eval.figure_class")
+  if config.eval.figure_class != -1 and config.condition != "class":
+    raise ConfigError("eval.figure_class needs --config.condition=class")
+  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
+  trainer.validate_trainer_config(config)
+
+
+def make_model(config: ml_collections.ConfigDict):
+  """BoxRegressor, BoxMixtureDensityNet or BoxCVAE (cvae and hybrid)."""
+  net = config.network
+  fields = dict(channels=tuple(net.channels), kernels=tuple(net.kernels),
+                pools=tuple(net.pools), first_stride=net.first_stride,
+                features=net.features, hidden=net.hidden, min_std=net.min_std,
+                num_classes=(NUM_CLASSES[config.dataset]
+                             if config.condition == "class" else 0))
+  if config.model == "regressor":
+    return bbox_models.BoxRegressor(**fields)
+  if config.model == "mdn":
+    return bbox_models.BoxMixtureDensityNet(**fields,
+                                            num_components=net.num_components)
+  return bbox_models.BoxCVAE(**fields, latent=net.latent)
+
+
+def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
+  """{"train", "validation", "test"} -> box interface arrays."""
+  # pylint: disable=g-import-not-at-top
+  limits = {"train": config.data.max_train_examples,
+            "validation": config.data.max_eval_examples,
+            "test": config.data.max_eval_examples}
+  if config.dataset == OFFLINE_DATASET:
+    from cvae_jax.data import mnist, mnist_boxes
+    mnist.prepare_mnist(config.data_dir, download=config.download)
+    with mnist.unreadable_records_as_user_errors(config.data_dir):
+      return mnist_boxes.load_box_splits(config.data_dir, canvas_spec(config),
+                                         config.validation_size, config.data.seed,
+                                         limits)
+  from cvae_jax.data import tfds_boxes
+  names = tfds_boxes.split_names(config.validation_fraction)
+  return {split: tfds_boxes.load_box_arrays(
+      config.dataset, names[split], config.data_dir, config.image_size,
+      config.data.max_digits, seed=config.data.seed, download=config.download,
+      max_examples=limits[split] or None) for split in names}
+
+
+def objective_batch(config, arrays: dict, rng: jax.Array | None) -> tuple[dict, jax.Array]:
+  """The objectives' batch and the valid-box mask [B, M].
+
+  The target is a box drawn uniformly among each canvas's boxes (rng), or
+  its `query` box (rng None, evaluation).
+  """
+  labels = arrays["labels"]
+  if rng is None:
+    index = arrays["query"]
+  else:
+    index = jax.random.categorical(rng, jnp.where(labels >= 0, 0.0, -jnp.inf))
+  target = jnp.take_along_axis(arrays["boxes"], index[:, None, None], axis=1)[:, 0]
+  query_class = jnp.take_along_axis(labels, index[:, None], axis=1)[:, 0]
+  if config.condition == "class":
+    valid = (labels >= 0) & (labels == query_class[:, None])
+  else:
+    valid = labels >= 0
+    query_class = jnp.zeros_like(query_class)  # Not part of the condition.
+  condition = {"image": arrays["image"], "class": query_class}
+  return {"condition": condition, "target": target}, valid
+
+
+def per_example_objective(config, model):
+  """(params, objective batch, rng) -> [B] nats per box: what `config.model`
+  minimises (the regressor and the MDN: their exact -log p(y | x))."""
+  return objectives.per_example_objective(OBJECTIVE_KINDS[config.model], model,
+                                          config.hybrid_alpha)
+
+
+def make_loss_fn(config, model):
+  """The trainer's loss_fn: a random box per canvas, mean objective (nats/box)."""
+  per_example = per_example_objective(config, model)
+
+  def loss_fn(params, arrays, rng):
+    target_rng, objective_rng = jax.random.split(rng)
+    batch, _ = objective_batch(config, arrays, target_rng)
+    return jnp.mean(per_example(params, batch, objective_rng)), {}
+  return loss_fn
+
+
+def validation_loss_fn(config, model):
+  """(params, arrays, rng) -> [B] nats: the objective on the query boxes."""
+  per_example = per_example_objective(config, model)
+  return lambda params, arrays, rng: per_example(
+      params, objective_batch(config, arrays, None)[0], rng)
+
+
+def sample_boxes(config, model, params, condition: dict, rng: jax.Array,
+                 num_samples: int) -> jax.Array:
+  """[K, B, 4] boxes: the regressor's mean K times; the mean of an MDN
+  component drawn from its weights; the mean of p(y | x, z), z ~ p(z | x)."""
+  if config.model == "regressor":
+    mean = model.apply(params, condition).mean
+    return jnp.broadcast_to(mean, (num_samples, *mean.shape))
+  if config.model == "mdn":
+    mixture = model.apply(params, condition)
+    component = jax.random.categorical(
+        rng, mixture.logits, shape=(num_samples, *mixture.logits.shape[:-1]))
+    means = mixture.components.mean  # [B, C, 4]
+    return jnp.take_along_axis(means[None], component[..., None, None], axis=2)[:, :, 0]
+  prior = model.apply(params, condition, method="prior")
+  z = distributions.sample_gaussian(rng, prior, num_samples)
+  return model.apply(params, z, condition, method="generation").mean
+
+
+def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:
+  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
+          f"/{progress.num_examples}] loss {metrics_['loss']:.4f} nats/box")
+
+
+def _format_eval_log(epoch: int, metrics_: dict) -> str:
+  return f"epoch {epoch} validation loss {metrics_['validation_loss']:.4f} nats/box"
+
+
+def run_identity(config) -> dict:
+  """Settings the checkpoints depend on beyond their shapes."""
+  identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
+                                     "validation_size", "validation_fraction")}
+  identity.update(data=config.data.to_dict(), network=config.network.to_dict())
+  if config.model == "hybrid":
+    identity["hybrid_alpha"] = config.hybrid_alpha
+  return identity
+
+
+def test_figures(config, model, params, test: dict) -> tuple[dict, dict]:
+  """Per-canvas means over `test` of the figures of the module docstring,
+  and the seconds each evaluation took."""
+  ev = config.eval
+  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 2)
+  seconds = {}
+
+  def box_figures(params, arrays, rng):
+    batch, valid = objective_batch(config, arrays, None)
+    samples = sample_boxes(config, model, params, batch["condition"], rng,
+                           ev.num_box_samples)
+    return jnp.stack(
+        [box_metrics.best_of_k_iou(samples[:k], arrays["boxes"], valid)
+         for k in ev.best_of]
+        + [box_metrics.coverage(samples, arrays["boxes"], valid),
+           box_metrics.precision(samples, arrays["boxes"], valid),
+           jnp.sum(valid, axis=-1).astype(jnp.float32)], -1)
+
+  def negative_log_likelihood(params, arrays, rng):
+    batch, _ = objective_batch(config, arrays, None)
+    if config.model in ("regressor", "mdn"):
+      return objectives.baseline_negative_log_likelihood(model, params, batch)
+    return -estimators.cvae_log_likelihood(
+        model, params, batch, rng, ev.num_samples, "recognition",
+        chunk_size=ev.num_samples, rows_per_slice=ev.num_samples * len(batch["target"]))
+
+  def measure(name, label, fn, key):
+    label = f"{label}, {len(test['image']):,} test canvases"
+    print(f"{label}...", flush=True)
+    start = time.time()
+    values = evaluation.map_over_batches(fn, params, test, key, ev.batch_size,
+                                         description=label)
+    seconds[name] = time.time() - start
+    return values
+
+  values = measure("boxes", f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
+                   box_figures, keys[0])
+  k = ev.num_box_samples
+  figures = {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
+  figures.update({f"coverage_at_{k}": values[:, -3], f"precision_at_{k}": values[:, -2],
+                  "valid_boxes": values[:, -1]})
+  exact = config.model in ("regressor", "mdn")
+  figures["nll_exact" if exact else "nll_importance_sampled"] = measure(
+      "nll", "exact NLL" if exact else f"importance-sampled NLL, S={ev.num_samples}",
+      negative_log_likelihood, keys[1])
+  return ({k: float(np.mean(v)) for k, v in figures.items()},
+          {k: float(v) for k, v in seconds.items()})
+
+
+def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
+  """The first `eval.figure_images` test canvases, their valid boxes and
+  `eval.num_box_samples` sampled boxes, as numpy arrays (for `plotting`)."""
+  count = config.eval.figure_images
+  arrays = {k: jnp.asarray(v[:count]) for k, v in test.items()}
+  if config.eval.figure_class >= 0:  # Ask every canvas for this class.
+    batch, _ = objective_batch(config, arrays, None)
+    batch["condition"]["class"] = jnp.full_like(batch["condition"]["class"],
+                                                 config.eval.figure_class)
+    valid = arrays["labels"] == config.eval.figure_class
+  else:
+    batch, valid = objective_batch(config, arrays, None)
+  samples = sample_boxes(config, model, params, batch["condition"], rng,
+                         config.eval.num_box_samples)
+  return {"image": np.asarray(arrays["image"]), "boxes": np.asarray(arrays["boxes"]),
+          "valid": np.asarray(valid), "samples": np.asarray(samples)}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates on the test split and writes
+  results.json and boxes.png there; returns the results."""
+  workdir = Path(workdir).expanduser().absolute()
+  validate(config, workdir)
+  finished = results_file.finished_run(workdir, config, ("eval",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print(summary_line(finished.results, workdir), flush=True)
+      return finished.results
+  model = make_model(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  print(f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
+        flush=True)
+  splits = load_splits(config)
+  example, _ = objective_batch(config, {k: jnp.asarray(v[:1])
+                                        for k, v in splits["test"].items()}, None)
+  if config.model in ("regressor", "mdn"):
+    init_fn = lambda rng: model.init(rng, example["condition"])
+  else:
+    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
+  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+  validation_loss = validation_loss_fn(config, model)
+
+  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
+    del epoch  # The same z draws every epoch: epochs compare fairly.
+    losses = evaluation.map_over_batches(validation_loss, state.params,
+                                         splits["validation"], validation_rng,
+                                         config.eval.batch_size)
+    return {"validation_loss": float(np.mean(losses))}
+
+  start = time.time()
+  state = trainer.train(config, workdir, init_fn, make_loss_fn(config, model),
+                        InMemoryData(splits["train"]), evaluate=evaluate,
+                        report=_format_train_log, report_eval=_format_eval_log,
+                        run_identity=run_identity(config))
+  train_seconds = (time.time() - start if finished is None
+                   else finished.results["train_seconds_this_run"])
+
+  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
+  figures, seconds = test_figures(config, model, state.params, test)
+  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
+  plotting.save_box_panel(figure_boxes(config, model, state.params, test, picture_rng),
+                          workdir / "boxes.png")
+  best_record = workdir / "best" / "record.json"
+  best = (json.loads(best_record.read_text()) if best_record.exists()
+          else {"epoch": None, "value": None})
+  results = {
+      "model": config.model,
+      "condition": config.condition,
+      "dataset": config.dataset,
+      "test": figures,
+      "units": {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
+                "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
+                "nll_*": "nats per box (density over normalised cx, cy, w, h)"},
+      "num_box_samples": config.eval.num_box_samples,
+      "num_samples": config.eval.num_samples,
+      "num_test_images": len(test["image"]),
+      "best_epoch": best["epoch"],
+      "best_validation_loss": best["value"],
+      "steps": int(state.step),
+      "train_seconds_this_run": train_seconds,
+      "eval_seconds": seconds,
+      "devices": [str(d) for d in jax.local_devices()],
+      "config": config.to_dict(),
+  }
+  results_file.write_results(workdir, results)
+  print(summary_line(results, workdir), flush=True)
+  return results
+
+
+def summary_line(results: dict, workdir: Path) -> str:
+  """The final figures, as the end of a run prints them."""
+  values = ", ".join(f"{k} {v:.4g}" for k, v in results["test"].items())
+  return (f"test ({results['num_test_images']} canvases): {values}; results in "
+          f"{workdir / results_file.RESULTS_FILE}")

@@ -1,0 +1,14 @@
+"""Bounding boxes with several valid answers: regressor, MDN, CVAE or hybrid.
+
+  python -m train.bbox --config=train/configs/bbox.py --config.model=cvae \
+      --config.condition=class --workdir=/tmp/bbox
+
+Config: train/configs/bbox.py (the offline MNIST box set; Pascal VOC with
+--config.dataset=voc/2007, which TFDS downloads). Rerunning with the same
+--workdir resumes; a finished one prints its results.
+"""
+
+from train import entry
+
+if __name__ == "__main__":
+  entry.run("cvae_jax.tasks.bbox", "train/configs/bbox.py")
