@@ -19,6 +19,15 @@ Variances are bounded below by `min_std` (in normalised units; 0.005 is a
 third of a pixel at 64 x 64): the true boxes are points, so without a floor
 the density of a box could grow without bound. Every model has the same
 floor, so their likelihoods compare.
+
+The CVAE's p(y | x, z) has a *fixed* std, `box_std` (0.02, 1.3 px at 64 x
+64; 0 = learned like the others). Measured on the offline set: with a
+learned variance the generation net settles early on the average box with a
+wide variance, whose small 1 / var scales down the gradient that would teach
+it to use z, and the CVAE collapses to about one box per canvas (the
+"cvae, learned std" row of benchmarks/bbox_table.py). Two smaller aids to
+the same end: y is embedded by its own dense layer before it meets the image
+features in q(z | x, y), and q starts narrow (`_narrow_posterior_bias`).
 """
 
 import math
@@ -75,6 +84,7 @@ class GaussianHead(nn.Module):
   event: int
   min_std: float
   copies: int = 0
+  fixed_std: float = 0.0
 
   @nn.compact
   def __call__(self, h: jax.Array) -> DiagonalGaussian:
@@ -84,6 +94,8 @@ class GaussianHead(nn.Module):
     floor = 2.0 * math.log(self.min_std)
     shift = 2.0 * math.log(_INITIAL_STD) - floor  # softplus(shift) ~ shift here.
     log_variance = floor + jax.nn.softplus(raw + shift)
+    if self.fixed_std:
+      log_variance = jnp.full_like(mean, 2.0 * math.log(self.fixed_std))
     if self.copies:
       shape = (*h.shape[:-1], self.copies, self.event)
       mean, log_variance = mean.reshape(shape), log_variance.reshape(shape)
@@ -95,7 +107,7 @@ class _EncoderFields(nn.Module):
 
   channels: Sequence[int] = (16, 32, 32)
   kernels: Sequence[int] = (5, 3, 3)
-  pools: Sequence[int] = (2, 2, 2)
+  pools: Sequence[int] = (2, 2, 1)
   first_stride: int = 2
   features: int = 128
   hidden: int = 128
@@ -130,20 +142,31 @@ class BoxMixtureDensityNet(_EncoderFields):
         GaussianHead(BOX_SIZE, self.min_std, self.num_components)(h))
 
 
+def _narrow_posterior_bias(key, shape, dtype=jnp.float32):
+  """Bias of q(z | x, y)'s [mean, log variance] output: 0, then -4 (std
+  0.14), so that z starts out carrying y rather than noise."""
+  del key
+  half = shape[-1] // 2
+  return jnp.concatenate([jnp.zeros(half, dtype),
+                          jnp.full(shape[-1] - half, -4.0, dtype)])
+
+
 class BoxCVAE(_EncoderFields):
   """The CVAE over boxes; the encoder of x is shared by all three nets."""
 
-  latent: int = 8
+  latent: int = 2
+  box_std: float = 0.02  # Fixed std of p(y | x, z); 0: learned (>= min_std).
 
   def setup(self):
     self.encoder = self.make_encoder()
     self.prior_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
                                     nn.Dense(2 * self.latent)])
     self.recognition_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
-                                          nn.Dense(2 * self.latent)])
+                                          nn.Dense(2 * self.latent, bias_init=_narrow_posterior_bias)])
+    self.target_embedding = nn.Dense(self.features)
     self.generation_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
                                          nn.Dense(self.hidden), nn.relu])
-    self.box_head = GaussianHead(BOX_SIZE, self.min_std)
+    self.box_head = GaussianHead(BOX_SIZE, self.min_std, fixed_std=self.box_std)
 
   @staticmethod
   def _gaussian(out: jax.Array) -> DiagonalGaussian:
@@ -157,7 +180,8 @@ class BoxCVAE(_EncoderFields):
   def recognition(self, target: jax.Array, condition: dict) -> DiagonalGaussian:
     """q(z | x, y), target [batch, 4]; fields [batch, latent]."""
     h = self.encoder(condition)
-    return self._gaussian(self.recognition_net(jnp.concatenate([h, target], -1)))
+    y = nn.relu(self.target_embedding(target))
+    return self._gaussian(self.recognition_net(jnp.concatenate([h, y], -1)))
 
   def generation(self, z: jax.Array, condition: dict) -> DiagonalGaussian:
     """p(y | x, z) from z [..., batch, latent]; fields [..., batch, 4]."""

@@ -1,0 +1,192 @@
+"""The README's bounding-box table: regressor, MDN, CVAE and hybrid on the
+offline MNIST box set, under both conditions (any digit's box; the box of a
+digit of a given class), plus the CVAE with a learned std; each row is
+`python -m train.bbox --config=train/configs/bbox.py` with the overrides its
+label names (see ROWS).
+
+  python -m benchmarks.bbox_table            # the full table
+  python -m benchmarks.bbox_table --quick    # tiny: checks the pipeline
+
+Finished runs in --root are reused (delete a workdir to redo it); an
+interrupted run resumes; a row recorded in the JSON whose workdir is gone
+(another machine) is kept unless --rerun_recorded. Wall times (training and
+evaluation) add up in each workdir's wall_seconds.json. Writes the markdown
+table to --output, the records as JSON next to it, and copies the CVAE's
+boxes.png of each condition next to them (bbox_samples_<condition>.png).
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+import ml_collections
+
+from cvae_jax.tasks import bbox
+from train.configs import bbox as bbox_config
+
+_ROOT = flags.DEFINE_string("root", "workdirs/bbox_table", "Workdirs go here.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Markdown table; default docs/bbox_table.md, or "
+    "ROOT/quick/bbox_table.md with --quick.")
+_QUICK = flags.DEFINE_bool("quick", False, "1 epoch on 256 canvases, S=10.")
+_CONDITIONS = flags.DEFINE_list("conditions", list(bbox.CONDITIONS),
+                                "Conditions, one table part each.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
+_RERUN_RECORDED = flags.DEFINE_bool(
+    "rerun_recorded", False, "Train rows already recorded in the JSON again "
+    "when their workdir is missing, instead of reusing the record.")
+_FIGURE_ROW = flags.DEFINE_string(
+    "figure_row", "cvae", "Whose boxes.png is copied next to the table, one "
+    "per condition (bbox_samples_<condition>.png).")
+
+# Row label -> config overrides.
+ROWS = {
+    "regressor": {"model": "regressor"},
+    "mdn (5 components)": {"model": "mdn"},
+    "cvae": {"model": "cvae"},
+    "hybrid": {"model": "hybrid"},
+}
+ABLATION_ROWS = {  # The "image" condition only.
+    "cvae, learned std": {"model": "cvae", "network.cvae_box_std": 0.0},
+}
+COLUMNS = (("best_of_1_iou", "best-of-1 IoU"), ("best_of_5_iou", "best-of-5 IoU"),
+           ("best_of_20_iou", "best-of-20 IoU"), ("coverage_at_20", "coverage K=20"),
+           ("precision_at_20", "precision K=20"), ("nll", "NLL (nats/box)"))
+
+
+def _workdir_name(label: str) -> str:
+  return (label.replace(", ", "_").replace(" ", "_").replace("(", "")
+          .replace(")", ""))
+
+
+def workdir_of(condition: str, label: str) -> Path:
+  return (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
+          / condition / _workdir_name(label))
+
+
+def _set(config: ml_collections.ConfigDict, dotted: str, value) -> None:
+  *path, last = dotted.split(".")
+  for part in path:
+    config = config[part]
+  config[last] = value
+
+
+def make_config(condition: str, overrides: dict) -> ml_collections.ConfigDict:
+  config = bbox_config.get_config()
+  for key, value in overrides.items():
+    _set(config, key, value)
+  config.condition = condition
+  config.data_dir = _DATA_DIR.value
+  if _QUICK.value:
+    config.num_epochs = 1
+    config.data.update(max_train_examples=256, max_eval_examples=64)
+    config.eval.update(num_samples=10, num_images=64, batch_size=32)
+    config.update(log_every_steps=4, checkpoint_every_steps=8)
+  return config
+
+
+def command(condition: str, overrides: dict) -> str:
+  flags_ = " ".join(f"--config.{k}={v}" for k, v in overrides.items())
+  return (f"python -m train.bbox --config=train/configs/bbox.py {flags_} "
+          f"--config.condition={condition}")
+
+
+def run_row(condition: str, label: str, overrides: dict,
+            recorded: dict | None) -> dict:
+  """Trains and evaluates one row, or reuses its finished workdir, or
+  `recorded` (its row from the JSON) when the workdir is gone."""
+  config = make_config(condition, overrides)
+  workdir = workdir_of(condition, label)
+  timing = workdir / "wall_seconds.json"
+  results_path = workdir / "results.json"
+  if (not workdir.exists() and recorded is not None
+      and not _RERUN_RECORDED.value):
+    return recorded
+  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
+  if not (results_path.exists() and timing.exists()):
+    print(f"=== condition {condition}, {label}", flush=True)
+    start = time.time()
+    try:
+      bbox.train_and_evaluate(config, workdir)
+    finally:  # Also when interrupted: the resumed run adds to it.
+      spent += time.time() - start
+      workdir.mkdir(parents=True, exist_ok=True)
+      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
+  results = json.loads(results_path.read_text())
+  return {"condition": condition, "row": label, "test": results["test"],
+          "best_epoch": results["best_epoch"],
+          "max_epochs": results["config"]["num_epochs"],
+          "steps": results["steps"],
+          "num_test_images": results["num_test_images"],
+          "num_samples": results["num_samples"], "wall_seconds": spent,
+          "command": command(condition, overrides)}
+
+
+def _nll(figures: dict) -> tuple[float, str]:
+  if "nll_exact" in figures:
+    return figures["nll_exact"], "exact"
+  return figures["nll_importance_sampled"], "IS"
+
+
+def markdown_table(records: list[dict]) -> str:
+  """One line per record, in the order given."""
+  samples = records[0]["num_samples"]
+  header = (["condition", "model"] + [name for _, name in COLUMNS]
+            + ["valid boxes / canvas", "best epoch / cap", "wall time"])
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in records:
+    figures = r["test"]
+    cells = []
+    for key, _ in COLUMNS:
+      if key == "nll":
+        value, how = _nll(figures)
+        cells.append(f"{value:.2f} ({how}{f', S={samples}' if how == 'IS' else ''})")
+      else:
+        cells.append(f"{figures[key]:.3f}")
+    lines.append("| " + " | ".join(
+        [r["condition"], r["row"]] + cells
+        + [f"{figures['valid_boxes']:.2f}",
+           f"{r['best_epoch']} / {r['max_epochs']}",
+           f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _sort_key(record: dict) -> tuple:
+  labels = list(ROWS) + list(ABLATION_ROWS)
+  return list(bbox.CONDITIONS).index(record["condition"]), labels.index(record["row"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  output = Path(_OUTPUT.value or (
+      Path(_ROOT.value) / "quick" / "bbox_table.md" if _QUICK.value
+      else "docs/bbox_table.md"))
+  output.parent.mkdir(parents=True, exist_ok=True)
+  records_path = output.with_suffix(".json")
+  records = {}
+  if records_path.exists():
+    records = {(r["condition"], r["row"]): r
+               for r in json.loads(records_path.read_text())}
+  for condition in _CONDITIONS.value:
+    rows = dict(ROWS)
+    if condition == "image":
+      rows.update(ABLATION_ROWS)
+    for label, overrides in rows.items():
+      records[(condition, label)] = run_row(condition, label, overrides,
+                                            records.get((condition, label)))
+      ordered = sorted(records.values(), key=_sort_key)
+      output.write_text(markdown_table(ordered))
+      records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+  for condition in _CONDITIONS.value:
+    label = next(l for l in ROWS if l.startswith(_FIGURE_ROW.value))
+    picture = workdir_of(condition, label) / "boxes.png"
+    if picture.exists():
+      shutil.copyfile(picture, output.parent / f"bbox_samples_{condition}.png")
+  print(markdown_table(sorted(records.values(), key=_sort_key)))
+
+
+if __name__ == "__main__":
+  app.run(main)
