@@ -137,11 +137,11 @@ def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
                                          config.validation_size, config.data.seed,
                                          limits)
   from cvae_jax.data import tfds_boxes
-  names = tfds_boxes.split_names(config.validation_fraction)
   return {split: tfds_boxes.load_box_arrays(
-      config.dataset, names[split], config.data_dir, config.image_size,
+      config.dataset, name, config.data_dir, config.image_size,
       config.data.max_digits, seed=config.data.seed, download=config.download,
-      max_examples=limits[split] or None) for split in names}
+      max_examples=limits[split] or None)
+          for split, name in tfds_boxes.SPLITS.items()}
 
 
 def objective_batch(config, arrays: dict, rng: jax.Array | None) -> tuple[dict, jax.Array]:
@@ -221,7 +221,7 @@ def _format_eval_log(epoch: int, metrics_: dict) -> str:
 def run_identity(config) -> dict:
   """Settings the checkpoints depend on beyond their shapes."""
   identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
-                                     "validation_size", "validation_fraction")}
+                                     "validation_size")}
   identity.update(data=config.data.to_dict(), network=config.network.to_dict())
   if config.model == "hybrid":
     identity["hybrid_alpha"] = config.hybrid_alpha
