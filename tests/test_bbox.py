@@ -289,3 +289,29 @@ def test_end_to_end_on_tiny_mnist(tmp_path, tiny_mnist_dir, model_kind, conditio
   nll = "nll_exact" if model_kind in ("regressor", "mdn") else "nll_importance_sampled"
   assert nll in figures and all(np.isfinite(v) for v in figures.values())
   assert (tmp_path / model_kind / "boxes.png").stat().st_size > 0
+
+
+def test_voc_loader_on_mock_data(tmp_path):
+  """voc/2007 through the box interface, on TFDS's mock examples (random
+  images, boxes and labels; the dataset's own features)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from cvae_jax.data import tfds_boxes  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    arrays = tfds_boxes.load_box_arrays("voc/2007", "validation", tmp_path, 32,
+                                        max_objects=3, seed=1)
+  n = len(arrays["image"])
+  assert 0 < n <= 6
+  chex.assert_shape([arrays["image"]], (n, 32, 32, 3))
+  chex.assert_shape([arrays["boxes"]], (n, 3, 4))
+  chex.assert_type([arrays["image"], arrays["boxes"], arrays["labels"], arrays["query"]],
+                   [np.float32, np.float32, np.int32, np.int32])
+  assert 0 <= arrays["image"].min() and arrays["image"].max() <= 1
+  valid = arrays["labels"] >= 0
+  assert valid[:, 0].all()  # Images without objects are skipped.
+  assert np.all(arrays["labels"][valid] < tfds_boxes.NUM_CLASSES)
+  assert np.all(arrays["boxes"][~valid] == 0)
+  boxes = arrays["boxes"][valid]  # Centres inside, sizes >= 0, corners in [0, 1].
+  assert np.all(boxes[:, 2:] >= 0)
+  assert np.all(boxes[:, :2] - boxes[:, 2:] / 2 >= -1e-6)
+  assert np.all(boxes[:, :2] + boxes[:, 2:] / 2 <= 1 + 1e-6)
+  assert np.all(arrays["query"] < valid.sum(axis=1))
