@@ -6,6 +6,8 @@ call through `module.apply(params, ..., method=...)`:
 * `recognition(target, condition) -> DiagonalGaussian`  q(z | x, y)
 * `prior(condition) -> DiagonalGaussian`                p(z | x)
 * `generation(z, condition) -> logits`                  p(y | x, z)
+  (or a `DiagonalGaussian` over y, e.g. box coordinates; see
+  `distributions.log_likelihood`)
 
 `condition` is x and `target` is y in the notation of Sohn et al. (2015).
 """
