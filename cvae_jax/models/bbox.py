@@ -161,8 +161,9 @@ class BoxCVAE(_EncoderFields):
     self.encoder = self.make_encoder()
     self.prior_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
                                     nn.Dense(2 * self.latent)])
-    self.recognition_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
-                                          nn.Dense(2 * self.latent, bias_init=_narrow_posterior_bias)])
+    self.recognition_net = nn.Sequential([
+        nn.Dense(self.hidden), nn.relu,
+        nn.Dense(2 * self.latent, bias_init=_narrow_posterior_bias)])
     self.target_embedding = nn.Dense(self.features)
     self.generation_net = nn.Sequential([nn.Dense(self.hidden), nn.relu,
                                          nn.Dense(self.hidden), nn.relu])

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import box_metrics, distributions, estimators, evaluation, objectives, plotting
+from cvae_jax import (box_metrics, distributions, estimators, evaluation, objectives,
+                      plotting)
 from cvae_jax.errors import ConfigError, UserError, require_positive_ints
 from cvae_jax.models import bbox as bbox_models
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
@@ -80,7 +81,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
       "features", "hidden", "latent", "num_components", "first_stride"), "network.")
   if not 0.0 <= config.network.cvae_box_std < 0.1:
     raise ConfigError(f"network.cvae_box_std must be in [0, 0.1) (0: learned), got "
-                      f"{config.network.cvae_box_std!r}; set --config.network.cvae_box_std")
+                      f"{config.network.cvae_box_std!r}; set "
+                      "--config.network.cvae_box_std")
   if not 0.0 < config.network.min_std < 0.1:
     raise ConfigError(f"network.min_std must be in (0, 0.1) (image sides), got "
                       f"{config.network.min_std!r}; set --config.network.min_std")
@@ -144,7 +146,8 @@ def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
           for split, name in tfds_boxes.SPLITS.items()}
 
 
-def objective_batch(config, arrays: dict, rng: jax.Array | None) -> tuple[dict, jax.Array]:
+def objective_batch(config, arrays: dict,
+                    rng: jax.Array | None) -> tuple[dict, jax.Array]:
   """The objectives' batch and the valid-box mask [B, M].
 
   The target is a box drawn uniformly among each canvas's boxes (rng), or

@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
       max_eval_examples=1_000))  # Validation and test canvases; 0: all.
   config.data_dir = "~/tensorflow_datasets"
   config.download = True
-  config.validation_size = 10_000  # Offline set: last digits of TFDS train (VOC: its own split).
+  config.validation_size = 10_000  # Last digits of TFDS train (VOC: its own split).
 
   config.network = ml_collections.ConfigDict(dict(
       channels=(16, 32, 32), kernels=(5, 3, 3), pools=(2, 2, 1), first_stride=2,
