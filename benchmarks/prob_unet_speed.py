@@ -1,0 +1,301 @@
+"""Speed of the Probabilistic U-Net's train step, JAX beside the same model in
+PyTorch (benchmarks/pytorch_prob_unet.py), in one process.
+
+  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
+  python -m benchmarks.prob_unet_speed --json=docs/prob_unet_speed_cpu.json
+
+For Kohl et al.'s LIDC config (train/configs/prob_unet_lidc.py: 128x128 grey,
+U-Net channels 32, 64, 128, 192, 3 convs a block, latent 6, 3 fcomb convs,
+batch 32) and the offline one (prob_unet.py: 32x32, channels halved), random
+images and 4 graders' masks of those shapes: images/s and s/step of one
+train step (forward + backward + Adam, one z ~ q, a random grader per
+image), steady state:
+  * jax: the task's `make_loss_fn` and the config's optax optimiser through
+    the trainer's `_train_step`, jitted, state donated;
+  * jax_no_ynn_conv (diagnostic, --jax_variants): the same step compiled with
+    YNNPACK off for convolutions (`_NO_YNN_CONV`, as
+    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution);
+  * torch_<n>_threads: the PyTorch model, torch.set_num_threads(n), started
+    from the flax weights; the parameter counts must be equal and the
+    per-image losses at the same z noise must agree (both checked; the check
+    gives the zero-initialised Gaussian heads random weights first, so that
+    q != p and the KL and z paths are exercised).
+Variants are interleaved (jax, torch, jax, torch, ...) so that they share the
+machine's load; each figure is the best of `--repeats` rounds of `--steps`
+steps after a warm-up step (compilation excluded). Prints Markdown tables;
+`--json=PATH` also writes the figures, keeping the records of configs not run
+this time (so the slow LIDC config can be its own run):
+
+  python -m benchmarks.prob_unet_speed --configs=lidc --steps=2 --repeats=2 \
+      --json=docs/prob_unet_speed_cpu.json
+  python -m benchmarks.prob_unet_speed --configs=offline --steps=10 \
+      --json=docs/prob_unet_speed_cpu.json
+"""
+
+import functools
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cvae_jax import distributions
+from cvae_jax.tasks import prob_unet
+from cvae_jax.training import TrainState, trainer
+from cvae_jax.training.optimizers import make_optimizer
+from train.configs import prob_unet as offline_config
+from train.configs import prob_unet_lidc as lidc_config
+
+_CONFIGS = flags.DEFINE_list("configs", ["lidc", "offline"], "lidc and/or offline.")
+_STEPS = flags.DEFINE_list("steps", None,
+                           "Timed steps per round, one entry per --configs "
+                           "(default: 2 for lidc, 10 for offline).")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Rounds; the best one counts.")
+_TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "2"],
+                                   "torch.set_num_threads values; [] skips torch.")
+_JAX_VARIANTS = flags.DEFINE_list(
+    "jax_variants", [], "Diagnostic variants timed beside the plain jax step: "
+    "jax_no_ynn_conv (see the docstring).")
+_JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+
+_CONFIG_MODULES = {"lidc": lidc_config, "offline": offline_config}
+_DEFAULT_STEPS = {"lidc": 2, "offline": 10}
+_GRADERS = 4
+# Compiler options of the *_no_ynn_conv variant: YNNPACK fusions for dots
+# only, so convolutions take XLA's Eigen path. Same as
+# XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution.
+_NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type":
+                "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
+
+
+def _config(name: str):
+  config = _CONFIG_MODULES[name].get_config()
+  config.model = "prob_unet"
+  return config
+
+
+def random_arrays(config, seed: int = 0) -> dict[str, np.ndarray]:
+  """{"image" [B, H, W, 1] uniform, "masks" [B, G, H, W] binary}."""
+  rng = np.random.default_rng(seed)
+  b, s = config.batch_size, config.image_size
+  return {"image": rng.random((b, s, s, 1), np.float32),
+          "masks": (rng.random((b, _GRADERS, s, s)) < 0.3).astype(np.float32)}
+
+
+def init_params(config, model):
+  example = prob_unet.objective_batch(jnp.zeros((1, config.image_size,
+                                                 config.image_size, 1)),
+                                      jnp.zeros((1, config.image_size,
+                                                 config.image_size)))
+  return model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
+
+
+def with_random_heads(params, seed: int = 3, scale: float = 0.05):
+  """params with the (zero-initialised) prior / posterior heads random."""
+  params = jax.tree.map(lambda x: x, params)  # A copy of the dict structure.
+  rng = np.random.default_rng(seed)
+  for net in ("prior_net", "posterior_net"):
+    head = dict(params["params"][net]["head"])
+    head["kernel"] = jnp.asarray(
+        scale * rng.standard_normal(head["kernel"].shape, np.float32))
+    head["bias"] = jnp.asarray(
+        scale * rng.standard_normal(head["bias"].shape, np.float32))
+    params["params"][net] = {**params["params"][net], "head": head}
+  return params
+
+
+def check_same_model(config, params, torch_model, arrays) -> dict:
+  """Largest relative differences between the flax model (its own
+  recognition / prior / generation) and the PyTorch model given the flax
+  weights: per-image losses at the same z noise (the first grader's mask)
+  and the logits. Loads `params` into `torch_model`."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+  model = prob_unet.make_model(config)
+  pytorch_prob_unet.load_flax_params(torch_model, params)
+  batch = prob_unet.objective_batch(jnp.asarray(arrays["image"]),
+                                    jnp.asarray(arrays["masks"][:, 0]))
+
+  def per_image(module, condition, target, noise):
+    posterior = module.recognition(target, condition)
+    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
+    logits = module.generation(z, condition)
+    nll = -distributions.bernoulli_log_likelihood(logits, target)
+    kl = distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
+    return nll + config.beta * kl, logits
+
+  noise = np.random.default_rng(1).standard_normal(
+      (config.batch_size, config.network.latent_size), np.float32)
+  jax_loss, jax_logits = map(np.asarray, jax.jit(
+      functools.partial(model.apply, method=per_image))(
+          params, batch["condition"], batch["target"], jnp.asarray(noise)))
+  x = torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2)
+  y = torch.from_numpy(arrays["masks"][:, :1])
+  with torch.no_grad():
+    torch_loss = torch_model(x, y, torch.from_numpy(noise)).numpy()
+    q_mean, q_log_var = torch_model.posterior_net(torch.cat([x, y], 1))
+    z = q_mean + torch.exp(0.5 * q_log_var) * torch.from_numpy(noise)
+    torch_logits = torch_model.combine(z, torch_model.unet(x)).numpy()
+  torch_logits = torch_logits.reshape(len(torch_logits), -1)
+  return {
+      "loss": float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss))),
+      "logits": float(np.max(np.abs(jax_logits - torch_logits))
+                      / np.max(np.abs(jax_logits))),
+  }
+
+
+def _jax_runner(config, arrays, compiler_options=None):
+  """(params, compile seconds, run(num_steps) -> seconds per step)."""
+  model = prob_unet.make_model(config)
+  params = init_params(config, model)
+  optimizer = make_optimizer(config.optimizer, config.learning_rate)
+  state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
+  step = jax.jit(functools.partial(trainer._train_step,  # pylint: disable=protected-access
+                                   prob_unet.make_loss_fn(config, model),
+                                   optimizer), donate_argnums=0)
+  arrays = jax.device_put(arrays)
+  start = time.perf_counter()
+  step = step.lower(state, arrays).compile(compiler_options)
+  compile_seconds = time.perf_counter() - start
+  holder = [state]
+
+  def run(num_steps):
+    state = holder[0]
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(num_steps):
+      state, metrics = step(state, arrays)
+    jax.block_until_ready((state, metrics))
+    holder[0] = state
+    return (time.perf_counter() - start) / num_steps
+  return params, compile_seconds, run
+
+
+def _torch_runner(config, threads, arrays):
+  """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+  model, step = pytorch_prob_unet.make_train_step(config)
+  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
+           torch.from_numpy(arrays["masks"]))
+
+  def run(num_steps):
+    torch.set_num_threads(threads)
+    return pytorch_prob_unet.time_steps(step, batch, num_steps)
+  return model, run
+
+
+def _interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
+  """Best seconds per step of each runner over `repeats` interleaved rounds,
+  after one warm-up step each."""
+  for name, run in runners.items():
+    print(f"  warm-up {name}...", flush=True)
+    run(1)
+  best = {name: float("inf") for name in runners}
+  for r in range(repeats):
+    for name, run in runners.items():
+      seconds = run(num_steps)
+      print(f"  round {r + 1}/{repeats} {name}: {seconds:.3f} s/step", flush=True)
+      best[name] = min(best[name], seconds)
+  return best
+
+
+def _time_config(name: str, num_steps: int) -> dict:
+  config = _config(name)
+  arrays = random_arrays(config)
+  runners, compile_seconds = {}, {}
+  for variant in ["jax", *_JAX_VARIANTS.value]:
+    options = _NO_YNN_CONV if variant == "jax_no_ynn_conv" else None
+    params, compile_seconds[variant], runners[variant] = _jax_runner(
+        config, arrays, options)
+    print(f"  compiled {variant} in {compile_seconds[variant]:.1f} s", flush=True)
+  jax_params = sum(x.size for x in jax.tree.leaves(params))
+  torch_params = difference = None
+  torch_runners = {}
+  for threads in map(int, _TORCH_THREADS.value):
+    from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+    model, torch_runners[f"torch_{threads}_threads"] = _torch_runner(
+        config, threads, arrays)
+    torch_params = pytorch_prob_unet.num_params(model)
+    if torch_params != jax_params:
+      raise AssertionError(f"{name}: PyTorch model has {torch_params} "
+                           f"parameters, flax {jax_params}")
+    if difference is None:  # Same weights -> same function (checked once).
+      difference = check_same_model(config, with_random_heads(params), model,
+                                    arrays)
+      print(f"  same weights and noise: per-image losses differ by "
+            f"{difference['loss']:.2g}, logits by {difference['logits']:.2g} "
+            "(relative)", flush=True)
+      if difference["loss"] > 1e-4 or difference["logits"] > 1e-4:
+        raise AssertionError(f"{name}: flax and PyTorch differ: {difference}")
+    # Every torch runner starts from the flax weights.
+    pytorch_prob_unet.load_flax_params(model, params)
+  runners.update(torch_runners)
+  best = _interleaved_best(runners, num_steps, _REPEATS.value)
+  b = config.batch_size
+  return {
+      "image_size": config.image_size, "channels": tuple(config.network.channels),
+      "batch_size": b, "graders": _GRADERS, "timed_steps_per_round": num_steps,
+      "rounds": _REPEATS.value,
+      "parameters": {"jax": jax_params, "torch": torch_params},
+      "max_relative_difference_same_weights_and_noise": difference,
+      "compile_s": compile_seconds,
+      "s_per_step": best,
+      "images_per_s": {k: b / v for k, v in best.items()},
+      "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
+                              if k != "jax"},
+  }
+
+
+def main(argv):
+  del argv
+  steps = _STEPS.value or [str(_DEFAULT_STEPS[c]) for c in _CONFIGS.value]
+  if len(steps) != len(_CONFIGS.value):
+    raise app.UsageError("--steps needs one entry per --configs entry")
+  figures = {}
+  if _JSON.value and os.path.exists(_JSON.value):
+    with open(_JSON.value) as f:
+      figures = json.load(f)  # Configs not run now keep their records.
+  figures.update(devices=[str(d) for d in jax.local_devices()],
+                 jax=jax.__version__, cpu_count=os.cpu_count(),
+                 machine=platform.processor() or platform.machine())
+  if _TORCH_THREADS.value:
+    import torch  # pylint: disable=g-import-not-at-top
+    figures["torch"] = torch.__version__
+  for name, num_steps in zip(_CONFIGS.value, map(int, steps)):
+    info = {"command": " ".join(sys.argv[1:]),
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "load_average_before": os.getloadavg()}
+    print(f"{name}...", flush=True)
+    start = time.time()
+    result = {**info, **_time_config(name, num_steps)}
+    result.update(load_average_after=os.getloadavg(),
+                  wall_s=time.time() - start)
+    figures[name] = result
+    size = result["image_size"]
+    print(f"\n{name}: {size}x{size}x1, U-Net channels {result['channels']}, "
+          f"batch {result['batch_size']}, parameters jax "
+          f"{result['parameters']['jax']:,} / torch "
+          f"{result['parameters']['torch'] or 0:,}; load average (1 min) "
+          f"{info['load_average_before'][0]:.1f} -> "
+          f"{result['load_average_after'][0]:.1f} on {os.cpu_count()} cores")
+    print("| variant | images/s | s/step | its time / jax's |\n"
+          "| --- | --- | --- | --- |")
+    for variant, seconds in result["s_per_step"].items():
+      ratio = result["time_relative_to_jax"].get(variant)
+      print(f"| {variant} | {result['images_per_s'][variant]:,.2f} | "
+            f"{seconds:,.3f} | {'' if ratio is None else f'{ratio:.2f}'} |")
+    if _JSON.value:  # After each config: a later one may be interrupted.
+      with open(_JSON.value, "w") as f:
+        json.dump(figures, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+  app.run(main)

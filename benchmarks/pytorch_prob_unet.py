@@ -1,0 +1,258 @@
+"""Kohl et al.'s Probabilistic U-Net in PyTorch, the same model as
+cvae_jax.models.prob_unet.ProbabilisticUNet, for speed comparisons on one
+machine.
+
+  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
+  python -m benchmarks.pytorch_prob_unet [--config=lidc] [--threads=2]
+
+Built from the same config (train/configs/prob_unet.py or prob_unet_lidc.py,
+model prob_unet): the same layers (3x3 convs, padding 1, ReLU,
+`convs_per_block` per block, 2x2 average pooling between blocks; an up path of
+x2 bilinear upsampling with half-pixel centres, as jax.image.resize
+"bilinear" and F.interpolate(align_corners=False), concatenation
+[upsampled, skip], `convs_per_block` convs); a prior net p(z | x) and a
+posterior net q(z | x, y), each its own down path, global mean pooling and a
+Linear head to [mean, log-variance], the log-variance soft-clipped
+(bound * tanh(x / bound)); fcomb: [features, z broadcast] -> `fcomb_convs`
+1x1 convs (ReLU) -> a 1x1 conv to one logit. Training loss per image (Kohl
+et al.): BCE-with-logits summed over pixels at one reparameterised
+z ~ q(z | x, y) + beta * analytic KL(q || p), with a random grader's mask per
+image; Adam. Tensors are NCHW (PyTorch's default); `load_flax_params` copies a
+flax ProbabilisticUNet's weights, giving the same function.
+`prob_unet_speed` times it beside the JAX step; run alone, this prints its
+own images/s.
+"""
+
+import time
+
+from absl import app, flags
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
+  return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class DownPath(nn.Module):
+  """[N, C, H, W] -> the feature map of every block, finest first (as flax's
+  DownPath: avg-pool 2 before every block but the first)."""
+
+  def __init__(self, in_channels, channels, convs_per_block):
+    super().__init__()
+    self.blocks = nn.ModuleList()
+    for c in channels:
+      self.blocks.append(nn.ModuleList(
+          _conv3(in_channels if j == 0 else c, c) for j in range(convs_per_block)))
+      in_channels = c
+
+  def forward(self, x):
+    features = []
+    for i, block in enumerate(self.blocks):
+      if i:
+        x = F.avg_pool2d(x, 2)
+      for conv in block:
+        x = F.relu(conv(x))
+      features.append(x)
+    return features
+
+
+class UNet(nn.Module):
+  """[N, C, H, W] -> the last feature map [N, channels[0], H, W]."""
+
+  def __init__(self, in_channels, channels, convs_per_block):
+    super().__init__()
+    self.down = DownPath(in_channels, channels, convs_per_block)
+    # up[k] is the block at scale i = len(channels) - 2 - k (coarse to fine).
+    self.up = nn.ModuleList()
+    below = channels[-1]
+    for i in reversed(range(len(channels) - 1)):
+      self.up.append(nn.ModuleList(
+          _conv3(below + channels[i] if j == 0 else channels[i], channels[i])
+          for j in range(convs_per_block)))
+      below = channels[i]
+
+  def forward(self, x):
+    skips = self.down(x)
+    x = skips[-1]
+    for block, skip in zip(self.up, reversed(skips[:-1])):
+      x = F.interpolate(x, size=skip.shape[2:], mode="bilinear",
+                        align_corners=False)
+      x = torch.cat([x, skip], 1)
+      for conv in block:
+        x = F.relu(conv(x))
+    return x
+
+
+class GaussianEncoder(nn.Module):
+  """Down path, global mean pooling, Linear -> (mean, log-variance) [N, latent]."""
+
+  def __init__(self, in_channels, channels, latent_size, convs_per_block,
+               log_variance_bound):
+    super().__init__()
+    self.down = DownPath(in_channels, channels, convs_per_block)
+    self.head = nn.Linear(channels[-1], 2 * latent_size)
+    self.bound = log_variance_bound
+
+  def forward(self, x):
+    pooled = self.down(x)[-1].mean((2, 3))
+    mean, log_variance = self.head(pooled).chunk(2, 1)
+    return mean, self.bound * torch.tanh(log_variance / self.bound)
+
+
+class ProbabilisticUNet(nn.Module):
+  """`forward` returns the per-image training loss."""
+
+  def __init__(self, net, in_channels: int = 1, beta: float = 1.0):
+    super().__init__()
+    channels = tuple(net.channels)
+    self.unet = UNet(in_channels, channels, net.convs_per_block)
+    encoder = lambda c: GaussianEncoder(c, channels, net.latent_size,
+                                        net.convs_per_block, net.log_variance_bound)
+    self.prior_net = encoder(in_channels)
+    self.posterior_net = encoder(in_channels + 1)
+    ins = [channels[0] + net.latent_size] + [channels[0]] * net.fcomb_convs
+    self.fcomb = nn.ModuleList(nn.Conv2d(i, channels[0], 1) for i in ins[:-1])
+    self.fcomb_output = nn.Conv2d(ins[-1], 1, 1)
+    self.beta = beta
+
+  def combine(self, z, features):
+    """z [N, latent] broadcast over features [N, c, H, W] -> logits [N, 1, H, W]."""
+    z_map = z[:, :, None, None].expand(-1, -1, *features.shape[2:])
+    x = torch.cat([features, z_map], 1)
+    for conv in self.fcomb:
+      x = F.relu(conv(x))
+    return self.fcomb_output(x)
+
+  def forward(self, x, y, noise=None):
+    """x [N, C, H, W] images, y [N, 1, H, W] masks -> [N] nats:
+    -log p(y | x, z) at z = mean + std * noise ~ q(z | x, y) (noise drawn
+    when None) + beta * KL(q || p)."""
+    q_mean, q_log_var = self.posterior_net(torch.cat([x, y], 1))
+    p_mean, p_log_var = self.prior_net(x)
+    noise = torch.randn_like(q_mean) if noise is None else noise
+    z = q_mean + torch.exp(0.5 * q_log_var) * noise
+    logits = self.combine(z, self.unet(x))
+    reconstruction = F.binary_cross_entropy_with_logits(
+        logits, y, reduction="none").sum((1, 2, 3))
+    kl = 0.5 * (p_log_var - q_log_var - 1 + (
+        torch.exp(q_log_var) + (q_mean - p_mean) ** 2)
+                * torch.exp(-p_log_var)).sum(1)
+    return reconstruction + self.beta * kl
+
+
+def num_params(module: nn.Module) -> int:
+  return sum(p.numel() for p in module.parameters())
+
+
+def _down_convs(down: DownPath, tree) -> list:
+  convs = [conv for block in down.blocks for conv in block]
+  return [(conv, tree[f"Conv_{k}"]) for k, conv in enumerate(convs)]
+
+
+def load_flax_params(model: ProbabilisticUNet, params) -> None:
+  """Copies a flax ProbabilisticUNet's params ({"params": ...}, numpy or jax
+  arrays) into `model` (conv kernels HWIO -> OIHW, Dense [in, out] ->
+  Linear [out, in]); raises if a shape or the parameter count differs."""
+  tree = params["params"]
+  n = len(model.unet.down.blocks)
+  layers = _down_convs(model.unet.down, tree["unet"]["down"])
+  for k, block in enumerate(model.unet.up):
+    i = n - 2 - k
+    layers += [(conv, tree["unet"][f"up_{i}_{j}"]) for j, conv in enumerate(block)]
+  for net in ("prior_net", "posterior_net"):
+    encoder = getattr(model, net)
+    layers += _down_convs(encoder.down, tree[net]["down"])
+    layers.append((encoder.head, tree[net]["head"]))
+  layers += [(conv, tree[f"fcomb_{i}"]) for i, conv in enumerate(model.fcomb)]
+  layers.append((model.fcomb_output, tree["fcomb_output"]))
+  copied = 0
+  with torch.no_grad():
+    for layer, leaf in layers:
+      kernel = torch.as_tensor(np.array(leaf["kernel"]))
+      kernel = (kernel.permute(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T)
+      if kernel.shape != layer.weight.shape:
+        raise ValueError(f"kernel {tuple(kernel.shape)} != {tuple(layer.weight.shape)}")
+      layer.weight.copy_(kernel)
+      layer.bias.copy_(torch.as_tensor(np.array(leaf["bias"])))
+      copied += kernel.numel() + layer.bias.numel()
+  if copied != num_params(model):
+    raise ValueError(f"copied {copied} of {num_params(model)} parameters")
+
+
+def pick_grader(masks):
+  """[B, G, H, W] -> [B, 1, H, W]: a random grader's mask per image."""
+  choice = torch.randint(masks.shape[1], (masks.shape[0],))
+  return masks[torch.arange(masks.shape[0]), choice][:, None]
+
+
+def make_train_step(config, in_channels: int = 1, seed: int = 0):
+  """(model, step): step(images NCHW, masks [B, G, H, W]) does forward,
+  backward and an Adam update of the mean loss per image; returns the loss."""
+  if config.model != "prob_unet":
+    raise ValueError("only model=prob_unet is written in PyTorch")
+  torch.manual_seed(seed)
+  model = ProbabilisticUNet(config.network, in_channels, config.beta)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+  def step(images, masks):
+    optimizer.zero_grad(set_to_none=True)
+    loss = model(images, pick_grader(masks)).mean()
+    loss.backward()
+    optimizer.step()
+    return loss
+  return model, step
+
+
+def random_batch(config, in_channels: int = 1, graders: int = 4, seed: int = 0):
+  """Images uniform in [0, 1], binary masks [B, G, H, W]; NCHW."""
+  generator = torch.Generator().manual_seed(seed)
+  size, batch = config.image_size, config.batch_size
+  images = torch.rand(batch, in_channels, size, size, generator=generator)
+  masks = (torch.rand(batch, graders, size, size, generator=generator) < 0.3).float()
+  return images, masks
+
+
+def time_steps(step, batch, num_steps: int) -> float:
+  """Seconds per step over `num_steps` consecutive steps."""
+  start = time.perf_counter()
+  for _ in range(num_steps):
+    step(*batch)
+  return (time.perf_counter() - start) / num_steps
+
+
+def load_config(name: str):
+  # pylint: disable=g-import-not-at-top
+  from train.configs import prob_unet, prob_unet_lidc
+  return (prob_unet_lidc if name == "lidc" else prob_unet).get_config()
+
+
+def _define_flags():
+  """Only when run as a script: prob_unet_speed imports this module."""
+  flags.DEFINE_enum("config", "offline", ["offline", "lidc"],
+                    "train/configs/prob_unet.py or prob_unet_lidc.py.")
+  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
+  flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
+  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
+
+
+def main(argv):
+  del argv
+  args = flags.FLAGS
+  torch.set_num_threads(args.threads)
+  config = load_config(args.config)
+  model, step = make_train_step(config)
+  batch = random_batch(config)
+  time_steps(step, batch, 1)  # Warm-up.
+  seconds = min(time_steps(step, batch, args.steps) for _ in range(args.repeats))
+  print(f"| pytorch Prob U-Net ({args.config}) | torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {num_params(model):,} parameters |")
+  print(f"| train step, batch {config.batch_size} | "
+        f"{config.batch_size / seconds:,.1f} images/s ({seconds:.3f} s/step) |")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
