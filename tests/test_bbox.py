@@ -224,6 +224,9 @@ class ModelTest(chex.TestCase):
     samples = bbox.sample_boxes(config, model, params, batch["condition"],
                                 jax.random.PRNGKey(0), 50)
     means = model.apply(params, batch["condition"]).components.mean  # [B, C, 4]
+    fixed = bbox.make_model(tiny_config(model="mdn", **{"network.mdn_box_std": 0.03}))
+    variances = fixed.apply(params, batch["condition"]).components.log_variance
+    np.testing.assert_allclose(variances, 2 * np.log(0.03), rtol=1e-6)
     distance = jnp.min(jnp.abs(samples[:, :, None] - means[None]).sum(-1), axis=-1)
     assert float(jnp.max(distance)) < 1e-6
     config = tiny_config(model="regressor")
@@ -247,6 +250,7 @@ class ModelTest(chex.TestCase):
     ({"condition": "class", "eval.figure_class": 10},
      "eval.figure_class must be -1 (the queried box's class) or a class in 0-9"),
     ({"network.cvae_box_std": -1.0}, "network.cvae_box_std must be in [0, 0.1)"),
+    ({"network.mdn_box_std": 0.5}, "network.mdn_box_std must be in [0, 0.1)"),
     ({"batch_size": 6}, "does not divide by the 4 local devices"),
 ])
 def test_impossible_settings_are_one_line_config_errors(tmp_path, overrides, expected):

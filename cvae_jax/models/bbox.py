@@ -79,7 +79,8 @@ class ImageEncoder(nn.Module):
 
 class GaussianHead(nn.Module):
   """[..., features] -> a DiagonalGaussian over `event` coordinates (times
-  `copies`: fields [..., copies, event] when copies > 0) with std >= min_std."""
+  `copies`: fields [..., copies, event] when copies > 0) with std >= min_std,
+  or std = fixed_std when that is > 0."""
 
   event: int
   min_std: float
@@ -133,13 +134,15 @@ class BoxMixtureDensityNet(_EncoderFields):
   fields [batch, K, 4]."""
 
   num_components: int = 5
+  box_std: float = 0.0  # Fixed std of every component; 0: learned (>= min_std).
 
   @nn.compact
   def __call__(self, condition: dict) -> GaussianMixture:
     h = nn.relu(nn.Dense(self.hidden)(self.make_encoder()(condition)))
     return GaussianMixture(
         nn.Dense(self.num_components, name="logits")(h),
-        GaussianHead(BOX_SIZE, self.min_std, self.num_components)(h))
+        GaussianHead(BOX_SIZE, self.min_std, self.num_components,
+                     fixed_std=self.box_std)(h))
 
 
 def _narrow_posterior_bias(key, shape, dtype=jnp.float32):

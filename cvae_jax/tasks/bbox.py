@@ -79,10 +79,10 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   require_positive_ints(config, ("image_size",))
   require_positive_ints(config.network, (
       "features", "hidden", "latent", "num_components", "first_stride"), "network.")
-  if not 0.0 <= config.network.cvae_box_std < 0.1:
-    raise ConfigError(f"network.cvae_box_std must be in [0, 0.1) (0: learned), got "
-                      f"{config.network.cvae_box_std!r}; set "
-                      "--config.network.cvae_box_std")
+  for name in ("cvae_box_std", "mdn_box_std"):
+    if not 0.0 <= config.network[name] < 0.1:
+      raise ConfigError(f"network.{name} must be in [0, 0.1) (0: learned), got "
+                        f"{config.network[name]!r}; set --config.network.{name}")
   if not 0.0 < config.network.min_std < 0.1:
     raise ConfigError(f"network.min_std must be in (0, 0.1) (image sides), got "
                       f"{config.network.min_std!r}; set --config.network.min_std")
@@ -121,7 +121,8 @@ def make_model(config: ml_collections.ConfigDict):
     return bbox_models.BoxRegressor(**fields)
   if config.model == "mdn":
     return bbox_models.BoxMixtureDensityNet(**fields,
-                                            num_components=net.num_components)
+                                            num_components=net.num_components,
+                                            box_std=net.mdn_box_std)
   return bbox_models.BoxCVAE(**fields, latent=net.latent, box_std=net.cvae_box_std)
 
 

@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
       latent=2,  # CVAE latent size.
       cvae_box_std=0.02,  # Fixed std of the CVAE's p(y|x,z); 0: learned.
       num_components=5,  # MDN mixture components.
+      mdn_box_std=0.0,  # Fixed std of the MDN's components; 0: learned.
       min_std=0.005))  # Floor of every learned box std (image sides): 1/3 px at 64.
 
   config.seed = 0
