@@ -12,8 +12,8 @@ Finished runs in --root are reused (delete a workdir to redo it); an
 interrupted run resumes; a row recorded in the JSON whose workdir is gone
 (another machine) is kept unless --rerun_recorded. Wall times (training and
 evaluation) add up in each workdir's wall_seconds.json. Writes the markdown
-table to --output, the records as JSON next to it, and copies the CVAE's
-boxes.png of each condition next to them (bbox_samples_<condition>.png).
+table to --output, the records as JSON next to it, and copies the boxes.png
+of some rows next to them (bbox_samples_<condition>_<row>.png).
 """
 
 import json
@@ -38,9 +38,10 @@ _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir."
 _RERUN_RECORDED = flags.DEFINE_bool(
     "rerun_recorded", False, "Train rows already recorded in the JSON again "
     "when their workdir is missing, instead of reusing the record.")
-_FIGURE_ROW = flags.DEFINE_string(
-    "figure_row", "cvae", "Whose boxes.png is copied next to the table, one "
-    "per condition (bbox_samples_<condition>.png).")
+_FIGURE_ROWS = flags.DEFINE_list(
+    "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
+    "Workdir names whose boxes.png is copied next to the table, one per "
+    "condition (bbox_samples_<condition>_<name>.png).")
 
 # Row label -> config overrides.
 ROWS = {
@@ -64,6 +65,7 @@ def _workdir_name(label: str) -> str:
 
 
 def workdir_of(condition: str, label: str) -> Path:
+  """ROOT/{quick,full}/<condition>/<label as a name> (a name passes as is)."""
   return (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
           / condition / _workdir_name(label))
 
@@ -183,10 +185,11 @@ def main(argv):
       output.write_text(markdown_table(ordered))
       records_path.write_text(json.dumps(ordered, indent=2) + "\n")
   for condition in _CONDITIONS.value:
-    label = next(l for l in ROWS if l.startswith(_FIGURE_ROW.value))
-    picture = workdir_of(condition, label) / "boxes.png"
-    if picture.exists():
-      shutil.copyfile(picture, output.parent / f"bbox_samples_{condition}.png")
+    for name in _FIGURE_ROWS.value:
+      picture = workdir_of(condition, name) / "boxes.png"
+      if picture.exists():
+        shutil.copyfile(picture,
+                        output.parent / f"bbox_samples_{condition}_{name}.png")
   print(markdown_table(sorted(records.values(), key=_sort_key)))
 
 
