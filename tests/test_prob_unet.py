@@ -328,12 +328,15 @@ def test_end_to_end_on_tiny_mnist(tmp_path, tiny_mnist_dir, model_kind):
   assert saved["test"] == results["test"]
   figures = results["test"]
   assert all(np.isfinite(v) for v in figures.values())
-  assert {"ged_1", "ged_8", "floor_ged_8", "ideal_ged_8", "hungarian_iou",
+  assert {"ged_1", "ged_8", "floor_ged_8", "ideal_ged_8", "hungarian_iou", "ideal_nll",
           "ideal_hungarian_iou", "samples_diversity", "ce_per_pixel",
           "nll"} <= set(figures)
   # The floor is the expected ideal; both are far below an untrained model.
   assert figures["floor_ged_8"] < figures["ged_8"]
   assert abs(figures["ideal_ged_8"] - figures["floor_ged_8"]) < 0.15
+  # Every grader's mask is a candidate: its exact -log p(y|x) is at most
+  # -log of the least likely candidate's probability (0.1 by default).
+  assert 0 <= figures["ideal_nll"] <= -np.log(0.1) + 1e-6
   if model_kind == "unet":  # One prediction: no diversity, GED flat in S.
     assert figures["samples_diversity"] == 0.0
     np.testing.assert_allclose(figures["ged_1"], figures["ged_8"], rtol=1e-6)

@@ -23,8 +23,9 @@ S samples z ~ p(z | x) (the U-Net's one prediction stands for all S):
   nll: -log p(y_g | x) per image, mean over graders: exact for the U-Net,
     importance-sampled from q(z | x, y) (S = eval.num_samples) for the CVAEs.
 On the offline set, the same figures for S masks sampled from the true
-grader distribution (`ideal_*`) and the exact expected GED of that
-distribution (`floor_ged_S`, `metrics.expected_ged_of_distribution`).
+grader distribution (`ideal_*`; `ideal_nll` is its exact -log p(y_g | x)),
+and the exact expected GED of that distribution (`floor_ged_S`,
+`metrics.expected_ged_of_distribution`).
 """
 
 import json
@@ -291,7 +292,13 @@ def test_figures(config, model, params, test: dict) -> dict:
           model, params, objective_batch(images, g), jax.random.fold_in(rng, i),
           ev.num_samples, "recognition", chunk,
           rows_per_slice=chunk * len(images)) for i, g in enumerate(graders)])
-    return jnp.stack([ce.mean(0), nll.mean(0)], -1)
+    columns = [ce.mean(0), nll.mean(0)]
+    if ideal:  # The true distribution's -log p(y | x): y's candidates' mass.
+      same = jnp.all(arrays["candidates"][:, None] == (arrays["masks"] > 0.5)[:, :, None],
+                     axis=(-2, -1))  # [B, G, K]
+      columns.append(-jnp.log(jnp.sum(same * arrays["probabilities"][:, None], -1)
+                              ).mean(-1))
+    return jnp.stack(columns, -1)
 
   arrays = {k: test[k] for k in ("image", "masks", "candidates", "probabilities")
             if k in test}
@@ -315,6 +322,8 @@ def test_figures(config, model, params, test: dict) -> dict:
   values = evaluation.map_over_batches(likelihoods, params, arrays, keys[1],
                                        ev.batch_size, description=label)
   per_image.update(ce_per_pixel=values[:, 0], nll=values[:, 1])
+  if ideal:
+    per_image["ideal_nll"] = values[:, 2]
   seconds["likelihoods"] = time.time() - start
   figures = {k: float(np.mean(v)) for k, v in per_image.items()}
   figures.update({f"{k}_std": float(np.std(v)) for k, v in per_image.items()})
