@@ -94,9 +94,9 @@ def markdown_table(records: list[dict]) -> str:
   ("ideal") and its exact expected GED ("floor")."""
   counts, matched = records[0]["ged_samples"], records[0]["hungarian_samples"]
   most = max(counts)
-  header = ([f"model"] + [f"GED S={s}" for s in counts]
+  header = (["model"] + [f"GED S={s}" for s in counts]
             + [f"diversity S={most}", f"Hungarian IoU S={matched}",
-               "CE (nats/pixel)", f"-log p(y|x) (nats/image)",
+               "CE (nats/pixel)", "-log p(y|x) (nats/image)",
                "best epoch / cap", "wall time"])
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in records:

@@ -13,7 +13,7 @@ import pytest
 
 from cvae_jax import distributions, metrics, objectives
 from cvae_jax.data import mnist_ambiguous
-from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.errors import UserError
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import prob_unet
 from cvae_jax.training import InMemoryData, trainer

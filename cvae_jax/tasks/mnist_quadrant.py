@@ -363,9 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                         splits["test"], picture_rng),
         workdir / "completions.png")
 
-  best_record = workdir / "best" / "record.json"  # Only with early stopping.
-  best = (json.loads(best_record.read_text()) if best_record.exists()
-          else {"epoch": None, "value": None})
+  best = results_file.best_epoch(workdir)
   results = {
       "model": config.model,
       "protocol": config.protocol,

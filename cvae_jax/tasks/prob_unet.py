@@ -28,7 +28,6 @@ and the exact expected GED of that distribution (`floor_ged_S`,
 `metrics.expected_ged_of_distribution`).
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -423,9 +422,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
   plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
                            workdir / "panel.png")
-  best_record = workdir / "best" / "record.json"
-  best = (json.loads(best_record.read_text()) if best_record.exists()
-          else {"epoch": None, "value": None})
+  best = results_file.best_epoch(workdir)
   results = {
       "model": config.model,
       "dataset": config.dataset,

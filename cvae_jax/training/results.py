@@ -112,3 +112,11 @@ def write_results(workdir: Path, results: dict) -> Path:
   scratch.write_text(json.dumps(results, indent=2) + "\n")
   os.replace(scratch, path)
   return path
+
+
+def best_epoch(workdir: Path) -> dict:
+  """{"epoch", "value"} of the early-stopping record in workdir/best (the
+  epoch whose parameters were evaluated), or Nones without early stopping."""
+  path = Path(workdir) / "best" / "record.json"
+  return (json.loads(path.read_text()) if path.exists()
+          else {"epoch": None, "value": None})
