@@ -73,15 +73,14 @@ def save_box_panel(panel: dict, path: str | Path, columns: int = 4):
     panel: "image" [N, H, W, C] in [0, 1]; "boxes" [N, M, 4] and "samples"
       [K, N, 4] as (cx, cy, w, h) / image side; "valid" [N, M] bool.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # A bare Figure (no pyplot): no GUI backend, no global state touched.
   from matplotlib import patches  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   images = np.asarray(panel["image"])
   count, size = len(images), images.shape[1]
   rows = -(-count // columns)
-  figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.2 * rows),
-                              squeeze=False)
+  figure = Figure(figsize=(2.2 * columns, 2.2 * rows))
+  axes = figure.subplots(rows, columns, squeeze=False)
   for ax in axes.flat:
     ax.axis("off")
 
@@ -102,4 +101,3 @@ def save_box_panel(panel: dict, path: str | Path, columns: int = 4):
       draw(ax, box, edgecolor="red", linewidth=0.8, alpha=0.5)
   figure.tight_layout()
   figure.savefig(str(path), dpi=80)
-  plt.close(figure)
