@@ -5,6 +5,7 @@ from typing import Any, Callable
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
@@ -47,3 +48,32 @@ def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
         bar.update(batch_size)  # Batch i - 1 is never the padded last one.
     bar.update(bar.total - bar.n)
   return np.concatenate(jax.device_get(results))[:num_examples]
+
+
+def map_dict_over_batches(fn, params, arrays: dict[str, np.ndarray],
+                          rng: jax.Array, batch_size: int,
+                          description: str | None = None) -> dict:
+  """`map_over_batches` for a fn(params, batch, rng) -> {name: [batch, ...]}
+  (any shapes and dtypes; results come back as float32 numpy arrays).
+
+  Returns:
+    {name: [num_examples, ...]}.
+  """
+  names = []
+
+  def flat(params, batch, rng):
+    out = fn(params, batch, rng)
+    names[:] = sorted(out)
+    size = len(next(iter(batch.values())))
+    return jnp.concatenate([out[k].reshape(size, -1)
+                            .astype(jnp.float32) for k in names], -1)
+  values = map_over_batches(flat, params, arrays, rng, batch_size,
+                            description=description)
+  example = jax.eval_shape(fn, params, {k: v[:1] for k, v in arrays.items()}, rng)
+  result, begin = {}, 0
+  for name in names:
+    shape = example[name].shape[1:]
+    width = int(np.prod(shape))
+    result[name] = values[:, begin:begin + width].reshape(-1, *shape)
+    begin += width
+  return result

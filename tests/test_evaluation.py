@@ -1,11 +1,14 @@
 """map_over_batches: every example once, in order; a progress bar only on a
-terminal."""
+terminal; map_dict_over_batches: named results of any shape."""
 
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from cvae_jax import evaluation
 
 
 @pytest.mark.parametrize("terminal", [True, False])
@@ -23,3 +26,17 @@ def test_map_over_batches_shows_a_bar_on_a_terminal_only(monkeypatch, capsys,
     assert "doubling:" in err and "/10 [" in err
   else:
     assert err == ""
+
+
+def test_map_dict_over_batches_keeps_names_shapes_and_order():
+  arrays = {"x": np.arange(10, dtype=np.float32)}
+
+  def fn(params, batch, rng):
+    del rng
+    x = batch["x"]
+    return {"square": x**2 * params, "pair": jnp.stack([x, -x], -1),
+            "flag": x > 4}
+  result = evaluation.map_dict_over_batches(fn, np.float32(2.0), arrays, jax.random.PRNGKey(0), 4)
+  np.testing.assert_allclose(result["square"], 2 * np.arange(10) ** 2)
+  np.testing.assert_allclose(result["pair"], np.stack([np.arange(10), -np.arange(10)], -1))
+  np.testing.assert_array_equal(result["flag"], np.arange(10) > 4)

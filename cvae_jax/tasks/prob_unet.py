@@ -305,7 +305,8 @@ def test_figures(config, model, params, test: dict) -> dict:
   label = f"samples: GED, diversity, Hungarian IoU; {len(test['image']):,} test images"
   print(f"{label}...", flush=True)
   start = time.time()
-  columns = _map_dict(sampled, params, arrays, keys[0], ev.batch_size, label)
+  columns = evaluation.map_dict_over_batches(sampled, params, arrays, keys[0],
+                                             ev.batch_size, description=label)
   per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
   per_image["hungarian_iou"] = metrics.hungarian_matched_iou(
       columns["samples"], test["masks"] > 0.5)
@@ -327,27 +328,6 @@ def test_figures(config, model, params, test: dict) -> dict:
   figures = {k: float(np.mean(v)) for k, v in per_image.items()}
   figures.update({f"{k}_std": float(np.std(v)) for k, v in per_image.items()})
   return figures, seconds
-
-
-def _map_dict(fn, params, arrays, rng, batch_size, description) -> dict:
-  """`evaluation.map_over_batches` for a fn returning a dict of [B, ...]."""
-  names = []
-
-  def flat(params, batch, rng):
-    out = fn(params, batch, rng)
-    names[:] = sorted(out)
-    return jnp.concatenate([out[k].reshape(len(batch["image"]), -1)
-                            .astype(jnp.float32) for k in names], -1)
-  values = evaluation.map_over_batches(flat, params, arrays, rng, batch_size,
-                                       description=description)
-  example = jax.eval_shape(fn, params, {k: v[:1] for k, v in arrays.items()}, rng)
-  result, begin = {}, 0
-  for name in names:
-    shape = example[name].shape[1:]
-    width = int(np.prod(shape))
-    result[name] = values[:, begin:begin + width].reshape(-1, *shape)
-    begin += width
-  return result
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
