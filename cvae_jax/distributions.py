@@ -11,6 +11,12 @@ import jax.numpy as jnp
 _LOG_2PI = 1.8378770664093453  # log(2 * pi)
 
 
+def _at_least_float32(*arrays):
+  """Reductions run in float32 or wider, also under bfloat16 compute."""
+  return [jnp.asarray(a).astype(jnp.promote_types(jnp.asarray(a).dtype, jnp.float32))
+          for a in arrays]
+
+
 class DiagonalGaussian(NamedTuple):
   """N(mean, diag(exp(log_variance))); both fields are [..., latent]."""
 
@@ -45,7 +51,7 @@ def gaussian_log_density(z: jax.Array, gaussian: DiagonalGaussian) -> jax.Array:
   Returns:
     [...] log-density in nats.
   """
-  mean, log_variance = gaussian
+  z, mean, log_variance = _at_least_float32(z, *gaussian)
   return -0.5 * jnp.sum(
       _LOG_2PI + log_variance + jnp.square(z - mean) * jnp.exp(-log_variance),
       axis=-1)
@@ -71,6 +77,8 @@ def kl_diagonal_gaussians(q: DiagonalGaussian,
   Returns:
     [...] KL divergence in nats.
   """
+  q = DiagonalGaussian(*_at_least_float32(*q))
+  p = DiagonalGaussian(*_at_least_float32(*p))
   log_ratio = p.log_variance - q.log_variance
   return 0.5 * jnp.sum(
       log_ratio
@@ -102,6 +110,7 @@ def bernoulli_log_likelihood(logits: jax.Array, targets: jax.Array,
   Returns:
     [...] log-likelihood in nats (<= 0 for binary targets).
   """
+  logits, targets = _at_least_float32(logits, targets)
   softplus = jax.nn.relu(logits) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
   per_pixel = targets * logits - softplus
   if mask is not None:
@@ -119,8 +128,9 @@ def gaussian_mixture_log_density(y: jax.Array, mixture: GaussianMixture) -> jax.
     [...] log-density in nats.
   """
   per_component = gaussian_log_density(y[..., None, :], mixture.components)
+  logits, = _at_least_float32(mixture.logits)
   return jax.nn.logsumexp(
-      jax.nn.log_softmax(mixture.logits, axis=-1) + per_component, axis=-1)
+      jax.nn.log_softmax(logits, axis=-1) + per_component, axis=-1)
 
 
 def log_likelihood(output, targets: jax.Array, mask: jax.Array | None = None,

@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 4
   config.optimizer = "adam"
   config.learning_rate = 1e-3
+  config.compute_dtype = "float32"  # or "bfloat16": mixed precision (TPU).
 
   # At most this many train steps per jitted lax.scan; a dispatch also ends at
   # every log_every_steps boundary, so each log line is printed as its step is

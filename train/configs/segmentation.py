@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 5  # At most (fits the table on 2 CPU cores).
   config.optimizer = "adam"
   config.learning_rate = 1e-3
+  config.compute_dtype = "float32"  # or "bfloat16": mixed precision (TPU).
   config.early_stopping_metric = "validation_loss"
   config.early_stopping_patience = 3
 
