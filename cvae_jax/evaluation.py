@@ -28,7 +28,11 @@ def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
   Returns:
     [num_examples] results, in order.
   """
-  mesh = sharding.make_mesh() if mesh is None else mesh
+  # Each process evaluates every example on its own devices (under
+  # jax.distributed too: the data is on every host), so results need no
+  # gathering across processes.
+  mesh = sharding.make_mesh(jax.local_devices()) if mesh is None else mesh
+  params = sharding.to_host(params)
   num_devices = mesh.devices.size
   batch_size = -(-batch_size // num_devices) * num_devices
   num_examples = len(next(iter(arrays.values())))

@@ -54,14 +54,20 @@ def tile_images(images: np.ndarray, padding: int = 2) -> np.ndarray:
   return grid
 
 
+def _is_main_process() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.process_index() == 0
+
+
 def save_image_grid(images: np.ndarray, path: str | Path,
                     scale: int = 2) -> np.ndarray:
   """Writes [rows, cols, H, W] grey images in [0, 1] as one PNG, each pixel
   drawn `scale` x `scale`; returns the tile (unscaled)."""
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   grid = tile_images(np.clip(np.asarray(images, np.float32), 0.0, 1.0))
-  plt.imsave(str(path), np.kron(grid, np.ones((scale, scale), np.float32)),
-             cmap="gray", vmin=0.0, vmax=1.0)
+  if _is_main_process():  # Under jax.distributed: one writer.
+    plt.imsave(str(path), np.kron(grid, np.ones((scale, scale), np.float32)),
+               cmap="gray", vmin=0.0, vmax=1.0)
   return grid
 
 
@@ -100,4 +106,5 @@ def save_box_panel(panel: dict, path: str | Path, columns: int = 4):
     for box in panel["samples"][:, i]:
       draw(ax, box, edgecolor="red", linewidth=0.8, alpha=0.5)
   figure.tight_layout()
-  figure.savefig(str(path), dpi=80)
+  if _is_main_process():
+    figure.savefig(str(path), dpi=80)

@@ -146,6 +146,17 @@ def run(task, default_config: str) -> None:
   workdir_flag = flags.DEFINE_string(
       "workdir", None, "Checkpoints, TensorBoard logs and results go here; "
       "rerunning with the same workdir resumes.", required=True)
+  # Several processes (cvae_jax/training/distributed.py): all or none.
+  coordinator_flag = flags.DEFINE_string(
+      "coordinator_address", None, "HOST:PORT of process 0, for a run over "
+      "several processes (with --num_processes and --process_id).")
+  processes_flag = flags.DEFINE_integer(
+      "num_processes", None, "How many processes the run spans.")
+  process_id_flag = flags.DEFINE_integer(
+      "process_id", None, "This process's index, 0..num_processes-1.")
+  distributed_flag = flags.DEFINE_bool(
+      "distributed", False, "Start jax.distributed from what the platform "
+      "sets (Cloud TPU pods, SLURM): the same command on every host.")
 
   def main(argv):
     if len(argv) > 1:
@@ -166,6 +177,9 @@ def run(task, default_config: str) -> None:
             f"--config=<path to a config .py>, e.g. {default_config}")
     workdir = workdir_flag.value
     try:
+      from cvae_jax.training import distributed
+      distributed.initialize(coordinator_flag.value, processes_flag.value,
+                             process_id_flag.value, distributed_flag.value)
       if isinstance(task, str):
         module = importlib.import_module(task)
         module.validate(config, workdir)

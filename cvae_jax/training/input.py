@@ -47,9 +47,20 @@ class StreamingData:
   make_dataset: Callable[[int], "tf.data.Dataset"]  # noqa: F821
   num_examples: int
 
-  def batches(self, seed: int, batch_size: int,
-              skip: int) -> Iterator[dict[str, np.ndarray]]:
-    """Numpy batches of one epoch, from batch number `skip` on."""
-    ds = self.make_dataset(seed).batch(batch_size, drop_remainder=True)
+  def batches(self, seed: int, batch_size: int, skip: int,
+              shard: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+    """Numpy batches of one epoch, from batch number `skip` on.
+
+    Args:
+      shard: (index, count): this process reads examples index, index +
+        count, ... of the shuffled epoch (disjoint across processes, together
+        the whole epoch), in batches of `batch_size` (its share of the global
+        batch).
+    """
+    index, count = shard
+    ds = self.make_dataset(seed)
+    if count > 1:
+      ds = ds.shard(count, index)
+    ds = ds.batch(batch_size, drop_remainder=True)
     ds = ds.skip(skip).prefetch(2)
     return ds.as_numpy_iterator()

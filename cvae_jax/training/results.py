@@ -108,6 +108,9 @@ def announce(workdir: Path, finished: FinishedRun) -> None:
 def write_results(workdir: Path, results: dict) -> Path:
   """Writes workdir/results.json atomically (a kill leaves the old or new)."""
   path = Path(workdir) / RESULTS_FILE
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:  # Under jax.distributed: process 0 writes.
+    return path
   scratch = path.with_suffix(".json.tmp")
   scratch.write_text(json.dumps(results, indent=2) + "\n")
   os.replace(scratch, path)

@@ -2,9 +2,15 @@
 
 It knows nothing about CVAEs: it gets `init_fn(rng) -> params`, a loss
 function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})`, training
-data and a config, and runs data-parallel over every local device with
-`jax.jit` on a 1-D mesh (batch sharded, parameters replicated). The same code
-runs on CPU, GPU and TPU.
+data and a config, and runs data-parallel over every device with `jax.jit` on
+a 1-D mesh (batch sharded, parameters replicated). The same code runs on CPU,
+GPU and TPU, in one process or in several under `jax.distributed` (hosts of a
+TPU pod or a GPU cluster): there the mesh spans every process's devices,
+device-resident data is on every host and each process gathers its slice of
+the same global permutation (so the run equals the one-process run with the
+same global batch), streamed data is read by each process from its own shard
+of the epoch, every process saves checkpoints (orbax writes one set of
+files), and only process 0 prints and writes logs and metric files.
 
 Steps run up to `steps_per_dispatch` at a time inside one `lax.scan`;
 device-resident data is gathered by a permutation inside jit, streamed data is
@@ -109,7 +115,8 @@ class _EarlyStopping:
       self._checkpointer.save(state)
       self.record = {"epoch": epoch, "step": int(state.step), "value": value,
                      "metric": self.metric}
-      self._record_path.write_text(json.dumps(self.record) + "\n")
+      if sharding.is_main_process():
+        self._record_path.write_text(json.dumps(self.record) + "\n")
 
   def should_stop(self, completed_epochs: int) -> bool:
     return (self.record is not None
@@ -225,7 +232,8 @@ def _check_same_run(workdir: Path, identity: dict, resuming: bool) -> None:
       raise ConfigError(f"{workdir} holds a run with other settings ({details}); "
                         "pass a new --workdir or the original values")
   workdir.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(identity) + "\n")
+  if sharding.is_main_process():
+    path.write_text(json.dumps(identity) + "\n")
 
 
 @jax.jit
@@ -235,9 +243,11 @@ def _all_finite(tree) -> jax.Array:
 
 def _print(progress_bar: tqdm.tqdm, line: str) -> None:
   """`line` above the progress bar, flushed: it shows at once also when stdout
-  is a pipe or a file (block-buffered), e.g. under `| tee` or a scheduler."""
-  progress_bar.write(line)
-  sys.stdout.flush()
+  is a pipe or a file (block-buffered), e.g. under `| tee` or a scheduler.
+  Process 0 only."""
+  if sharding.is_main_process():
+    progress_bar.write(line)
+    sys.stdout.flush()
 
 
 def _dispatch_end(config: ml_collections.ConfigDict, step: int,
@@ -262,6 +272,8 @@ class _EventWriter:
     self._workdir, self._writer = workdir, None
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if not sharding.is_main_process():
+      return
     if self._writer is None:
       from clu import metric_writers  # pylint: disable=g-import-not-at-top
       self._writer = metric_writers.SummaryWriter(str(self._workdir))
@@ -341,7 +353,9 @@ def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
     if stream["position"] != (epoch, start):  # A new epoch, or a resume.
       seed = int(jax.random.randint(jax.random.fold_in(data_rng, epoch), (),
                                     0, 2**31 - 1))
-      stream["batches"] = data.batches(seed, batch_size, start)
+      count = jax.process_count()
+      stream["batches"] = data.batches(seed, batch_size // count, start,
+                                       (jax.process_index(), count))
     stream["position"] = (epoch, start + num_steps)
     metrics = []
     # At most `_MAX_STREAMED_STEPS` batches are stacked on the host at once.
@@ -349,7 +363,9 @@ def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
       count = min(_MAX_STREAMED_STEPS, num_steps - begin)
       batches = [next(stream["batches"]) for _ in range(count)]
       stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
-      state, piece = run(state, jax.device_put(stacked, stacked_sharding))
+      # Each process's batches are its slice of the global batch.
+      state, piece = run(state, jax.make_array_from_process_local_data(
+          stacked_sharding, stacked))
       metrics.append(piece)
     return state, jax.tree.map(lambda *m: jnp.concatenate(m), *metrics)
   return run_chunk
@@ -376,7 +392,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     report: formats the line printed every `log_every_steps` steps of an
       epoch from the metrics of that one step (before its update).
     report_eval: formats the line printed after `evaluate`.
-    devices: the mesh's devices (default: all local devices).
+    devices: the mesh's devices (default: every device of every process).
     run_identity: JSON-able task settings that the checkpoints depend on
       beyond their array shapes (e.g. which pixels are the input); resuming
       a workdir saved with other values is refused.
@@ -414,8 +430,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                   resuming=restored is not None)
   if restored is not None:
     state = restored
-    print(f"resumed from checkpoint of step {int(state.step)} in "
-          f"{checkpointer.directory}", flush=True)
+    if sharding.is_main_process():
+      print(f"resumed from checkpoint of step {int(state.step)} in "
+            f"{checkpointer.directory}", flush=True)
 
   step_fn = functools.partial(
       _train_step, mixed_precision(loss_fn, compute_dtype(config)), optimizer)
@@ -439,7 +456,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   writer = _EventWriter(workdir)
   step = int(state.step)
   progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
-                           disable=not sys.stdout.isatty(), dynamic_ncols=True)
+                           disable=not (sys.stdout.isatty()
+                                        and sharding.is_main_process()),
+                           dynamic_ncols=True)
   try:
     with _StopSignals() as stop_signal:
       compiled = set()
@@ -509,4 +528,5 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     checkpointer.close()
     if early_stopping is not None:
       early_stopping.close()
-  return state
+  # Under jax.distributed, as numpy: the task evaluates on its local devices.
+  return sharding.to_host(state)
