@@ -27,8 +27,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run_processes(workdir: Path, epochs: int, path: str = "in_memory"):
-  """Both processes of a 2-process run; returns their saved results."""
+def _launch(workdir: Path, epochs: int, path: str):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # 1 device each.
   port = _free_port()
   processes = [subprocess.Popen(
@@ -36,9 +35,25 @@ def _run_processes(workdir: Path, epochs: int, path: str = "in_memory"):
        "2", str(i), str(workdir), str(epochs), path],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True) for i in range(2)]
-  outputs = [p.communicate(timeout=300)[0] for p in processes]
-  for p, out in zip(processes, outputs):
-    assert p.returncode == 0, out
+  try:
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  return [p.returncode for p in processes], outputs
+
+
+def _run_processes(workdir: Path, epochs: int, path: str = "in_memory"):
+  """Both processes of a 2-process run; returns their saved results. A
+  launch that fails is retried once on a new port (the free port found may
+  be taken by another program before the coordinator binds it); the retry
+  resumes from whatever the first saved, which ends in the same state."""
+  codes, outputs = _launch(workdir, epochs, path)
+  if any(codes):
+    print("first launch failed, retrying:", *outputs, sep="\n")
+    codes, outputs = _launch(workdir, epochs, path)
+  for code, out in zip(codes, outputs):
+    assert code == 0, out
   results = [np.load(workdir / f"process_{i}.npz") for i in range(2)]
   return results, outputs
 
@@ -75,9 +90,11 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
 def test_a_restart_of_both_processes_resumes(tmp_path):
   _run_processes(tmp_path / "two", epochs=1)  # 6 steps, then both stop.
   results, outputs = _run_processes(tmp_path / "two", epochs=2)
-  assert "resumed from checkpoint of step 6" in outputs[0]
+  assert "resumed from checkpoint of step" in outputs[0]  # 6, unless retried.
   losses, params = _one_process(tmp_path / "one", epochs=2)
-  np.testing.assert_allclose(results[0]["losses"], losses[6:], rtol=1e-5)
+  resumed = len(results[0]["losses"])
+  assert 0 < resumed <= 6
+  np.testing.assert_allclose(results[0]["losses"], losses[-resumed:], rtol=1e-5)
   for a, b in zip(_params(results[1]), params):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
