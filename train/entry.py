@@ -178,8 +178,11 @@ def run(task, default_config: str) -> None:
     workdir = workdir_flag.value
     try:
       from cvae_jax.training import distributed
-      distributed.initialize(coordinator_flag.value, processes_flag.value,
-                             process_id_flag.value, distributed_flag.value)
+      if distributed.initialize(coordinator_flag.value, processes_flag.value,
+                                process_id_flag.value, distributed_flag.value):
+        import jax
+        if jax.process_index():  # Process 0 speaks for the run; errors still show.
+          sys.stdout = open(os.devnull, "w")  # pylint: disable=consider-using-with
       if isinstance(task, str):
         module = importlib.import_module(task)
         module.validate(config, workdir)
