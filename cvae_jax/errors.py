@@ -47,3 +47,19 @@ def require_positive_ints(config, names, prefix: str = "") -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
       raise ConfigError(f"{prefix}{name} must be a positive integer, got "
                         f"{value!r}; set --config.{prefix}{name}")
+
+
+def check_workdir(workdir) -> None:
+  """Raises UserError when `workdir` (a Path) exists but is not a directory."""
+  if workdir.exists() and not workdir.is_dir():
+    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
+                    "--workdir=<a new or existing directory>")
+
+
+def require_choice(config, name: str, choices, prefix: str = "") -> None:
+  """Raises ConfigError naming `--config.<prefix><name>` unless its value is
+  one of `choices`."""
+  value = config[name]
+  if value not in choices:
+    raise ConfigError(f"{prefix}{name} must be one of {', '.join(choices)}, got "
+                      f"{value!r}; set --config.{prefix}{name}")

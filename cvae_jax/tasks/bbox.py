@@ -23,7 +23,6 @@ q(z | x, y) with `eval.num_samples` samples for the CVAE.
 `train_and_evaluate(config, workdir)` writes results.json and boxes.png.
 """
 
-import json
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import numpy as np
 
 from cvae_jax import (box_metrics, distributions, estimators, evaluation, objectives,
                       plotting)
-from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.errors import (ConfigError, check_workdir,
+                             require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
 from cvae_jax.training import results as results_file
@@ -61,18 +61,10 @@ def canvas_spec(config):
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
   workdir = Path(workdir).expanduser()
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
-                    "--workdir=<a new or existing directory>")
-  if config.model not in MODEL_KINDS:
-    raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got "
-                      f"{config.model!r}; set --config.model")
-  if config.condition not in CONDITIONS:
-    raise ConfigError(f"condition must be one of {', '.join(CONDITIONS)}, got "
-                      f"{config.condition!r}; set --config.condition")
-  if config.dataset not in DATASETS:
-    raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got "
-                      f"{config.dataset!r}; set --config.dataset")
+  check_workdir(workdir)
+  require_choice(config, "model", MODEL_KINDS)
+  require_choice(config, "condition", CONDITIONS)
+  require_choice(config, "dataset", DATASETS)
   if not 0.0 <= config.hybrid_alpha <= 1.0:
     raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
                       f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
@@ -345,9 +337,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
   plotting.save_box_panel(figure_boxes(config, model, state.params, test, picture_rng),
                           workdir / "boxes.png")
-  best_record = workdir / "best" / "record.json"
-  best = (json.loads(best_record.read_text()) if best_record.exists()
-          else {"epoch": None, "value": None})
   results = {
       "model": config.model,
       "condition": config.condition,
@@ -359,13 +348,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "num_box_samples": config.eval.num_box_samples,
       "num_samples": config.eval.num_samples,
       "num_test_images": len(test["image"]),
-      "best_epoch": best["epoch"],
-      "best_validation_loss": best["value"],
-      "steps": int(state.step),
-      "train_seconds_this_run": train_seconds,
       "eval_seconds": seconds,
-      "devices": [str(d) for d in jax.local_devices()],
-      "config": config.to_dict(),
+      **results_file.run_fields(workdir, config, int(state.step),
+                                train_seconds),
   }
   results_file.write_results(workdir, results)
   print(summary_line(results, workdir), flush=True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from cvae_jax import estimators, evaluation, models, objectives, plotting, sampling
 from cvae_jax.data import mnist
-from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 from cvae_jax.training import results as results_file
@@ -69,9 +69,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
   workdir = Path(workdir).expanduser().absolute()
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
-                    "--workdir=<a new or existing directory>")
+  check_workdir(workdir)
   make_model(config)
   require_positive_ints(config, (
       "eval_batch_size", "reference_test_batch_size", "importance_samples",

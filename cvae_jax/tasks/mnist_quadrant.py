@@ -28,7 +28,7 @@ import numpy as np
 
 from cvae_jax import distributions, estimators, evaluation, objectives, plotting
 from cvae_jax.data import mnist, quadrants
-from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
@@ -58,9 +58,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
   workdir = Path(workdir).expanduser().absolute()
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
-                    "--workdir=<a new or existing directory>")
+  check_workdir(workdir)
   if config.model not in MODEL_KINDS:
     raise ConfigError(f"model must be one of {MODEL_KINDS}, got "
                       f"{config.model!r}; set --config.model")
@@ -363,7 +361,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                         splits["test"], picture_rng),
         workdir / "completions.png")
 
-  best = results_file.best_epoch(workdir)
   results = {
       "model": config.model,
       "protocol": config.protocol,
@@ -381,12 +378,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       "importance_sampled_large_num_images": min(
           config.eval.large_num_images or len(splits["test"]["target"]),
           len(splits["test"]["target"])),
-      "best_epoch": best["epoch"],
-      "best_validation_loss": best["value"],
-      "steps": int(state.step),
-      "train_seconds_this_run": train_seconds,
-      "devices": [str(d) for d in jax.local_devices()],
-      "config": config.to_dict(),
+      **results_file.run_fields(workdir, config, int(state.step),
+                                train_seconds),
   }
   results_file.write_results(workdir, results)
   print(summary_line(results, workdir), flush=True)

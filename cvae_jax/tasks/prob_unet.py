@@ -37,7 +37,8 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import distributions, estimators, evaluation, metrics, objectives, plotting
-from cvae_jax.errors import ConfigError, UserError, require_positive_ints
+from cvae_jax.errors import (ConfigError, UserError, check_workdir,
+                             require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import segmentation as seg_task
 from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
@@ -68,15 +69,9 @@ def sohn_config(config) -> ml_collections.ConfigDict:
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
   workdir = Path(workdir).expanduser()
-  if workdir.exists() and not workdir.is_dir():
-    raise UserError(f"workdir {workdir} exists and is not a directory; pass "
-                    "--workdir=<a new or existing directory>")
-  if config.model not in MODEL_KINDS:
-    raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got "
-                      f"{config.model!r}; set --config.model")
-  if config.dataset not in DATASETS:
-    raise ConfigError(f"dataset must be one of {', '.join(DATASETS)}, got "
-                      f"{config.dataset!r}; set --config.dataset")
+  check_workdir(workdir)
+  require_choice(config, "model", MODEL_KINDS)
+  require_choice(config, "dataset", DATASETS)
   require_positive_ints(config, ("image_size",))
   require_positive_ints(config.network, (
       "latent_size", "convs_per_block"), "network.")
@@ -402,7 +397,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
   plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
                            workdir / "panel.png")
-  best = results_file.best_epoch(workdir)
   results = {
       "model": config.model,
       "dataset": config.dataset,
@@ -411,13 +405,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                 "hungarian_iou": "mean matched IoU",
                 "ce_per_pixel": "nats per pixel", "nll": "nats per image"},
       "num_test_images": len(test["image"]),
-      "best_epoch": best["epoch"],
-      "best_validation_loss": best["value"],
-      "steps": int(state.step),
-      "train_seconds_this_run": train_seconds,
       "eval_seconds": seconds,
-      "devices": [str(d) for d in jax.local_devices()],
-      "config": config.to_dict(),
+      **results_file.run_fields(workdir, config, int(state.step),
+                                train_seconds),
   }
   results_file.write_results(workdir, results)
   print(summary_line(results, workdir), flush=True)
