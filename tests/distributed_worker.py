@@ -1,13 +1,16 @@
 """One process of a multi-process training run (tests/test_distributed.py):
   python tests/distributed_worker.py PORT NUM_PROCESSES PROCESS_ID WORKDIR \
-      EPOCHS {in_memory,streamed}
-Trains the label CVAE of tests/test_trainer.py on its fixed arrays with the
-global batch 8 and writes WORKDIR/process_<id>.npz: the logged losses and the
-final parameters."""
+      EPOCHS {in_memory,streamed} {label,quadrant} [SECONDS_PER_LOG]
+Trains a tiny label CVAE or quadrant hybrid CVAE (the tasks' own model and
+objective) on fixed random arrays with the global batch 8 and writes
+WORKDIR/process_<id>.npz: the logged losses and the final parameters.
+SECONDS_PER_LOG > 0 sleeps at every log line, so that a test can kill the
+run mid-way."""
 
 import functools
 from pathlib import Path
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -16,20 +19,44 @@ import numpy as np
 
 from cvae_jax import objectives
 from cvae_jax.models import LabelCVAE
+from cvae_jax.tasks import mnist_quadrant
 from cvae_jax.training import InMemoryData, StreamingData, trainer
+from train.configs import mnist_quadrant as quadrant_config
+
+NUM_EXAMPLES = 48
 
 
-def arrays(num_examples=48, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"target": rng.random((num_examples, 784)).astype(np.float32),
-          "condition": rng.integers(0, 10, num_examples).astype(np.int32)}
+def _label(rng):
+  arrays = {"target": rng.random((NUM_EXAMPLES, 784)).astype(np.float32),
+            "condition": rng.integers(0, 10, NUM_EXAMPLES).astype(np.int32)}
+  model = LabelCVAE(hidden_size=16, latent_size=2)
+  init_fn = lambda key: model.init(key, jnp.zeros((1, 784)),
+                                   jnp.zeros((1,), jnp.int32))
+  return arrays, init_fn, functools.partial(objectives.summed_negative_elbo_loss, model)
 
 
-MODEL = LabelCVAE(hidden_size=16, latent_size=2)
-INIT_FN = lambda rng: MODEL.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))
+def _quadrant(rng):
+  """The hybrid objective with the baseline trained jointly (no pre-training
+  run needed); the bottom-left quadrant given, the rest hidden (-1)."""
+  config = quadrant_config.get_config()
+  config.model, config.baseline_training = "hybrid", "joint"
+  config.network.hidden_sizes, config.network.latent_size = (16, 16), 4
+  target = rng.random((NUM_EXAMPLES, 28, 28)).astype(np.float32)
+  given = np.zeros((28, 28), bool)
+  given[14:, :14] = True
+  condition = np.where(given, target, -1.0).reshape(NUM_EXAMPLES, 784)
+  arrays = {"target": target.reshape(NUM_EXAMPLES, 784), "condition": condition}
+  model = mnist_quadrant.make_model(config)
+  per_example = mnist_quadrant.per_example_objective(config, model)
+  init_fn = lambda key: model.init(key, arrays["target"][:1], arrays["condition"][:1])
+  def loss_fn(params, batch, key):
+    return jnp.mean(per_example(params, batch, key)), {}
+  return arrays, init_fn, loss_fn
 
 
-LOSS_FN = functools.partial(objectives.summed_negative_elbo_loss, MODEL)
+def setup(example: str):
+  """(arrays, init_fn, loss_fn) of `example`; the same in every process."""
+  return {"label": _label, "quadrant": _quadrant}[example](np.random.default_rng(0))
 
 
 def config(epochs: int) -> ml_collections.ConfigDict:
@@ -47,17 +74,18 @@ def streamed(data):
   return StreamingData(make_dataset, len(data["target"]))
 
 
-def main(port, count, index, workdir, epochs, path):
+def main(port, count, index, workdir, epochs, path, example, seconds_per_log="0"):
   jax.distributed.initialize(coordinator_address=f"localhost:{port}",
                              num_processes=int(count), process_id=int(index))
-  data = arrays()
+  data, init_fn, loss_fn = setup(example)
   logged = []
   def report(progress, metrics):
     logged.append(metrics["loss"])
+    time.sleep(float(seconds_per_log))
 
   source = InMemoryData(data) if path == "in_memory" else streamed(data)
-  state = trainer.train(config(int(epochs)), Path(workdir), INIT_FN,
-                        LOSS_FN, source, report=report)
+  state = trainer.train(config(int(epochs)), Path(workdir), init_fn,
+                        loss_fn, source, report=report)
   leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
   np.savez(Path(workdir) / f"process_{index}.npz", losses=np.array(logged),
            **{f"param_{i}": leaf for i, leaf in enumerate(leaves)})
@@ -65,4 +93,4 @@ def main(port, count, index, workdir, epochs, path):
 
 
 if __name__ == "__main__":
-  main(*sys.argv[1:7])
+  main(*sys.argv[1:])

@@ -5,9 +5,11 @@ data is read in disjoint shards that together cover the epoch; one-line
 errors for incomplete settings."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -17,6 +19,7 @@ import pytest
 from cvae_jax.errors import UserError
 from cvae_jax.training import InMemoryData, StreamingData, distributed, trainer
 from tests import distributed_worker as worker
+from tests.test_trainer import _truncate_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,14 +30,20 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(workdir: Path, epochs: int, path: str):
+def _start(workdir: Path, epochs: int, path: str, example: str,
+           seconds_per_log: float = 0.0, port: int | None = None,
+           ) -> list[subprocess.Popen]:
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # 1 device each.
-  port = _free_port()
-  processes = [subprocess.Popen(
+  port = port or _free_port()
+  return [subprocess.Popen(
       [sys.executable, str(REPO / "tests" / "distributed_worker.py"), str(port),
-       "2", str(i), str(workdir), str(epochs), path],
+       "2", str(i), str(workdir), str(epochs), path, example, str(seconds_per_log)],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       text=True) for i in range(2)]
+
+
+def _launch(workdir: Path, epochs: int, path: str, example: str):
+  processes = _start(workdir, epochs, path, example)
   try:
     outputs = [p.communicate(timeout=600)[0] for p in processes]
   finally:
@@ -43,15 +52,16 @@ def _launch(workdir: Path, epochs: int, path: str):
   return [p.returncode for p in processes], outputs
 
 
-def _run_processes(workdir: Path, epochs: int, path: str = "in_memory"):
+def _run_processes(workdir: Path, epochs: int, path: str = "in_memory",
+                   example: str = "label"):
   """Both processes of a 2-process run; returns their saved results. A
   launch that fails is retried once on a new port (the free port found may
   be taken by another program before the coordinator binds it); the retry
   resumes from whatever the first saved, which ends in the same state."""
-  codes, outputs = _launch(workdir, epochs, path)
+  codes, outputs = _launch(workdir, epochs, path, example)
   if any(codes):
     print("first launch failed, retrying:", *outputs, sep="\n")
-    codes, outputs = _launch(workdir, epochs, path)
+    codes, outputs = _launch(workdir, epochs, path, example)
   for code, out in zip(codes, outputs):
     assert code == 0, out
   results = [np.load(workdir / f"process_{i}.npz") for i in range(2)]
@@ -63,18 +73,27 @@ def _params(result):
                                     key=lambda k: int(k.split("_")[1]))]
 
 
-def _one_process(workdir, epochs):
+def _one_process(workdir, epochs, example="label"):
+  arrays, init_fn, loss_fn = worker.setup(example)
   logged = []
-  state = trainer.train(worker.config(epochs), workdir, worker.INIT_FN,
-                        worker.LOSS_FN, InMemoryData(worker.arrays()),
+  state = trainer.train(worker.config(epochs), workdir, init_fn, loss_fn,
+                        InMemoryData(arrays),
                         report=lambda progress, m: logged.append(m["loss"]),
                         devices=jax.devices()[:2])
   return np.array(logged), [np.asarray(x) for x in jax.tree.leaves(state.params)]
 
 
-def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
-  results, outputs = _run_processes(tmp_path / "two", epochs=2)
-  losses, params = _one_process(tmp_path / "one", epochs=2)
+def _saved_steps(workdir: Path) -> list[int]:
+  directory = workdir / "checkpoints"
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+@pytest.mark.parametrize("example", ["label", "quadrant"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, example):
+  results, outputs = _run_processes(tmp_path / "two", epochs=2, example=example)
+  losses, params = _one_process(tmp_path / "one", epochs=2, example=example)
   for result in results:  # Both processes saw every step's global loss.
     np.testing.assert_allclose(result["losses"], losses, rtol=1e-5)
     for a, b in zip(_params(result), params):
@@ -83,17 +102,41 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
   assert "compiling the train step" in outputs[0]
   assert "compiling the train step" not in outputs[1]
   assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
-  assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()
-                if p.name.isdigit()) == ["10", "12", "2", "4", "6", "8"]
+  assert _saved_steps(tmp_path / "two") == [2, 4, 6, 8, 10, 12]
 
 
-def test_a_restart_of_both_processes_resumes(tmp_path):
-  _run_processes(tmp_path / "two", epochs=1)  # 6 steps, then both stop.
-  results, outputs = _run_processes(tmp_path / "two", epochs=2)
-  assert "resumed from checkpoint of step" in outputs[0]  # 6, unless retried.
+def test_a_kill_then_a_restart_of_both_processes_resumes(tmp_path):
+  """SIGKILL one process mid-run (its partner is then stopped, as a cluster
+  scheduler would), damage the newest checkpoint as a kill during a write
+  could, restart both: they resume from the previous checkpoint, process 0
+  alone moves the damaged one aside, and the run ends as if uninterrupted."""
+  workdir = tmp_path / "two"
+  processes = _start(workdir, epochs=2, path="in_memory", example="label",
+                     seconds_per_log=0.5)
+  try:
+    deadline = time.monotonic() + 300
+    while max(_saved_steps(workdir), default=0) < 4:
+      assert all(p.poll() is None for p in processes), "ended before the kill"
+      assert time.monotonic() < deadline, "no checkpoint of step 4 in 300 s"
+      time.sleep(0.05)
+    processes[1].send_signal(signal.SIGKILL)
+    processes[1].wait()
+  finally:
+    for p in processes:
+      p.kill()
+      p.communicate()
+  saved = _saved_steps(workdir)
+  assert 4 <= saved[-1] < 12, saved  # Killed mid-run.
+  _truncate_checkpoint(workdir / "checkpoints" / str(saved[-1]))
+
+  results, outputs = _run_processes(workdir, epochs=2)
+  assert f"checkpoint {saved[-1]} is unreadable" in outputs[0]
+  assert f"resumed from checkpoint of step {saved[-2]}" in outputs[0]
+  assert [p.name for p in (workdir / "unreadable_checkpoints").iterdir()] == [
+      str(saved[-1])]
   losses, params = _one_process(tmp_path / "one", epochs=2)
   resumed = len(results[0]["losses"])
-  assert 0 < resumed <= 6
+  assert resumed == 12 - saved[-2]
   np.testing.assert_allclose(results[0]["losses"], losses[-resumed:], rtol=1e-5)
   for a, b in zip(_params(results[1]), params):
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -128,3 +171,36 @@ def test_incomplete_settings_are_one_line_errors(kwargs, expected):
 
 def test_no_settings_start_nothing():
   assert distributed.initialize() is False
+
+
+_COORDINATOR = """
+import sys, time
+from cvae_jax.training import distributed
+distributed.initialize(sys.argv[1], 2, 0)
+time.sleep(120)
+"""
+
+
+def test_a_process_count_other_than_the_coordinators_is_a_one_line_error(tmp_path):
+  """Process 0 coordinates 2 processes; one started with --num_processes=3
+  through the entry point joins, names the mismatch in one line and leaves
+  at once (not after jax.distributed's shutdown barrier)."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  address = f"localhost:{_free_port()}"
+  coordinator = subprocess.Popen([sys.executable, "-c", _COORDINATOR, address],
+                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+  try:
+    joined = subprocess.run(
+        [sys.executable, "-m", "train.mnist_label", f"--workdir={tmp_path}",
+         f"--coordinator_address={address}", "--num_processes=3", "--process_id=1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert coordinator.poll() is None  # It left before the coordinator did.
+  finally:
+    coordinator.kill()
+    coordinator.wait()
+  assert joined.returncode == 2, joined.stderr
+  errors = [l for l in joined.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, joined.stderr
+  assert "--num_processes=3 but the coordinator" in errors[0]
+  assert "runs 2 processes" in errors[0]

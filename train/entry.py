@@ -62,8 +62,15 @@ from cvae_jax.errors import Interrupted, UserError
 _OVERRIDE = "--config."
 
 
-def _fail(message: str, code: int = 2):
+def _fail(message: str, code: int = 2, distributed_started: bool = False):
   print(f"error: {message}", file=sys.stderr)
+  if distributed_started:
+    # A normal exit would wait (up to 5 min) in jax.distributed's shutdown
+    # barrier for processes that may never get there; leaving at once lets
+    # them see this one gone (JAX aborts them after its heartbeat timeout).
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 
 
@@ -176,8 +183,8 @@ def run(task, default_config: str) -> None:
       _fail(f"cannot load the --config file ({lines[-1]}); pass "
             f"--config=<path to a config .py>, e.g. {default_config}")
     workdir = workdir_flag.value
+    from cvae_jax.training import distributed  # pylint: disable=g-import-not-at-top
     try:
-      from cvae_jax.training import distributed
       if distributed.initialize(coordinator_flag.value, processes_flag.value,
                                 process_id_flag.value, distributed_flag.value):
         import jax
@@ -197,6 +204,6 @@ def run(task, default_config: str) -> None:
             "same command to resume",
             128 + getattr(e, "signum", signal.SIGINT))
     except UserError as e:
-      _fail(str(e))
+      _fail(str(e), distributed_started=distributed.joined())
 
   app.run(main, flags_parser=lambda argv: _parse_flags(argv, default_config))

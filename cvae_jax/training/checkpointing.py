@@ -3,6 +3,8 @@
 Restoring falls back to the previous checkpoint when the latest cannot be read
 (a run killed while writing, a truncated file); the unreadable one is moved to
 `workdir/unreadable_checkpoints/` rather than deleted, so nothing is lost.
+Under jax.distributed every process saves and restores (orbax writes one set
+of files) and process 0 alone moves unreadable ones aside.
 Orbax is imported when the first Checkpointer is made (a config check, which
 imports the trainer, does not pay its 0.3 s).
 """
@@ -86,7 +88,15 @@ class Checkpointer:
     return None
 
   def _report_unreadable(self, step: int, error: Exception) -> None:
-    moved_to = self._move_aside(step)
+    """Moves the checkpoint aside. Under jax.distributed every process finds
+    the same files unreadable; process 0 moves them and the others wait for
+    it before they look at the checkpoints again."""
+    moved_to = (self._move_aside(step) if jax.process_index() == 0
+                else f"{self._workdir / 'unreadable_checkpoints'} (by process 0)")
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+    self._manager.reload()
     logging.warning("checkpoint %d is unreadable (%s: %s); moved it to %s",
                     step, type(error).__name__, str(error)[:200], moved_to)
     print(f"warning: checkpoint {step} is unreadable; moved it to {moved_to} "
@@ -101,7 +111,6 @@ class Checkpointer:
       suffix += 1
       target = target_dir / f"{step}.{suffix}"
     shutil.move(str(self.directory / str(step)), target)
-    self._manager.reload()
     return target
 
   def close(self) -> None:

@@ -12,16 +12,32 @@ touches a device. Two forms:
   SLURM, ...): `--distributed` alone.
 """
 
+import sys
+
 import jax
 
 from cvae_jax.errors import UserError
+
+_joined = False
+
+
+def joined() -> bool:
+  """Whether this process has joined a jax.distributed run (through
+  `initialize`), even if it then raised."""
+  return _joined
 
 
 def initialize(coordinator_address: str | None = None,
                num_processes: int | None = None,
                process_id: int | None = None,
-               automatic: bool = False) -> bool:
+               automatic: bool = False,
+               timeout_s: int = 300) -> bool:
   """Calls `jax.distributed.initialize` when asked to; returns whether it did.
+
+  A process whose --num_processes differs from the coordinator's is a one-line
+  error once it has joined. A coordinator told to expect more processes than
+  were started cannot be told apart from slow ones: JAX aborts every process
+  after `timeout_s` with a DEADLINE_EXCEEDED on RegisterTask.
 
   Raises:
     UserError: incomplete or impossible settings, or a runtime that cannot
@@ -38,16 +54,33 @@ def initialize(coordinator_address: str | None = None,
     if num_processes < 1 or not 0 <= process_id < num_processes:
       raise UserError(f"--process_id={process_id} must be in 0..{num_processes - 1} "
                       f"for --num_processes={num_processes}")
+  if automatic:
+    print("starting jax.distributed from the platform's settings",
+          file=sys.stderr, flush=True)
+  else:
+    print(f"process {process_id} of {num_processes}: connecting to the "
+          f"coordinator at {coordinator_address} (waits up to "
+          f"{timeout_s} s for every process to join)", file=sys.stderr, flush=True)
   try:
     if automatic:
-      jax.distributed.initialize()
+      jax.distributed.initialize(initialization_timeout=timeout_s)
     else:
       jax.distributed.initialize(coordinator_address=coordinator_address,
                                  num_processes=num_processes,
-                                 process_id=process_id)
+                                 process_id=process_id,
+                                 initialization_timeout=timeout_s)
   except (RuntimeError, ValueError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise UserError(f"cannot start the distributed runtime ({first}); check "
                     "that every process got the same --coordinator_address and "
                     "--num_processes and its own --process_id") from e
+  global _joined
+  _joined = True
+  # The coordinator (process 0) decides the count; JAX lets a process that
+  # was told another one join anyway, and it would then shard data wrongly.
+  if not automatic and jax.process_count() != num_processes:
+    raise UserError(
+        f"this process was started with --num_processes={num_processes} but the "
+        f"coordinator at {coordinator_address} runs {jax.process_count()} "
+        "processes; give every process the same --num_processes")
   return True
