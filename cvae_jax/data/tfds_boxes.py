@@ -18,6 +18,7 @@ import numpy as np
 from cvae_jax.data.mnist import unreadable_records_as_user_errors
 from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import UserError
+from cvae_jax.training import distributed
 
 NUM_CLASSES = 20
 SPLITS = {"train": "train", "validation": "validation", "test": "test"}
@@ -56,7 +57,8 @@ def box_dataset(name: str, split: str, data_dir: str | Path, size: int,
          f"`tfds build {name} --data_dir={data_dir}`, then copy that data_dir here")
   if download:
     try:
-      builder.download_and_prepare()
+      with distributed.main_process_first(f"prepare {name}"):
+        builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
       raise UserError(f"TFDS {name} is not prepared in {data_dir} and preparing "
                       f"it failed ({type(e).__name__}): {how}") from e

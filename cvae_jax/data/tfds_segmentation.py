@@ -26,6 +26,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.training import distributed
 
 # tf.data runs on the host; keep TensorFlow off any GPU so JAX has its memory.
 try:
@@ -77,7 +78,8 @@ def _builder(name: str, data_dir: str | Path,
   builder = tfds.builder(name, data_dir=str(data_dir))
   if download:
     try:
-      builder.download_and_prepare()
+      with distributed.main_process_first(f"prepare {name}"):
+        builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
       raise _not_prepared(name, data_dir,
                           f"preparing it failed ({_first_line(e)})") from e

@@ -36,7 +36,7 @@ from cvae_jax import (box_metrics, distributions, estimators, evaluation, object
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
-from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import InMemoryData, TrainState, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
@@ -97,7 +97,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
                       f"{config.eval.figure_class!r}; set --config.eval.figure_class")
   if config.eval.figure_class != -1 and config.condition != "class":
     raise ConfigError("eval.figure_class needs --config.condition=class")
-  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
   trainer.validate_trainer_config(config)
 
 

@@ -41,7 +41,7 @@ from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import segmentation as seg_task
-from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import InMemoryData, TrainState, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = ("unet", "prob_unet", "sohn_cvae")
@@ -112,7 +112,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
     raise ConfigError(f"eval.ged_samples {tuple(config.eval.ged_samples)} must "
                       f"be sample counts in 1..eval.num_samples="
                       f"{config.eval.num_samples}")
-  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
   trainer.validate_trainer_config(config)
 
 

@@ -30,7 +30,7 @@ from cvae_jax import distributions, estimators, evaluation, metrics, objectives,
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
-from cvae_jax.training import InMemoryData, TrainState, sharding, trainer
+from cvae_jax.training import InMemoryData, TrainState, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = objectives.MODEL_KINDS
@@ -119,7 +119,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
     raise ConfigError(f"eval.best_of {tuple(config.eval.best_of)} must be "
                       f"sample counts up to eval.num_samples="
                       f"{config.eval.num_samples}")
-  sharding.check_batch_divides(config.batch_size, sharding.make_mesh())
   trainer.validate_trainer_config(config)
 
 

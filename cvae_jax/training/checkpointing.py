@@ -17,6 +17,7 @@ from absl import logging
 import jax
 
 from cvae_jax.errors import UserError
+from cvae_jax.training import distributed
 
 
 def _array_signature(tree) -> list[tuple[tuple[int, ...], str]]:
@@ -94,8 +95,7 @@ class Checkpointer:
     moved_to = (self._move_aside(step) if jax.process_index() == 0
                 else f"{self._workdir / 'unreadable_checkpoints'} (by process 0)")
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-      multihost_utils.sync_global_devices(f"checkpoint {step} moved aside")
+      distributed.sync(f"checkpoint {step} moved aside")
     self._manager.reload()
     logging.warning("checkpoint %d is unreadable (%s: %s); moved it to %s",
                     step, type(error).__name__, str(error)[:200], moved_to)

@@ -12,6 +12,7 @@ touches a device. Two forms:
   SLURM, ...): `--distributed` alone.
 """
 
+import contextlib
 import sys
 
 import jax
@@ -84,3 +85,24 @@ def initialize(coordinator_address: str | None = None,
         f"coordinator at {coordinator_address} runs {jax.process_count()} "
         "processes; give every process the same --num_processes")
   return True
+
+
+@contextlib.contextmanager
+def main_process_first(name: str):
+  """Runs the body in process 0 before the other processes run theirs:
+  building a dataset on a disk several processes share would otherwise race
+  (TFDS renames its finished folder into place; the second rename fails).
+  After process 0, the others usually find the work done. One process: no-op.
+  """
+  several = jax.process_count() > 1
+  if several and jax.process_index() != 0:
+    sync(name)
+  yield
+  if several and jax.process_index() == 0:
+    sync(name)
+
+
+def sync(name: str) -> None:
+  """Waits until every process has called `sync` with this name."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  multihost_utils.sync_global_devices(name)

@@ -80,11 +80,15 @@ def _default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
   return f"epoch {epoch} eval: {values}"
 
 
-def validate_trainer_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming the field and the fix for impossible values."""
+def validate_trainer_config(config: ml_collections.ConfigDict,
+                            devices: Sequence[jax.Device] | None = None) -> None:
+  """Raises ConfigError naming the field and the fix for impossible values,
+  including a batch_size that does not divide by the mesh's device count
+  (`devices`, default every device of every process)."""
   require_positive_ints(config, (
       "batch_size", "num_epochs", "steps_per_dispatch", "log_every_steps",
       "checkpoint_every_steps", "keep_checkpoints"))
+  sharding.check_batch_divides(config.batch_size, sharding.make_mesh(devices))
   if config.get("early_stopping_metric"):
     require_positive_ints(config, ("early_stopping_patience",))
   make_optimizer(config.optimizer, config.learning_rate)
@@ -403,9 +407,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     Interrupted: SIGINT or SIGTERM (its `signum`); a checkpoint was saved first.
     SecondSignal: a second one; nothing was saved.
   """
-  validate_trainer_config(config)
+  validate_trainer_config(config, devices)
   mesh = sharding.make_mesh(devices)
-  sharding.check_batch_divides(config.batch_size, mesh)
   batch_size = config.batch_size
   steps_per_epoch = train_data.num_examples // batch_size
   if steps_per_epoch == 0:
