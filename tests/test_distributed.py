@@ -1,8 +1,10 @@
 """Training over several processes (jax.distributed, CPU collectives through
 gloo): two local processes with one CPU device each equal one process with
-two devices and the same global batch; a restart of both resumes; streamed
-data is read in disjoint shards that together cover the epoch; one-line
-errors for incomplete settings."""
+two devices and the same global batch (label CVAE, quadrant hybrid CVAE); a
+SIGKILL mid-run then a restart of both resumes, past a damaged checkpoint;
+streamed data is read in disjoint shards that together cover the epoch;
+process 0 builds shared data first; one-line errors for incomplete settings
+and a process count other than the coordinator's."""
 
 import os
 import signal
@@ -204,3 +206,36 @@ def test_a_process_count_other_than_the_coordinators_is_a_one_line_error(tmp_pat
   assert len(errors) == 1, joined.stderr
   assert "--num_processes=3 but the coordinator" in errors[0]
   assert "runs 2 processes" in errors[0]
+
+
+_BUILD = """
+import sys, time
+from pathlib import Path
+from cvae_jax.training import distributed
+distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+log = Path(sys.argv[3])
+with distributed.main_process_first("build"):
+  with log.open("a") as f:
+    f.write(f"start {sys.argv[2]}\\n")
+  time.sleep(1.0)
+  with log.open("a") as f:
+    f.write(f"end {sys.argv[2]}\\n")
+"""
+
+
+def test_process_0_builds_a_shared_dataset_before_the_others(tmp_path):
+  """`main_process_first` (around TFDS preparation): process 1's body starts
+  only after process 0's has ended, even when process 1 comes first."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  address, log = f"localhost:{_free_port()}", tmp_path / "log"
+  processes = [subprocess.Popen([sys.executable, "-c", _BUILD, address, str(i), str(log)],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+               for i in (1, 0)]
+  try:
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+  finally:
+    for p in processes:
+      p.kill()
+  assert all(p.returncode == 0 for p in processes), outputs
+  assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
