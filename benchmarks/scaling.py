@@ -196,9 +196,9 @@ class Example:
 
 
 EXAMPLES = {
-    # Step times on 2 cores with 1 device: ~0.6, 15, 50, 230 and 33 ms; 2
-    # processes x 1 device take up to ~25x longer (mnist_label: gloo's
-    # all-reduce every step), which bounds the epochs' lengths.
+    # Step times on 2 cores with 1 device: ~0.5, 14, 45, 220 and 18 ms
+    # (docs/scaling_cpu.json); 2 processes x 1 device take up to ~26x longer
+    # (mnist_label: gloo's all-reduce every step), which bounds the epochs.
     # 2000 steps of batch 20 (MNIST's epoch is 3000), 100-step dispatches.
     "mnist_label": Example("label CVAE", "mnist_label", "label_cvae", _label,
                            2000, 300),
