@@ -125,8 +125,7 @@ def _quadrant(config, n, rng):
                                    arrays["condition"][:1])
   # The CVAE's step (after the pretrained baseline; its parameters are in
   # the state, frozen by stop_gradient), as the task's `_train` builds it.
-  loss_fn = functools.partial(mnist_quadrant._mean_loss,
-                              mnist_quadrant.per_example_objective(config, model))
+  loss_fn = mnist_quadrant.make_loss_fn(config, model)
   return init_fn, loss_fn, arrays
 
 

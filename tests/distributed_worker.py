@@ -47,11 +47,8 @@ def _quadrant(rng):
   condition = np.where(given, target, -1.0).reshape(NUM_EXAMPLES, 784)
   arrays = {"target": target.reshape(NUM_EXAMPLES, 784), "condition": condition}
   model = mnist_quadrant.make_model(config)
-  per_example = mnist_quadrant.per_example_objective(config, model)
   init_fn = lambda key: model.init(key, arrays["target"][:1], arrays["condition"][:1])
-  def loss_fn(params, batch, key):
-    return jnp.mean(per_example(params, batch, key)), {}
-  return arrays, init_fn, loss_fn
+  return arrays, init_fn, mnist_quadrant.make_loss_fn(config, model)
 
 
 def setup(example: str):

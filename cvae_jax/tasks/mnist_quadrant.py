@@ -137,6 +137,11 @@ def _mean_loss(per_example, params, batch, rng):
   return loss, {}
 
 
+def make_loss_fn(config: ml_collections.ConfigDict, model):
+  """The trainer's loss: (params, batch, rng) -> (mean nats per image, {})."""
+  return functools.partial(_mean_loss, per_example_objective(config, model))
+
+
 def _format_train_log(progress: trainer.Progress, metrics: dict) -> str:
   return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
           f"/{progress.num_examples}] loss {metrics['loss']:.4f} nats/image")
@@ -170,7 +175,7 @@ def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
     return {"validation_loss": float(np.mean(losses))}
 
   return trainer.train(config, workdir, init_fn,
-                       functools.partial(_mean_loss, per_example),
+                       make_loss_fn(config, model),
                        InMemoryData(splits["train"]), evaluate=evaluate,
                        report=_format_train_log, report_eval=_format_eval_log,
                        run_identity=run_identity(config))
