@@ -10,6 +10,9 @@ touches a device. Two forms:
         --num_processes=2 --process_id=0      # and --process_id=1
 * automatic, where the platform describes the cluster (Cloud TPU pods,
   SLURM, ...): `--distributed` alone.
+
+Also the two coordination points the library needs: `main_process_first`
+(building a dataset on a disk processes may share) and `sync` (a barrier).
 """
 
 import contextlib
