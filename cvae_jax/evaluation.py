@@ -54,6 +54,19 @@ def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
   return np.concatenate(jax.device_get(results))[:num_examples]
 
 
+def validation_loss_evaluator(fn: PerExampleFn, arrays: dict[str, np.ndarray],
+                              rng: jax.Array, batch_size: int):
+  """The trainer's `evaluate` hook: (state, epoch) -> {"validation_loss": the
+  mean of `fn` over `arrays`} (in `fn`'s units, e.g. nats per image). The
+  same `rng` every epoch, so every epoch sees the same z draws and epochs
+  compare fairly (early stopping)."""
+  def evaluate(state, epoch: int) -> dict[str, float]:
+    del epoch
+    losses = map_over_batches(fn, state.params, arrays, rng, batch_size)
+    return {"validation_loss": float(np.mean(losses))}
+  return evaluate
+
+
 def map_dict_over_batches(fn, params, arrays: dict[str, np.ndarray],
                           rng: jax.Array, batch_size: int,
                           description: str | None = None) -> dict:

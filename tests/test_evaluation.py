@@ -40,3 +40,18 @@ def test_map_dict_over_batches_keeps_names_shapes_and_order():
   np.testing.assert_allclose(result["square"], 2 * np.arange(10) ** 2)
   np.testing.assert_allclose(result["pair"], np.stack([np.arange(10), -np.arange(10)], -1))
   np.testing.assert_array_equal(result["flag"], np.arange(10) > 4)
+
+
+def test_validation_loss_evaluator_is_the_mean_with_the_same_draws_every_epoch():
+  arrays = {"x": np.arange(7, dtype=np.float32)}
+
+  def fn(params, batch, rng):  # A noisy per-example loss.
+    return batch["x"] * params + jax.random.normal(rng, batch["x"].shape)
+  evaluate = evaluation.validation_loss_evaluator(fn, arrays, jax.random.PRNGKey(5), 4)
+  state = type("State", (), {"params": np.float32(3.0)})()
+  first, later = evaluate(state, 0), evaluate(state, 7)
+  assert first == later  # The epoch does not change the draws.
+  expected = np.mean(evaluation.map_over_batches(fn, state.params, arrays,
+                                                 jax.random.PRNGKey(5), 4))
+  np.testing.assert_allclose(first["validation_loss"], expected, rtol=1e-6)
+  assert abs(first["validation_loss"] - 9.0) < 3.0  # mean(3x) = 9, plus noise.

@@ -36,7 +36,7 @@ from cvae_jax import (box_metrics, distributions, estimators, evaluation, object
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
-from cvae_jax.training import InMemoryData, TrainState, trainer
+from cvae_jax.training import InMemoryData, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
@@ -314,14 +314,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   else:
     init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
   validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  validation_loss = validation_loss_fn(config, model)
-
-  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
-    del epoch  # The same z draws every epoch: epochs compare fairly.
-    losses = evaluation.map_over_batches(validation_loss, state.params,
-                                         splits["validation"], validation_rng,
-                                         config.eval.batch_size)
-    return {"validation_loss": float(np.mean(losses))}
+  evaluate = evaluation.validation_loss_evaluator(
+      validation_loss_fn(config, model), splits["validation"], validation_rng,
+      config.eval.batch_size)
 
   start = time.time()
   state = trainer.train(config, workdir, init_fn, make_loss_fn(config, model),

@@ -164,15 +164,10 @@ def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
       if baseline_params is None:
         return params
       return {"params": {**params["params"], "baseline": baseline_params["params"]}}
-  per_example = per_example_objective(config, model)
   validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-
-  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
-    del epoch  # The same z draws every epoch: epochs compare fairly.
-    losses = evaluation.map_over_batches(
-        per_example, state.params, splits["validation"], validation_rng,
-        config.eval.batch_size)
-    return {"validation_loss": float(np.mean(losses))}
+  evaluate = evaluation.validation_loss_evaluator(
+      per_example_objective(config, model), splits["validation"],
+      validation_rng, config.eval.batch_size)
 
   return trainer.train(config, workdir, init_fn,
                        make_loss_fn(config, model),

@@ -41,7 +41,7 @@ from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import segmentation as seg_task
-from cvae_jax.training import InMemoryData, TrainState, trainer
+from cvae_jax.training import InMemoryData, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = ("unet", "prob_unet", "sohn_cvae")
@@ -367,12 +367,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return per_example(params, objective_batch(arrays["image"],
                                                arrays["masks"][:, 0]), rng)[0]
 
-  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
-    del epoch
-    losses = evaluation.map_over_batches(validation_loss, state.params,
-                                         validation, validation_rng,
-                                         config.eval.batch_size)
-    return {"validation_loss": float(np.mean(losses))}
+  evaluate = evaluation.validation_loss_evaluator(
+      validation_loss, validation, validation_rng, config.eval.batch_size)
 
   def report(progress: trainer.Progress, values: dict) -> str:
     terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")

@@ -30,7 +30,7 @@ from cvae_jax import distributions, estimators, evaluation, metrics, objectives,
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
-from cvae_jax.training import InMemoryData, TrainState, trainer
+from cvae_jax.training import InMemoryData, trainer
 from cvae_jax.training import results as results_file
 
 MODEL_KINDS = objectives.MODEL_KINDS
@@ -420,14 +420,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
   validation = {"image": splits["validation"]["image"],
                 "masks": splits["validation"]["masks"][:, :1]}
-  validation_loss = validation_loss_fn(config, model)
-
-  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
-    del epoch  # The same z draws every epoch: epochs compare fairly.
-    losses = evaluation.map_over_batches(validation_loss, state.params,
-                                         validation, validation_rng,
-                                         config.eval.batch_size)
-    return {"validation_loss": float(np.mean(losses))}
+  evaluate = evaluation.validation_loss_evaluator(
+      validation_loss_fn(config, model), validation, validation_rng,
+      config.eval.batch_size)
 
   train = {k: splits["train"][k] for k in ("image", "masks")}
   start = time.time()
