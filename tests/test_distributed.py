@@ -239,3 +239,15 @@ def test_process_0_builds_a_shared_dataset_before_the_others(tmp_path):
       p.kill()
   assert all(p.returncode == 0 for p in processes), outputs
   assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
+
+
+def test_distributed_without_a_cluster_is_a_one_line_error(tmp_path):
+  env = {k: v for k, v in os.environ.items()
+         if k != "XLA_FLAGS" and not k.startswith(("SLURM_", "OMPI_", "TPU_"))}
+  run = subprocess.run([sys.executable, "-m", "train.mnist_label",
+                        f"--workdir={tmp_path}", "--distributed"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert run.returncode == 2, run.stderr
+  errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "from the platform's settings" in errors[0], run.stderr
+  assert "pass --coordinator_address" in errors[0]

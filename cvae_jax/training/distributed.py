@@ -75,6 +75,12 @@ def initialize(coordinator_address: str | None = None,
                                  initialization_timeout=timeout_s)
   except (RuntimeError, ValueError) as e:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if automatic:
+      raise UserError(f"cannot start the distributed runtime from the platform's "
+                      f"settings ({first}); --distributed works where the platform "
+                      "describes the cluster (Cloud TPU pods, SLURM), elsewhere "
+                      "pass --coordinator_address, --num_processes and "
+                      "--process_id") from e
     raise UserError(f"cannot start the distributed runtime ({first}); check "
                     "that every process got the same --coordinator_address and "
                     "--num_processes and its own --process_id") from e
