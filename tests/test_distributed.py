@@ -32,11 +32,14 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _env() -> dict[str, str]:
+  """The environment without the suite's fake-device flag: 1 device each."""
+  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+
+
 def _start(workdir: Path, epochs: int, path: str, example: str,
-           seconds_per_log: float = 0.0, port: int | None = None,
-           ) -> list[subprocess.Popen]:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # 1 device each.
-  port = port or _free_port()
+           seconds_per_log: float = 0.0) -> list[subprocess.Popen]:
+  port, env = _free_port(), _env()
   return [subprocess.Popen(
       [sys.executable, str(REPO / "tests" / "distributed_worker.py"), str(port),
        "2", str(i), str(workdir), str(epochs), path, example, str(seconds_per_log)],
@@ -187,7 +190,7 @@ def test_a_process_count_other_than_the_coordinators_is_a_one_line_error(tmp_pat
   """Process 0 coordinates 2 processes; one started with --num_processes=3
   through the entry point joins, names the mismatch in one line and leaves
   at once (not after jax.distributed's shutdown barrier)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = _env()
   address = f"localhost:{_free_port()}"
   coordinator = subprocess.Popen([sys.executable, "-c", _COORDINATOR, address],
                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL,
@@ -226,7 +229,7 @@ with distributed.main_process_first("build"):
 def test_process_0_builds_a_shared_dataset_before_the_others(tmp_path):
   """`main_process_first` (around TFDS preparation): process 1's body starts
   only after process 0's has ended, even when process 1 comes first."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = _env()
   address, log = f"localhost:{_free_port()}", tmp_path / "log"
   processes = [subprocess.Popen([sys.executable, "-c", _BUILD, address, str(i), str(log)],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -242,8 +245,8 @@ def test_process_0_builds_a_shared_dataset_before_the_others(tmp_path):
 
 
 def test_distributed_without_a_cluster_is_a_one_line_error(tmp_path):
-  env = {k: v for k, v in os.environ.items()
-         if k != "XLA_FLAGS" and not k.startswith(("SLURM_", "OMPI_", "TPU_"))}
+  env = {k: v for k, v in _env().items()  # No cluster for JAX to detect.
+         if not k.startswith(("SLURM_", "OMPI_", "TPU_"))}
   run = subprocess.run([sys.executable, "-m", "train.mnist_label",
                         f"--workdir={tmp_path}", "--distributed"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
