@@ -55,8 +55,8 @@ def tile_images(images: np.ndarray, padding: int = 2) -> np.ndarray:
 
 
 def _is_main_process() -> bool:
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.process_index() == 0
+  from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  return sharding.is_main_process()
 
 
 def save_image_grid(images: np.ndarray, path: str | Path,

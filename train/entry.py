@@ -187,8 +187,8 @@ def run(task, default_config: str) -> None:
     try:
       if distributed.initialize(coordinator_flag.value, processes_flag.value,
                                 process_id_flag.value, distributed_flag.value):
-        import jax
-        if jax.process_index():  # Process 0 speaks for the run; errors still show.
+        from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+        if not sharding.is_main_process():  # Process 0 speaks; errors still show.
           sys.stdout = open(os.devnull, "w")  # pylint: disable=consider-using-with
       if isinstance(task, str):
         module = importlib.import_module(task)

@@ -17,7 +17,7 @@ from absl import logging
 import jax
 
 from cvae_jax.errors import UserError
-from cvae_jax.training import distributed
+from cvae_jax.training import distributed, sharding
 
 
 def _array_signature(tree) -> list[tuple[tuple[int, ...], str]]:
@@ -92,10 +92,9 @@ class Checkpointer:
     """Moves the checkpoint aside. Under jax.distributed every process finds
     the same files unreadable; process 0 moves them and the others wait for
     it before they look at the checkpoints again."""
-    moved_to = (self._move_aside(step) if jax.process_index() == 0
+    moved_to = (self._move_aside(step) if sharding.is_main_process()
                 else f"{self._workdir / 'unreadable_checkpoints'} (by process 0)")
-    if jax.process_count() > 1:
-      distributed.sync(f"checkpoint {step} moved aside")
+    distributed.sync(f"checkpoint {step} moved aside")
     self._manager.reload()
     logging.warning("checkpoint %d is unreadable (%s: %s); moved it to %s",
                     step, type(error).__name__, str(error)[:200], moved_to)

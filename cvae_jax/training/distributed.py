@@ -21,6 +21,7 @@ import sys
 import jax
 
 from cvae_jax.errors import UserError
+from cvae_jax.training import sharding
 
 _joined = False
 
@@ -103,15 +104,16 @@ def main_process_first(name: str):
   (TFDS renames its finished folder into place; the second rename fails).
   After process 0, the others usually find the work done. One process: no-op.
   """
-  several = jax.process_count() > 1
-  if several and jax.process_index() != 0:
+  if not sharding.is_main_process():
     sync(name)
   yield
-  if several and jax.process_index() == 0:
+  if sharding.is_main_process():
     sync(name)
 
 
 def sync(name: str) -> None:
-  """Waits until every process has called `sync` with this name."""
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  multihost_utils.sync_global_devices(name)
+  """Waits until every process has called `sync` with this name; with one
+  process, returns at once."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)

@@ -108,8 +108,8 @@ def announce(workdir: Path, finished: FinishedRun) -> None:
 def write_results(workdir: Path, results: dict) -> Path:
   """Writes workdir/results.json atomically (a kill leaves the old or new)."""
   path = Path(workdir) / RESULTS_FILE
-  import jax  # pylint: disable=g-import-not-at-top
-  if jax.process_index() != 0:  # Under jax.distributed: process 0 writes.
+  from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  if not sharding.is_main_process():  # Under jax.distributed: process 0 writes.
     return path
   scratch = path.with_suffix(".json.tmp")
   scratch.write_text(json.dumps(results, indent=2) + "\n")
