@@ -1,6 +1,11 @@
 """Log-densities, sampling and KL divergences used by every CVAE of the project.
 
 All densities are summed over the last (event) axis and returned in nats.
+
+A *likelihood* is what a generation or baseline net returns: a typed object
+with `log_prob(targets, mask=None, event_ndim=1) -> [...] nats` and `mode()`
+(the single most likely y, e.g. to draw a prediction): `Bernoulli` over
+pixels, `DiagonalGaussian` or `GaussianMixture` over continuous y.
 """
 
 from typing import NamedTuple
@@ -17,11 +22,29 @@ def _at_least_float32(*arrays):
           for a in arrays]
 
 
+def _no_mask(mask) -> None:
+  if mask is not None:
+    raise ValueError("target_mask applies to Bernoulli targets only")
+
+
 class DiagonalGaussian(NamedTuple):
   """N(mean, diag(exp(log_variance))); both fields are [..., latent]."""
 
   mean: jax.Array
   log_variance: jax.Array
+
+  def log_prob(self, targets: jax.Array, mask: jax.Array | None = None,
+               event_ndim: int = 1) -> jax.Array:
+    """[...] log-density in nats of targets [..., event] (the last axis is
+    the event; `event_ndim` must be 1, `mask` None)."""
+    _no_mask(mask)
+    if event_ndim != 1:
+      raise ValueError(f"a DiagonalGaussian's event is its last axis, got "
+                       f"event_ndim={event_ndim}")
+    return gaussian_log_density(targets, self)
+
+  def mode(self) -> jax.Array:
+    return self.mean
 
 
 class GaussianMixture(NamedTuple):
@@ -33,6 +56,40 @@ class GaussianMixture(NamedTuple):
 
   logits: jax.Array
   components: DiagonalGaussian
+
+  def log_prob(self, targets: jax.Array, mask: jax.Array | None = None,
+               event_ndim: int = 1) -> jax.Array:
+    """[...] exact log-density in nats of targets [..., event]."""
+    _no_mask(mask)
+    if event_ndim != 1:
+      raise ValueError(f"a GaussianMixture's event is its last axis, got "
+                       f"event_ndim={event_ndim}")
+    return gaussian_mixture_log_density(targets, self)
+
+  def mode(self) -> jax.Array:
+    """The mean of the most probable component, [..., event]."""
+    best = jnp.argmax(self.logits, axis=-1)[..., None, None]
+    return jnp.take_along_axis(self.components.mean, best, axis=-2)[..., 0, :]
+
+
+class Bernoulli(NamedTuple):
+  """Independent Bernoulli pixels, sigmoid(logits); logits [..., pixels]
+  (or [..., H, W]: `event_ndim` says how many trailing axes are one y)."""
+
+  logits: jax.Array
+
+  def log_prob(self, targets: jax.Array, mask: jax.Array | None = None,
+               event_ndim: int = 1) -> jax.Array:
+    """[...] nats; see `bernoulli_log_likelihood`."""
+    return bernoulli_log_likelihood(self.logits, targets, mask, event_ndim)
+
+  @property
+  def probabilities(self) -> jax.Array:
+    return jax.nn.sigmoid(self.logits)
+
+  def mode(self) -> jax.Array:
+    """The most likely y: 1 where p > 0.5."""
+    return (self.logits > 0).astype(self.logits.dtype)
 
 
 def standard_normal_like(mean: jax.Array) -> DiagonalGaussian:
@@ -133,24 +190,24 @@ def gaussian_mixture_log_density(y: jax.Array, mixture: GaussianMixture) -> jax.
       jax.nn.log_softmax(logits, axis=-1) + per_component, axis=-1)
 
 
-def log_likelihood(output, targets: jax.Array, mask: jax.Array | None = None,
+def log_likelihood(likelihood, targets: jax.Array,
+                   mask: jax.Array | None = None,
                    event_ndim: int = 1) -> jax.Array:
-  """log p(targets | output) for what a generation or baseline net returns:
+  """log p(targets | ...) under what a generation or baseline net returned.
 
-  * an array: Bernoulli logits (`bernoulli_log_likelihood`, with `mask` and
-    `event_ndim`);
-  * a `DiagonalGaussian` over the last axis of the targets (e.g. box
-    coordinates): a continuous density, nats per example;
-  * a `GaussianMixture` likewise (a mixture density network), exact.
+  Args:
+    likelihood: an object with `log_prob(targets, mask, event_ndim)`
+      (`Bernoulli`, `DiagonalGaussian`, `GaussianMixture`, or a user's own).
+    targets: y, broadcasting against the likelihood's batch shape.
+    mask: optional weights over y (Bernoulli only: 1 where y is predicted).
+    event_ndim: trailing axes of one y.
 
   Returns:
-    [...] log-likelihood in nats, the targets' leading shape broadcast
-    against the output's.
+    [...] log-likelihood in nats.
   """
-  if isinstance(output, (DiagonalGaussian, GaussianMixture)):
-    if mask is not None:
-      raise ValueError("target_mask applies to Bernoulli targets only")
-    if isinstance(output, GaussianMixture):
-      return gaussian_mixture_log_density(targets, output)
-    return gaussian_log_density(targets, output)
-  return bernoulli_log_likelihood(output, targets, mask, event_ndim)
+  if not callable(getattr(likelihood, "log_prob", None)):
+    raise TypeError(
+        f"a generation or baseline net must return a likelihood with a "
+        f"log_prob method (e.g. cvae_jax.distributions.Bernoulli(logits)), "
+        f"got {type(likelihood).__name__}")
+  return likelihood.log_prob(targets, mask=mask, event_ndim=event_ndim)

@@ -6,6 +6,7 @@ as proposal. Samples are drawn in chunks inside a `lax.scan` with a running
 logsumexp, so K = 5000 needs the memory of one chunk only.
 """
 
+import functools
 import math
 from typing import Callable
 
@@ -13,8 +14,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax import distributions, objectives
+from cvae_jax import distributions
 from cvae_jax.distributions import DiagonalGaussian
+
+
+def log_mean_exp(log_weights: jax.Array) -> jax.Array:
+  """log (1/K) sum_k exp(w_k) over the leading axis of [K, ...] log-weights:
+  the importance-sampling estimate from K log-weights already drawn."""
+  return jax.nn.logsumexp(log_weights, axis=0) - jnp.log(log_weights.shape[0])
 
 
 def importance_sampled_log_likelihood(
@@ -81,37 +88,49 @@ def importance_sampled_log_likelihood(
   if num_samples == chunk_size:  # One chunk: no XLA while loop, which
     # slows convolutions ~10-30x on CPU (conv decoders pass
     # rows_per_slice >= chunk_size * batch to get a single call).
-    log_weights = chunk_log_weights(jax.random.split(rng, 1)[0])
-    return jax.nn.logsumexp(log_weights, axis=0) - jnp.log(num_samples)
+    return log_mean_exp(chunk_log_weights(jax.random.split(rng, 1)[0]))
   keys = jax.random.split(rng, num_samples // chunk_size)
   (log_max, total), _ = jax.lax.scan(accumulate, init, keys)
   return log_max + jnp.log(total) - jnp.log(num_samples)
 
 
+def _target_log_likelihood(likelihood, batch: dict) -> jax.Array:
+  return distributions.log_likelihood(
+      likelihood, batch["target"], batch.get("target_mask"),
+      event_ndim=batch["target"].ndim - 1)
+
+
 def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
                         num_samples: int, proposal: str = "recognition",
                         chunk_size: int | None = None,
-                        rows_per_slice: int | None = None) -> jax.Array:
-  """Estimate of log p(y | x) for a CVAE of `cvae_jax.models`.
+                        rows_per_slice: int | None = None,
+                        features=None) -> jax.Array:
+  """Estimate of log p(y | x) for a `cvae_jax.models.cvae.CVAE`.
+
+  x is encoded once; every chunk of samples reuses its features.
 
   Args:
     proposal: "recognition" samples q(z | x, y) (importance sampling);
       "prior" samples p(z | x) (the plain Monte-Carlo estimate, far noisier).
     chunk_size, rows_per_slice: as in `importance_sampled_log_likelihood`.
+    features: `model.encode(batch["condition"])` when the caller has it
+      (e.g. several targets of one image); computed here otherwise.
 
   Returns:
     [batch] log p(y | x) in nats per example.
   """
-  target, condition = batch["target"], batch["condition"]
-  prior = model.apply(params, condition, method="prior")
-  if proposal == "recognition":
-    q = model.apply(params, target, condition, method="recognition")
-  elif proposal == "prior":
-    q = prior
-  else:
+  if proposal not in ("recognition", "prior"):
     raise ValueError(f"proposal must be 'recognition' or 'prior', got {proposal!r}")
+  apply = functools.partial(model.apply, params)
+  if features is None:
+    features = apply(batch["condition"], method="encode")
+  prior = apply(features, method="prior_from_features")
+  q = prior
+  if proposal == "recognition":
+    q = apply(batch["target"], features, method="recognition_from_features")
   return importance_sampled_log_likelihood(
-      lambda z: objectives.target_log_likelihood(model, params, batch, z),
+      lambda z: _target_log_likelihood(
+          apply(z, features, method="generation_from_features"), batch),
       q, prior, rng, num_samples, chunk_size, rows_per_slice)
 
 
@@ -122,15 +141,8 @@ def log_likelihood_at_prior_mean(model: nn.Module, params,
   Not an estimate of log p(y | x) but the likelihood of the single prediction
   made at the prior mean; [batch] nats.
   """
-  prior = model.apply(params, batch["condition"], method="prior")
-  return objectives.target_log_likelihood(model, params, batch, prior.mean)
-
-
-def mean_negative_elbo(model: nn.Module, params, batch: dict, rng: jax.Array,
-                       num_samples: int) -> jax.Array:
-  """-ELBO averaged over `num_samples` z ~ q(z | x, y) (what Pyro's
-  `Trace_ELBO(num_particles=num_samples)` reports); [batch] nats."""
-  keys = jax.random.split(rng, num_samples)
-  losses = jax.lax.map(
-      lambda key: objectives.negative_elbo(model, params, batch, key).loss, keys)
-  return jnp.mean(losses, axis=0)
+  apply = functools.partial(model.apply, params)
+  features = apply(batch["condition"], method="encode")
+  prior = apply(features, method="prior_from_features")
+  return _target_log_likelihood(
+      apply(prior.mean, features, method="generation_from_features"), batch)

@@ -3,12 +3,13 @@
 A batch is a dict with `target` (y, [batch, ...]) and `condition` (x, [batch, ...]),
 and optionally `target_mask` (broadcasting against the target, 1 where y is to
 be predicted: only those pixels are counted, other values weight them). The
-model is any CVAE module of `cvae_jax.models` (recognition / prior /
-generation methods). The likelihood is set by what the generation (or
-baseline) net returns (`distributions.log_likelihood`): logits give a
-Bernoulli over every non-batch axis of the target (a [batch, pixels] vector
-or a [batch, H, W] mask alike); a `DiagonalGaussian` or `GaussianMixture`
-gives a continuous density over the target's last axis (e.g. [batch, 4] box
+model is any `cvae_jax.models.cvae.CVAE`; every objective is a pure function
+of one forward pass (`*_from_outputs`), which runs each sub-network once, and
+the (model, params, batch, rng) functions below run that pass for you. The
+likelihood is what the generation (or baseline) net returns: a
+`distributions.Bernoulli` over every non-batch axis of the target (a
+[batch, pixels] vector or a [batch, H, W] mask alike), a `DiagonalGaussian` or
+`GaussianMixture` over the target's last axis (e.g. [batch, 4] box
 coordinates). Per-example values are in nats.
 
 The objectives of Sohn et al. (2015), each to be minimised:
@@ -24,7 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax import distributions, estimators  # (estimators imports this module too)
+from cvae_jax import distributions, estimators
+from cvae_jax.models.cvae import CVAEOutputs, forward
 
 
 class NegativeElbo(NamedTuple):
@@ -32,6 +34,48 @@ class NegativeElbo(NamedTuple):
   loss: jax.Array
   reconstruction: jax.Array  # -log p(y | x, z), z ~ q(z | x, y); one sample.
   kl: jax.Array  # KL(q(z | x, y) || p(z | x)), analytic.
+
+
+def _log_likelihood(likelihood, batch: dict) -> jax.Array:
+  """log p(y | ...) over the masked pixels of y, [..., batch] nats."""
+  return distributions.log_likelihood(
+      likelihood, batch["target"], batch.get("target_mask"),
+      event_ndim=batch["target"].ndim - 1)
+
+
+# Pure functions of one forward pass (`cvae_jax.models.cvae.forward`).
+
+def negative_elbo_from_outputs(outputs: CVAEOutputs, batch: dict) -> NegativeElbo:
+  """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q (one
+  reparameterised sample); needs a forward with `posterior=True`."""
+  reconstruction = -_log_likelihood(outputs.likelihood, batch)
+  kl = distributions.kl_diagonal_gaussians(outputs.posterior, outputs.prior)
+  return NegativeElbo(reconstruction + kl, reconstruction, kl)
+
+
+def gsnn_from_outputs(outputs: CVAEOutputs, batch: dict) -> jax.Array:
+  """-log (1/S) sum_s p(y | x, z_s), z_s ~ p(z | x): [batch] nats; S is the
+  forward's `prior_samples`. At S > 1 this is the importance-sampling bound
+  with the prior as proposal (the p/q weights cancel)."""
+  log_likelihoods = _log_likelihood(outputs.prior_likelihood, batch)  # [S, batch]
+  if log_likelihoods.shape[0] == 1:
+    return -log_likelihoods[0]
+  return -estimators.log_mean_exp(log_likelihoods)
+
+
+def baseline_negative_log_likelihood_from_outputs(outputs: CVAEOutputs,
+                                                  batch: dict) -> jax.Array:
+  """-log p(y | x) of the model's own baseline net, [batch] nats."""
+  return -distributions.log_likelihood(
+      outputs.baseline, batch["target"], batch.get("target_mask"),
+      event_ndim=batch["target"].ndim - 1)
+
+
+# The same objectives as (model, params, batch, rng) functions: one forward.
+
+def _check_samples(num_samples) -> None:
+  if not isinstance(num_samples, int) or num_samples < 1:
+    raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
 
 
 def negative_elbo(model: nn.Module, params, batch: dict,
@@ -42,19 +86,13 @@ def negative_elbo(model: nn.Module, params, batch: dict,
   With grey-level targets the reconstruction term is PyTorch's summed
   `binary_cross_entropy`, as in the reference CVAE.
   """
-  target, condition = batch["target"], batch["condition"]
-  posterior = model.apply(params, target, condition, method="recognition")
-  prior = model.apply(params, condition, method="prior")
-  z = distributions.sample_gaussian(rng, posterior)
-  reconstruction = -target_log_likelihood(model, params, batch, z)
-  kl = distributions.kl_diagonal_gaussians(posterior, prior)
-  return NegativeElbo(reconstruction + kl, reconstruction, kl)
+  return negative_elbo_from_outputs(forward(model, params, batch, rng), batch)
 
 
 def target_log_likelihood(model: nn.Module, params, batch: dict,
                           z: jax.Array) -> jax.Array:
-  """log p(y | x, z): over the masked pixels of y (Bernoulli logits), or the
-  density of y (a Gaussian generation net).
+  """log p(y | x, z): over the masked pixels of y (Bernoulli), or the density
+  of y (a Gaussian generation net).
 
   Args:
     z: [..., batch, latent]; leading sample axes are allowed.
@@ -62,10 +100,8 @@ def target_log_likelihood(model: nn.Module, params, batch: dict,
   Returns:
     [..., batch] in nats, summed over the target's non-batch axes.
   """
-  output = model.apply(params, z, batch["condition"], method="generation")
-  return distributions.log_likelihood(
-      output, batch["target"], batch.get("target_mask"),
-      event_ndim=batch["target"].ndim - 1)
+  likelihood = model.apply(params, z, batch["condition"], method="generation")
+  return _log_likelihood(likelihood, batch)
 
 
 def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
@@ -81,18 +117,10 @@ def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
   tighter as S grows, and it rewards a z that explains y. There is no KL
   term: the recognition net is unused.
   """
-  if not isinstance(num_samples, int) or num_samples < 1:
-    raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
-  prior = model.apply(params, batch["condition"], method="prior")
-  if num_samples == 1:
-    z = distributions.sample_gaussian(rng, prior)
-    return -target_log_likelihood(model, params, batch, z)
-  # The library's one estimator, prior as proposal, all S samples in one
-  # differentiable call (reparameterised z; the p/q weight terms cancel).
-  return -estimators.importance_sampled_log_likelihood(
-      lambda z: target_log_likelihood(model, params, batch, z), prior, prior,
-      rng, num_samples, chunk_size=num_samples,
-      rows_per_slice=num_samples * len(batch["target"]))
+  _check_samples(num_samples)
+  outputs = forward(model, params, batch, rng, posterior=False,
+                    prior_samples=num_samples)
+  return gsnn_from_outputs(outputs, batch)
 
 
 def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
@@ -102,57 +130,73 @@ def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
 
   Both terms use the same `rng` (common random numbers), so alpha = 1 gives
   `negative_elbo(...).loss` and alpha = 0 `gsnn_negative_log_likelihood`
-  exactly.
+  exactly. One forward: the decoder runs once over the posterior's and the
+  prior's z together.
   """
-  cvae = negative_elbo(model, params, batch, rng).loss
-  gsnn = gsnn_negative_log_likelihood(model, params, batch, rng, gsnn_samples)
-  return alpha * cvae + (1.0 - alpha) * gsnn
+  _check_samples(gsnn_samples)
+  outputs = forward(model, params, batch, rng, prior_samples=gsnn_samples)
+  return (alpha * negative_elbo_from_outputs(outputs, batch).loss
+          + (1.0 - alpha) * gsnn_from_outputs(outputs, batch))
 
 
 def baseline_negative_log_likelihood(model: nn.Module, params,
                                      batch: dict) -> jax.Array:
-  """-log p(y | x) of a deterministic net x -> logits (or a Gaussian /
-  Gaussian mixture over y, e.g. a box regressor or a mixture density
-  network: exact); [batch] nats."""
-  output = model.apply(params, batch["condition"])
+  """-log p(y | x) of a deterministic net x -> likelihood (Bernoulli pixels,
+  or a Gaussian / Gaussian mixture over y, e.g. a box regressor or a
+  mixture density network: exact); [batch] nats."""
+  likelihood = model.apply(params, batch["condition"])
   return -distributions.log_likelihood(
-      output, batch["target"], batch.get("target_mask"))
+      likelihood, batch["target"], batch.get("target_mask"),
+      event_ndim=batch["target"].ndim - 1)
 
 
-MODEL_KINDS = ("baseline", "cvae", "gsnn", "hybrid")
+def mean_negative_elbo(model: nn.Module, params, batch: dict, rng: jax.Array,
+                       num_samples: int) -> jax.Array:
+  """-ELBO averaged over `num_samples` z ~ q(z | x, y) (what Pyro's
+  `Trace_ELBO(num_particles=num_samples)` reports); [batch] nats."""
+  keys = jax.random.split(rng, num_samples)
+  losses = jax.lax.map(
+      lambda key: negative_elbo(model, params, batch, key).loss, keys)
+  return jnp.mean(losses, axis=0)
+
+
+OBJECTIVES = ("baseline", "cvae", "gsnn", "hybrid")
 
 
 def per_example_objective(kind: str, model: nn.Module, alpha: float = 0.5,
-                          gsnn_samples: int = 1, baseline: nn.Module | None = None):
+                          gsnn_samples: int = 1, joint_baseline: bool = False):
   """(params, batch, rng) -> [batch] nats: what a model of `kind` minimises.
 
   Args:
-    kind: one of MODEL_KINDS: "baseline" (`model` is a deterministic net),
+    kind: one of OBJECTIVES: "baseline" (`model` is a deterministic net),
       "cvae", "gsnn" (`gsnn_samples` prior samples inside the log) or
       "hybrid" (alpha * CVAE + (1 - alpha) * GSNN).
-    baseline: for the CVAE family, a baseline module whose own
-      -log p(y | x) is added, with the parameters under
-      params["params"]["baseline"] (a baseline trained jointly); None: nothing
-      is added.
+    joint_baseline: for the CVAE family, add the -log p(y | x) of the
+      model's own baseline net (`baseline_from_features`, trained jointly),
+      from the same forward pass.
   """
   if kind == "baseline":
     return lambda params, batch, rng: baseline_negative_log_likelihood(
         model, params, batch)
-  objective = {
-      "cvae": lambda p, b, r: negative_elbo(model, p, b, r).loss,
-      "gsnn": lambda p, b, r: gsnn_negative_log_likelihood(
-          model, p, b, r, gsnn_samples),
-      "hybrid": lambda p, b, r: hybrid_objective(model, p, b, r, alpha,
-                                                 gsnn_samples),
-  }[kind]
-  if baseline is None:
-    return objective
+  if kind not in OBJECTIVES:
+    raise ValueError(f"kind must be one of {OBJECTIVES}, got {kind!r}")
+  _check_samples(gsnn_samples)
+  prior_samples = 0 if kind == "cvae" else gsnn_samples
 
-  def with_baseline(params, batch, rng):
-    baseline_params = {"params": params["params"]["baseline"]}
-    return objective(params, batch, rng) + baseline_negative_log_likelihood(
-        baseline, baseline_params, batch)
-  return with_baseline
+  def objective(params, batch, rng):
+    outputs = forward(model, params, batch, rng, posterior=kind != "gsnn",
+                      prior_samples=prior_samples)
+    if kind == "cvae":
+      loss = negative_elbo_from_outputs(outputs, batch).loss
+    elif kind == "gsnn":
+      loss = gsnn_from_outputs(outputs, batch)
+    else:
+      loss = (alpha * negative_elbo_from_outputs(outputs, batch).loss
+              + (1.0 - alpha) * gsnn_from_outputs(outputs, batch))
+    if joint_baseline:
+      loss = loss + baseline_negative_log_likelihood_from_outputs(outputs, batch)
+    return loss
+  return objective
 
 
 def summed_negative_elbo_loss(model: nn.Module, params, batch: dict,

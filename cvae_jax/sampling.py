@@ -8,7 +8,7 @@ from cvae_jax import distributions
 
 def generate(model: nn.Module, params, condition: jax.Array,
              rng: jax.Array) -> jax.Array:
-  """One sample per condition: z ~ p(z | x), returns sigmoid(logits).
+  """One sample per condition: z ~ p(z | x); Bernoulli decoders only.
 
   Args:
     condition: [batch, ...], e.g. int labels [batch].
@@ -18,7 +18,7 @@ def generate(model: nn.Module, params, condition: jax.Array,
   """
   z = distributions.sample_gaussian(
       rng, model.apply(params, condition, method="prior"))
-  return jax.nn.sigmoid(model.apply(params, z, condition, method="generation"))
+  return model.apply(params, z, condition, method="generation").probabilities
 
 
 def reconstruct(model: nn.Module, params, target: jax.Array,
@@ -26,4 +26,4 @@ def reconstruct(model: nn.Module, params, target: jax.Array,
   """Bernoulli means of p(y | x, z) with z ~ q(z | x, y); [batch, pixels]."""
   posterior = model.apply(params, target, condition, method="recognition")
   z = distributions.sample_gaussian(rng, posterior)
-  return jax.nn.sigmoid(model.apply(params, z, condition, method="generation"))
+  return model.apply(params, z, condition, method="generation").probabilities

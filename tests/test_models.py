@@ -28,7 +28,8 @@ def test_shapes_of_the_three_networks():
   chex.assert_shape([prior.mean, prior.log_variance], (4, 3))
   np.testing.assert_array_equal(prior.mean, 0.0)
   z = jnp.zeros((7, 4, 3))  # A leading sample axis.
-  chex.assert_shape(model.apply(params, z, label, method="generation"), (7, 4, 784))
+  chex.assert_shape(model.apply(params, z, label, method="generation").logits,
+                    (7, 4, 784))
 
 
 def test_pytorch_initialisation_bounds():

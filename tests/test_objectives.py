@@ -43,7 +43,7 @@ class NegativeElboTest(chex.TestCase):
     # The reference: BCE(sigmoid(decode(z, c)), x, sum) + -0.5 sum(1 + lv - mu^2 - e^lv).
     q = MODEL.apply(params, batch["target"], batch["condition"], method="recognition")
     z = distributions.sample_gaussian(rng, q)
-    p = jax.nn.sigmoid(MODEL.apply(params, z, batch["condition"], method="generation"))
+    p = MODEL.apply(params, z, batch["condition"], method="generation").probabilities
     x = batch["target"]
     bce = -jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log(1 - p))
     kld = -0.5 * jnp.sum(1 + q.log_variance - q.mean**2 - jnp.exp(q.log_variance))

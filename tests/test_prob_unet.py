@@ -152,7 +152,7 @@ class ProbabilisticUNetTest(chex.TestCase):
     model, params, batch = _model_and_params()
     z = jnp.ones((5, 3, 3))  # [S, batch, latent]
     logits = self.variant(lambda p, z, x: model.apply(
-        p, z, x, method="generation"))(params, z, batch["condition"])
+        p, z, x, method="generation").logits)(params, z, batch["condition"])
     chex.assert_shape(logits, (5, 3, 64))
     features = model.apply(params, batch["condition"],
                            method=lambda m, x: m.unet(x))
@@ -163,13 +163,13 @@ class ProbabilisticUNetTest(chex.TestCase):
     # logit through fcomb, a z shared gives the same logits.
     np.testing.assert_allclose(logits[0], logits[1])
     other = model.apply(params, z.at[1].set(-1.0), batch["condition"],
-                        method="generation")
+                        method="generation").logits
     assert np.all(np.abs(other[1] - logits[1]).max(-1) > 0)
     deterministic = models.DeterministicUNet((4, 8), 1)
     out = deterministic.apply(deterministic.init(jax.random.PRNGKey(0),
                                                  batch["condition"]),
                               batch["condition"])
-    chex.assert_shape(out, (3, 64))
+    chex.assert_shape(out.logits, (3, 64))
 
   def test_posterior_sees_y_and_the_prior_does_not(self):
     model, params, batch = _model_and_params()

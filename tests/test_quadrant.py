@@ -14,7 +14,7 @@ from cvae_jax import distributions, estimators, objectives
 from cvae_jax.data import quadrants
 from cvae_jax.distributions import DiagonalGaussian
 from cvae_jax.errors import ConfigError
-from cvae_jax.models import BaselineNet, QuadrantCVAE
+from cvae_jax.models import CVAE, BaselineNet, QuadrantCVAE
 from cvae_jax.models.quadrant import HIDDEN, fill_hidden
 from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as quadrant_config
@@ -95,11 +95,11 @@ def test_model_shapes_with_sample_axes():
   chex.assert_shape([prior.mean, prior.log_variance], (6, 4))
   z = jnp.zeros((3, 6, 4))
   chex.assert_shape(MODEL.apply(params, z, batch["condition"],
-                                method="generation"), (3, 6, 784))
+                                method="generation").logits, (3, 6, 784))
   # One z per sample axis entry gives the same as separate calls.
   np.testing.assert_allclose(
-      MODEL.apply(params, z, batch["condition"], method="generation")[1],
-      MODEL.apply(params, z[1], batch["condition"], method="generation"),
+      MODEL.apply(params, z, batch["condition"], method="generation").logits[1],
+      MODEL.apply(params, z[1], batch["condition"], method="generation").logits,
       rtol=1e-5, atol=1e-5)
 
 
@@ -155,7 +155,7 @@ class ObjectiveTest(chex.TestCase):
     baseline = BaselineNet((32, 16))
     baseline_params = baseline.init(rng, batch["condition"])
     nll = objectives.baseline_negative_log_likelihood(baseline, baseline_params, batch)
-    logits = baseline.apply(baseline_params, batch["condition"])
+    logits = baseline.apply(baseline_params, batch["condition"]).logits
     y, m = np.asarray(batch["target"]), np.asarray(batch["target_mask"])
     p = jax.nn.sigmoid(np.asarray(logits, np.float64))
     expected = -np.sum(m * (y * np.log(p) + (1 - y) * np.log1p(-p)), axis=-1)
@@ -170,7 +170,7 @@ class ObjectiveTest(chex.TestCase):
         np.testing.assert_array_equal(leaf, 0.0)
 
 
-class ZIndependent(nn.Module):
+class ZIndependent(CVAE):
   """A CVAE whose generation ignores z: log p(y | x) = log Bernoulli(y;
   logits(x)) exactly, so every estimator's target is known in closed form."""
 
@@ -180,26 +180,24 @@ class ZIndependent(nn.Module):
     self.logits = nn.Dense(784)
     self.shift = self.param("shift", nn.initializers.normal(0.5), (self.latent_size,))
 
-  def recognition(self, target, condition):
+  def recognition_from_features(self, target, condition):
     mean = jnp.broadcast_to(self.shift, (condition.shape[0], self.latent_size))
     return DiagonalGaussian(mean, jnp.full_like(mean, 0.3))
 
-  def prior(self, condition):
+  def prior_from_features(self, condition):
     return distributions.standard_normal_like(
         jnp.zeros((condition.shape[0], self.latent_size)))
 
-  def generation(self, z, condition):
-    return jnp.broadcast_to(self.logits(condition), (*z.shape[:-1], 784))
-
-  def __call__(self, target, condition):
-    return self.generation(self.recognition(target, condition).mean, condition)
+  def generation_from_features(self, z, condition):
+    return distributions.Bernoulli(
+        jnp.broadcast_to(self.logits(condition), (*z.shape[:-1], 784)))
 
 
 def test_estimators_hit_the_closed_form_on_a_known_likelihood():
   model, batch = ZIndependent(), _batch(2)
   params = model.init(jax.random.PRNGKey(0), batch["target"], batch["condition"])
   logits = model.apply(params, jnp.zeros((6, 3)), batch["condition"],
-                       method="generation")
+                       method="generation").logits
   exact = distributions.bernoulli_log_likelihood(
       logits, batch["target"], batch["target_mask"])
   rng = jax.random.PRNGKey(1)
@@ -213,7 +211,7 @@ def test_estimators_hit_the_closed_form_on_a_known_likelihood():
             for k in (10, 10_000)]
   assert errors[1] < 0.05 and errors[1] < errors[0] / 3, errors
   # The ELBO is below log p(y | x) by exactly KL(q || p) in expectation.
-  elbo = -estimators.mean_negative_elbo(model, params, batch, rng, 10)
+  elbo = -objectives.mean_negative_elbo(model, params, batch, rng, 10)
   q = model.apply(params, batch["target"], batch["condition"], method="recognition")
   kl = distributions.kl_diagonal_gaussians(q, model.apply(
       params, batch["condition"], method="prior"))
@@ -223,7 +221,7 @@ def test_estimators_hit_the_closed_form_on_a_known_likelihood():
 def test_importance_sampled_estimate_is_above_the_elbo_on_the_quadrant_cvae():
   params, batch = _params(), _batch(1, n=20)
   rng = jax.random.PRNGKey(2)
-  elbo = -estimators.mean_negative_elbo(MODEL, params, batch, rng, 10)
+  elbo = -objectives.mean_negative_elbo(MODEL, params, batch, rng, 10)
   ll = estimators.cvae_log_likelihood(MODEL, params, batch, rng, 100)
   chex.assert_shape([elbo, ll], (20,))
   assert np.mean(ll) > np.mean(elbo)

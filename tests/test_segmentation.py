@@ -16,6 +16,7 @@ from cvae_jax import distributions, metrics, objectives
 from cvae_jax.data import mnist_segmentation
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import segmentation as seg_models
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.tasks import segmentation
 from cvae_jax.training import InMemoryData, trainer
 from train.configs import segmentation as segmentation_config
@@ -71,10 +72,12 @@ class WiringTest(chex.TestCase):
       config = tiny_config(multiscale_levels=levels)
       model, params, batch = _model_and_params(config)
       z = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 4 * 4 * 2))
-      generation = self.variant(functools.partial(model.apply, method="generation"))
-      correction = model.apply(params, z, batch["condition"], method="correction")
-      baseline = segmentation._baseline_module(config).apply(
-          {"params": params["params"]["baseline"]}, batch["condition"])
+      generation = self.variant(lambda p, z, x: model.apply(
+          p, z, x, method="generation").logits)
+      features = model.apply(params, batch["condition"], method="encode")
+      correction = model.apply(params, z, features, method="correction")
+      baseline = model.apply(params, batch["condition"],
+                             method=lambda m, x: m.baseline(x).logits)
       logits = generation(params, z, batch["condition"])
       chex.assert_shape(logits, (3, 8, seg_models.pyramid_size(SIZE, SIZE, levels)))
       chex.assert_trees_all_close(logits, baseline[None] + correction, atol=1e-5)
@@ -112,20 +115,19 @@ class WiringTest(chex.TestCase):
     np.testing.assert_allclose(weights, [1] * 16 + [0.5] * 5)
 
 
-class _LatentBernoulli:
+class _LatentBernoulli(CVAE):
   """p(z | x) = N(0, 1), y_i | z ~ Bernoulli(sigmoid(a_i z + b_i)), 1-D z:
-  log p(y) by Gauss-Hermite quadrature is exact to float precision."""
+  log p(y) by Gauss-Hermite quadrature is exact to float precision. No
+  parameters (apply it with {})."""
 
   A = np.array([3.0, -2.0, 1.5, 2.5])
   B = np.array([0.5, 0.2, -1.0, 0.0])
 
-  def apply(self, params, *args, method):
-    del params
-    if method == "prior":
-      (condition,) = args
-      return distributions.standard_normal_like(jnp.zeros((len(condition), 1)))
-    z, condition = args
-    return z * self.A + self.B + 0.0 * condition
+  def prior_from_features(self, condition):
+    return distributions.standard_normal_like(jnp.zeros((len(condition), 1)))
+
+  def generation_from_features(self, z, condition):
+    return distributions.Bernoulli(z * self.A + self.B + 0.0 * condition)
 
   def exact_log_likelihood(self, y):
     nodes, weights = np.polynomial.hermite_e.hermegauss(80)
@@ -163,7 +165,7 @@ class GsnnObjectiveTest(chex.TestCase):
     def expected_objective(s):
       keys = jax.random.split(jax.random.PRNGKey(s), 4000)
       values = jax.vmap(lambda k: objectives.gsnn_negative_log_likelihood(
-          model, None, batch, k, s))(keys)
+          model, {}, batch, k, s))(keys)
       return np.asarray(jnp.mean(values, axis=0))
     one, ten, hundred = (expected_objective(s) for s in (1, 10, 100))
     # E[-log mean_s p(y|z_s)] >= -log p(y), decreasing in S (Burda et al.).
@@ -175,7 +177,7 @@ class GsnnObjectiveTest(chex.TestCase):
     model = _LatentBernoulli()
     batch = {"target": jnp.ones((1, 4)), "condition": jnp.zeros((1, 4))}
     with pytest.raises(ValueError, match="positive integer"):
-      objectives.gsnn_negative_log_likelihood(model, None, batch,
+      objectives.gsnn_negative_log_likelihood(model, {}, batch,
                                               jax.random.PRNGKey(0), 0)
 
 

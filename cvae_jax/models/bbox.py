@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import DiagonalGaussian, GaussianMixture
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.segmentation import ConvEncoder
 
 BOX_SIZE = 4  # (cx, cy, w, h)
@@ -154,7 +155,7 @@ def _narrow_posterior_bias(key, shape, dtype=jnp.float32):
                           jnp.full(shape[-1] - half, -4.0, dtype)])
 
 
-class BoxCVAE(_EncoderFields):
+class BoxCVAE(_EncoderFields, CVAE):
   """The CVAE over boxes; the encoder of x is shared by all three nets."""
 
   latent: int = 2
@@ -177,23 +178,21 @@ class BoxCVAE(_EncoderFields):
     mean, log_variance = jnp.split(out, 2, axis=-1)
     return DiagonalGaussian(mean, log_variance)
 
-  def prior(self, condition: dict) -> DiagonalGaussian:
-    """p(z | x); fields [batch, latent]."""
-    return self._gaussian(self.prior_net(self.encoder(condition)))
+  def encode(self, condition: dict) -> jax.Array:
+    """The shared encoder's features of x, [batch, features]."""
+    return self.encoder(condition)
 
-  def recognition(self, target: jax.Array, condition: dict) -> DiagonalGaussian:
+  def prior_from_features(self, h: jax.Array) -> DiagonalGaussian:
+    """p(z | x); fields [batch, latent]."""
+    return self._gaussian(self.prior_net(h))
+
+  def recognition_from_features(self, target: jax.Array,
+                                h: jax.Array) -> DiagonalGaussian:
     """q(z | x, y), target [batch, 4]; fields [batch, latent]."""
-    h = self.encoder(condition)
     y = nn.relu(self.target_embedding(target))
     return self._gaussian(self.recognition_net(jnp.concatenate([h, y], -1)))
 
-  def generation(self, z: jax.Array, condition: dict) -> DiagonalGaussian:
+  def generation_from_features(self, z: jax.Array, h: jax.Array) -> DiagonalGaussian:
     """p(y | x, z) from z [..., batch, latent]; fields [..., batch, 4]."""
-    h = self.encoder(condition)
     h = jnp.broadcast_to(h, (*z.shape[:-1], h.shape[-1]))
     return self.box_head(self.generation_net(jnp.concatenate([h, z], -1)))
-
-  def __call__(self, target: jax.Array, condition: dict) -> DiagonalGaussian:
-    """p(y | x, z = E[z | x, y]); touches every net (used by `init`)."""
-    self.prior(condition)
-    return self.generation(self.recognition(target, condition).mean, condition)

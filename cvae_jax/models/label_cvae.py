@@ -9,14 +9,16 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax.distributions import DiagonalGaussian, standard_normal_like
+from cvae_jax.distributions import Bernoulli, DiagonalGaussian, standard_normal_like
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.layers import dense
 
 
-class LabelCVAE(nn.Module):
+class LabelCVAE(CVAE):
   """CVAE of an image (target y) given its class label (condition x).
 
-  The prior p(z | label) is N(0, I), as in the reference.
+  The prior p(z | label) is N(0, I), as in the reference. The condition
+  features are the label's one-hot code, [batch, classes].
   """
 
   num_pixels: int = 784
@@ -35,34 +37,31 @@ class LabelCVAE(nn.Module):
     self.fc3 = dense(self.hidden_size, decoder_in, init)
     self.fc4 = dense(self.num_pixels, self.hidden_size, init)
 
-  def _one_hot(self, label: jax.Array) -> jax.Array:
+  def encode(self, label: jax.Array) -> jax.Array:
+    """[batch] int labels -> [batch, classes] one-hot codes."""
     return jax.nn.one_hot(label, self.num_classes)
 
-  def recognition(self, target: jax.Array, label: jax.Array) -> DiagonalGaussian:
-    """q(z | image, label). target: [batch, pixels], label: [batch] int."""
-    h = nn.relu(self.fc1(jnp.concatenate([target, self._one_hot(label)], -1)))
+  def recognition_from_features(self, target: jax.Array,
+                                one_hot: jax.Array) -> DiagonalGaussian:
+    """q(z | image, label). target: [batch, pixels]."""
+    h = nn.relu(self.fc1(jnp.concatenate([target, one_hot], -1)))
     return DiagonalGaussian(self.fc21(h), self.fc22(h))
 
-  def prior(self, label: jax.Array) -> DiagonalGaussian:
+  def prior_from_features(self, one_hot: jax.Array) -> DiagonalGaussian:
     """p(z | label) = N(0, I): fields [batch, latent]."""
     return standard_normal_like(
-        jnp.zeros((*label.shape, self.latent_size), jnp.float32))
+        jnp.zeros((*one_hot.shape[:-1], self.latent_size), jnp.float32))
 
-  def generation(self, z: jax.Array, label: jax.Array) -> jax.Array:
-    """p(image | z, label) as Bernoulli logits.
+  def generation_from_features(self, z: jax.Array, one_hot: jax.Array) -> Bernoulli:
+    """p(image | z, label), Bernoulli pixels.
 
     Args:
       z: [..., batch, latent]; leading sample axes are allowed.
-      label: [batch] int.
+      one_hot: [batch, classes].
 
     Returns:
-      [..., batch, pixels] logits.
+      logits [..., batch, pixels].
     """
-    one_hot = jnp.broadcast_to(self._one_hot(label),
-                               (*z.shape[:-1], self.num_classes))
+    one_hot = jnp.broadcast_to(one_hot, (*z.shape[:-1], self.num_classes))
     h = nn.relu(self.fc3(jnp.concatenate([z, one_hot], -1)))
-    return self.fc4(h)
-
-  def __call__(self, target: jax.Array, label: jax.Array) -> jax.Array:
-    """Reconstruction logits with z at the posterior mean (used by `init`)."""
-    return self.generation(self.recognition(target, label).mean, label)
+    return Bernoulli(self.fc4(h))

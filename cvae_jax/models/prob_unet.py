@@ -32,7 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax.distributions import DiagonalGaussian
+from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.models.cvae import CVAE
 
 
 def soft_clip(x: jax.Array, bound: float) -> jax.Array:
@@ -86,16 +87,16 @@ class UNet(nn.Module):
 
 
 class DeterministicUNet(nn.Module):
-  """The U-Net with a 1x1 output conv: x -> [..., H * W] logits."""
+  """The U-Net with a 1x1 output conv: x -> Bernoulli, logits [..., H * W]."""
 
   channels: Sequence[int]
   convs_per_block: int = 3
 
   @nn.compact
-  def __call__(self, condition: jax.Array) -> jax.Array:
+  def __call__(self, condition: jax.Array) -> Bernoulli:
     features = UNet(self.channels, self.convs_per_block, name="unet")(condition)
     logits = nn.Conv(1, (1, 1), name="output")(features)
-    return logits.reshape(*logits.shape[:-3], -1)
+    return Bernoulli(logits.reshape(*logits.shape[:-3], -1))
 
 
 class GaussianEncoder(nn.Module):
@@ -117,7 +118,7 @@ class GaussianEncoder(nn.Module):
     return DiagonalGaussian(mean, soft_clip(log_variance, self.log_variance_bound))
 
 
-class ProbabilisticUNet(nn.Module):
+class ProbabilisticUNet(CVAE):
   """Kohl et al.'s model with the library's CVAE interface.
 
   Attributes:
@@ -145,15 +146,21 @@ class ProbabilisticUNet(nn.Module):
     self.fcomb = [nn.Conv(self.channels[0], (1, 1)) for _ in range(self.fcomb_convs)]
     self.fcomb_output = nn.Conv(1, (1, 1))
 
-  def recognition(self, target: jax.Array, condition: jax.Array) -> DiagonalGaussian:
+  def encode(self, condition: jax.Array) -> dict:
+    """{"condition": x, "unet": the U-Net's last feature map [batch, H, W, c]}."""
+    return {"condition": condition, "unet": self.unet(condition)}
+
+  def recognition_from_features(self, target: jax.Array,
+                                features: dict) -> DiagonalGaussian:
     """q(z | x, y): the posterior net on [x, y]; target [batch, H * W] or
     [batch, H, W]. Fields [batch, latent]."""
+    condition = features["condition"]
     target = target.reshape(condition.shape[:-1]).astype(condition.dtype)
     return self.posterior_net(jnp.concatenate([condition, target[..., None]], -1))
 
-  def prior(self, condition: jax.Array) -> DiagonalGaussian:
+  def prior_from_features(self, features: dict) -> DiagonalGaussian:
     """p(z | x): sees the image only."""
-    return self.prior_net(condition)
+    return self.prior_net(features["condition"])
 
   def combine(self, z: jax.Array, features: jax.Array) -> jax.Array:
     """fcomb: z [..., batch, latent] broadcast over features [batch, H, W, c];
@@ -168,11 +175,6 @@ class ProbabilisticUNet(nn.Module):
     logits = self.fcomb_output(x)
     return logits.reshape(*z.shape[:-1], height * width)
 
-  def generation(self, z: jax.Array, condition: jax.Array) -> jax.Array:
-    """Logits of p(y | x, z), [..., batch, H * W]; the U-Net runs once."""
-    return self.combine(z, self.unet(condition))
-
-  def __call__(self, target: jax.Array, condition: jax.Array) -> jax.Array:
-    """Logits at z = E[z | x, y]; touches every net (used by `init`)."""
-    self.prior(condition)
-    return self.generation(self.recognition(target, condition).mean, condition)
+  def generation_from_features(self, z: jax.Array, features: dict) -> Bernoulli:
+    """p(y | x, z), logits [..., batch, H * W]; the U-Net ran once in `encode`."""
+    return Bernoulli(self.combine(z, features["unet"]))

@@ -20,7 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax.distributions import DiagonalGaussian
+from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.layers import dense
 
 HIDDEN = -1.0  # Value of the hidden pixels in the condition x.
@@ -54,16 +55,17 @@ class MLP(nn.Module):
 
 
 class BaselineNet(nn.Module):
-  """The deterministic baseline: x -> logits of every pixel, [batch, pixels]."""
+  """The deterministic baseline: x -> Bernoulli over every pixel, logits
+  [batch, pixels]."""
 
   hidden_sizes: Sequence[int] = (500, 500)
   num_pixels: int = 784
   initialisation: str = "pytorch"
 
   @nn.compact
-  def __call__(self, condition: jax.Array) -> jax.Array:
-    return MLP(self.hidden_sizes, self.num_pixels, self.num_pixels,
-               self.initialisation, name="mlp")(condition)
+  def __call__(self, condition: jax.Array) -> Bernoulli:
+    return Bernoulli(MLP(self.hidden_sizes, self.num_pixels, self.num_pixels,
+                         self.initialisation, name="mlp")(condition))
 
 
 class GaussianNet(nn.Module):
@@ -82,7 +84,7 @@ class GaussianNet(nn.Module):
     return DiagonalGaussian(mean, log_variance)
 
 
-class QuadrantCVAE(nn.Module):
+class QuadrantCVAE(CVAE):
   """CVAE of the hidden pixels y given the visible ones x.
 
   Attributes:
@@ -115,40 +117,49 @@ class QuadrantCVAE(nn.Module):
       self.generation_x = dense(sizes[0], pixels, init)
     self.generation_rest = MLP(sizes[1:], pixels, sizes[0], init)
 
-  def _initial_guess(self, condition: jax.Array) -> jax.Array:
+  def encode(self, condition: jax.Array) -> dict:
+    """{"condition": x, "baseline": the baseline's logits, "generation_x":
+    the generation net's first layer on x (computed once for every z)}."""
+    baseline = self.baseline(condition).logits
+    features = {"condition": condition, "baseline": baseline}
+    if self.generation_sees_condition:
+      x = condition
+      if self.baseline_to_generation:
+        x = self._initial_guess(condition, baseline)
+      features["generation_x"] = self.generation_x(x)
+    return features
+
+  @staticmethod
+  def _initial_guess(condition: jax.Array, baseline_logits: jax.Array) -> jax.Array:
     """x with hidden pixels = the baseline's predicted means (no gradient)."""
-    guess = jax.nn.sigmoid(jax.lax.stop_gradient(self.baseline(condition)))
+    guess = jax.nn.sigmoid(jax.lax.stop_gradient(baseline_logits))
     return fill_hidden(condition, guess)
 
-  def recognition(self, target: jax.Array, condition: jax.Array) -> DiagonalGaussian:
+  def recognition_from_features(self, target: jax.Array,
+                                features: dict) -> DiagonalGaussian:
     """q(z | x, y): the net sees x with its hidden pixels filled by y."""
-    return self.recognition_net(fill_hidden(condition, target))
+    return self.recognition_net(fill_hidden(features["condition"], target))
 
-  def prior(self, condition: jax.Array) -> DiagonalGaussian:
+  def prior_from_features(self, features: dict) -> DiagonalGaussian:
     """p(z | x), fields [batch, latent]."""
+    condition = features["condition"]
     if self.baseline_to_prior:
-      condition = self._initial_guess(condition)
+      condition = self._initial_guess(condition, features["baseline"])
     return self.prior_net(condition)
 
-  def generation(self, z: jax.Array, condition: jax.Array) -> jax.Array:
-    """Bernoulli logits of p(y | x, z).
+  def generation_from_features(self, z: jax.Array, features: dict) -> Bernoulli:
+    """Bernoulli pixels of p(y | x, z).
 
     Args:
       z: [..., batch, latent]; leading sample axes are allowed.
-      condition: [batch, pixels].
 
     Returns:
-      [..., batch, pixels] logits.
+      logits [..., batch, pixels].
     """
     h = self.generation_z(z)
     if self.generation_sees_condition:
-      if self.baseline_to_generation:
-        condition = self._initial_guess(condition)
-      h = h + self.generation_x(condition)
-    return self.generation_rest(nn.relu(h))
+      h = h + features["generation_x"]
+    return Bernoulli(self.generation_rest(nn.relu(h)))
 
-  def __call__(self, target: jax.Array, condition: jax.Array) -> jax.Array:
-    """Logits at z = E[z | x, y]; touches every net (used by `init`)."""
-    self.baseline(condition)
-    self.prior(condition)
-    return self.generation(self.recognition(target, condition).mean, condition)
+  def baseline_from_features(self, features: dict) -> Bernoulli:
+    return Bernoulli(features["baseline"])

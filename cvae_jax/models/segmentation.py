@@ -36,7 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cvae_jax.distributions import DiagonalGaussian
+from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.models.cvae import CVAE
 
 
 def downsampling_factor(first_stride: int, pools: Sequence[int]) -> int:
@@ -138,7 +139,7 @@ class ConvDecoder(nn.Module):
 
 
 class BaselineCNN(nn.Module):
-  """x [..., H, W, C] -> [..., pyramid_size] logits of the mask.
+  """x [..., H, W, C] -> Bernoulli over the mask, logits [..., pyramid_size].
 
   Sizes of the authors' CUB baseline: encoder 64, 96, 128 (kernels 9, 5, 3),
   middle 128 (kernel 3), decoder 96, 64, 48 (kernels 3, 5, 5), output kernel 5.
@@ -155,7 +156,7 @@ class BaselineCNN(nn.Module):
   multiscale_levels: int = 0
 
   @nn.compact
-  def __call__(self, condition: jax.Array) -> jax.Array:
+  def __call__(self, condition: jax.Array) -> Bernoulli:
     x, lead = _flatten_batch(condition)
     n = len(self.encoder_channels)
     h = ConvEncoder((*self.encoder_channels, self.middle_channels),
@@ -164,10 +165,10 @@ class BaselineCNN(nn.Module):
     logits = ConvDecoder(self.decoder_channels, self.kernels[n + 1:],
                          self.height, self.width, self.multiscale_levels,
                          name="decoder")(h)
-    return logits.reshape(*lead, -1)
+    return Bernoulli(logits.reshape(*lead, -1))
 
 
-class SegmentationCVAE(nn.Module):
+class SegmentationCVAE(CVAE):
   """Sohn et al.'s conv CVAE with a baseline CNN; see the module docstring.
 
   Attributes:
@@ -233,19 +234,26 @@ class SegmentationCVAE(nn.Module):
     return DiagonalGaussian(mean.reshape(features.shape[0], -1),
                             log_variance.reshape(features.shape[0], -1))
 
-  def initial_guess(self, condition: jax.Array) -> jax.Array:
+  def initial_guess(self, baseline_logits: jax.Array) -> jax.Array:
     """y_hat [batch, H, W, 1]: the baseline's predicted mask probabilities,
     without gradient (the baseline learns from its own loss)."""
-    logits = jax.lax.stop_gradient(self.baseline(condition))
+    logits = jax.lax.stop_gradient(baseline_logits)
     return jax.nn.sigmoid(full_resolution(logits, self.height, self.width))[..., None]
 
-  def _prior_features(self, condition: jax.Array) -> jax.Array:
-    return self._encode(self.prior_encoder, jnp.concatenate(
-        [condition, self.initial_guess(condition)], axis=-1))
+  def encode(self, condition: jax.Array) -> dict:
+    """{"condition": x, "baseline": the baseline's logits [batch,
+    pyramid_size], "prior": the prior encoder's features of [x, y_hat]
+    [batch, h, w, c]}: each net on x runs once per batch."""
+    baseline = self.baseline(condition).logits
+    prior_features = self._encode(self.prior_encoder, jnp.concatenate(
+        [condition, self.initial_guess(baseline)], axis=-1))
+    return {"condition": condition, "baseline": baseline, "prior": prior_features}
 
-  def recognition(self, target: jax.Array, condition: jax.Array) -> DiagonalGaussian:
+  def recognition_from_features(self, target: jax.Array,
+                                features: dict) -> DiagonalGaussian:
     """q(z | x, y); target is the [batch, pyramid_size] (or [batch, H, W])
     mask, of which the full resolution is used. Fields [batch, latent]."""
+    condition = features["condition"]
     if target.ndim == 2:
       target = full_resolution(target, self.height, self.width)
     inputs = jnp.concatenate([condition, target[..., None].astype(condition.dtype)],
@@ -253,25 +261,25 @@ class SegmentationCVAE(nn.Module):
     return self._gaussian_map(
         self.recognition_head, self._encode(self.recognition_encoder, inputs))
 
-  def prior(self, condition: jax.Array) -> DiagonalGaussian:
+  def prior_from_features(self, features: dict) -> DiagonalGaussian:
     """p(z | x, y_hat): sees the image and the baseline's guess, never y."""
-    return self._gaussian_map(self.prior_head, self._prior_features(condition))
+    return self._gaussian_map(self.prior_head, features["prior"])
 
-  def correction(self, z: jax.Array, condition: jax.Array) -> jax.Array:
+  def correction(self, z: jax.Array, features: dict) -> jax.Array:
     """The generation net's own logits, [..., batch, pyramid_size], from
     z [..., batch, latent] and the prior encoder's features of x."""
-    features = self._prior_features(condition)  # [batch, h, w, c]
-    z_map = z.reshape(*z.shape[:-1], *features.shape[1:3], self.latent_channels)
-    features = jnp.broadcast_to(features, (*z_map.shape[:-1], features.shape[-1]))
-    inputs, lead = _flatten_batch(jnp.concatenate([z_map, features], axis=-1))
+    prior_features = features["prior"]  # [batch, h, w, c]
+    z_map = z.reshape(*z.shape[:-1], *prior_features.shape[1:3],
+                      self.latent_channels)
+    prior_features = jnp.broadcast_to(
+        prior_features, (*z_map.shape[:-1], prior_features.shape[-1]))
+    inputs, lead = _flatten_batch(jnp.concatenate([z_map, prior_features], axis=-1))
     return self.decoder(inputs).reshape(*lead, -1)
 
-  def generation(self, z: jax.Array, condition: jax.Array) -> jax.Array:
-    """Logits of p(y | x, z) = baseline logits + the correction;
+  def generation_from_features(self, z: jax.Array, features: dict) -> Bernoulli:
+    """p(y | x, z): logits = baseline logits + the correction,
     [..., batch, pyramid_size]."""
-    return self.baseline(condition) + self.correction(z, condition)
+    return Bernoulli(features["baseline"] + self.correction(z, features))
 
-  def __call__(self, target: jax.Array, condition: jax.Array) -> jax.Array:
-    """Logits at z = E[z | x, y]; touches every net (used by `init`)."""
-    self.prior(condition)
-    return self.generation(self.recognition(target, condition).mean, condition)
+  def baseline_from_features(self, features: dict) -> Bernoulli:
+    return Bernoulli(features["baseline"])

@@ -199,9 +199,10 @@ def sample_boxes(config, model, params, condition: dict, rng: jax.Array,
         rng, mixture.logits, shape=(num_samples, *mixture.logits.shape[:-1]))
     means = mixture.components.mean  # [B, C, 4]
     return jnp.take_along_axis(means[None], component[..., None, None], axis=2)[:, :, 0]
-  prior = model.apply(params, condition, method="prior")
+  features = model.apply(params, condition, method="encode")
+  prior = model.apply(params, features, method="prior_from_features")
   z = distributions.sample_gaussian(rng, prior, num_samples)
-  return model.apply(params, z, condition, method="generation").mean
+  return model.apply(params, z, features, method="generation_from_features").mean
 
 
 def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:

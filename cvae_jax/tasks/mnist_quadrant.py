@@ -36,7 +36,7 @@ from cvae_jax.training import InMemoryData, TrainState, trainer
 from cvae_jax.training import results as results_file
 from cvae_jax.training.optimizers import OPTIMIZERS
 
-MODEL_KINDS = objectives.MODEL_KINDS
+MODEL_KINDS = objectives.OBJECTIVES
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.
 DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
@@ -124,12 +124,10 @@ def per_example_objective(config: ml_collections.ConfigDict, model):
   `baseline_training="joint"` the baseline's own -log p(y | x) is added, so it
   learns alongside; when pre-trained, its parameters get no gradient.
   """
-  baseline = None
-  if config.model != "baseline" and config.baseline_training == "joint":
-    baseline = BaselineNet(tuple(config.network.hidden_sizes),
-                           initialisation=config.network.initialisation)
+  joint = config.model != "baseline" and config.baseline_training == "joint"
   return objectives.per_example_objective(
-      config.model, model, config.hybrid_alpha, config.gsnn_samples, baseline)
+      config.model, model, config.hybrid_alpha, config.gsnn_samples,
+      joint_baseline=joint)
 
 
 def _mean_loss(per_example, params, batch, rng):
@@ -279,7 +277,7 @@ def _test_figures(config, model, params, test: dict, only=None) -> dict:
   measure("importance_sampled_large",
           negative_ll(ev.large_num_samples, "recognition"), keys[3],
           ev.large_num_images or None, samples=ev.large_num_samples)
-  measure("negative_elbo", lambda p, b, r: estimators.mean_negative_elbo(
+  measure("negative_elbo", lambda p, b, r: objectives.mean_negative_elbo(
       model, p, b, r, ev.elbo_samples), keys[4], samples=ev.elbo_samples)
   return timed
 
@@ -295,12 +293,14 @@ def completion_grid(config, model, params, baseline_params, test: dict,
   baseline = BaselineNet(tuple(config.network.hidden_sizes),
                          initialisation=config.network.initialisation)
   rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
-          fill_hidden(x, jax.nn.sigmoid(baseline.apply(baseline_params, x)))]
+          fill_hidden(x, baseline.apply(baseline_params, x).probabilities)]
   if config.model != "baseline":
-    prior = model.apply(params, x, method="prior")
+    features = model.apply(params, x, method="encode")
+    prior = model.apply(params, features, method="prior_from_features")
     z = distributions.sample_gaussian(rng, prior, config.eval.figure_samples)
     z = jnp.concatenate([prior.mean[None], z])
-    means = jax.nn.sigmoid(model.apply(params, z, x, method="generation"))
+    means = model.apply(params, z, features,
+                        method="generation_from_features").probabilities
     rows.extend(fill_hidden(x, m) for m in means)
   return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
 

@@ -207,11 +207,12 @@ def sample_logits(config, model, params, images: jax.Array, rng: jax.Array,
   """[S, B, H * W] logits of S segmentations per image, z ~ p(z | x); the
   deterministic U-Net's one prediction repeated."""
   if config.model == "unet":
-    logits = model.apply(params, images)
+    logits = model.apply(params, images).logits
     return jnp.broadcast_to(logits, (num_samples, *logits.shape))
-  prior = model.apply(params, images, method="prior")
+  features = model.apply(params, images, method="encode")
+  prior = model.apply(params, features, method="prior_from_features")
   z = distributions.sample_gaussian(rng, prior, num_samples)
-  return model.apply(params, z, images, method="generation")
+  return model.apply(params, z, features, method="generation_from_features").logits
 
 
 def _as_masks(logits: jax.Array, size: int) -> jax.Array:
@@ -271,10 +272,12 @@ def test_figures(config, model, params, test: dict) -> dict:
     graders = jnp.moveaxis(arrays["masks"], 1, 0)  # [G, B, H, W]
     images = arrays["image"]
     if config.model == "unet":
-      logits = model.apply(params, images)
+      logits = model.apply(params, images).logits
     else:
-      prior = model.apply(params, images, method="prior")
-      logits = model.apply(params, prior.mean, images, method="generation")
+      features = model.apply(params, images, method="encode")
+      prior = model.apply(params, features, method="prior_from_features")
+      logits = model.apply(params, prior.mean, features,
+                           method="generation_from_features").logits
     targets = graders.reshape(*graders.shape[:2], -1)
     ce = -distributions.bernoulli_log_likelihood(logits, targets) / size**2
     if config.model == "unet":
@@ -284,7 +287,8 @@ def test_figures(config, model, params, test: dict) -> dict:
       nll = jnp.stack([-estimators.cvae_log_likelihood(
           model, params, objective_batch(images, g), jax.random.fold_in(rng, i),
           ev.num_samples, "recognition", chunk,
-          rows_per_slice=chunk * len(images)) for i, g in enumerate(graders)])
+          rows_per_slice=chunk * len(images), features=features)
+                        for i, g in enumerate(graders)])
     columns = [ce.mean(0), nll.mean(0)]
     if ideal:  # The true distribution's -log p(y | x): y's candidates' mass.
       same = jnp.all(arrays["candidates"][:, None] == (arrays["masks"] > 0.5)[:, :, None],

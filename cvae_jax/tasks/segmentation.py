@@ -33,7 +33,7 @@ from cvae_jax.models import segmentation as seg_models
 from cvae_jax.training import InMemoryData, trainer
 from cvae_jax.training import results as results_file
 
-MODEL_KINDS = objectives.MODEL_KINDS
+MODEL_KINDS = objectives.OBJECTIVES
 OFFLINE_DATASET = "mnist_segmentation"
 TFDS_DATASETS = ("caltech_birds2011", "oxford_iiit_pet")
 DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
@@ -209,22 +209,17 @@ def objective_batch(config, images: jax.Array, masks: jax.Array,
           "target_mask": seg_models.pyramid_weights(size, size, levels, weight)}
 
 
-def _baseline_module(config):
-  baseline_config = ml_collections.ConfigDict(config.to_dict())
-  baseline_config.model = "baseline"
-  return make_model(baseline_config)
-
-
 def per_example_objective(config, model):
   """(params, objective batch, rng) -> [B] nats: what `config.model` minimises.
 
   The CVAE family trains its baseline jointly: the baseline's own
   -log p(y | x) is added, so its guess y_hat (which the prior sees) stays a
-  segmentation; it also gets the gradient of the summed output.
+  segmentation; it also gets the gradient of the summed output. One forward
+  pass computes the baseline, the encoders and the decoder once each.
   """
   return objectives.per_example_objective(
       config.model, model, config.hybrid_alpha, config.gsnn_samples,
-      None if config.model == "baseline" else _baseline_module(config))
+      joint_baseline=config.model != "baseline")
 
 
 def make_loss_fn(config, model):
@@ -317,7 +312,7 @@ def test_figures(config, model, params, test: dict) -> dict:
 
   if config.model == "baseline":
     def deterministic(params, batch, rng):
-      logits = model.apply(params, batch["condition"])
+      logits = model.apply(params, batch["condition"]).logits
       return jnp.stack([
           metrics.pixel_error(_prediction_masks(logits, size), truth(batch)),
           metrics.intersection_over_union(_prediction_masks(logits, size), truth(batch)),
@@ -328,19 +323,23 @@ def test_figures(config, model, params, test: dict) -> dict:
                    nll_exact=-values[:, 2])
   else:
     def at_prior_mean(params, batch, rng):
-      prior = model.apply(params, batch["condition"], method="prior")
-      logits = model.apply(params, prior.mean, batch["condition"], method="generation")
-      prediction = _prediction_masks(logits, size)
+      features = model.apply(params, batch["condition"], method="encode")
+      prior = model.apply(params, features, method="prior_from_features")
+      likelihood = model.apply(params, prior.mean, features,
+                               method="generation_from_features")
+      prediction = _prediction_masks(likelihood.logits, size)
       return jnp.stack([
           metrics.pixel_error(prediction, truth(batch)),
           metrics.intersection_over_union(prediction, truth(batch)),
-          estimators.log_likelihood_at_prior_mean(model, params, batch)], -1)
+          likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
 
     def sampled_iou(params, batch, rng):
       # All samples in one call: XLA:CPU slows convs inside loops (lax.map).
-      prior = model.apply(params, batch["condition"], method="prior")
+      features = model.apply(params, batch["condition"], method="encode")
+      prior = model.apply(params, features, method="prior_from_features")
       z = distributions.sample_gaussian(rng, prior, max(ev.best_of))
-      logits = model.apply(params, z, batch["condition"], method="generation")
+      logits = model.apply(params, z, features,
+                           method="generation_from_features").logits
       ious = metrics.intersection_over_union(_prediction_masks(logits, size),
                                              truth(batch)[None])  # [S, B]
       return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
@@ -379,16 +378,16 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   probabilities = lambda logits: np.asarray(jax.nn.sigmoid(
       seg_models.full_resolution(logits, size, size)))
   if config.model == "baseline":
-    rows.append(probabilities(model.apply(params, images)))
+    rows.append(probabilities(model.apply(params, images).logits))
   else:
-    baseline = _baseline_module(config)
-    rows.append(probabilities(baseline.apply(
-        {"params": params["params"]["baseline"]}, images)))
-    prior = model.apply(params, images, method="prior")
+    features = model.apply(params, images, method="encode")
+    rows.append(probabilities(features["baseline"]))
+    prior = model.apply(params, features, method="prior_from_features")
     noise = jax.random.normal(rng, (config.eval.figure_samples, *prior.mean.shape))
     z = jnp.concatenate([prior.mean[None],
                          prior.mean + jnp.exp(0.5 * prior.log_variance) * noise])
-    rows.extend(probabilities(model.apply(params, z, images, method="generation")))
+    rows.extend(probabilities(model.apply(
+        params, z, features, method="generation_from_features").logits))
   return np.stack(rows)
 
 
