@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from cvae_jax.training import sharding
+from cvae_jax import sharding
 
 PerExampleFn = Callable[[Any, dict, jax.Array], jax.Array]
 

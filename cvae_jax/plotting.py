@@ -55,7 +55,7 @@ def tile_images(images: np.ndarray, padding: int = 2) -> np.ndarray:
 
 
 def _is_main_process() -> bool:
-  from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  from cvae_jax import sharding  # pylint: disable=g-import-not-at-top
   return sharding.is_main_process()
 
 

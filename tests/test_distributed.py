@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from cvae_jax.errors import UserError
-from cvae_jax.training import InMemoryData, StreamingData, distributed, trainer
+from cvae_jax import distributed
+from cvae_jax.training import InMemoryData, StreamingData, trainer
 from tests import distributed_worker as worker
 from tests.test_trainer import _truncate_checkpoint
 
@@ -180,7 +181,7 @@ def test_no_settings_start_nothing():
 
 _COORDINATOR = """
 import sys, time
-from cvae_jax.training import distributed
+from cvae_jax import distributed
 distributed.initialize(sys.argv[1], 2, 0)
 time.sleep(120)
 """
@@ -214,7 +215,7 @@ def test_a_process_count_other_than_the_coordinators_is_a_one_line_error(tmp_pat
 _BUILD = """
 import sys, time
 from pathlib import Path
-from cvae_jax.training import distributed
+from cvae_jax import distributed
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 log = Path(sys.argv[3])
 with distributed.main_process_first("build"):

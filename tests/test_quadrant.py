@@ -42,6 +42,11 @@ def test_masking_is_exact_and_x_y_never_overlap(num_quadrants):
       np.asarray(fill_hidden(split["condition"], split["target"])), images)
 
 
+def test_data_and_model_agree_on_the_hidden_value():
+  from cvae_jax.models import quadrant as quadrant_models  # pylint: disable=g-import-not-at-top
+  assert quadrants.HIDDEN == quadrant_models.HIDDEN
+
+
 def test_quadrant_layout_follows_the_pyro_example():
   """1: bottom-left given; 2: the left half; 3: all but the bottom-right."""
   layouts = [quadrants.given_pixels(n, PYRO_ORDER).reshape(28, 28)

@@ -153,7 +153,7 @@ def run(task, default_config: str) -> None:
   workdir_flag = flags.DEFINE_string(
       "workdir", None, "Checkpoints, TensorBoard logs and results go here; "
       "rerunning with the same workdir resumes.", required=True)
-  # Several processes (cvae_jax/training/distributed.py): all or none.
+  # Several processes (cvae_jax/distributed.py): all or none.
   coordinator_flag = flags.DEFINE_string(
       "coordinator_address", None, "HOST:PORT of process 0, for a run over "
       "several processes (with --num_processes and --process_id).")
@@ -183,11 +183,11 @@ def run(task, default_config: str) -> None:
       _fail(f"cannot load the --config file ({lines[-1]}); pass "
             f"--config=<path to a config .py>, e.g. {default_config}")
     workdir = workdir_flag.value
-    from cvae_jax.training import distributed  # pylint: disable=g-import-not-at-top
+    from cvae_jax import distributed  # pylint: disable=g-import-not-at-top
     try:
       if distributed.initialize(coordinator_flag.value, processes_flag.value,
                                 process_id_flag.value, distributed_flag.value):
-        from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+        from cvae_jax import sharding  # pylint: disable=g-import-not-at-top
         if not sharding.is_main_process():  # Process 0 speaks; errors still show.
           sys.stdout = open(os.devnull, "w")  # pylint: disable=consider-using-with
       if isinstance(task, str):

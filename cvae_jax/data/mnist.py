@@ -20,7 +20,7 @@ import numpy as np
 from cvae_jax.data import offline_mnist
 from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import ConfigError, UserError
-from cvae_jax.training import distributed
+from cvae_jax import distributed
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10

@@ -18,7 +18,7 @@ import numpy as np
 from cvae_jax.data.mnist import unreadable_records_as_user_errors
 from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import UserError
-from cvae_jax.training import distributed
+from cvae_jax import distributed
 
 NUM_CLASSES = 20
 SPLITS = {"train": "train", "validation": "validation", "test": "test"}

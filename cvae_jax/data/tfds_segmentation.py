@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cvae_jax.errors import ConfigError, UserError
-from cvae_jax.training import distributed
+from cvae_jax import distributed
 
 # tf.data runs on the host; keep TensorFlow off any GPU so JAX has its memory.
 try:

@@ -17,7 +17,7 @@ from absl import logging
 import jax
 
 from cvae_jax.errors import UserError
-from cvae_jax.training import distributed, sharding
+from cvae_jax import distributed, sharding
 
 
 def _array_signature(tree) -> list[tuple[tuple[int, ...], str]]:

@@ -108,7 +108,7 @@ def announce(workdir: Path, finished: FinishedRun) -> None:
 def write_results(workdir: Path, results: dict) -> Path:
   """Writes workdir/results.json atomically (a kill leaves the old or new)."""
   path = Path(workdir) / RESULTS_FILE
-  from cvae_jax.training import sharding  # pylint: disable=g-import-not-at-top
+  from cvae_jax import sharding  # pylint: disable=g-import-not-at-top
   if not sharding.is_main_process():  # Under jax.distributed: process 0 writes.
     return path
   scratch = path.with_suffix(".json.tmp")

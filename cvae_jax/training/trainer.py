@@ -49,7 +49,7 @@ import tqdm
 
 from cvae_jax.errors import (ConfigError, Interrupted, SecondSignal,
                              TrainingDivergedError, require_positive_ints)
-from cvae_jax.training import sharding
+from cvae_jax import sharding
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.input import InMemoryData, StreamingData
 from cvae_jax.training.optimizers import make_optimizer

@@ -21,7 +21,7 @@ import sys
 import jax
 
 from cvae_jax.errors import UserError
-from cvae_jax.training import sharding
+from cvae_jax import sharding
 
 _joined = False
 
