@@ -18,7 +18,6 @@ Monte Carlo and (c) importance sampling from q(z | x, y), S = eval.num_samples.
 `train_and_evaluate(config, workdir)` writes results.json and panel.png.
 """
 
-import time
 from pathlib import Path
 
 import jax
@@ -26,12 +25,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, evaluation, metrics, objectives, plotting
+from cvae_jax import distributions, estimators, metrics, objectives, plotting, runner
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
-from cvae_jax.training import InMemoryData, trainer
-from cvae_jax.training import results as results_file
+from cvae_jax.training import trainer
 
 MODEL_KINDS = objectives.OBJECTIVES
 OFFLINE_DATASET = "mnist_segmentation"
@@ -247,16 +245,6 @@ def validation_loss_fn(config, model):
   return loss
 
 
-def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:
-  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
-          f"/{progress.num_examples}] loss {metrics_['loss']:.4f} nats/image")
-
-
-def _format_eval_log(epoch: int, metrics_: dict) -> str:
-  return (f"epoch {epoch} validation loss {metrics_['validation_loss']:.4f} "
-          "nats/image")
-
-
 def run_identity(config) -> dict:
   """Settings the checkpoints depend on beyond their shapes."""
   identity = {k: config[k] for k in (
@@ -277,63 +265,56 @@ def _prediction_masks(logits: jax.Array, size: int) -> jax.Array:
   return seg_models.full_resolution(logits, size, size) > 0
 
 
-DESCRIPTIONS = {  # What each test evaluation computes, as announced.
-    "deterministic": "baseline: pixel error, IoU, exact NLL",
-    "prior_mean": "prediction at z = E[z|x]: pixel error, IoU, NLL",
-    "best_of": "best-of-S IoU over {S} prior samples",
-    "prior_monte_carlo": "(b) prior Monte-Carlo NLL, S={S}",
-    "importance_sampled": "(c) importance-sampled NLL, S={S}",
-}
+def _test_batch(config, arrays: dict) -> dict:
+  return objective_batch(config, arrays["image"], arrays["masks"][:, 0],
+                         training=False)
 
 
-def test_figures(config, model, params, test: dict) -> dict:
-  """Per-image means over `test` of every figure of the module docstring."""
+def _truth(config, batch) -> jax.Array:
+  size = config.image_size
+  return seg_models.full_resolution(batch["target"], size, size) > 0.5
+
+
+def evaluators(config, model) -> list[runner.Evaluator]:
+  """The test figures of the module docstring, then panel.png."""
   size, ev = config.image_size, config.eval
-  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 4)
-  arrays = {"image": test["image"], "masks": test["masks"][:, :1]}
-  figures, seconds = {}, {}
 
-  def measure(name, fn, key):
-    def per_example(params, arrays, rng):
-      batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0],
-                              training=False)
-      return fn(params, batch, rng)
-    label = (f"{DESCRIPTIONS[name].format(S=ev.num_samples)}, "
-             f"{len(arrays['image']):,} test images")
-    print(f"{label}...", flush=True)
-    start = time.time()
-    values = evaluation.map_over_batches(per_example, params, arrays, key,
-                                         ev.batch_size, description=label)
-    seconds[name] = time.time() - start
-    return values
+  def measured(label, fn, params, test, rng):
+    return runner.measured(label, len(test["image"]), "images",
+                           lambda p, a, r: fn(p, _test_batch(config, a), r),
+                           params, _first_grader(test), rng, ev.batch_size)
 
-  def truth(batch):
-    return seg_models.full_resolution(batch["target"], size, size) > 0.5
-
-  if config.model == "baseline":
-    def deterministic(params, batch, rng):
-      logits = model.apply(params, batch["condition"]).logits
+  def deterministic(params, test, rng, workdir):
+    def fn(params, batch, rng):
+      likelihood = model.apply(params, batch["condition"])
+      prediction = _prediction_masks(likelihood.logits, size)
       return jnp.stack([
-          metrics.pixel_error(_prediction_masks(logits, size), truth(batch)),
-          metrics.intersection_over_union(_prediction_masks(logits, size), truth(batch)),
-          -objectives.baseline_negative_log_likelihood(model, params, batch)], -1)
-    values = measure("deterministic", deterministic, keys[0])
-    figures.update(pixel_error=values[:, 0], iou=values[:, 1],
-                   **{f"best_of_{s}_iou": values[:, 1] for s in ev.best_of},
-                   nll_exact=-values[:, 2])
-  else:
-    def at_prior_mean(params, batch, rng):
+          metrics.pixel_error(prediction, _truth(config, batch)),
+          metrics.intersection_over_union(prediction, _truth(config, batch)),
+          likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
+    values = measured("baseline: pixel error, IoU, exact NLL", fn, params, test, rng)
+    return {"pixel_error": values[:, 0], "iou": values[:, 1],
+            **{f"best_of_{s}_iou": values[:, 1] for s in ev.best_of},
+            "nll_exact": -values[:, 2]}
+
+  def at_prior_mean(params, test, rng, workdir):
+    def fn(params, batch, rng):
       features = model.apply(params, batch["condition"], method="encode")
       prior = model.apply(params, features, method="prior_from_features")
       likelihood = model.apply(params, prior.mean, features,
                                method="generation_from_features")
       prediction = _prediction_masks(likelihood.logits, size)
       return jnp.stack([
-          metrics.pixel_error(prediction, truth(batch)),
-          metrics.intersection_over_union(prediction, truth(batch)),
+          metrics.pixel_error(prediction, _truth(config, batch)),
+          metrics.intersection_over_union(prediction, _truth(config, batch)),
           likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
+    values = measured("prediction at z = E[z|x]: pixel error, IoU, NLL", fn,
+                      params, test, rng)
+    return {"pixel_error": values[:, 0], "iou": values[:, 1],
+            "nll_prior_mean": -values[:, 2]}
 
-    def sampled_iou(params, batch, rng):
+  def best_of(params, test, rng, workdir):
+    def fn(params, batch, rng):
       # All samples in one call: XLA:CPU slows convs inside loops (lax.map).
       features = model.apply(params, batch["condition"], method="encode")
       prior = model.apply(params, features, method="prior_from_features")
@@ -341,28 +322,47 @@ def test_figures(config, model, params, test: dict) -> dict:
       logits = model.apply(params, z, features,
                            method="generation_from_features").logits
       ious = metrics.intersection_over_union(_prediction_masks(logits, size),
-                                             truth(batch)[None])  # [S, B]
+                                             _truth(config, batch)[None])  # [S, B]
       return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
+    values = measured(f"best-of-S IoU over {ev.num_samples} prior samples", fn,
+                      params, test, rng)
+    return {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
 
-    def negative_ll(proposal):
+  def negative_log_likelihood(proposal, label, name):
+    def evaluate(params, test, rng, workdir):
       chunk = min(ev.chunk_size, ev.num_samples)  # One slice per chunk.
-      return lambda p, b, r: -estimators.cvae_log_likelihood(
+      fn = lambda p, b, r: -estimators.cvae_log_likelihood(
           model, p, b, r, ev.num_samples, proposal, chunk,
           rows_per_slice=chunk * len(b["condition"]))
+      return {name: measured(f"{label}, S={ev.num_samples}", fn, params, test, rng)}
+    return evaluate
 
-    values = measure("prior_mean", at_prior_mean, keys[0])
-    figures.update(pixel_error=values[:, 0], iou=values[:, 1],
-                   nll_prior_mean=-values[:, 2])
-    values = measure("best_of", sampled_iou, keys[1])
-    figures.update({f"best_of_{s}_iou": values[:, i]
-                    for i, s in enumerate(ev.best_of)})
-    figures["nll_prior_monte_carlo"] = measure(
-        "prior_monte_carlo", negative_ll("prior"), keys[2])
+  def pictures(params, test, rng, workdir):
+    plotting.save_image_grid(panel(config, model, params, test, rng),
+                             workdir / "panel.png")
+    return {}
+
+  sampling_keys = ("eval.num_samples", "eval.chunk_size")
+  if config.model == "baseline":
+    found = [runner.Evaluator("deterministic", (), deterministic)]
+  else:
+    found = [
+        runner.Evaluator("prior_mean", (), at_prior_mean, index=0),
+        runner.Evaluator("best_of", ("eval.best_of",), best_of, index=1),
+        runner.Evaluator("prior_monte_carlo", sampling_keys, negative_log_likelihood(
+            "prior", "(b) prior Monte-Carlo NLL", "nll_prior_monte_carlo"), index=2)]
     if config.model != "gsnn":  # A GSNN's recognition net is never trained.
-      figures["nll_importance_sampled"] = measure(
-          "importance_sampled", negative_ll("recognition"), keys[3])
-  return ({k: float(np.mean(v)) for k, v in figures.items()},
-          {k: float(v) for k, v in seconds.items()})
+      found.append(runner.Evaluator(
+          "importance_sampled", sampling_keys, negative_log_likelihood(
+              "recognition", "(c) importance-sampled NLL", "nll_importance_sampled"),
+          index=3))
+  return found + [runner.Evaluator(
+      "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
+      stream="pictures")]
+
+
+def _first_grader(test: dict) -> dict:
+  return {"image": test["image"], "masks": test["masks"][:, :1]}
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
@@ -391,73 +391,39 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   return np.stack(rows)
 
 
+def _init_batch(config, example: dict) -> dict:
+  return objective_batch(config, example["image"], example["masks"][:, 0], False)
+
+
+TASK = runner.Task(
+    name="segmentation",
+    validate=validate,
+    make_model=make_model,
+    is_cvae=lambda config: config.model != "baseline",
+    load_splits=load_splits,
+    make_init_batch=_init_batch,
+    make_loss_fn=make_loss_fn,
+    validation_loss_fn=lambda config, model: _first_grader_loss(
+        validation_loss_fn(config, model)),
+    run_identity=run_identity,
+    evaluators=evaluators,
+    header=lambda config: {"model": config.model, "dataset": config.dataset,
+                           "occlusion_blocks": config.occlusion.blocks,
+                           "input_omission_rate": config.input_omission_rate,
+                           "num_samples": config.eval.num_samples},
+    units={"pixel_error": "share of pixels", "iou": "foreground IoU",
+           "nll_*": "nats per image"},
+    test_streams=4,
+    training_keys=("image", "masks"),
+)
+
+
+def _first_grader_loss(loss):
+  return lambda params, arrays, rng: loss(params, _first_grader(arrays), rng)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates on the test split and writes
   results.json and panel.png there; returns the results."""
-  workdir = Path(workdir).expanduser().absolute()
-  validate(config, workdir)
-  finished = results_file.finished_run(workdir, config, ("eval",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed:
-      print(summary_line(finished.results, workdir), flush=True)
-      return finished.results
-  model = make_model(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  print(f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
-        flush=True)
-  splits = load_splits(config)
-  example = {k: v[:1] for k, v in splits["test"].items()}
-  example_batch = objective_batch(config, jnp.asarray(example["image"]),
-                                  jnp.asarray(example["masks"][:, 0]), False)
-  if config.model == "baseline":
-    init_fn = lambda rng: model.init(rng, example_batch["condition"])
-  else:
-    init_fn = lambda rng: model.init(rng, example_batch["target"],
-                                     example_batch["condition"])
-  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  validation = {"image": splits["validation"]["image"],
-                "masks": splits["validation"]["masks"][:, :1]}
-  evaluate = evaluation.validation_loss_evaluator(
-      validation_loss_fn(config, model), validation, validation_rng,
-      config.eval.batch_size)
-
-  train = {k: splits["train"][k] for k in ("image", "masks")}
-  start = time.time()
-  state = trainer.train(config, workdir, init_fn, make_loss_fn(config, model),
-                        InMemoryData(train), evaluate=evaluate,
-                        report=_format_train_log, report_eval=_format_eval_log,
-                        run_identity=run_identity(config))
-  train_seconds = (time.time() - start if finished is None
-                   else finished.results["train_seconds_this_run"])
-
-  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
-  figures, seconds = test_figures(config, model, state.params, test)
-  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
-                           workdir / "panel.png")
-  results = {
-      "model": config.model,
-      "dataset": config.dataset,
-      "occlusion_blocks": config.occlusion.blocks,
-      "input_omission_rate": config.input_omission_rate,
-      "test": figures,
-      "units": {"pixel_error": "share of pixels", "iou": "foreground IoU",
-                "nll_*": "nats per image"},
-      "num_samples": config.eval.num_samples,
-      "num_test_images": len(test["image"]),
-      "eval_seconds": seconds,
-      **results_file.run_fields(workdir, config, int(state.step),
-                                train_seconds),
-  }
-  results_file.write_results(workdir, results)
-  print(summary_line(results, workdir), flush=True)
-  return results
-
-
-def summary_line(results: dict, workdir: Path) -> str:
-  """The final figures, as the end of a run prints them."""
-  values = ", ".join(f"{k} {v:.4g}" for k, v in results["test"].items())
-  return (f"test ({results['num_test_images']} images): {values}; results in "
-          f"{workdir / results_file.RESULTS_FILE}")
+  return runner.run(TASK, config, workdir)

@@ -1,0 +1,213 @@
+"""One runner for every task: a task is a small spec (`Task`), the runner
+owns the rest.
+
+A task supplies what is its own: its config checks, its models, its data
+splits, how a batch for `init` is made from the arrays, its training and
+validation losses, the settings its checkpoints depend on, and its test
+evaluators (`Evaluator`: a name, the config keys it reads, a function). The
+runner does, for every task, in this order:
+
+  1. validate the config and workdir (before any data is touched);
+  2. the finished-run check: a workdir whose results.json has this config
+     prints its figures and returns; when only evaluation settings changed,
+     only the evaluators that read a changed key run again;
+  3. load the splits, build the model, train (or resume) with early stopping
+     on the validation loss;
+  4. run the evaluators on the first `eval.num_images` test examples;
+  5. write results.json and print the summary line.
+
+Every random stream of a run is named here (`RNG_STREAMS`), derived from
+`config.seed`: the trainer's own, and `fold_in(PRNGKey(seed), n)` for the
+validation loss (1), the test evaluators (2: split into `Task.test_streams`
+keys, one per evaluator index) and the pictures (3).
+"""
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from cvae_jax import evaluation
+from cvae_jax.training import InMemoryData, trainer
+from cvae_jax.training import results as results_file
+
+RNG_STREAMS = {"validation": 1, "test": 2, "pictures": 3}
+# Keys every evaluator reads: which test examples, and how they are batched
+# (batch i draws its noise from fold_in(key, i)).
+COMMON_EVAL_KEYS = ("eval.num_images", "eval.batch_size")
+
+
+def rng_stream(config: ml_collections.ConfigDict, name: str) -> jax.Array:
+  """The key of the named stream of a run (see the module docstring)."""
+  return jax.random.fold_in(jax.random.PRNGKey(config.seed), RNG_STREAMS[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """One group of test figures.
+
+  name: what it computes (also its key in results.json's "eval_seconds").
+  keys: config keys (dotted, or groups) its figures depend on, beyond the
+    trained parameters and `COMMON_EVAL_KEYS`; a rerun of a finished run
+    recomputes it only when one of them changed.
+  run: (params, test arrays, rng, workdir) -> {figure: per-example values
+    [N] or a float}; per-example values are averaged by the runner. It may
+    also write files into workdir (pictures) and return {}.
+  stream: the named RNG stream it draws from ("test" or "pictures").
+  index: which of the test stream's `Task.test_streams` keys it gets.
+  """
+  name: str
+  keys: tuple[str, ...]
+  run: Callable[[Any, dict, jax.Array, Path], dict]
+  stream: str = "test"
+  index: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a task is made of; see the module docstring.
+
+  Callables take the config first; `validate(config, workdir)` raises a
+  ConfigError / UserError for settings that cannot work and loads no data
+  (it ends with `trainer.validate_trainer_config`). `make_init_batch(config, test arrays of
+  one example)` returns the {"condition", "target"} batch `init` sees;
+  deterministic models (`is_cvae(config)` False) are initialised on the
+  condition alone. `header(config)` gives results.json's leading fields and
+  `units` its "units" entry; `unit` is the loss's unit in log lines
+  ("nats/image"); `example_noun` names a test example in messages.
+  """
+  name: str
+  validate: Callable[[ml_collections.ConfigDict, Path], None]
+  make_model: Callable[[ml_collections.ConfigDict], Any]
+  is_cvae: Callable[[ml_collections.ConfigDict], bool]
+  load_splits: Callable[[ml_collections.ConfigDict], dict]
+  make_init_batch: Callable[[ml_collections.ConfigDict, dict], dict]
+  make_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
+  validation_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
+  run_identity: Callable[[ml_collections.ConfigDict], dict]
+  evaluators: Callable[[ml_collections.ConfigDict, Any], Sequence[Evaluator]]
+  header: Callable[[ml_collections.ConfigDict], dict]
+  units: dict
+  unit: str = "nats/image"
+  example_noun: str = "images"
+  test_streams: int = 1
+  training_keys: tuple[str, ...] | None = None  # Arrays the trainer gets; None: all.
+  summary_figures: Callable[[dict], list[str]] | None = None  # None: all.
+  loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
+
+
+def _report(unit: str):
+  def report(progress: trainer.Progress, values: dict) -> str:
+    terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")
+                    if k in values)
+    return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
+            f"/{progress.num_examples}] loss {values['loss']:.4f} {unit}{terms}")
+  return report
+
+
+def _report_eval(unit: str):
+  return lambda epoch, values: (f"epoch {epoch} validation loss "
+                                f"{values['validation_loss']:.4f} {unit}")
+
+
+def summary_line(task: Task, results: dict, workdir: Path) -> str:
+  """The final figures, as the end of a run prints them."""
+  test = results["test"]
+  shown = task.summary_figures(test) if task.summary_figures else list(test)
+  values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
+  return (f"test ({results['num_test_images']} {task.example_noun}): {values}; "
+          f"results in {workdir / results_file.RESULTS_FILE}")
+
+
+def _must_rerun(evaluator: Evaluator, finished, previous: dict) -> bool:
+  """Whether a finished run's figures of `evaluator` are stale (or missing)."""
+  if finished is None or evaluator.name not in previous.get("figures_by_evaluator", {}):
+    return True
+  return finished.changes(*COMMON_EVAL_KEYS, *evaluator.keys)
+
+
+def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates and writes results.json
+  there; returns the results (see the module docstring)."""
+  workdir = Path(workdir).expanduser().absolute()
+  task.validate(config, workdir)  # The task's checks end with the trainer's.
+  finished = results_file.finished_run(workdir, config, ("eval",))
+  if finished is not None:
+    results_file.announce(workdir, finished)
+    if not finished.changed:
+      print(summary_line(task, finished.results, workdir), flush=True)
+      return finished.results
+  model = task.make_model(config)
+  workdir.mkdir(parents=True, exist_ok=True)
+  print(task.loading_message(config) if task.loading_message else
+        f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
+        flush=True)
+  splits = task.load_splits(config)
+
+  example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
+                                          for k, v in splits["test"].items()})
+  if task.is_cvae(config):
+    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
+  else:
+    init_fn = lambda rng: model.init(rng, example["condition"])
+  evaluate = evaluation.validation_loss_evaluator(
+      task.validation_loss_fn(config, model), splits["validation"],
+      rng_stream(config, "validation"), config.eval.batch_size)
+  train = splits["train"]
+  if task.training_keys is not None:
+    train = {k: train[k] for k in task.training_keys}
+  start = time.time()
+  state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
+                        InMemoryData(train), evaluate=evaluate,
+                        report=_report(task.unit), report_eval=_report_eval(task.unit),
+                        run_identity=task.run_identity(config))
+  train_seconds = (time.time() - start if finished is None
+                   else finished.results["train_seconds_this_run"])
+
+  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
+  previous = finished.results if finished is not None else {}
+  test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
+  figures, seconds, by_evaluator = {}, {}, {}
+  for evaluator in task.evaluators(config, model):
+    if not _must_rerun(evaluator, finished, previous):
+      names = previous["figures_by_evaluator"][evaluator.name]
+      figures.update({k: previous["test"][k] for k in names})
+      if evaluator.name in previous.get("eval_seconds", {}):
+        seconds[evaluator.name] = previous["eval_seconds"][evaluator.name]
+      by_evaluator[evaluator.name] = names
+      continue
+    rng = (test_keys[evaluator.index] if evaluator.stream == "test"
+           else rng_stream(config, evaluator.stream))
+    begin = time.time()
+    values = evaluator.run(state.params, test, rng, workdir)
+    seconds[evaluator.name] = time.time() - begin
+    values = {k: float(np.mean(v)) for k, v in values.items()}
+    figures.update(values)
+    by_evaluator[evaluator.name] = list(values)
+  results = {
+      **task.header(config),
+      "test": figures,
+      "units": task.units,
+      "num_test_images": len(next(iter(test.values()))),
+      "eval_seconds": {k: v for k, v in seconds.items() if by_evaluator.get(k)},
+      "figures_by_evaluator": by_evaluator,
+      **results_file.run_fields(workdir, config, int(state.step), train_seconds),
+  }
+  results_file.write_results(workdir, results)
+  print(summary_line(task, results, workdir), flush=True)
+  return results
+
+
+def measured(label: str, count: int, noun: str, fn, params, arrays: dict,
+             rng: jax.Array, batch_size: int, as_dict: bool = False):
+  """Announces `label`, then maps a per-example fn over `arrays` (with a
+  progress bar on a terminal); what every evaluator's body does."""
+  label = f"{label}, {count:,} test {noun}"
+  print(f"{label}...", flush=True)
+  mapper = evaluation.map_dict_over_batches if as_dict else evaluation.map_over_batches
+  return mapper(fn, params, arrays, rng, batch_size, description=label)
