@@ -23,7 +23,6 @@ q(z | x, y) with `eval.num_samples` samples for the CVAE.
 `train_and_evaluate(config, workdir)` writes results.json and boxes.png.
 """
 
-import time
 from pathlib import Path
 
 import jax
@@ -31,13 +30,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (box_metrics, distributions, estimators, evaluation, objectives,
-                      plotting)
+from cvae_jax import (box_metrics, distributions, estimators, objectives, plotting,
+                      runner)
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
-from cvae_jax.training import InMemoryData, trainer
-from cvae_jax.training import results as results_file
+from cvae_jax.training import trainer
 
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
 # What each model kind minimises, as a kind of `objectives.per_example_objective`.
@@ -205,15 +203,6 @@ def sample_boxes(config, model, params, condition: dict, rng: jax.Array,
   return model.apply(params, z, features, method="generation_from_features").mean
 
 
-def _format_train_log(progress: trainer.Progress, metrics_: dict) -> str:
-  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
-          f"/{progress.num_examples}] loss {metrics_['loss']:.4f} nats/box")
-
-
-def _format_eval_log(epoch: int, metrics_: dict) -> str:
-  return f"epoch {epoch} validation loss {metrics_['validation_loss']:.4f} nats/box"
-
-
 def run_identity(config) -> dict:
   """Settings the checkpoints depend on beyond their shapes."""
   identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
@@ -224,53 +213,61 @@ def run_identity(config) -> dict:
   return identity
 
 
-def test_figures(config, model, params, test: dict) -> tuple[dict, dict]:
-  """Per-canvas means over `test` of the figures of the module docstring,
-  and the seconds each evaluation took."""
+def evaluators(config, model) -> list[runner.Evaluator]:
+  """The test figures of the module docstring, then boxes.png."""
   ev = config.eval
-  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 2)
-  seconds = {}
 
-  def box_figures(params, arrays, rng):
-    batch, valid = objective_batch(config, arrays, None)
-    samples = sample_boxes(config, model, params, batch["condition"], rng,
-                           ev.num_box_samples)
-    return jnp.stack(
-        [box_metrics.best_of_k_iou(samples[:k], arrays["boxes"], valid)
-         for k in ev.best_of]
-        + [box_metrics.coverage(samples, arrays["boxes"], valid),
-           box_metrics.precision(samples, arrays["boxes"], valid),
-           jnp.sum(valid, axis=-1).astype(jnp.float32)], -1)
+  def measured(label, fn, params, test, rng):
+    return runner.measured(label, len(test["image"]), "canvases", fn, params,
+                           test, rng, ev.batch_size)
 
-  def negative_log_likelihood(params, arrays, rng):
-    batch, _ = objective_batch(config, arrays, None)
-    if config.model in ("regressor", "mdn"):
-      return objectives.baseline_negative_log_likelihood(model, params, batch)
-    return -estimators.cvae_log_likelihood(
-        model, params, batch, rng, ev.num_samples, "recognition",
-        chunk_size=ev.num_samples, rows_per_slice=ev.num_samples * len(batch["target"]))
+  def boxes(params, test, rng, workdir):
+    def fn(params, arrays, rng):
+      batch, valid = objective_batch(config, arrays, None)
+      samples = sample_boxes(config, model, params, batch["condition"], rng,
+                             ev.num_box_samples)
+      return jnp.stack(
+          [box_metrics.best_of_k_iou(samples[:k], arrays["boxes"], valid)
+           for k in ev.best_of]
+          + [box_metrics.coverage(samples, arrays["boxes"], valid),
+             box_metrics.precision(samples, arrays["boxes"], valid),
+             jnp.sum(valid, axis=-1).astype(jnp.float32)], -1)
+    values = measured(f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
+                      fn, params, test, rng)
+    k = ev.num_box_samples
+    figures = {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
+    figures.update({f"coverage_at_{k}": values[:, -3], f"precision_at_{k}": values[:, -2],
+                    "valid_boxes": values[:, -1]})
+    return figures
 
-  def measure(name, label, fn, key):
-    label = f"{label}, {len(test['image']):,} test canvases"
-    print(f"{label}...", flush=True)
-    start = time.time()
-    values = evaluation.map_over_batches(fn, params, test, key, ev.batch_size,
-                                         description=label)
-    seconds[name] = time.time() - start
-    return values
-
-  values = measure("boxes", f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
-                   box_figures, keys[0])
-  k = ev.num_box_samples
-  figures = {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
-  figures.update({f"coverage_at_{k}": values[:, -3], f"precision_at_{k}": values[:, -2],
-                  "valid_boxes": values[:, -1]})
   exact = config.model in ("regressor", "mdn")
-  figures["nll_exact" if exact else "nll_importance_sampled"] = measure(
-      "nll", "exact NLL" if exact else f"importance-sampled NLL, S={ev.num_samples}",
-      negative_log_likelihood, keys[1])
-  return ({k: float(np.mean(v)) for k, v in figures.items()},
-          {k: float(v) for k, v in seconds.items()})
+
+  def negative_log_likelihood(params, test, rng, workdir):
+    def fn(params, arrays, rng):
+      batch, _ = objective_batch(config, arrays, None)
+      if exact:
+        return objectives.baseline_negative_log_likelihood(model, params, batch)
+      return -estimators.cvae_log_likelihood(
+          model, params, batch, rng, ev.num_samples, "recognition",
+          chunk_size=ev.num_samples,
+          rows_per_slice=ev.num_samples * len(batch["target"]))
+    label = "exact NLL" if exact else f"importance-sampled NLL, S={ev.num_samples}"
+    return {"nll_exact" if exact else "nll_importance_sampled":
+            measured(label, fn, params, test, rng)}
+
+  def pictures(params, test, rng, workdir):
+    plotting.save_box_panel(figure_boxes(config, model, params, test, rng),
+                            workdir / "boxes.png")
+    return {}
+
+  return [
+      runner.Evaluator("boxes", ("eval.num_box_samples", "eval.best_of"), boxes,
+                       index=0),
+      runner.Evaluator("nll", () if exact else ("eval.num_samples",),
+                       negative_log_likelihood, index=1),
+      runner.Evaluator("pictures", ("eval.figure_images", "eval.figure_class",
+                                    "eval.num_box_samples"), pictures,
+                       stream="pictures")]
 
 
 def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
@@ -291,69 +288,32 @@ def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
           "valid": np.asarray(valid), "samples": np.asarray(samples)}
 
 
+TASK = runner.Task(
+    name="bbox",
+    validate=validate,
+    make_model=make_model,
+    is_cvae=lambda config: config.model not in ("regressor", "mdn"),
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: objective_batch(config, example, None)[0],
+    make_loss_fn=make_loss_fn,
+    validation_loss_fn=validation_loss_fn,
+    run_identity=run_identity,
+    evaluators=evaluators,
+    header=lambda config: {"model": config.model, "condition": config.condition,
+                           "dataset": config.dataset,
+                           "num_box_samples": config.eval.num_box_samples,
+                           "num_samples": config.eval.num_samples},
+    units={"*_iou": "box IoU", "coverage_*": "share of valid boxes",
+           "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
+           "nll_*": "nats per box (density over normalised cx, cy, w, h)"},
+    unit="nats/box",
+    example_noun="canvases",
+    test_streams=2,
+)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates on the test split and writes
   results.json and boxes.png there; returns the results."""
-  workdir = Path(workdir).expanduser().absolute()
-  validate(config, workdir)
-  finished = results_file.finished_run(workdir, config, ("eval",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed:
-      print(summary_line(finished.results, workdir), flush=True)
-      return finished.results
-  model = make_model(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  print(f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
-        flush=True)
-  splits = load_splits(config)
-  example, _ = objective_batch(config, {k: jnp.asarray(v[:1])
-                                        for k, v in splits["test"].items()}, None)
-  if config.model in ("regressor", "mdn"):
-    init_fn = lambda rng: model.init(rng, example["condition"])
-  else:
-    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  evaluate = evaluation.validation_loss_evaluator(
-      validation_loss_fn(config, model), splits["validation"], validation_rng,
-      config.eval.batch_size)
-
-  start = time.time()
-  state = trainer.train(config, workdir, init_fn, make_loss_fn(config, model),
-                        InMemoryData(splits["train"]), evaluate=evaluate,
-                        report=_format_train_log, report_eval=_format_eval_log,
-                        run_identity=run_identity(config))
-  train_seconds = (time.time() - start if finished is None
-                   else finished.results["train_seconds_this_run"])
-
-  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
-  figures, seconds = test_figures(config, model, state.params, test)
-  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  plotting.save_box_panel(figure_boxes(config, model, state.params, test, picture_rng),
-                          workdir / "boxes.png")
-  results = {
-      "model": config.model,
-      "condition": config.condition,
-      "dataset": config.dataset,
-      "test": figures,
-      "units": {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
-                "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
-                "nll_*": "nats per box (density over normalised cx, cy, w, h)"},
-      "num_box_samples": config.eval.num_box_samples,
-      "num_samples": config.eval.num_samples,
-      "num_test_images": len(test["image"]),
-      "eval_seconds": seconds,
-      **results_file.run_fields(workdir, config, int(state.step),
-                                train_seconds),
-  }
-  results_file.write_results(workdir, results)
-  print(summary_line(results, workdir), flush=True)
-  return results
-
-
-def summary_line(results: dict, workdir: Path) -> str:
-  """The final figures, as the end of a run prints them."""
-  values = ", ".join(f"{k} {v:.4g}" for k, v in results["test"].items())
-  return (f"test ({results['num_test_images']} canvases): {values}; results in "
-          f"{workdir / results_file.RESULTS_FILE}")
+  return runner.run(TASK, config, workdir)

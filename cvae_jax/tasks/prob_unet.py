@@ -28,7 +28,6 @@ and the exact expected GED of that distribution (`floor_ged_S`,
 `metrics.expected_ged_of_distribution`).
 """
 
-import time
 from pathlib import Path
 
 import jax
@@ -36,13 +35,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, evaluation, metrics, objectives, plotting
+from cvae_jax import distributions, estimators, metrics, objectives, plotting, runner
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import segmentation as seg_task
-from cvae_jax.training import InMemoryData, trainer
-from cvae_jax.training import results as results_file
+from cvae_jax.training import trainer
 
 MODEL_KINDS = ("unet", "prob_unet", "sohn_cvae")
 DATASETS = ("mnist_ambiguous", "lidc")
@@ -240,14 +238,18 @@ def _true_samples(candidates, probabilities, rng, num_samples):
   return jnp.take_along_axis(candidates, choice.T[:, :, None, None], axis=1)
 
 
-def test_figures(config, model, params, test: dict) -> dict:
-  """Per-image means over `test` of the figures of the module docstring,
-  their spread (std over images) under "<name>_std", and timings."""
+def _with_spread(per_image: dict) -> dict:
+  """Per-image values and their spread over images under "<name>_std"."""
+  return {**per_image, **{f"{k}_std": float(np.std(v)) for k, v in per_image.items()}}
+
+
+def evaluators(config, model) -> list[runner.Evaluator]:
+  """The figures of the module docstring (per-image means, and their spread
+  under "<name>_std"), then panel.png."""
   size, ev = config.image_size, config.eval
-  keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), 4)
   counts = tuple(ev.ged_samples)
   most = max(ev.num_samples, ev.hungarian_samples)
-  ideal = "candidates" in test
+  ideal = config.dataset == "mnist_ambiguous"  # Its grader distribution is known.
 
   def sampled(params, arrays, rng):
     """GED columns and (for the Hungarian matching) the first samples."""
@@ -297,35 +299,44 @@ def test_figures(config, model, params, test: dict) -> dict:
                               ).mean(-1))
     return jnp.stack(columns, -1)
 
-  arrays = {k: test[k] for k in ("image", "masks", "candidates", "probabilities")
+  def arrays_of(test):
+    return {k: test[k] for k in ("image", "masks", "candidates", "probabilities")
             if k in test}
-  seconds = {}
-  label = f"samples: GED, diversity, Hungarian IoU; {len(test['image']):,} test images"
-  print(f"{label}...", flush=True)
-  start = time.time()
-  columns = evaluation.map_dict_over_batches(sampled, params, arrays, keys[0],
-                                             ev.batch_size, description=label)
-  per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
-  per_image["hungarian_iou"] = metrics.hungarian_matched_iou(
-      columns["samples"], test["masks"] > 0.5)
-  if ideal:
-    per_image["ideal_hungarian_iou"] = metrics.hungarian_matched_iou(
-        columns["ideal_samples"], test["masks"] > 0.5)
-  seconds["samples"] = time.time() - start
-  label = (f"per-pixel CE and -log p(y|x)"
-           f"{'' if config.model == 'unet' else f' (IS, S={ev.num_samples})'}, "
-           f"{len(test['image']):,} test images")
-  print(f"{label}...", flush=True)
-  start = time.time()
-  values = evaluation.map_over_batches(likelihoods, params, arrays, keys[1],
-                                       ev.batch_size, description=label)
-  per_image.update(ce_per_pixel=values[:, 0], nll=values[:, 1])
-  if ideal:
-    per_image["ideal_nll"] = values[:, 2]
-  seconds["likelihoods"] = time.time() - start
-  figures = {k: float(np.mean(v)) for k, v in per_image.items()}
-  figures.update({f"{k}_std": float(np.std(v)) for k, v in per_image.items()})
-  return figures, seconds
+
+  def sample_figures(params, test, rng, workdir):
+    columns = runner.measured("samples: GED, diversity, Hungarian IoU",
+                              len(test["image"]), "images", sampled, params,
+                              arrays_of(test), rng, ev.batch_size, as_dict=True)
+    per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
+    per_image["hungarian_iou"] = metrics.hungarian_matched_iou(
+        columns["samples"], test["masks"] > 0.5)
+    if ideal:
+      per_image["ideal_hungarian_iou"] = metrics.hungarian_matched_iou(
+          columns["ideal_samples"], test["masks"] > 0.5)
+    return _with_spread(per_image)
+
+  def likelihood_figures(params, test, rng, workdir):
+    label = (f"per-pixel CE and -log p(y|x)"
+             f"{'' if config.model == 'unet' else f' (IS, S={ev.num_samples})'}")
+    values = runner.measured(label, len(test["image"]), "images", likelihoods,
+                             params, arrays_of(test), rng, ev.batch_size)
+    per_image = {"ce_per_pixel": values[:, 0], "nll": values[:, 1]}
+    if ideal:
+      per_image["ideal_nll"] = values[:, 2]
+    return _with_spread(per_image)
+
+  def pictures(params, test, rng, workdir):
+    plotting.save_image_grid(panel(config, model, params, test, rng),
+                             workdir / "panel.png")
+    return {}
+
+  return [
+      runner.Evaluator("samples", ("eval.num_samples", "eval.hungarian_samples",
+                                   "eval.ged_samples"), sample_figures, index=0),
+      runner.Evaluator("likelihoods", ("eval.num_samples", "eval.chunk_size"),
+                       likelihood_figures, index=1),
+      runner.Evaluator("panel", ("eval.figure_images", "eval.figure_samples"),
+                       pictures, stream="pictures")]
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
@@ -341,84 +352,44 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
                          np.moveaxis(test["masks"][:count], 1, 0), samples])
 
 
+def _validation_loss_fn(config, model):
+  """The first grader, fixed z draws: the early-stopping loss."""
+  per_example = per_example_objective(config, model)
+  return lambda params, arrays, rng: per_example(
+      params, objective_batch(arrays["image"], arrays["masks"][:, 0]), rng)[0]
+
+
+def _summary_figures(test: dict) -> list[str]:
+  return [k for k in test if not k.endswith("_std") and (
+      k.startswith(("ged_", "floor_ged_")) or k in (
+          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll"))]
+
+
+TASK = runner.Task(
+    name="prob_unet",
+    validate=validate,
+    make_model=make_model,
+    is_cvae=lambda config: config.model != "unet",
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: objective_batch(
+        example["image"], example["masks"][:, 0]),
+    make_loss_fn=make_loss_fn,
+    validation_loss_fn=_validation_loss_fn,
+    run_identity=run_identity,
+    evaluators=evaluators,
+    header=lambda config: {"model": config.model, "dataset": config.dataset},
+    units={"ged_*, cross, *_diversity": "d = 1 - IoU",
+           "hungarian_iou": "mean matched IoU",
+           "ce_per_pixel": "nats per pixel", "nll": "nats per image"},
+    test_streams=4,
+    training_keys=("image", "masks"),
+    summary_figures=_summary_figures,
+    loading_message=lambda config: f"loading {config.dataset}...",
+)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates on the test split and writes
   results.json and panel.png there; returns the results."""
-  workdir = Path(workdir).expanduser().absolute()
-  validate(config, workdir)
-  finished = results_file.finished_run(workdir, config, ("eval",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed:
-      print(summary_line(finished.results, workdir), flush=True)
-      return finished.results
-  model = make_model(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  print(f"loading {config.dataset}...", flush=True)
-  splits = load_splits(config)
-  example = objective_batch(jnp.asarray(splits["test"]["image"][:1]),
-                            jnp.asarray(splits["test"]["masks"][:1, 0]))
-  if config.model == "unet":
-    init_fn = lambda rng: model.init(rng, example["condition"])
-  else:
-    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  per_example = per_example_objective(config, model)
-  validation = {k: splits["validation"][k] for k in ("image", "masks")}
-  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-
-  def validation_loss(params, arrays, rng):  # The first grader, fixed z draws.
-    return per_example(params, objective_batch(arrays["image"],
-                                               arrays["masks"][:, 0]), rng)[0]
-
-  evaluate = evaluation.validation_loss_evaluator(
-      validation_loss, validation, validation_rng, config.eval.batch_size)
-
-  def report(progress: trainer.Progress, values: dict) -> str:
-    terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")
-                    if k in values)
-    return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
-            f"/{progress.num_examples}] loss {values['loss']:.4f} nats/image{terms}")
-
-  train = {k: splits["train"][k] for k in ("image", "masks")}
-  start = time.time()
-  state = trainer.train(
-      config, workdir, init_fn, make_loss_fn(config, model), InMemoryData(train),
-      evaluate=evaluate, report=report,
-      report_eval=lambda epoch, m: (f"epoch {epoch} validation loss "
-                                    f"{m['validation_loss']:.4f} nats/image"),
-      run_identity=run_identity(config))
-  train_seconds = (time.time() - start if finished is None
-                   else finished.results["train_seconds_this_run"])
-
-  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
-  figures, seconds = test_figures(config, model, state.params, test)
-  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  plotting.save_image_grid(panel(config, model, state.params, test, picture_rng),
-                           workdir / "panel.png")
-  results = {
-      "model": config.model,
-      "dataset": config.dataset,
-      "test": figures,
-      "units": {"ged_*, cross, *_diversity": "d = 1 - IoU",
-                "hungarian_iou": "mean matched IoU",
-                "ce_per_pixel": "nats per pixel", "nll": "nats per image"},
-      "num_test_images": len(test["image"]),
-      "eval_seconds": seconds,
-      **results_file.run_fields(workdir, config, int(state.step),
-                                train_seconds),
-  }
-  results_file.write_results(workdir, results)
-  print(summary_line(results, workdir), flush=True)
-  return results
-
-
-def summary_line(results: dict, workdir: Path) -> str:
-  """The final figures, as the end of a run prints them."""
-  test = results["test"]
-  shown = [k for k in test if not k.endswith("_std") and (
-      k.startswith(("ged_", "floor_ged_")) or k in (
-          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll"))]
-  values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
-  return (f"test ({results['num_test_images']} images): {values}; results in "
-          f"{workdir / results_file.RESULTS_FILE}")
+  return runner.run(TASK, config, workdir)
