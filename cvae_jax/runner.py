@@ -91,12 +91,15 @@ class Task:
   validation_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
   run_identity: Callable[[ml_collections.ConfigDict], dict]
   evaluators: Callable[[ml_collections.ConfigDict, Any], Sequence[Evaluator]]
-  header: Callable[[ml_collections.ConfigDict], dict]
+  header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
   unit: str = "nats/image"
   example_noun: str = "images"
   test_streams: int = 1
   training_keys: tuple[str, ...] | None = None  # Arrays the trainer gets; None: all.
+  # (config, workdir, splits) -> params to put over the initial ones (a
+  # pre-trained sub-network, e.g. {"params": {"baseline": ...}}), or None.
+  pretrained: Callable[[ml_collections.ConfigDict, Path, dict], dict | None] | None = None
   summary_figures: Callable[[dict], list[str]] | None = None  # None: all.
   loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
 
@@ -131,6 +134,46 @@ def _must_rerun(evaluator: Evaluator, finished, previous: dict) -> bool:
   return finished.changes(*COMMON_EVAL_KEYS, *evaluator.keys)
 
 
+def _merge(params: dict, over: dict) -> dict:
+  """params with the subtrees of `over` put in place (nested dicts)."""
+  merged = dict(params)
+  for key, value in over.items():
+    merged[key] = (_merge(params[key], value)
+                   if isinstance(value, dict) and isinstance(params.get(key), dict)
+                   else value)
+  return merged
+
+
+def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
+          splits: dict, model=None):
+  """Trains `task`'s model on the splits (resuming from `workdir`) with early
+  stopping on the validation loss; returns (best state, seconds)."""
+  model = task.make_model(config) if model is None else model
+  example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
+                                          for k, v in splits["test"].items()})
+  pretrained = task.pretrained(config, workdir, splits) if task.pretrained else None
+
+  def init_fn(rng):
+    if task.is_cvae(config):
+      params = model.init(rng, example["target"], example["condition"])
+    else:
+      params = model.init(rng, example["condition"])
+    return params if pretrained is None else _merge(params, pretrained)
+
+  evaluate = evaluation.validation_loss_evaluator(
+      task.validation_loss_fn(config, model), splits["validation"],
+      rng_stream(config, "validation"), config.eval.batch_size)
+  data = splits["train"]
+  if task.training_keys is not None:
+    data = {k: data[k] for k in task.training_keys}
+  start = time.time()
+  state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
+                        InMemoryData(data), evaluate=evaluate,
+                        report=_report(task.unit), report_eval=_report_eval(task.unit),
+                        run_identity=task.run_identity(config))
+  return state, time.time() - start
+
+
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates and writes results.json
   there; returns the results (see the module docstring)."""
@@ -139,7 +182,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   finished = results_file.finished_run(workdir, config, ("eval",))
   if finished is not None:
     results_file.announce(workdir, finished)
-    if not finished.changed:
+    if not finished.changed and "figures_by_evaluator" in finished.results:
       print(summary_line(task, finished.results, workdir), flush=True)
       return finished.results
   model = task.make_model(config)
@@ -148,28 +191,12 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
         f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
         flush=True)
   splits = task.load_splits(config)
+  state, train_seconds = train(task, config, workdir, splits, model)
+  if finished is not None:
+    train_seconds = finished.results.get("train_seconds_this_run", train_seconds)
 
-  example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
-                                          for k, v in splits["test"].items()})
-  if task.is_cvae(config):
-    init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  else:
-    init_fn = lambda rng: model.init(rng, example["condition"])
-  evaluate = evaluation.validation_loss_evaluator(
-      task.validation_loss_fn(config, model), splits["validation"],
-      rng_stream(config, "validation"), config.eval.batch_size)
-  train = splits["train"]
-  if task.training_keys is not None:
-    train = {k: train[k] for k in task.training_keys}
-  start = time.time()
-  state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
-                        InMemoryData(train), evaluate=evaluate,
-                        report=_report(task.unit), report_eval=_report_eval(task.unit),
-                        run_identity=task.run_identity(config))
-  train_seconds = (time.time() - start if finished is None
-                   else finished.results["train_seconds_this_run"])
-
-  test = {k: v[:config.eval.num_images or None] for k, v in splits["test"].items()}
+  test = {k: v[:config.eval.get("num_images", 0) or None]
+          for k, v in splits["test"].items()}
   previous = finished.results if finished is not None else {}
   test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
   figures, seconds, by_evaluator = {}, {}, {}
@@ -190,7 +217,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
     figures.update(values)
     by_evaluator[evaluator.name] = list(values)
   results = {
-      **task.header(config),
+      **task.header(config, test),
       "test": figures,
       "units": task.units,
       "num_test_images": len(next(iter(test.values()))),

@@ -16,6 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from cvae_jax import runner
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as quadrant_config
@@ -47,7 +48,7 @@ def baseline_dir(tmp_path_factory, tiny_mnist_dir):
   workdir = tmp_path_factory.mktemp("quadrant") / "baseline"
   results = mnist_quadrant.train_and_evaluate(
       _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline"), workdir)
-  assert np.isfinite(results["test_negative_cll_nats_per_image"]["exact"])
+  assert np.isfinite(results["test"]["exact"])
   return workdir
 
 
@@ -57,7 +58,7 @@ def test_each_model_trains_and_reports_every_estimator(tmp_path, tiny_mnist_dir,
   config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model=model,
                  baseline_workdir=str(baseline_dir))
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
-  figures = results["test_negative_cll_nats_per_image"]
+  figures = results["test"]
   expected = {"prior_mean", "prior_monte_carlo"}
   if model != "gsnn":
     expected |= {"importance_sampled", "importance_sampled_large", "negative_elbo"}
@@ -79,7 +80,7 @@ def test_joint_baseline_trains_inside_the_cvae_on_the_sohn_protocol(
                  baseline_training="joint", num_quadrants=2, num_epochs=1)
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
   assert not (tmp_path / "baseline").exists()  # Nothing pre-trained.
-  assert results["test_negative_cll_nats_per_image"]["importance_sampled"] > 0
+  assert results["test"]["importance_sampled"] > 0
   model = mnist_quadrant.make_model(config)
   x = np.zeros((1, 784), np.float32)
   initial = model.init(jax.random.split(jax.random.PRNGKey(config.seed), 3)[0], x, x)
@@ -136,7 +137,7 @@ def test_without_early_stopping_the_last_epoch_is_evaluated(tmp_path,
                  num_epochs=1, early_stopping_metric="")
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
   assert results["best_epoch"] is None and results["steps"] == 300 // 20
-  assert np.isfinite(results["test_negative_cll_nats_per_image"]["exact"])
+  assert np.isfinite(results["test"]["exact"])
 
 
 def test_command_line_error_is_one_line(tmp_path):
@@ -163,7 +164,7 @@ def test_rerun_of_a_finished_run_recomputes_nothing(tmp_path, tiny_mnist_dir,
   assert out == [
       f"{workdir} holds a finished run of this config: its figures from "
       "results.json (nothing recomputed; a new --workdir trains anew)",
-      mnist_quadrant.summary_line(results, workdir)]
+      runner.summary_line(mnist_quadrant.TASK, results, workdir)]
   assert results == json.loads((workdir / "results.json").read_text())
   assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")
           if p.is_file()} == before
@@ -181,14 +182,14 @@ def test_rerun_with_other_eval_settings_recomputes_only_their_figures(
   out = capsys.readouterr().out
   assert ("holds a finished run; evaluation settings changed "
           "(eval.elbo_samples 2 -> 3)") in out
-  assert "test negative ELBO, S=3, 100 images..." in out
+  assert "negative ELBO, S=3, 100 test images..." in out
   assert "(b) prior Monte Carlo" not in out and "epoch 0 [" not in out
-  old, new = (r["test_negative_cll_nats_per_image"] for r in (first, second))
+  old, new = (r["test"] for r in (first, second))
   assert set(old) == set(new)
   for name in old:  # Only the ELBO is measured again, with its own time.
     changed = name == "negative_elbo"
     assert (new[name] != old[name]) == changed, name
-    assert (second["seconds"][f"{name}_seconds"]
-            != first["seconds"][f"{name}_seconds"]) == changed, name
+    assert (second["eval_seconds"][name]
+            != first["eval_seconds"][name]) == changed, name
   assert second["num_samples"]["negative_elbo"] == 3
   assert (tmp_path / "completions.png").stat().st_mtime_ns == picture

@@ -299,7 +299,7 @@ TASK = runner.Task(
     validation_loss_fn=validation_loss_fn,
     run_identity=run_identity,
     evaluators=evaluators,
-    header=lambda config: {"model": config.model, "condition": config.condition,
+    header=lambda config, test: {"model": config.model, "condition": config.condition,
                            "dataset": config.dataset,
                            "num_box_samples": config.eval.num_box_samples,
                            "num_samples": config.eval.num_samples},

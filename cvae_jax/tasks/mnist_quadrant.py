@@ -18,7 +18,6 @@ recomputes only the figures those change.
 
 import functools
 import json
-import time
 from pathlib import Path
 
 import jax
@@ -26,34 +25,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, evaluation, objectives, plotting
+from cvae_jax import distributions, estimators, objectives, plotting, runner
 from cvae_jax.data import mnist, quadrants
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
-from cvae_jax.training import InMemoryData, TrainState, trainer
-from cvae_jax.training import results as results_file
+from cvae_jax.training import trainer
 from cvae_jax.training.optimizers import OPTIMIZERS
 
 MODEL_KINDS = objectives.OBJECTIVES
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.
 DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
-# Test figure -> the evaluation keys it depends on (beyond the trained state).
-FIGURE_KEYS = {
-    "exact": ("eval.batch_size",),
-    "prior_mean": ("eval.batch_size",),
-    "prior_monte_carlo": ("eval.batch_size", "eval.num_samples", "eval.chunk_size"),
-    "importance_sampled": ("eval.batch_size", "eval.num_samples",
-                           "eval.chunk_size"),
-    "importance_sampled_large": ("eval.batch_size", "eval.large_num_samples",
-                                 "eval.large_num_images", "eval.chunk_size"),
-    "negative_elbo": ("eval.batch_size", "eval.elbo_samples"),
-}
-PICTURE_KEYS = ("eval.figure_images", "eval.figure_samples")
-
-
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
@@ -140,40 +124,6 @@ def make_loss_fn(config: ml_collections.ConfigDict, model):
   return functools.partial(_mean_loss, per_example_objective(config, model))
 
 
-def _format_train_log(progress: trainer.Progress, metrics: dict) -> str:
-  return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
-          f"/{progress.num_examples}] loss {metrics['loss']:.4f} nats/image")
-
-
-def _format_eval_log(epoch: int, metrics: dict) -> str:
-  return (f"epoch {epoch} validation loss {metrics['validation_loss']:.4f} "
-          "nats/image")
-
-
-def _train(config, workdir: Path, splits, baseline_params=None) -> TrainState:
-  """Trains `config.model` with early stopping; returns the best state."""
-  model = make_model(config)
-  example = {k: v[:1] for k, v in splits["test"].items()}
-  if config.model == "baseline":
-    init_fn = lambda rng: model.init(rng, example["condition"])
-  else:
-    def init_fn(rng):
-      params = model.init(rng, example["target"], example["condition"])
-      if baseline_params is None:
-        return params
-      return {"params": {**params["params"], "baseline": baseline_params["params"]}}
-  validation_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-  evaluate = evaluation.validation_loss_evaluator(
-      per_example_objective(config, model), splits["validation"],
-      validation_rng, config.eval.batch_size)
-
-  return trainer.train(config, workdir, init_fn,
-                       make_loss_fn(config, model),
-                       InMemoryData(splits["train"]), evaluate=evaluate,
-                       report=_format_train_log, report_eval=_format_eval_log,
-                       run_identity=run_identity(config))
-
-
 def run_identity(config: ml_collections.ConfigDict) -> dict:
   """The settings a checkpoint of `config.model` depends on beyond its
   shapes: which pixels are given, how they are binarised, what is trained.
@@ -212,74 +162,76 @@ def _check_gsnn_samples(config, workdir: Path) -> None:
                       "--workdir or the original values")
 
 
-def pretrained_baseline(config, workdir: Path, splits) -> dict:
-  """Baseline params: trained in (or resumed from) `config.baseline_workdir`,
-  or `workdir/baseline` when that is empty."""
+def pretrained_baseline(config, workdir: Path, splits) -> dict | None:
+  """For a CVAE-family model with `baseline_training="pretrained"`: the
+  baseline's params {"params": {"baseline": ...}}, trained in (or resumed
+  from) `config.baseline_workdir`, or `workdir/baseline` when that is empty;
+  None otherwise."""
+  if config.model == "baseline" or config.baseline_training != "pretrained":
+    return None
   baseline_dir = (Path(config.baseline_workdir).expanduser().absolute()
                   if config.baseline_workdir else workdir / "baseline")
   baseline_config = ml_collections.ConfigDict(config.to_dict())
   baseline_config.model = "baseline"
   print(f"baseline: training or resuming in {baseline_dir}", flush=True)
-  return _train(baseline_config, baseline_dir, splits).params
+  state, _ = runner.train(TASK, baseline_config, baseline_dir, splits)
+  return {"params": {"baseline": state.params["params"]}}
 
 
-FIGURE_NAMES = {
-    "exact": "exact -log p(y|x)",
-    "prior_mean": "(a) -log p(y|x, z=E[z|x])",
-    "prior_monte_carlo": "(b) prior Monte Carlo",
-    "importance_sampled": "(c) importance-sampled",
-    "importance_sampled_large": "(c) importance-sampled",
-    "negative_elbo": "negative ELBO",
-}
-
-
-def _test_figures(config, model, params, test: dict, only=None) -> dict:
-  """The test-set estimators of -log p(y | x), nats/image (mean over images),
-  and their `<name>_seconds`; with `only`, just the figures named there.
-
-  A GSNN gets (a) and (b) only: its recognition net is untrained, so neither
-  importance sampling from q(z | x, y) nor the ELBO means anything.
-  """
-  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 2)
-  keys = jax.random.split(rng, 5)
+def evaluators(config, model) -> list[runner.Evaluator]:
+  """The test-set estimators of -log p(y | x), nats/image, then
+  completions.png. A GSNN gets (a) and (b) only: its recognition net is
+  untrained, so neither importance sampling from q(z | x, y) nor the ELBO
+  means anything."""
   ev = config.eval
-  timed = {}
 
-  def measure(name, fn, key, images=None, samples=None):
-    if only is not None and name not in only:
-      return
-    arrays = test if images is None else {k: v[:images] for k, v in test.items()}
-    count = len(arrays["target"])
-    label = FIGURE_NAMES[name] + (f", S={samples}" if samples else "")
-    print(f"test {label}, {count:,} images...", flush=True)
-    start = time.time()
-    timed[name] = float(np.mean(evaluation.map_over_batches(
-        fn, params, arrays, key, ev.batch_size, description=label)))
-    timed[f"{name}_seconds"] = time.time() - start
-
-  if config.model == "baseline":
-    measure("exact", lambda p, b, r: objectives.baseline_negative_log_likelihood(
-        model, p, b), keys[0])
-    return timed
+  def estimate(name, keys, index, label, fn, images=None):
+    def evaluate(params, test, rng, workdir):
+      arrays = test if images is None else {k: v[:images] for k, v in test.items()}
+      return {name: runner.measured(label, len(arrays["target"]), "images", fn,
+                                    params, arrays, rng, ev.batch_size)}
+    return runner.Evaluator(name, keys, evaluate, index=index)
 
   def negative_ll(num_samples, proposal):
     return lambda p, b, r: -estimators.cvae_log_likelihood(
         model, p, b, r, num_samples, proposal, min(ev.chunk_size, num_samples))
 
-  measure("prior_mean", lambda p, b, r: -estimators.log_likelihood_at_prior_mean(
-      model, p, b), keys[0])
-  measure("prior_monte_carlo", negative_ll(ev.num_samples, "prior"), keys[1],
-          samples=ev.num_samples)
-  if config.model == "gsnn":  # Its recognition net is never trained: no q.
-    return timed
-  measure("importance_sampled", negative_ll(ev.num_samples, "recognition"),
-          keys[2], samples=ev.num_samples)
-  measure("importance_sampled_large",
-          negative_ll(ev.large_num_samples, "recognition"), keys[3],
-          ev.large_num_images or None, samples=ev.large_num_samples)
-  measure("negative_elbo", lambda p, b, r: objectives.mean_negative_elbo(
-      model, p, b, r, ev.elbo_samples), keys[4], samples=ev.elbo_samples)
-  return timed
+  def pictures(params, test, rng, workdir):
+    baseline_params = (params if config.model == "baseline"
+                       else {"params": params["params"]["baseline"]})
+    plotting.save_image_grid(
+        completion_grid(config, model, params, baseline_params, test, rng),
+        workdir / "completions.png")
+    return {}
+
+  sampled = ("eval.num_samples", "eval.chunk_size")
+  if config.model == "baseline":
+    found = [estimate("exact", (), 0, "exact -log p(y|x)", lambda p, b, r: (
+        objectives.baseline_negative_log_likelihood(model, p, b)))]
+  else:
+    found = [
+        estimate("prior_mean", (), 0, "(a) -log p(y|x, z=E[z|x])",
+                 lambda p, b, r: -estimators.log_likelihood_at_prior_mean(model, p, b)),
+        estimate("prior_monte_carlo", sampled, 1,
+                 f"(b) prior Monte Carlo, S={ev.num_samples}",
+                 negative_ll(ev.num_samples, "prior"))]
+    if config.model != "gsnn":
+      found += [
+          estimate("importance_sampled", sampled, 2,
+                   f"(c) importance-sampled, S={ev.num_samples}",
+                   negative_ll(ev.num_samples, "recognition")),
+          estimate("importance_sampled_large", (
+              "eval.large_num_samples", "eval.large_num_images", "eval.chunk_size"),
+                   3, f"(c) importance-sampled, S={ev.large_num_samples}",
+                   negative_ll(ev.large_num_samples, "recognition"),
+                   ev.large_num_images or None),
+          estimate("negative_elbo", ("eval.elbo_samples",), 4,
+                   f"negative ELBO, S={ev.elbo_samples}",
+                   lambda p, b, r: objectives.mean_negative_elbo(
+                       model, p, b, r, ev.elbo_samples))]
+  return found + [runner.Evaluator("completions", ("eval.figure_images",
+                                                   "eval.figure_samples"),
+                                   pictures, stream="pictures")]
 
 
 def completion_grid(config, model, params, baseline_params, test: dict,
@@ -305,90 +257,61 @@ def completion_grid(config, model, params, baseline_params, test: dict,
   return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates on the test split and writes
-  results.json and completions.png there.
-
-  A finished workdir is not trained or evaluated again: its results.json is
-  printed and returned, or, when only `eval.*` settings differ, the figures
-  they change are recomputed (`FIGURE_KEYS`, `PICTURE_KEYS`).
-
-  Returns:
-    The results dict written to results.json.
-  """
-  workdir = Path(workdir).expanduser().absolute()
+def _validate(config, workdir) -> None:
   validate(config, workdir)
-  _check_gsnn_samples(config, workdir)
-  finished = results_file.finished_run(workdir, config, ("eval",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed:
-      print(summary_line(finished.results, workdir), flush=True)
-      return finished.results
-  workdir.mkdir(parents=True, exist_ok=True)
-  print(f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)...",
-        flush=True)
+  _check_gsnn_samples(config, Path(workdir).expanduser().absolute())
+
+
+def load_splits(config) -> dict:
   mnist.prepare_mnist(config.data_dir, download=config.download)
-  splits = quadrants.load_quadrant_splits(
+  return quadrants.load_quadrant_splits(
       config.data_dir, config.num_quadrants, config.quadrant_order,
       config.binarisation, config.validation_size, config.seed)
 
-  start = time.time()
-  baseline_params = None
-  if config.model != "baseline" and config.baseline_training == "pretrained":
-    baseline_params = pretrained_baseline(config, workdir, splits)
-  state = _train(config, workdir, splits, baseline_params)
-  train_seconds = time.time() - start
 
-  model = make_model(config)
-  figures, only = {}, None
-  if finished is not None:  # Keep the figures whose settings did not change.
-    previous = finished.results
-    figures = {**previous["test_negative_cll_nats_per_image"],
-               **previous["seconds"]}
-    only = {k for k, keys in FIGURE_KEYS.items() if finished.changes(*keys)}
-    train_seconds = previous["train_seconds_this_run"]
-  figures.update(_test_figures(config, model, state.params, splits["test"], only))
-  if config.model == "baseline":
-    baseline_params = state.params
-  elif baseline_params is None:  # Trained jointly: part of the CVAE's params.
-    baseline_params = {"params": state.params["params"]["baseline"]}
-  picture_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 3)
-  if finished is None or finished.changes(*PICTURE_KEYS):
-    plotting.save_image_grid(
-        completion_grid(config, model, state.params, baseline_params,
-                        splits["test"], picture_rng),
-        workdir / "completions.png")
-
-  results = {
+def _header(config, test: dict) -> dict:
+  count = len(test["target"])
+  return {
       "model": config.model,
       "protocol": config.protocol,
       "num_quadrants": config.num_quadrants,
       **({"gsnn_samples": config.gsnn_samples}
          if config.model in ("gsnn", "hybrid") else {}),
-      "test_negative_cll_nats_per_image": {
-          k: v for k, v in figures.items() if not k.endswith("_seconds")},
-      "seconds": {k: v for k, v in figures.items() if k.endswith("_seconds")},
       "num_samples": {"prior_monte_carlo": config.eval.num_samples,
                       "importance_sampled": config.eval.num_samples,
                       "importance_sampled_large": config.eval.large_num_samples,
                       "negative_elbo": config.eval.elbo_samples},
-      "num_test_images": len(splits["test"]["target"]),
       "importance_sampled_large_num_images": min(
-          config.eval.large_num_images or len(splits["test"]["target"]),
-          len(splits["test"]["target"])),
-      **results_file.run_fields(workdir, config, int(state.step),
-                                train_seconds),
-  }
-  results_file.write_results(workdir, results)
-  print(summary_line(results, workdir), flush=True)
-  return results
+          config.eval.large_num_images or count, count)}
 
 
-def summary_line(results: dict, workdir: Path) -> str:
-  """The final figures, as the end of a run prints them."""
-  values = ", ".join(f"{k} {v:.2f}" for k, v in
-                     results["test_negative_cll_nats_per_image"].items())
-  return (f"test negative CLL (nats/image): {values}; results in "
-          f"{workdir / results_file.RESULTS_FILE}")
+TASK = runner.Task(
+    name="mnist_quadrant",
+    validate=_validate,
+    make_model=make_model,
+    is_cvae=lambda config: config.model != "baseline",
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: example,
+    make_loss_fn=make_loss_fn,
+    validation_loss_fn=per_example_objective,
+    run_identity=run_identity,
+    evaluators=evaluators,
+    header=_header,
+    units={"*": "-log p(y|x), nats per image over the hidden pixels"},
+    test_streams=5,
+    pretrained=pretrained_baseline,
+    loading_message=lambda config: (f"loading MNIST from {config.data_dir} "
+                                    "(TensorFlow, TFDS)..."),
+)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates on the test split and writes
+  results.json and completions.png there; returns the results.
+
+  A finished workdir is not trained or evaluated again: its results.json is
+  printed and returned, or, when only `eval.*` settings differ, the figures
+  they change are recomputed.
+  """
+  return runner.run(TASK, config, workdir)

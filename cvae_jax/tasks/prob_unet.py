@@ -377,7 +377,7 @@ TASK = runner.Task(
     validation_loss_fn=_validation_loss_fn,
     run_identity=run_identity,
     evaluators=evaluators,
-    header=lambda config: {"model": config.model, "dataset": config.dataset},
+    header=lambda config, test: {"model": config.model, "dataset": config.dataset},
     units={"ged_*, cross, *_diversity": "d = 1 - IoU",
            "hungarian_iou": "mean matched IoU",
            "ce_per_pixel": "nats per pixel", "nll": "nats per image"},

@@ -407,7 +407,7 @@ TASK = runner.Task(
         validation_loss_fn(config, model)),
     run_identity=run_identity,
     evaluators=evaluators,
-    header=lambda config: {"model": config.model, "dataset": config.dataset,
+    header=lambda config, test: {"model": config.model, "dataset": config.dataset,
                            "occlusion_blocks": config.occlusion.blocks,
                            "input_omission_rate": config.input_omission_rate,
                            "num_samples": config.eval.num_samples},
