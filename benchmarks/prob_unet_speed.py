@@ -11,7 +11,7 @@ images and 4 graders' masks of those shapes: images/s and s/step of one
 train step (forward + backward + Adam, one z ~ q, a random grader per
 image), steady state:
   * jax: the task's `make_loss_fn` and the config's optax optimiser through
-    the trainer's `_train_step`, jitted, state donated;
+    the trainer's `train_step`, jitted, state donated;
   * jax_no_ynn_conv (diagnostic, --jax_variants): the same step compiled with
     YNNPACK off for convolutions (`_NO_YNN_CONV`, as
     XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution);
@@ -155,7 +155,7 @@ def _jax_runner(config, arrays, compiler_options=None):
   params = init_params(config, model)
   optimizer = make_optimizer(config.optimizer, config.learning_rate)
   state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
-  step = jax.jit(functools.partial(trainer._train_step,  # pylint: disable=protected-access
+  step = jax.jit(functools.partial(trainer.train_step,
                                    prob_unet.make_loss_fn(config, model),
                                    optimizer), donate_argnums=0)
   arrays = jax.device_put(arrays)

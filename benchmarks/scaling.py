@@ -113,69 +113,60 @@ def _label(config, n, rng):
                                     model), arrays
 
 
+def _from_spec(task_module, config, arrays):
+  """(init_fn, loss_fn, arrays) from a task's `runner.Task` spec, as the
+  runner builds them."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  task = task_module.TASK
+  model = task.make_model(config)
+  example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
+                                          for k, v in arrays.items()})
+  if task.is_cvae(config):
+    init_fn = lambda key: model.init(key, example["target"], example["condition"])
+  else:
+    init_fn = lambda key: model.init(key, example["condition"])
+  return init_fn, task.make_loss_fn(config, model), arrays
+
+
 def _quadrant(config, n, rng):
-  # pylint: disable=g-import-not-at-top,protected-access
+  # pylint: disable=g-import-not-at-top
   from cvae_jax.data import quadrants
   from cvae_jax.tasks import mnist_quadrant
-  model = mnist_quadrant.make_model(config)
-  arrays = quadrants.split_by_quadrants(rng.random((n, 784), np.float32),
-                                        config.num_quadrants,
-                                        config.quadrant_order)
-  init_fn = lambda key: model.init(key, arrays["target"][:1],
-                                   arrays["condition"][:1])
-  # The CVAE's step (after the pretrained baseline; its parameters are in
-  # the state, frozen by stop_gradient), as the task's `_train` builds it.
-  loss_fn = mnist_quadrant.make_loss_fn(config, model)
-  return init_fn, loss_fn, arrays
+  # The CVAE's step (after the pretrained baseline: its parameters are in the
+  # state, frozen by stop_gradient).
+  return _from_spec(mnist_quadrant, config, quadrants.split_by_quadrants(
+      rng.random((n, 784), np.float32), config.num_quadrants,
+      config.quadrant_order))
 
 
 def _segmentation(config, n, rng):
   # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
   from cvae_jax.data import mnist_segmentation
   from cvae_jax.tasks import segmentation
-  model = segmentation.make_model(config)
   canvases = mnist_segmentation.draw_canvases(
       rng.random((n, 28, 28), np.float32), segmentation.canvas_spec(config), rng)
-  arrays = {k: canvases[k] for k in ("image", "masks")}
-  example = segmentation.objective_batch(
-      config, jnp.asarray(arrays["image"][:1]), jnp.asarray(arrays["masks"][:1, 0]),
-      training=False)
-  init_fn = lambda key: model.init(key, example["target"], example["condition"])
-  return init_fn, segmentation.make_loss_fn(config, model), arrays
+  return _from_spec(segmentation, config, {k: canvases[k] for k in ("image", "masks")})
 
 
 def _prob_unet(config, n, rng):
   # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
   from cvae_jax.data import mnist_ambiguous
   from cvae_jax.tasks import prob_unet
-  model = prob_unet.make_model(config)
   canvases = mnist_ambiguous.draw_ambiguous_set(
       rng.random((n, 28, 28), np.float32), rng.random((n, 28, 28), np.float32),
       prob_unet.ambiguity_spec(config), rng)
-  arrays = {k: canvases[k] for k in ("image", "masks")}
-  example = prob_unet.objective_batch(jnp.asarray(arrays["image"][:1]),
-                                      jnp.asarray(arrays["masks"][:1, 0]))
-  init_fn = lambda key: model.init(key, example["target"], example["condition"])
-  return init_fn, prob_unet.make_loss_fn(config, model), arrays
+  return _from_spec(prob_unet, config, {k: canvases[k] for k in ("image", "masks")})
 
 
 def _bbox(config, n, rng):
   # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
   from cvae_jax.data import mnist_boxes
   from cvae_jax.tasks import bbox
-  model = bbox.make_model(config)
   digits = config.data.max_digits * n  # Enough for n canvases of 2-4 digits.
   canvases = mnist_boxes.draw_canvases(
       rng.random((digits, 28, 28), np.float32),
       rng.integers(0, 10, digits).astype(np.int32), bbox.canvas_spec(config), rng)
-  arrays = {k: v[:n] for k, v in canvases.items()}
-  example, _ = bbox.objective_batch(
-      config, {k: jnp.asarray(v[:1]) for k, v in arrays.items()}, None)
-  init_fn = lambda key: model.init(key, example["target"], example["condition"])
-  return init_fn, bbox.make_loss_fn(config, model), arrays
+  return _from_spec(bbox, config, {k: v[:n] for k, v in canvases.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +217,7 @@ def _config(name: str):
 
 def _time_example(name: str, workdir: Path, quick: bool, repeats: int) -> dict:
   """Runs trainer.train on random data; returns this process's figures."""
-  # pylint: disable=g-import-not-at-top,protected-access
+  # pylint: disable=g-import-not-at-top
   import jax
   from cvae_jax.training import InMemoryData, trainer
   example = EXAMPLES[name]
@@ -240,7 +231,7 @@ def _time_example(name: str, workdir: Path, quick: bool, repeats: int) -> dict:
   rng = np.random.default_rng(0)
   init_fn, loss_fn, arrays = example.build(config, steps_per_epoch * batch_size, rng)
   # The steps of an epoch's first dispatch, which ends at its first log line.
-  first_dispatch = trainer._dispatch_end(config, 0, steps_per_epoch)
+  first_dispatch = trainer.dispatch_end(config, 0, steps_per_epoch)
   timed_steps = steps_per_epoch - first_dispatch
   starts, ends = {}, {}
   begin = time.perf_counter()

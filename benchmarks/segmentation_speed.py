@@ -9,13 +9,8 @@ paper's CUB config (segmentation_cub.py, 128x128 RGB), batch 32, random
 images and masks of those shapes: images/s and ms/step of one train step
 (forward + backward + Adam, one latent sample), steady state:
   * jax: the task's `make_loss_fn` and the config's optax optimiser through
-    the trainer's `_train_step`, jitted, state donated;
-  * jax_shared (diagnostic): the same objective, parameters and gradients,
-    but the baseline CNN and the prior encoder evaluated once per step (the
-    flax model runs the baseline in `generation` and in the baseline's loss,
-    the prior encoder in `prior` and in `correction`: XLA merges the repeated
-    forward passes but differentiates each use separately);
-  * jax_no_ynn_conv, jax_shared_no_ynn_conv: those two steps compiled with
+    the trainer's `train_step`, jitted, state donated;
+  * jax_no_ynn_conv: the same step compiled with
     YNNPACK off for convolutions (`_NO_YNN_CONV`: its weight-gradient
     convolutions are slow on large images, which loses CUB to PyTorch);
   * torch_<n>_threads: the PyTorch model, torch.set_num_threads(n), started
@@ -32,7 +27,7 @@ of configs not run this time (so the slow CUB config can be its own run):
   python -m benchmarks.segmentation_speed --configs=offline --steps=10 \
       --json=docs/segmentation_speed_cpu.json
   python -m benchmarks.segmentation_speed --configs=cub --steps=1 --repeats=2 \
-      --jax_variants=jax_no_ynn_conv,jax_shared_no_ynn_conv --nolayer_breakdown \
+      --jax_variants=jax_no_ynn_conv --nolayer_breakdown \
       --json=docs/segmentation_speed_cpu.json
 """
 
@@ -63,7 +58,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the best one counts.")
 _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["2", "1"],
                                    "torch.set_num_threads values; [] skips torch.")
 _JAX_VARIANTS = flags.DEFINE_list(
-    "jax_variants", ["jax_shared", "jax_no_ynn_conv", "jax_shared_no_ynn_conv"],
+    "jax_variants", ["jax_no_ynn_conv"],
     "Diagnostic variants timed beside the plain jax step (see the docstring).")
 _LAYER_BREAKDOWN = flags.DEFINE_bool(
     "layer_breakdown", True, "Also time the CUB decoder's 48->48 conv alone.")
@@ -88,39 +83,6 @@ def _random_arrays(config) -> dict[str, np.ndarray]:
   b, s = config.batch_size, config.image_size
   return {"image": rng.random((b, s, s, _channels(config)), np.float32),
           "masks": (rng.random((b, 1, s, s)) < 0.3).astype(np.float32)}
-
-
-def shared_loss_fn(config, model):
-  """The task's CVAE training loss (make_loss_fn, model "cvae",
-  multiscale_levels 0) with each sub-network evaluated once."""
-  size = config.image_size
-
-  def forward(module, condition, target, rng):
-    baseline_logits = module.baseline(condition)
-    guess = jax.nn.sigmoid(jax.lax.stop_gradient(
-        seg_models.full_resolution(baseline_logits, size, size)))[..., None]
-    features = module._encode(  # pylint: disable=protected-access
-        module.prior_encoder, jnp.concatenate([condition, guess], axis=-1))
-    prior = module._gaussian_map(module.prior_head, features)  # pylint: disable=protected-access
-    posterior = module.recognition(target, condition)
-    z = distributions.sample_gaussian(rng, posterior)
-    z_map = z.reshape(*features.shape[:3], module.latent_channels)
-    correction = module.decoder(jnp.concatenate([z_map, features], axis=-1))
-    logits = baseline_logits + correction.reshape(correction.shape[0], -1)
-    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
-    return (nll(logits) + distributions.kl_diagonal_gaussians(posterior, prior)
-            + nll(baseline_logits))
-
-  def loss_fn(params, arrays, rng):
-    grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
-    images, masks = segmentation.augment(
-        arrays["image"], segmentation.pick_grader(arrays["masks"], grader_rng),
-        augment_rng, config.input_omission_rate, config.horizontal_flip)
-    batch = segmentation.objective_batch(config, images, masks, training=True)
-    per_example = model.apply(params, batch["condition"], batch["target"],
-                              objective_rng, method=forward)
-    return jnp.mean(per_example), {}
-  return loss_fn
 
 
 def _check_same_model(config, params, torch_model, arrays) -> float:
@@ -166,7 +128,7 @@ def _jax_runner(config, loss_fn, arrays, compiler_options=None):
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
   optimizer = make_optimizer(config.optimizer, config.learning_rate)
   state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
-  step = jax.jit(functools.partial(trainer._train_step, loss_fn(config, model),  # pylint: disable=protected-access
+  step = jax.jit(functools.partial(trainer.train_step, loss_fn(config, model),
                                    optimizer), donate_argnums=0)
   arrays = jax.device_put(arrays)
   start = time.perf_counter()
@@ -217,18 +179,10 @@ def _time_config(name: str, num_steps: int) -> dict:
   arrays = _random_arrays(config)
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
-    loss_fn = shared_loss_fn if "shared" in variant else segmentation.make_loss_fn
+    loss_fn = segmentation.make_loss_fn
     options = _NO_YNN_CONV if "no_ynn_conv" in variant else None
     params, compile_seconds[variant], runners[variant] = _jax_runner(
         config, loss_fn, arrays, options)
-  if any("shared" in variant for variant in runners):
-    model, key = segmentation.make_model(config), jax.random.PRNGKey(2)
-    task_loss, shared_loss = (
-        float(jax.jit(make(config, model))(params, arrays, key)[0])
-        for make in (segmentation.make_loss_fn, shared_loss_fn))
-    if not np.isclose(task_loss, shared_loss, rtol=1e-4):
-      raise AssertionError(f"{name}: jax_shared loss {shared_loss} differs from "
-                           f"the task's {task_loss}")
   jax_params = sum(x.size for x in jax.tree.leaves(params))
   torch_params = loss_difference = None
   for threads in map(int, _TORCH_THREADS.value):

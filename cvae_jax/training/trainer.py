@@ -176,7 +176,7 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
   return cast_loss_fn
 
 
-def _train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
+def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 state: TrainState, batch: dict) -> tuple[TrainState, dict]:
   rng = jax.random.fold_in(state.rng, state.step)
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -254,7 +254,7 @@ def _print(progress_bar: tqdm.tqdm, line: str) -> None:
     sys.stdout.flush()
 
 
-def _dispatch_end(config: ml_collections.ConfigDict, step: int,
+def dispatch_end(config: ml_collections.ConfigDict, step: int,
                   steps_per_epoch: int) -> int:
   """The step in the epoch where the dispatch from global `step` ends: at most
   `steps_per_dispatch` on, at the epoch's end, at the next checkpoint and at
@@ -438,7 +438,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
             f"{checkpointer.directory}", flush=True)
 
   step_fn = functools.partial(
-      _train_step, mixed_precision(loss_fn, compute_dtype(config)), optimizer)
+      train_step, mixed_precision(loss_fn, compute_dtype(config)), optimizer)
 
   make_runner = (_in_memory_runner if isinstance(train_data, InMemoryData)
                  else _streaming_runner)
@@ -467,7 +467,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       compiled = set()
       while step < total_steps and not stopped_early(step):
         epoch, start = divmod(step, steps_per_epoch)
-        end = _dispatch_end(config, step, steps_per_epoch)
+        end = dispatch_end(config, step, steps_per_epoch)
         num_steps = end - start
         if num_steps not in compiled:  # jit compiles per scan length.
           compiled.add(num_steps)
