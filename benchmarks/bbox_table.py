@@ -16,14 +16,13 @@ table to --output, the records as JSON next to it, and copies the boxes.png
 of some rows next to them (bbox_samples_<condition>_<row>.png).
 """
 
-import json
 import shutil
-import time
 from pathlib import Path
 
 from absl import app, flags, logging
 import ml_collections
 
+from benchmarks import harness
 from cvae_jax.tasks import bbox
 from train.configs import bbox as bbox_config
 
@@ -101,24 +100,13 @@ def run_row(condition: str, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  config = make_config(condition, overrides)
   workdir = workdir_of(condition, label)
-  timing = workdir / "wall_seconds.json"
-  results_path = workdir / "results.json"
   if (not workdir.exists() and recorded is not None
       and not _RERUN_RECORDED.value):
     return recorded
-  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
-  if not (results_path.exists() and timing.exists()):
-    print(f"=== condition {condition}, {label}", flush=True)
-    start = time.time()
-    try:
-      bbox.train_and_evaluate(config, workdir)
-    finally:  # Also when interrupted: the resumed run adds to it.
-      spent += time.time() - start
-      workdir.mkdir(parents=True, exist_ok=True)
-      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
-  results = json.loads(results_path.read_text())
+  results, spent = harness.timed_run(
+      bbox.train_and_evaluate, make_config(condition, overrides), workdir,
+      f"condition {condition}, {label}")
   return {"condition": condition, "row": label, "test": results["test"],
           "best_epoch": results["best_epoch"],
           "max_epochs": results["config"]["num_epochs"],
@@ -165,15 +153,8 @@ def _sort_key(record: dict) -> tuple:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  output = Path(_OUTPUT.value or (
-      Path(_ROOT.value) / "quick" / "bbox_table.md" if _QUICK.value
-      else "docs/bbox_table.md"))
-  output.parent.mkdir(parents=True, exist_ok=True)
-  records_path = output.with_suffix(".json")
-  records = {}
-  if records_path.exists():
-    records = {(r["condition"], r["row"]): r
-               for r in json.loads(records_path.read_text())}
+  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value, "bbox_table")
+  records = harness.load_records(output, lambda r: (r["condition"], r["row"]))
   for condition in _CONDITIONS.value:
     rows = dict(ROWS)
     if condition == "image":
@@ -181,9 +162,7 @@ def main(argv):
     for label, overrides in rows.items():
       records[(condition, label)] = run_row(condition, label, overrides,
                                             records.get((condition, label)))
-      ordered = sorted(records.values(), key=_sort_key)
-      output.write_text(markdown_table(ordered))
-      records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+      harness.save(output, records, _sort_key, markdown_table)
   for condition in _CONDITIONS.value:
     for name in _FIGURE_ROWS.value:
       picture = workdir_of(condition, name) / "boxes.png"

@@ -13,14 +13,13 @@ kept. Wall times add up in each workdir's wall_seconds.json. Writes the
 markdown table to --output and the records as JSON next to it.
 """
 
-import json
 import shutil
-import time
 from pathlib import Path
 
 from absl import app, flags, logging
 import ml_collections
 
+from benchmarks import harness
 from cvae_jax.tasks import prob_unet
 from train.configs import prob_unet as prob_unet_config
 
@@ -57,20 +56,10 @@ def run_row(model: str, recorded: dict | None) -> dict:
   """Trains and evaluates one model, or reuses its finished workdir, or
   `recorded` when the workdir is gone."""
   workdir = workdir_of(model)
-  timing, results_path = workdir / "wall_seconds.json", workdir / "results.json"
   if not workdir.exists() and recorded is not None:
     return recorded
-  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
-  if not (results_path.exists() and timing.exists()):
-    print(f"=== {LABELS[model]}", flush=True)
-    start = time.time()
-    try:
-      prob_unet.train_and_evaluate(make_config(model), workdir)
-    finally:  # Also when interrupted: the resumed run adds to it.
-      spent += time.time() - start
-      workdir.mkdir(parents=True, exist_ok=True)
-      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
-  results = json.loads(results_path.read_text())
+  results, spent = harness.timed_run(prob_unet.train_and_evaluate,
+                                     make_config(model), workdir, LABELS[model])
   return {"model": model, "test": results["test"],
           "best_epoch": results["best_epoch"],
           "max_epochs": results["config"]["num_epochs"],
@@ -131,27 +120,20 @@ def markdown_table(records: list[dict]) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  output = Path(_OUTPUT.value or (
-      Path(_ROOT.value) / "quick" / "prob_unet_table.md" if _QUICK.value
-      else "docs/prob_unet_table.md"))
-  output.parent.mkdir(parents=True, exist_ok=True)
-  records_path = output.with_suffix(".json")
-  records = {}
-  if records_path.exists():
-    records = {r["model"]: r for r in json.loads(records_path.read_text())}
+  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
+                               "prob_unet_table")
+  records = harness.load_records(output, lambda r: r["model"])
   order = list(ORDER)
   for model in _MODELS.value:
     if model not in order:
       raise app.UsageError(f"--models: unknown model {model!r}; one of {order}")
     records[model] = run_row(model, records.get(model))
-    ordered = sorted(records.values(), key=lambda r: order.index(r["model"]))
-    output.write_text(markdown_table(ordered))
-    records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+    ordered = harness.save(output, records, lambda r: order.index(r["model"]),
+                           markdown_table)
   panel = workdir_of("prob_unet") / "panel.png"
   if panel.exists():
     shutil.copyfile(panel, output.parent / "prob_unet_panel.png")
-  print(markdown_table(sorted(records.values(),
-                              key=lambda r: order.index(r["model"]))))
+  print(markdown_table(ordered))
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ wall_seconds.json. Writes the markdown table to --output and the records as
 JSON next to it; records of configurations outside this invocation are kept.
 """
 
-import json
 import shutil
-import time
 from pathlib import Path
 
 from absl import app, flags, logging
 import ml_collections
 
+from benchmarks import harness
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as segmentation_config
 
@@ -89,24 +88,13 @@ def run_row(occlusion: int, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  config = make_config(occlusion, overrides)
   workdir = workdir_of(occlusion, label)
-  timing = workdir / "wall_seconds.json"
-  results_path = workdir / "results.json"
   if (not workdir.exists() and recorded is not None
       and not _RERUN_RECORDED.value):
     return recorded
-  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
-  if not (results_path.exists() and timing.exists()):
-    print(f"=== {occlusion} occlusion block(s), {label}", flush=True)
-    start = time.time()
-    try:
-      segmentation.train_and_evaluate(config, workdir)
-    finally:  # Also when interrupted: the resumed run adds to it.
-      spent += time.time() - start
-      workdir.mkdir(parents=True, exist_ok=True)
-      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
-  results = json.loads(results_path.read_text())
+  results, spent = harness.timed_run(
+      segmentation.train_and_evaluate, make_config(occlusion, overrides), workdir,
+      f"{occlusion} occlusion block(s), {label}")
   return {"occlusion_blocks": occlusion, "row": label, "test": results["test"],
           "best_epoch": results["best_epoch"],
           "max_epochs": results["config"]["num_epochs"],
@@ -158,15 +146,9 @@ def _sort_key(record: dict) -> tuple:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  output = Path(_OUTPUT.value or (
-      Path(_ROOT.value) / "quick" / "segmentation_table.md" if _QUICK.value
-      else "docs/segmentation_table.md"))
-  output.parent.mkdir(parents=True, exist_ok=True)
-  records_path = output.with_suffix(".json")
-  records = {}
-  if records_path.exists():
-    records = {(r["occlusion_blocks"], r["row"]): r
-               for r in json.loads(records_path.read_text())}
+  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
+                               "segmentation_table")
+  records = harness.load_records(output, lambda r: (r["occlusion_blocks"], r["row"]))
   for occlusion in map(int, _OCCLUSIONS.value):
     rows = dict(ROWS)
     if str(occlusion) in _MULTI_SAMPLE_OCCLUSIONS.value:
@@ -174,9 +156,7 @@ def main(argv):
     for label, overrides in rows.items():
       records[(occlusion, label)] = run_row(occlusion, label, overrides,
                                             records.get((occlusion, label)))
-      ordered = sorted(records.values(), key=_sort_key)
-      output.write_text(markdown_table(ordered))
-      records_path.write_text(json.dumps(ordered, indent=2) + "\n")
+      harness.save(output, records, _sort_key, markdown_table)
   for occlusion in map(int, _OCCLUSIONS.value):
     panel = workdir_of(occlusion, _FIGURE_ROW.value) / "panel.png"
     if panel.exists():
