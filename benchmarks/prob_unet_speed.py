@@ -44,10 +44,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import speed_harness
 from cvae_jax import distributions
 from cvae_jax.tasks import prob_unet
-from cvae_jax.training import TrainState, trainer
-from cvae_jax.training.optimizers import make_optimizer
 from train.configs import prob_unet as offline_config
 from train.configs import prob_unet_lidc as lidc_config
 
@@ -153,56 +152,23 @@ def _jax_runner(config, arrays, compiler_options=None):
   """(params, compile seconds, run(num_steps) -> seconds per step)."""
   model = prob_unet.make_model(config)
   params = init_params(config, model)
-  optimizer = make_optimizer(config.optimizer, config.learning_rate)
-  state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
-  step = jax.jit(functools.partial(trainer.train_step,
-                                   prob_unet.make_loss_fn(config, model),
-                                   optimizer), donate_argnums=0)
-  arrays = jax.device_put(arrays)
-  start = time.perf_counter()
-  step = step.lower(state, arrays).compile(compiler_options)
-  compile_seconds = time.perf_counter() - start
-  holder = [state]
-
-  def run(num_steps):
-    state = holder[0]
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(num_steps):
-      state, metrics = step(state, arrays)
-    jax.block_until_ready((state, metrics))
-    holder[0] = state
-    return (time.perf_counter() - start) / num_steps
+  compile_seconds, run = speed_harness.jax_step_runner(
+      config, params, prob_unet.make_loss_fn(config, model), arrays, compiler_options)
   return params, compile_seconds, run
 
 
 def _torch_runner(config, threads, arrays):
   """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
   import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
   model, step = pytorch_prob_unet.make_train_step(config)
   batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
            torch.from_numpy(arrays["masks"]))
 
   def run(num_steps):
     torch.set_num_threads(threads)
-    return pytorch_prob_unet.time_steps(step, batch, num_steps)
+    return pytorch_common.time_steps(step, batch, num_steps)
   return model, run
-
-
-def _interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
-  """Best seconds per step of each runner over `repeats` interleaved rounds,
-  after one warm-up step each."""
-  for name, run in runners.items():
-    print(f"  warm-up {name}...", flush=True)
-    run(1)
-  best = {name: float("inf") for name in runners}
-  for r in range(repeats):
-    for name, run in runners.items():
-      seconds = run(num_steps)
-      print(f"  round {r + 1}/{repeats} {name}: {seconds:.3f} s/step", flush=True)
-      best[name] = min(best[name], seconds)
-  return best
 
 
 def _time_config(name: str, num_steps: int) -> dict:
@@ -218,10 +184,10 @@ def _time_config(name: str, num_steps: int) -> dict:
   torch_params = difference = None
   torch_runners = {}
   for threads in map(int, _TORCH_THREADS.value):
-    from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+    from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
     model, torch_runners[f"torch_{threads}_threads"] = _torch_runner(
         config, threads, arrays)
-    torch_params = pytorch_prob_unet.num_params(model)
+    torch_params = pytorch_common.num_params(model)
     if torch_params != jax_params:
       raise AssertionError(f"{name}: PyTorch model has {torch_params} "
                            f"parameters, flax {jax_params}")
@@ -236,7 +202,7 @@ def _time_config(name: str, num_steps: int) -> dict:
     # Every torch runner starts from the flax weights.
     pytorch_prob_unet.load_flax_params(model, params)
   runners.update(torch_runners)
-  best = _interleaved_best(runners, num_steps, _REPEATS.value)
+  best = speed_harness.interleaved_best(runners, num_steps, _REPEATS.value)
   b = config.batch_size
   return {
       "image_size": config.image_size, "channels": tuple(config.network.channels),

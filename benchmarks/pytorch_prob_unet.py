@@ -23,13 +23,15 @@ flax ProbabilisticUNet's weights, giving the same function.
 own images/s.
 """
 
-import time
 
 from absl import app, flags
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from benchmarks import pytorch_common
+from benchmarks.pytorch_common import num_params
 
 
 def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -143,10 +145,6 @@ class ProbabilisticUNet(nn.Module):
     return reconstruction + self.beta * kl
 
 
-def num_params(module: nn.Module) -> int:
-  return sum(p.numel() for p in module.parameters())
-
-
 def _down_convs(down: DownPath, tree) -> list:
   convs = [conv for block in down.blocks for conv in block]
   return [(conv, tree[f"Conv_{k}"]) for k, conv in enumerate(convs)]
@@ -206,23 +204,6 @@ def make_train_step(config, in_channels: int = 1, seed: int = 0):
   return model, step
 
 
-def random_batch(config, in_channels: int = 1, graders: int = 4, seed: int = 0):
-  """Images uniform in [0, 1], binary masks [B, G, H, W]; NCHW."""
-  generator = torch.Generator().manual_seed(seed)
-  size, batch = config.image_size, config.batch_size
-  images = torch.rand(batch, in_channels, size, size, generator=generator)
-  masks = (torch.rand(batch, graders, size, size, generator=generator) < 0.3).float()
-  return images, masks
-
-
-def time_steps(step, batch, num_steps: int) -> float:
-  """Seconds per step over `num_steps` consecutive steps."""
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    step(*batch)
-  return (time.perf_counter() - start) / num_steps
-
-
 def load_config(name: str):
   # pylint: disable=g-import-not-at-top
   from train.configs import prob_unet, prob_unet_lidc
@@ -244,13 +225,9 @@ def main(argv):
   torch.set_num_threads(args.threads)
   config = load_config(args.config)
   model, step = make_train_step(config)
-  batch = random_batch(config)
-  time_steps(step, batch, 1)  # Warm-up.
-  seconds = min(time_steps(step, batch, args.steps) for _ in range(args.repeats))
-  print(f"| pytorch Prob U-Net ({args.config}) | torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {num_params(model):,} parameters |")
-  print(f"| train step, batch {config.batch_size} | "
-        f"{config.batch_size / seconds:,.1f} images/s ({seconds:.3f} s/step) |")
+  pytorch_common.report(f"pytorch Prob U-Net ({args.config})", config, model, step,
+                        pytorch_common.random_batch(config, graders=4),
+                        args.steps, args.repeats, warmup=1)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,15 @@ computes each once per step (same values and gradients). `segmentation_speed`
 times it beside the JAX step; run alone, this prints its own images/s.
 """
 
-import time
 
 from absl import app, flags
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from benchmarks import pytorch_common
+from benchmarks.pytorch_common import num_params
 
 class SameConv2d(nn.Conv2d):
   """nn.Conv2d with flax's "SAME" padding for odd kernels: symmetric at stride
@@ -155,10 +157,6 @@ class SegmentationCVAE(nn.Module):
     return bce(logits) + kl + bce(baseline_logits)
 
 
-def num_params(module: nn.Module) -> int:
-  return sum(p.numel() for p in module.parameters())
-
-
 def load_flax_params(model: SegmentationCVAE, params) -> None:
   """Copies a flax SegmentationCVAE's params ({"params": ...}, numpy or jax
   arrays) into `model`; raises if a shape or the parameter count differs."""
@@ -220,23 +218,6 @@ def make_train_step(config, in_channels: int, seed: int = 0):
   return model, step
 
 
-def random_batch(config, in_channels: int, seed: int = 0):
-  """Images uniform in [0, 1], binary masks; NCHW."""
-  generator = torch.Generator().manual_seed(seed)
-  size, batch = config.image_size, config.batch_size
-  images = torch.rand(batch, in_channels, size, size, generator=generator)
-  masks = (torch.rand(batch, 1, size, size, generator=generator) < 0.3).float()
-  return images, masks
-
-
-def time_steps(step, batch, num_steps: int) -> float:
-  """Seconds per step over `num_steps` consecutive steps."""
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    step(*batch)
-  return (time.perf_counter() - start) / num_steps
-
-
 def load_config(name: str):
   # pylint: disable=g-import-not-at-top
   from train.configs import segmentation, segmentation_cub
@@ -259,13 +240,9 @@ def main(argv):
   config = load_config(args.config)
   in_channels = 3 if args.config == "cub" else 1
   model, step = make_train_step(config, in_channels)
-  batch = random_batch(config, in_channels)
-  time_steps(step, batch, 3)  # Warm-up.
-  seconds = min(time_steps(step, batch, args.steps) for _ in range(args.repeats))
-  print(f"| pytorch segmentation CVAE ({args.config}) | torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {num_params(model):,} parameters |")
-  print(f"| train step, batch {config.batch_size} | "
-        f"{config.batch_size / seconds:,.0f} images/s ({1e3 * seconds:.2f} ms/step) |")
+  pytorch_common.report(f"pytorch segmentation CVAE ({args.config})", config, model,
+                        step, pytorch_common.random_batch(config, in_channels),
+                        args.steps, args.repeats, warmup=3)
 
 
 if __name__ == "__main__":

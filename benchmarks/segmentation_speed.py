@@ -43,11 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import speed_harness
 from cvae_jax import distributions
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
-from cvae_jax.training import TrainState, trainer
-from cvae_jax.training.optimizers import make_optimizer
 from train.configs import segmentation as offline_config
 from train.configs import segmentation_cub as cub_config
 
@@ -126,52 +125,23 @@ def _jax_runner(config, loss_fn, arrays, compiler_options=None):
       config, jnp.asarray(arrays["image"][:1]), jnp.asarray(arrays["masks"][:1, 0]),
       training=False)
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
-  optimizer = make_optimizer(config.optimizer, config.learning_rate)
-  state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
-  step = jax.jit(functools.partial(trainer.train_step, loss_fn(config, model),
-                                   optimizer), donate_argnums=0)
-  arrays = jax.device_put(arrays)
-  start = time.perf_counter()
-  step = step.lower(state, arrays).compile(compiler_options)
-  compile_seconds = time.perf_counter() - start
-  holder = [state]
-
-  def run(num_steps):
-    state = holder[0]
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(num_steps):
-      state, metrics = step(state, arrays)
-    jax.block_until_ready((state, metrics))
-    holder[0] = state
-    return (time.perf_counter() - start) / num_steps
+  compile_seconds, run = speed_harness.jax_step_runner(
+      config, params, loss_fn(config, model), arrays, compiler_options)
   return params, compile_seconds, run
 
 
 def _torch_runner(config, threads, arrays):
   """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
   import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_common, pytorch_segmentation  # pylint: disable=g-import-not-at-top
   model, step = pytorch_segmentation.make_train_step(config, _channels(config))
   batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
            torch.from_numpy(arrays["masks"]))
 
   def run(num_steps):
     torch.set_num_threads(threads)
-    return pytorch_segmentation.time_steps(step, batch, num_steps)
+    return pytorch_common.time_steps(step, batch, num_steps)
   return model, run
-
-
-def _interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
-  """Best seconds per step of each runner over `repeats` interleaved rounds,
-  after one warm-up step each."""
-  for run in runners.values():
-    run(1)
-  best = {name: float("inf") for name in runners}
-  for _ in range(repeats):
-    for name, run in runners.items():
-      best[name] = min(best[name], run(num_steps))
-  return best
 
 
 def _time_config(name: str, num_steps: int) -> dict:
@@ -186,9 +156,9 @@ def _time_config(name: str, num_steps: int) -> dict:
   jax_params = sum(x.size for x in jax.tree.leaves(params))
   torch_params = loss_difference = None
   for threads in map(int, _TORCH_THREADS.value):
-    from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
+    from benchmarks import pytorch_common  # pylint: disable=g-import-not-at-top
     model, runners[f"torch_{threads}_threads"] = _torch_runner(config, threads, arrays)
-    torch_params = pytorch_segmentation.num_params(model)
+    torch_params = pytorch_common.num_params(model)
     if torch_params != jax_params:
       raise AssertionError(f"{name}: PyTorch model has {torch_params} "
                            f"parameters, flax {jax_params}")
@@ -197,7 +167,7 @@ def _time_config(name: str, num_steps: int) -> dict:
     if loss_difference > 1e-4:
       raise AssertionError(f"{name}: per-image losses differ by up to "
                            f"{loss_difference:.2g} (relative)")
-  best = _interleaved_best(runners, num_steps, _REPEATS.value)
+  best = speed_harness.interleaved_best(runners, num_steps, _REPEATS.value)
   b = config.batch_size
   return {
       "image_size": config.image_size, "channels": _channels(config),

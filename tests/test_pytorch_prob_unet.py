@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import prob_unet_speed, pytorch_prob_unet
+from benchmarks import prob_unet_speed, pytorch_common, pytorch_prob_unet
 from cvae_jax.tasks import prob_unet
 
 
@@ -19,7 +19,7 @@ def test_same_parameters_and_losses_as_flax():
   model = prob_unet.make_model(config)
   params = prob_unet_speed.init_params(config, model)
   torch_model = pytorch_prob_unet.ProbabilisticUNet(config.network, 1, config.beta)
-  assert pytorch_prob_unet.num_params(torch_model) == sum(
+  assert pytorch_common.num_params(torch_model) == sum(
       x.size for x in __import__("jax").tree.leaves(params))
   difference = prob_unet_speed.check_same_model(
       config, prob_unet_speed.with_random_heads(params, scale=0.5),

@@ -1,0 +1,108 @@
+"""cvae_jax.runner, once for every task spec: a run, a rerun of the finished
+run (nothing recomputed), a rerun with one evaluator's setting changed (only
+its figures recomputed, no training) and a resume to more epochs."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cvae_jax import runner
+from cvae_jax.tasks import bbox, mnist_quadrant, prob_unet, segmentation
+import test_bbox
+import test_mnist_quadrant
+import test_prob_unet
+import test_segmentation
+from train.configs import mnist_quadrant as quadrant_config
+
+
+def _segmentation(data_dir):
+  config = test_segmentation.tiny_config(
+      model="cvae", data_dir=str(data_dir), download=False, validation_size=100,
+      image_size=32, num_epochs=1)
+  config.data.update(max_train_examples=32, max_eval_examples=16)
+  return config, ("eval.num_samples", 8), {"prior_monte_carlo", "importance_sampled"}
+
+
+def _prob_unet(data_dir):
+  config = test_prob_unet.tiny_config(model="prob_unet", data_dir=str(data_dir),
+                                      download=False, validation_size=100)
+  config.data.update(max_train_examples=32, max_eval_examples=8)
+  return config, ("eval.hungarian_samples", 2), {"samples"}
+
+
+def _bbox(data_dir):
+  config = test_bbox.tiny_config(model="cvae", data_dir=str(data_dir),
+                                 download=False, validation_size=100)
+  config.data.update(max_train_examples=32, max_eval_examples=16)
+  return config, ("eval.num_samples", 8), {"nll"}
+
+
+def _quadrant(data_dir):
+  config = test_mnist_quadrant._tiny(  # pylint: disable=protected-access
+      quadrant_config.get_config(), data_dir, model="cvae", num_epochs=1,
+      baseline_training="joint")
+  return config, ("eval.elbo_samples", 3), {"negative_elbo"}
+
+
+TASKS = {"segmentation": (segmentation, _segmentation),
+         "prob_unet": (prob_unet, _prob_unet),
+         "bbox": (bbox, _bbox),
+         "mnist_quadrant": (mnist_quadrant, _quadrant)}
+
+
+def _set(config, dotted: str, value) -> None:
+  *path, last = dotted.split(".")
+  for part in path:
+    config = config[part]
+  config[last] = value
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, capsys):
+  module, make = TASKS[name]
+  config, (key, value), changed = make(tiny_mnist_dir)
+  workdir = tmp_path / name
+  first = module.train_and_evaluate(config, workdir)
+  saved = json.loads((workdir / "results.json").read_text())
+  assert saved["test"] == first["test"]
+  assert all(np.isfinite(v) for v in first["test"].values())
+  # Every figure belongs to exactly one evaluator, named in results.json.
+  owned = [k for names in first["figures_by_evaluator"].values() for k in names]
+  assert sorted(owned) == sorted(first["test"])
+
+  # A finished run: its figures, nothing trained, evaluated or written.
+  before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+  capsys.readouterr()
+  again = module.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert "holds a finished run of this config" in out and "epoch 0 [" not in out
+  assert again["test"] == first["test"]
+  assert before == {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
+
+  # An evaluation setting changed: only the evaluators that read it run again.
+  _set(config, key, value)
+  second = module.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert "evaluation settings changed" in out and "epoch 0 [" not in out
+  rerun = {f for e in changed for f in second["figures_by_evaluator"][e]}
+  for figure, old in first["test"].items():
+    if figure not in rerun:
+      assert second["test"][figure] == old, figure
+  assert any(second["test"][f] != first["test"][f] for f in rerun & set(first["test"]))
+  for evaluator, seconds in first["eval_seconds"].items():
+    assert (second["eval_seconds"][evaluator] != seconds) == (
+        evaluator in changed), evaluator
+  assert second["train_seconds_this_run"] == first["train_seconds_this_run"]
+
+  # More epochs: training resumes from the last checkpoint, then evaluates all.
+  config.num_epochs += 1
+  third = module.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  assert "resumed from checkpoint" in out and "epoch 1 [" in out
+  assert third["steps"] == 2 * first["steps"]
+
+
+def test_the_runner_names_every_random_stream():
+  assert set(runner.RNG_STREAMS) == {"validation", "test", "pictures"}
+  assert len(set(runner.RNG_STREAMS.values())) == len(runner.RNG_STREAMS)
