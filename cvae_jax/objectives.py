@@ -66,9 +66,7 @@ def gsnn_from_outputs(outputs: CVAEOutputs, batch: dict) -> jax.Array:
 def baseline_negative_log_likelihood_from_outputs(outputs: CVAEOutputs,
                                                   batch: dict) -> jax.Array:
   """-log p(y | x) of the model's own baseline net, [batch] nats."""
-  return -distributions.log_likelihood(
-      outputs.baseline, batch["target"], batch.get("target_mask"),
-      event_ndim=batch["target"].ndim - 1)
+  return -_log_likelihood(outputs.baseline, batch)
 
 
 # The same objectives as (model, params, batch, rng) functions: one forward.
@@ -117,10 +115,8 @@ def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
   tighter as S grows, and it rewards a z that explains y. There is no KL
   term: the recognition net is unused.
   """
-  _check_samples(num_samples)
-  outputs = forward(model, params, batch, rng, posterior=False,
-                    prior_samples=num_samples)
-  return gsnn_from_outputs(outputs, batch)
+  return per_example_objective("gsnn", model, gsnn_samples=num_samples)(
+      params, batch, rng)
 
 
 def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
@@ -133,10 +129,8 @@ def hybrid_objective(model: nn.Module, params, batch: dict, rng: jax.Array,
   exactly. One forward: the decoder runs once over the posterior's and the
   prior's z together.
   """
-  _check_samples(gsnn_samples)
-  outputs = forward(model, params, batch, rng, prior_samples=gsnn_samples)
-  return (alpha * negative_elbo_from_outputs(outputs, batch).loss
-          + (1.0 - alpha) * gsnn_from_outputs(outputs, batch))
+  return per_example_objective("hybrid", model, alpha, gsnn_samples)(
+      params, batch, rng)
 
 
 def baseline_negative_log_likelihood(model: nn.Module, params,
@@ -144,10 +138,7 @@ def baseline_negative_log_likelihood(model: nn.Module, params,
   """-log p(y | x) of a deterministic net x -> likelihood (Bernoulli pixels,
   or a Gaussian / Gaussian mixture over y, e.g. a box regressor or a
   mixture density network: exact); [batch] nats."""
-  likelihood = model.apply(params, batch["condition"])
-  return -distributions.log_likelihood(
-      likelihood, batch["target"], batch.get("target_mask"),
-      event_ndim=batch["target"].ndim - 1)
+  return -_log_likelihood(model.apply(params, batch["condition"]), batch)
 
 
 def mean_negative_elbo(model: nn.Module, params, batch: dict, rng: jax.Array,

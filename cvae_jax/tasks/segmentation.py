@@ -279,19 +279,22 @@ def evaluators(config, model) -> list[runner.Evaluator]:
   """The test figures of the module docstring, then panel.png."""
   size, ev = config.image_size, config.eval
 
+  def prediction_figures(likelihood, batch):
+    """[B, 3]: pixel error, IoU and log-likelihood of one prediction."""
+    prediction = _prediction_masks(likelihood.logits, size)
+    return jnp.stack([
+        metrics.pixel_error(prediction, _truth(config, batch)),
+        metrics.intersection_over_union(prediction, _truth(config, batch)),
+        likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
+
   def measured(label, fn, params, test, rng):
     return runner.measured(label, len(test["image"]), "images",
                            lambda p, a, r: fn(p, _test_batch(config, a), r),
                            params, _first_grader(test), rng, ev.batch_size)
 
   def deterministic(params, test, rng, workdir):
-    def fn(params, batch, rng):
-      likelihood = model.apply(params, batch["condition"])
-      prediction = _prediction_masks(likelihood.logits, size)
-      return jnp.stack([
-          metrics.pixel_error(prediction, _truth(config, batch)),
-          metrics.intersection_over_union(prediction, _truth(config, batch)),
-          likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
+    fn = lambda params, batch, rng: prediction_figures(
+        model.apply(params, batch["condition"]), batch)
     values = measured("baseline: pixel error, IoU, exact NLL", fn, params, test, rng)
     return {"pixel_error": values[:, 0], "iou": values[:, 1],
             **{f"best_of_{s}_iou": values[:, 1] for s in ev.best_of},
@@ -301,13 +304,8 @@ def evaluators(config, model) -> list[runner.Evaluator]:
     def fn(params, batch, rng):
       features = model.apply(params, batch["condition"], method="encode")
       prior = model.apply(params, features, method="prior_from_features")
-      likelihood = model.apply(params, prior.mean, features,
-                               method="generation_from_features")
-      prediction = _prediction_masks(likelihood.logits, size)
-      return jnp.stack([
-          metrics.pixel_error(prediction, _truth(config, batch)),
-          metrics.intersection_over_union(prediction, _truth(config, batch)),
-          likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
+      return prediction_figures(model.apply(
+          params, prior.mean, features, method="generation_from_features"), batch)
     values = measured("prediction at z = E[z|x]: pixel error, IoU, NLL", fn,
                       params, test, rng)
     return {"pixel_error": values[:, 0], "iou": values[:, 1],
