@@ -16,7 +16,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from cvae_jax import runner
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as quadrant_config
@@ -149,47 +148,3 @@ def test_command_line_error_is_one_line(tmp_path):
   assert result.returncode == 2, result.stderr
   errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
   assert len(errors) == 1 and "--config.model" in errors[0], result.stderr
-
-
-def test_rerun_of_a_finished_run_recomputes_nothing(tmp_path, tiny_mnist_dir,
-                                                    baseline_dir, capsys):
-  workdir = tmp_path / "baseline"
-  shutil.copytree(baseline_dir, workdir)
-  before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
-  capsys.readouterr()
-  results = mnist_quadrant.train_and_evaluate(
-      _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline"),
-      workdir)
-  out = capsys.readouterr().out.splitlines()
-  assert out == [
-      f"{workdir} holds a finished run of this config: its figures from "
-      "results.json (nothing recomputed; a new --workdir trains anew)",
-      runner.summary_line(mnist_quadrant.TASK, results, workdir)]
-  assert results == json.loads((workdir / "results.json").read_text())
-  assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")
-          if p.is_file()} == before
-
-
-def test_rerun_with_other_eval_settings_recomputes_only_their_figures(
-    tmp_path, tiny_mnist_dir, baseline_dir, capsys):
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="cvae",
-                 num_epochs=1, baseline_workdir=str(baseline_dir))
-  first = mnist_quadrant.train_and_evaluate(config, tmp_path)
-  picture = (tmp_path / "completions.png").stat().st_mtime_ns
-  capsys.readouterr()
-  config.eval.elbo_samples = 3
-  second = mnist_quadrant.train_and_evaluate(config, tmp_path)
-  out = capsys.readouterr().out
-  assert ("holds a finished run; evaluation settings changed "
-          "(eval.elbo_samples 2 -> 3)") in out
-  assert "negative ELBO, S=3, 100 test images..." in out
-  assert "(b) prior Monte Carlo" not in out and "epoch 0 [" not in out
-  old, new = (r["test"] for r in (first, second))
-  assert set(old) == set(new)
-  for name in old:  # Only the ELBO is measured again, with its own time.
-    changed = name == "negative_elbo"
-    assert (new[name] != old[name]) == changed, name
-    assert (second["eval_seconds"][name]
-            != first["eval_seconds"][name]) == changed, name
-  assert second["num_samples"]["negative_elbo"] == 3
-  assert (tmp_path / "completions.png").stat().st_mtime_ns == picture
