@@ -72,14 +72,15 @@ class Evaluator:
 class Task:
   """What a task is made of; see the module docstring.
 
-  Callables take the config first; `validate(config, workdir)` raises a
+  Callables take the config first. `validate(config, workdir)` raises a
   ConfigError / UserError for settings that cannot work and loads no data
-  (it ends with `trainer.validate_trainer_config`). `make_init_batch(config, test arrays of
-  one example)` returns the {"condition", "target"} batch `init` sees;
-  deterministic models (`is_cvae(config)` False) are initialised on the
-  condition alone. `header(config)` gives results.json's leading fields and
-  `units` its "units" entry; `unit` is the loss's unit in log lines
-  ("nats/image"); `example_noun` names a test example in messages.
+  (it ends with `trainer.validate_trainer_config`). `make_init_batch(config,
+  test arrays of one example)` returns the {"condition", "target"} batch
+  `init` sees; deterministic models (`is_cvae(config)` False) are
+  initialised on the condition alone. `header(config, test arrays)` gives
+  results.json's leading fields and `units` its "units" entry; `unit` is the
+  loss's unit in log lines ("nats/image"); `example_noun` names a test
+  example in messages.
   """
   name: str
   validate: Callable[[ml_collections.ConfigDict, Path], None]
