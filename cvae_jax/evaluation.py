@@ -14,23 +14,29 @@ from cvae_jax import sharding
 PerExampleFn = Callable[[Any, dict, jax.Array], jax.Array]
 
 
+def process_batches(num_batches: int) -> range:
+  """The batch indices this process evaluates: every process_count()-th,
+  from its index (all of them with one process)."""
+  return range(jax.process_index(), num_batches, jax.process_count())
+
+
 def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
                      rng: jax.Array, batch_size: int,
                      mesh: jax.sharding.Mesh | None = None,
                      description: str | None = None) -> np.ndarray:
-  """Applies jitted `fn(params, batch, rng) -> [batch]` over all examples.
+  """Applies jitted `fn(params, batch, rng) -> [batch, ...]` over all examples.
 
-  Batches are sharded over the mesh's devices; the last batch is padded by
-  repeating examples and the padding is dropped. Batch i uses fold_in(rng, i).
-  With a `description`, a progress bar (in images) is shown while stdout is a
-  terminal, as the trainer's is.
+  Batches are sharded over the mesh's devices (default: this process's);
+  the last batch is padded by repeating examples and the padding is dropped.
+  Batch i uses fold_in(rng, i). Under jax.distributed every process
+  evaluates its own disjoint share of the batches (`process_batches`) and
+  the results are gathered, so each process returns all of them, the same
+  as one process would. With a `description`, a progress bar (in images) is
+  shown while stdout is a terminal, as the trainer's is.
 
   Returns:
-    [num_examples] results, in order.
+    [num_examples, ...] results, in order.
   """
-  # Each process evaluates every example on its own devices (under
-  # jax.distributed too: the data is on every host), so results need no
-  # gathering across processes.
   mesh = sharding.make_mesh(jax.local_devices()) if mesh is None else mesh
   params = sharding.to_host(params)
   num_devices = mesh.devices.size
@@ -39,19 +45,41 @@ def map_over_batches(fn: PerExampleFn, params, arrays: dict[str, np.ndarray],
   jitted = jax.jit(fn, in_shardings=(sharding.replicated(mesh),
                                      sharding.batch_sharded(mesh), None))
   params = jax.device_put(params, sharding.replicated(mesh))
+  starts = range(0, num_examples, batch_size)
+  mine = process_batches(len(starts))
   results = []
-  with tqdm.tqdm(total=num_examples, desc=description, unit="image",
+  real = lambda i: min(batch_size, num_examples - starts[i])  # Less the padding.
+  with tqdm.tqdm(total=sum(map(real, mine)), desc=description, unit="image",
                  leave=False, dynamic_ncols=True,
                  disable=description is None or not sys.stdout.isatty()) as bar:
-    for i, begin in enumerate(range(0, num_examples, batch_size)):
-      indices = np.arange(begin, begin + batch_size) % num_examples
+    for n, i in enumerate(mine):
+      indices = np.arange(starts[i], starts[i] + batch_size) % num_examples
       batch = {k: v[indices] for k, v in arrays.items()}
       results.append(jitted(params, batch, jax.random.fold_in(rng, i)))
-      if i:  # One batch in flight while the bar follows the finished ones.
+      if n:  # One batch in flight while the bar follows the finished ones.
         results[-2].block_until_ready()
-        bar.update(batch_size)  # Batch i - 1 is never the padded last one.
+        bar.update(real(mine[n - 1]))
     bar.update(bar.total - bar.n)
-  return np.concatenate(jax.device_get(results))[:num_examples]
+  results = [np.asarray(r) for r in jax.device_get(results)]
+  if jax.process_count() > 1:
+    results = _gather_batches(results, len(starts), jitted, params, arrays,
+                              batch_size, rng)
+  return np.concatenate(results)[:num_examples]
+
+
+def _gather_batches(mine: list[np.ndarray], num_batches: int, jitted, params,
+                    arrays: dict, batch_size: int, rng) -> list[np.ndarray]:
+  """Every process's batch results, in batch order (padded to the same
+  count per process for the all-gather)."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  count = jax.process_count()
+  per_process = -(-num_batches // count)
+  example = {k: v[:batch_size] for k, v in arrays.items()}
+  shape = jax.eval_shape(jitted, params, example, rng)
+  padding = np.zeros(shape.shape, shape.dtype)
+  local = np.stack(mine + [padding] * (per_process - len(mine)))
+  gathered = np.asarray(multihost_utils.process_allgather(local))  # [P, per, ...]
+  return [gathered[i % count, i // count] for i in range(num_batches)]
 
 
 def validation_loss_evaluator(fn: PerExampleFn, arrays: dict[str, np.ndarray],

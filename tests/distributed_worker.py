@@ -1,11 +1,12 @@
 """One process of a multi-process training run (tests/test_distributed.py):
   python tests/distributed_worker.py PORT NUM_PROCESSES PROCESS_ID WORKDIR \
-      EPOCHS {in_memory,streamed} {label,quadrant} [SECONDS_PER_LOG]
+      EPOCHS {in_memory,streamed} {label,quadrant,evaluate} [SECONDS_PER_LOG]
 Trains a tiny label CVAE or quadrant hybrid CVAE (the tasks' own model and
 objective) on fixed random arrays with the global batch 8 and writes
 WORKDIR/process_<id>.npz: the logged losses and the final parameters.
 SECONDS_PER_LOG > 0 sleeps at every log line, so that a test can kill the
-run mid-way."""
+run mid-way. The example "evaluate" trains nothing: it maps `evaluation_case`
+over its arrays and writes the results and the batches this process ran."""
 
 import functools
 from pathlib import Path
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import objectives
+from cvae_jax import evaluation, objectives
 from cvae_jax.models import LabelCVAE
 from cvae_jax.tasks import mnist_quadrant
 from cvae_jax.training import InMemoryData, StreamingData, trainer
@@ -56,6 +57,15 @@ def setup(example: str):
   return {"label": _label, "quadrant": _quadrant}[example](np.random.default_rng(0))
 
 
+def evaluation_case():
+  """(fn, params, arrays, rng, batch_size): 13 examples in 4 batches, the
+  noise of each batch from its index."""
+  arrays = {"x": np.arange(13, dtype=np.float32)}
+  fn = lambda params, batch, rng: batch["x"] * params + jax.random.normal(
+      rng, batch["x"].shape)
+  return fn, np.float32(3.0), arrays, jax.random.PRNGKey(5), 4
+
+
 def config(epochs: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       batch_size=8, num_epochs=epochs, seed=3, optimizer="adam",
@@ -74,6 +84,13 @@ def streamed(data):
 def main(port, count, index, workdir, epochs, path, example, seconds_per_log="0"):
   jax.distributed.initialize(coordinator_address=f"localhost:{port}",
                              num_processes=int(count), process_id=int(index))
+  if example == "evaluate":
+    fn, params, arrays, rng, batch_size = evaluation_case()
+    values = evaluation.map_over_batches(fn, params, arrays, rng, batch_size)
+    np.savez(Path(workdir) / f"process_{index}.npz", values=values,
+             batches=np.array(list(evaluation.process_batches(4))))
+    jax.distributed.shutdown()
+    return
   data, init_fn, loss_fn = setup(example)
   logged = []
   def report(progress, metrics):

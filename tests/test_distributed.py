@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from cvae_jax.errors import UserError
-from cvae_jax import distributed
+from cvae_jax import distributed, evaluation
 from cvae_jax.training import InMemoryData, StreamingData, trainer
 from tests import distributed_worker as worker
 from tests.test_trainer import _truncate_checkpoint
@@ -111,6 +111,16 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, example):
   assert _saved_steps(tmp_path / "two") == [2, 4, 6, 8, 10, 12]
 
 
+def test_two_processes_evaluate_disjoint_batches_and_report_what_one_does(tmp_path):
+  results, _ = _run_processes(tmp_path, 0, example="evaluate")
+  fn, params, arrays, rng, batch_size = worker.evaluation_case()
+  expected = evaluation.map_over_batches(fn, params, arrays, rng, batch_size)
+  for result in results:  # Both processes return every example, in order.
+    np.testing.assert_allclose(result["values"], expected, rtol=1e-6)
+  shares = [set(r["batches"].tolist()) for r in results]
+  assert shares[0].isdisjoint(shares[1]) and shares[0] | shares[1] == {0, 1, 2, 3}
+
+
 def test_a_kill_then_a_restart_of_both_processes_resumes(tmp_path):
   """SIGKILL one process mid-run (its partner is then stopped, as a cluster
   scheduler would), damage the newest checkpoint as a kill during a write
@@ -181,7 +191,7 @@ def test_no_settings_start_nothing():
 
 _COORDINATOR = """
 import sys, time
-from cvae_jax import distributed
+from cvae_jax import distributed, evaluation
 distributed.initialize(sys.argv[1], 2, 0)
 time.sleep(120)
 """
@@ -215,7 +225,7 @@ def test_a_process_count_other_than_the_coordinators_is_a_one_line_error(tmp_pat
 _BUILD = """
 import sys, time
 from pathlib import Path
-from cvae_jax import distributed
+from cvae_jax import distributed, evaluation
 distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
 log = Path(sys.argv[3])
 with distributed.main_process_first("build"):
