@@ -3,9 +3,8 @@
 All densities are summed over the last (event) axis and returned in nats.
 
 A *likelihood* is what a generation or baseline net returns: a typed object
-with `log_prob(targets, mask=None, event_ndim=1) -> [...] nats` and `mode()`
-(the single most likely y, e.g. to draw a prediction): `Bernoulli` over
-pixels, `DiagonalGaussian` or `GaussianMixture` over continuous y.
+with `log_prob(targets, mask=None, event_ndim=1) -> [...] nats`: `Bernoulli`
+over pixels, `DiagonalGaussian` or `GaussianMixture` over continuous y.
 """
 
 from typing import NamedTuple
@@ -22,9 +21,13 @@ def _at_least_float32(*arrays):
           for a in arrays]
 
 
-def _no_mask(mask) -> None:
+def _check_vector_event(kind: str, mask, event_ndim: int) -> None:
+  """A density over the last axis takes no mask and one event axis."""
   if mask is not None:
     raise ValueError("target_mask applies to Bernoulli targets only")
+  if event_ndim != 1:
+    raise ValueError(f"a {kind}'s event is its last axis, got "
+                     f"event_ndim={event_ndim}")
 
 
 class DiagonalGaussian(NamedTuple):
@@ -37,14 +40,8 @@ class DiagonalGaussian(NamedTuple):
                event_ndim: int = 1) -> jax.Array:
     """[...] log-density in nats of targets [..., event] (the last axis is
     the event; `event_ndim` must be 1, `mask` None)."""
-    _no_mask(mask)
-    if event_ndim != 1:
-      raise ValueError(f"a DiagonalGaussian's event is its last axis, got "
-                       f"event_ndim={event_ndim}")
+    _check_vector_event("DiagonalGaussian", mask, event_ndim)
     return gaussian_log_density(targets, self)
-
-  def mode(self) -> jax.Array:
-    return self.mean
 
 
 class GaussianMixture(NamedTuple):
@@ -60,16 +57,8 @@ class GaussianMixture(NamedTuple):
   def log_prob(self, targets: jax.Array, mask: jax.Array | None = None,
                event_ndim: int = 1) -> jax.Array:
     """[...] exact log-density in nats of targets [..., event]."""
-    _no_mask(mask)
-    if event_ndim != 1:
-      raise ValueError(f"a GaussianMixture's event is its last axis, got "
-                       f"event_ndim={event_ndim}")
+    _check_vector_event("GaussianMixture", mask, event_ndim)
     return gaussian_mixture_log_density(targets, self)
-
-  def mode(self) -> jax.Array:
-    """The mean of the most probable component, [..., event]."""
-    best = jnp.argmax(self.logits, axis=-1)[..., None, None]
-    return jnp.take_along_axis(self.components.mean, best, axis=-2)[..., 0, :]
 
 
 class Bernoulli(NamedTuple):
@@ -86,10 +75,6 @@ class Bernoulli(NamedTuple):
   @property
   def probabilities(self) -> jax.Array:
     return jax.nn.sigmoid(self.logits)
-
-  def mode(self) -> jax.Array:
-    """The most likely y: 1 where p > 0.5."""
-    return (self.logits > 0).astype(self.logits.dtype)
 
 
 def standard_normal_like(mean: jax.Array) -> DiagonalGaussian:

@@ -94,7 +94,9 @@ def importance_sampled_log_likelihood(
   return log_max + jnp.log(total) - jnp.log(num_samples)
 
 
-def _target_log_likelihood(likelihood, batch: dict) -> jax.Array:
+def batch_log_likelihood(likelihood, batch: dict) -> jax.Array:
+  """log p(y | ...) of the batch's target under `likelihood`, over its
+  masked pixels (batch["target_mask"], if any); [..., batch] nats."""
   return distributions.log_likelihood(
       likelihood, batch["target"], batch.get("target_mask"),
       event_ndim=batch["target"].ndim - 1)
@@ -129,7 +131,7 @@ def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
   if proposal == "recognition":
     q = apply(batch["target"], features, method="recognition_from_features")
   return importance_sampled_log_likelihood(
-      lambda z: _target_log_likelihood(
+      lambda z: batch_log_likelihood(
           apply(z, features, method="generation_from_features"), batch),
       q, prior, rng, num_samples, chunk_size, rows_per_slice)
 
@@ -144,5 +146,5 @@ def log_likelihood_at_prior_mean(model: nn.Module, params,
   apply = functools.partial(model.apply, params)
   features = apply(batch["condition"], method="encode")
   prior = apply(features, method="prior_from_features")
-  return _target_log_likelihood(
+  return batch_log_likelihood(
       apply(prior.mean, features, method="generation_from_features"), batch)

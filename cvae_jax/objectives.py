@@ -36,19 +36,12 @@ class NegativeElbo(NamedTuple):
   kl: jax.Array  # KL(q(z | x, y) || p(z | x)), analytic.
 
 
-def _log_likelihood(likelihood, batch: dict) -> jax.Array:
-  """log p(y | ...) over the masked pixels of y, [..., batch] nats."""
-  return distributions.log_likelihood(
-      likelihood, batch["target"], batch.get("target_mask"),
-      event_ndim=batch["target"].ndim - 1)
-
-
 # Pure functions of one forward pass (`cvae_jax.models.cvae.forward`).
 
 def negative_elbo_from_outputs(outputs: CVAEOutputs, batch: dict) -> NegativeElbo:
   """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q (one
   reparameterised sample); needs a forward with `posterior=True`."""
-  reconstruction = -_log_likelihood(outputs.likelihood, batch)
+  reconstruction = -estimators.batch_log_likelihood(outputs.likelihood, batch)
   kl = distributions.kl_diagonal_gaussians(outputs.posterior, outputs.prior)
   return NegativeElbo(reconstruction + kl, reconstruction, kl)
 
@@ -57,7 +50,8 @@ def gsnn_from_outputs(outputs: CVAEOutputs, batch: dict) -> jax.Array:
   """-log (1/S) sum_s p(y | x, z_s), z_s ~ p(z | x): [batch] nats; S is the
   forward's `prior_samples`. At S > 1 this is the importance-sampling bound
   with the prior as proposal (the p/q weights cancel)."""
-  log_likelihoods = _log_likelihood(outputs.prior_likelihood, batch)  # [S, batch]
+  log_likelihoods = estimators.batch_log_likelihood(  # [S, batch]
+      outputs.prior_likelihood, batch)
   if log_likelihoods.shape[0] == 1:
     return -log_likelihoods[0]
   return -estimators.log_mean_exp(log_likelihoods)
@@ -66,7 +60,7 @@ def gsnn_from_outputs(outputs: CVAEOutputs, batch: dict) -> jax.Array:
 def baseline_negative_log_likelihood_from_outputs(outputs: CVAEOutputs,
                                                   batch: dict) -> jax.Array:
   """-log p(y | x) of the model's own baseline net, [batch] nats."""
-  return -_log_likelihood(outputs.baseline, batch)
+  return -estimators.batch_log_likelihood(outputs.baseline, batch)
 
 
 # The same objectives as (model, params, batch, rng) functions: one forward.
@@ -99,7 +93,7 @@ def target_log_likelihood(model: nn.Module, params, batch: dict,
     [..., batch] in nats, summed over the target's non-batch axes.
   """
   likelihood = model.apply(params, z, batch["condition"], method="generation")
-  return _log_likelihood(likelihood, batch)
+  return estimators.batch_log_likelihood(likelihood, batch)
 
 
 def gsnn_negative_log_likelihood(model: nn.Module, params, batch: dict,
@@ -138,7 +132,8 @@ def baseline_negative_log_likelihood(model: nn.Module, params,
   """-log p(y | x) of a deterministic net x -> likelihood (Bernoulli pixels,
   or a Gaussian / Gaussian mixture over y, e.g. a box regressor or a
   mixture density network: exact); [batch] nats."""
-  return -_log_likelihood(model.apply(params, batch["condition"]), batch)
+  return -estimators.batch_log_likelihood(
+      model.apply(params, batch["condition"]), batch)
 
 
 def mean_negative_elbo(model: nn.Module, params, batch: dict, rng: jax.Array,

@@ -128,9 +128,10 @@ def summary_line(task: Task, results: dict, workdir: Path) -> str:
           f"results in {workdir / results_file.RESULTS_FILE}")
 
 
-def _must_rerun(evaluator: Evaluator, finished, previous: dict) -> bool:
+def _must_rerun(evaluator: Evaluator, finished) -> bool:
   """Whether a finished run's figures of `evaluator` are stale (or missing)."""
-  if finished is None or evaluator.name not in previous.get("figures_by_evaluator", {}):
+  if (finished is None or evaluator.name not in
+      finished.results.get("figures_by_evaluator", {})):
     return True
   return finished.changes(*COMMON_EVAL_KEYS, *evaluator.keys)
 
@@ -202,7 +203,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
   figures, seconds, by_evaluator = {}, {}, {}
   for evaluator in task.evaluators(config, model):
-    if not _must_rerun(evaluator, finished, previous):
+    if not _must_rerun(evaluator, finished):
       names = previous["figures_by_evaluator"][evaluator.name]
       figures.update({k: previous["test"][k] for k in names})
       if evaluator.name in previous.get("eval_seconds", {}):
@@ -231,11 +232,12 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   return results
 
 
-def measured(label: str, count: int, noun: str, fn, params, arrays: dict,
-             rng: jax.Array, batch_size: int, as_dict: bool = False):
-  """Announces `label`, then maps a per-example fn over `arrays` (with a
-  progress bar on a terminal); what every evaluator's body does."""
-  label = f"{label}, {count:,} test {noun}"
+def measured(label: str, noun: str, fn, params, arrays: dict, rng: jax.Array,
+             batch_size: int, as_dict: bool = False):
+  """Announces `label` with the number of `arrays`' examples, then maps a
+  per-example fn over them (with a progress bar on a terminal); what every
+  evaluator's body does."""
+  label = f"{label}, {len(next(iter(arrays.values()))):,} test {noun}"
   print(f"{label}...", flush=True)
   mapper = evaluation.map_dict_over_batches if as_dict else evaluation.map_over_batches
   return mapper(fn, params, arrays, rng, batch_size, description=label)

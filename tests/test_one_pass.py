@@ -4,7 +4,6 @@ convolution of a network the minimum number of times."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -12,11 +11,10 @@ from cvae_jax import distributions, estimators, objectives
 from cvae_jax.models import LabelCVAE, QuadrantCVAE
 from cvae_jax.models import bbox as bbox_models
 from cvae_jax.models import prob_unet as prob_unet_models
-from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import bbox as bbox_task
 from cvae_jax.tasks import segmentation as seg_task
 from train.configs import bbox as bbox_config
-from train.configs import segmentation as segmentation_config
+import test_segmentation
 
 
 # ------------------------------------------------ the old formulation (reference)
@@ -91,16 +89,8 @@ def _quadrant_case(**fields):
 
 
 def _segmentation_config(multiscale_levels=1):
-  config = segmentation_config.get_config()
-  config.image_size = 16
-  config.multiscale_levels = multiscale_levels
-  config.network.update(dict(
-      encoder_channels=(4, 6), encoder_kernels=(3, 3), latent_channels=2,
-      latent_kernel=3, decoder_channels=(6, 4), decoder_kernels=(3, 3, 3),
-      first_stride=2, pools=(2, 1, 1), baseline_encoder_channels=(4, 6),
-      baseline_middle_channels=6, baseline_decoder_channels=(6, 4),
-      baseline_kernels=(3, 3, 3, 3, 3, 3)))
-  return config
+  """The segmentation tests' tiny network, 16 x 16 images."""
+  return test_segmentation.tiny_config(multiscale_levels=multiscale_levels)
 
 
 def _segmentation_case(multiscale_levels=1):

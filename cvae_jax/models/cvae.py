@@ -55,12 +55,6 @@ class CVAEOutputs(NamedTuple):
   baseline: Any
 
 
-def _split_samples(tree, first: int):
-  """Splits a likelihood pytree along its leading sample axis."""
-  return (jax.tree.map(lambda a: a[:first], tree),
-          jax.tree.map(lambda a: a[first:], tree))
-
-
 class CVAE(nn.Module):
   """Base class of the library's CVAEs; see the module docstring."""
 
@@ -106,27 +100,25 @@ class CVAE(nn.Module):
     """
     features = self.encode(condition)
     prior = self.prior_from_features(features)
-    latents = []
     q = z_q = z_p = None
     if posterior:
       q = self.recognition_from_features(target, features)
       z_q = distributions.sample_gaussian(rng, q)
-      latents.append(z_q[None])
     if prior_samples == 1:
       z_p = distributions.sample_gaussian(rng, prior)[None]
     elif prior_samples > 1:
       z_p = distributions.sample_gaussian(jax.random.split(rng, 1)[0], prior,
                                           prior_samples)
-    if z_p is not None:
-      latents.append(z_p)
+    generate = lambda z: self.generation_from_features(z, features)
     likelihood = prior_likelihood = None
-    if len(latents) == 1 and z_p is None:  # The CVAE alone: no sample axis.
-      likelihood = self.generation_from_features(z_q, features)
-    elif latents:
-      output = self.generation_from_features(jnp.concatenate(latents), features)
-      head, prior_likelihood = _split_samples(output, 1 if posterior else 0)
-      if posterior:
-        likelihood = jax.tree.map(lambda a: a[0], head)
+    if z_p is None:
+      likelihood = generate(z_q) if posterior else None
+    elif not posterior:
+      prior_likelihood = generate(z_p)
+    else:  # One decoder pass over the posterior's and the prior's z.
+      both = generate(jnp.concatenate([z_q[None], z_p]))
+      likelihood = jax.tree.map(lambda a: a[0], both)
+      prior_likelihood = jax.tree.map(lambda a: a[1:], both)
     return CVAEOutputs(q, prior, z_q, likelihood, z_p, prior_likelihood,
                        self.baseline_from_features(features))
 

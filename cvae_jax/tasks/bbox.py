@@ -218,8 +218,8 @@ def evaluators(config, model) -> list[runner.Evaluator]:
   ev = config.eval
 
   def measured(label, fn, params, test, rng):
-    return runner.measured(label, len(test["image"]), "canvases", fn, params,
-                           test, rng, ev.batch_size)
+    return runner.measured(label, "canvases", fn, params, test, rng,
+                           ev.batch_size)
 
   def boxes(params, test, rng, workdir):
     def fn(params, arrays, rng):

@@ -188,8 +188,8 @@ def evaluators(config, model) -> list[runner.Evaluator]:
   def estimate(name, keys, index, label, fn, images=None):
     def evaluate(params, test, rng, workdir):
       arrays = test if images is None else {k: v[:images] for k, v in test.items()}
-      return {name: runner.measured(label, len(arrays["target"]), "images", fn,
-                                    params, arrays, rng, ev.batch_size)}
+      return {name: runner.measured(label, "images", fn, params, arrays, rng,
+                                    ev.batch_size)}
     return runner.Evaluator(name, keys, evaluate, index=index)
 
   def negative_ll(num_samples, proposal):

@@ -305,8 +305,8 @@ def evaluators(config, model) -> list[runner.Evaluator]:
 
   def sample_figures(params, test, rng, workdir):
     columns = runner.measured("samples: GED, diversity, Hungarian IoU",
-                              len(test["image"]), "images", sampled, params,
-                              arrays_of(test), rng, ev.batch_size, as_dict=True)
+                              "images", sampled, params, arrays_of(test), rng,
+                              ev.batch_size, as_dict=True)
     per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
     per_image["hungarian_iou"] = metrics.hungarian_matched_iou(
         columns["samples"], test["masks"] > 0.5)
@@ -318,8 +318,8 @@ def evaluators(config, model) -> list[runner.Evaluator]:
   def likelihood_figures(params, test, rng, workdir):
     label = (f"per-pixel CE and -log p(y|x)"
              f"{'' if config.model == 'unet' else f' (IS, S={ev.num_samples})'}")
-    values = runner.measured(label, len(test["image"]), "images", likelihoods,
-                             params, arrays_of(test), rng, ev.batch_size)
+    values = runner.measured(label, "images", likelihoods, params, arrays_of(test),
+                             rng, ev.batch_size)
     per_image = {"ce_per_pixel": values[:, 0], "nll": values[:, 1]}
     if ideal:
       per_image["ideal_nll"] = values[:, 2]

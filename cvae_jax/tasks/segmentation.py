@@ -288,7 +288,7 @@ def evaluators(config, model) -> list[runner.Evaluator]:
         likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
 
   def measured(label, fn, params, test, rng):
-    return runner.measured(label, len(test["image"]), "images",
+    return runner.measured(label, "images",
                            lambda p, a, r: fn(p, _test_batch(config, a), r),
                            params, _first_grader(test), rng, ev.batch_size)
 
