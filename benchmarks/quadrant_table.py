@@ -20,12 +20,12 @@ workdirs such as q1/gsnn_s10; a record without "gsnn_samples" has S = 1.
 """
 
 import json
-import time
 from pathlib import Path
 
 from absl import app, flags, logging
 import ml_collections
 
+from benchmarks import harness
 from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as pyro_config
 from train.configs import mnist_quadrant_sohn as sohn_config
@@ -106,11 +106,9 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
   config.baseline_workdir = str(root / f"q{quadrants}" / "baseline")
   workdir = root / f"q{quadrants}" / (
       model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))
-  timing = workdir / "wall_seconds.json"
   if (not workdir.exists() and recorded is not None and not _RERUN_RECORDED.value
       and recorded["max_epochs"] == config.num_epochs):
     return recorded
-  spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
   results_path = workdir / "results.json"
   finished_cap = (json.loads(results_path.read_text())["config"]["num_epochs"]
                   if results_path.exists() else 0)
@@ -118,16 +116,15 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
     raise app.UsageError(f"{workdir} was trained with a cap of {finished_cap} "
                          f"epochs, above {config.num_epochs}; pass --max_epochs "
                          "at least that high or another --root")
-  if not (timing.exists() and finished_cap == config.num_epochs):
-    print(f"=== {protocol} protocol, {quadrants} quadrant(s), "
-          f"{_label({'model': model, 'gsnn_samples': gsnn_samples})}", flush=True)
-    start = time.time()
-    try:
-      mnist_quadrant.train_and_evaluate(ml_collections.ConfigDict(config), workdir)
-    finally:  # Also when interrupted: the resumed run adds to it.
-      spent += time.time() - start
-      timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
-  return _record(json.loads(results_path.read_text()), spent)
+  title = (f"{protocol} protocol, {quadrants} quadrant(s), "
+           f"{_label({'model': model, 'gsnn_samples': gsnn_samples})}")
+  # A run finished with this cap is reused; one recorded in an older layout
+  # (no "test") goes through the runner, which re-evaluates it.
+  results, spent = harness.timed_run(
+      mnist_quadrant.train_and_evaluate, ml_collections.ConfigDict(config),
+      workdir, title, finished=lambda r: (
+          r["config"]["num_epochs"] == config.num_epochs and "test" in r))
+  return _record(results, spent)
 
 
 def _cell(value) -> str:
@@ -177,14 +174,9 @@ def main(argv):
   if not all(s.isdigit() and int(s) > 0 for s in _GSNN_SAMPLES.value):
     raise app.UsageError("--gsnn_samples must be positive integers, got "
                          f"{','.join(_GSNN_SAMPLES.value)}")
-  output = Path(_OUTPUT.value or (
-      Path(_ROOT.value) / "quick" / "quadrant_table.md" if _QUICK.value
-      else "docs/quadrant_table.md"))
-  output.parent.mkdir(parents=True, exist_ok=True)
-  figures_path = output.with_suffix(".json")
-  records = {}
-  if figures_path.exists():
-    records = {_key(r): r for r in json.loads(figures_path.read_text())}
+  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
+                               "quadrant_table")
+  records = harness.load_records(output, _key)
   for protocol, max_epochs in zip(_PROTOCOLS.value, map(int, _MAX_EPOCHS.value)):
     for quadrants in map(int, _QUADRANTS.value):
       # The baseline first: the CVAE-family runs reuse it, frozen.
@@ -195,10 +187,8 @@ def main(argv):
         key = (protocol, quadrants, model, samples)
         records[key] = run_config(protocol, quadrants, model, max_epochs,
                                   records.get(key), samples)
-        rows = sorted(records.values(), key=_sort_key)
-        output.write_text(markdown_table(rows))
-        figures_path.write_text(json.dumps(rows, indent=2) + "\n")
-  print(markdown_table(sorted(records.values(), key=_sort_key)))
+        rows = harness.save(output, records, _sort_key, markdown_table)
+  print(markdown_table(rows))
 
 
 if __name__ == "__main__":
