@@ -3,69 +3,50 @@ owns the rest.
 
 A task supplies what is its own: its config checks, its models, its data
 splits, how a batch for `init` is made from the arrays, its training and
-validation losses, the settings its checkpoints depend on, and its test
-evaluators (`Evaluator`: a name, the config keys it reads, a function). The
-runner does, for every task, in this order:
+per-epoch losses, the settings its checkpoints depend on, and its own test
+evaluators; the library's evaluators (`cvae_jax.evaluators`) serve every task,
+and the config's `evals` names which run. The runner does, for every task,
+in this order:
 
-  1. validate the config and workdir (before any data is touched);
+  1. validate the config, its `evals` and the workdir (before any data is
+     touched);
   2. the finished-run check: a workdir whose results.json has this config
      prints its figures and returns; when only evaluation settings changed,
      only the evaluators that read a changed key run again;
-  3. load the splits, build the model, train (or resume) with early stopping
-     on the validation loss;
+  3. load the splits, build the model, train (or resume), with early
+     stopping on the validation loss when the config asks for it;
   4. run the evaluators on the first `eval.num_images` test examples;
   5. write results.json and print the summary line.
 
 Every random stream of a run is named here (`RNG_STREAMS`), derived from
 `config.seed`: the trainer's own, and `fold_in(PRNGKey(seed), n)` for the
-validation loss (1), the test evaluators (2: split into `Task.test_streams`
-keys, one per evaluator index) and the pictures (3).
+per-epoch evaluation (1: the validation loss, or the label task's test
+loss), the test evaluators (2: split into `Task.test_streams` keys, one per
+evaluator index) and the pictures (3).
 """
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluation
+from cvae_jax import evaluation, evaluators
+from cvae_jax.evaluators import Evaluator
 from cvae_jax.training import InMemoryData, trainer
 from cvae_jax.training import results as results_file
 
 RNG_STREAMS = {"validation": 1, "test": 2, "pictures": 3}
-# Keys every evaluator reads: which test examples, and how they are batched
-# (batch i draws its noise from fold_in(key, i)).
-COMMON_EVAL_KEYS = ("eval.num_images", "eval.batch_size")
 
 
 def rng_stream(config: ml_collections.ConfigDict, name: str) -> jax.Array:
   """The key of the named stream of a run (see the module docstring)."""
   return jax.random.fold_in(jax.random.PRNGKey(config.seed), RNG_STREAMS[name])
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluator:
-  """One group of test figures.
-
-  name: what it computes (also its key in results.json's "eval_seconds").
-  keys: config keys (dotted, or groups) its figures depend on, beyond the
-    trained parameters and `COMMON_EVAL_KEYS`; a rerun of a finished run
-    recomputes it only when one of them changed.
-  run: (params, test arrays, rng, workdir) -> {figure: per-example values
-    [N] or a float}; per-example values are averaged by the runner. It may
-    also write files into workdir (pictures) and return {}.
-  stream: the named RNG stream it draws from ("test" or "pictures").
-  index: which of the test stream's `Task.test_streams` keys it gets.
-  """
-  name: str
-  keys: tuple[str, ...]
-  run: Callable[[Any, dict, jax.Array, Path], dict]
-  stream: str = "test"
-  index: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +62,12 @@ class Task:
   results.json's leading fields and `units` its "units" entry; `unit` is the
   loss's unit in log lines ("nats/image"); `example_noun` names a test
   example in messages.
+
+  Evaluation: `context(config, model)` tells the library's evaluators
+  (`cvae_jax.evaluators`) about the task; `own_evaluators(config, model)`
+  are the task's own by name (None where one does not apply); `evals` is the
+  default of the config's `evals` (the evaluators run, in order), and fixes
+  each evaluator's test-stream key (see `evaluators.build`).
   """
   name: str
   validate: Callable[[ml_collections.ConfigDict, Path], None]
@@ -89,19 +76,40 @@ class Task:
   load_splits: Callable[[ml_collections.ConfigDict], dict]
   make_init_batch: Callable[[ml_collections.ConfigDict, dict], dict]
   make_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
-  validation_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
-  run_identity: Callable[[ml_collections.ConfigDict], dict]
-  evaluators: Callable[[ml_collections.ConfigDict, Any], Sequence[Evaluator]]
+  run_identity: Callable[[ml_collections.ConfigDict], dict | None]
+  context: Callable[[ml_collections.ConfigDict, Any], evaluators.Context]
+  own_evaluators: Callable[[ml_collections.ConfigDict, Any], dict]
+  evals: tuple[str, ...]
   header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
   unit: str = "nats/image"
-  example_noun: str = "images"
+  example_noun: str = "images"  # A test example in messages.
   test_streams: int = 1
-  training_keys: tuple[str, ...] | None = None  # Arrays the trainer gets; None: all.
+  # (config, model) -> per-example loss on the validation split (early
+  # stopping); or `epoch_evaluation(config, model, splits, rng)` -> the
+  # trainer's (state, epoch) -> metrics hook, for a task with its own.
+  validation_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
+  epoch_evaluation: Callable[..., Callable] | None = None
+  # (config, splits) -> the trainer's data; None: InMemoryData of the train
+  # split's `training_keys` (None: all its arrays).
+  training_data: Callable[[ml_collections.ConfigDict, dict], Any] | None = None
+  training_keys: tuple[str, ...] | None = None
   # (config, workdir, splits) -> params to put over the initial ones (a
   # pre-trained sub-network, e.g. {"params": {"baseline": ...}}), or None.
   pretrained: Callable[[ml_collections.ConfigDict, Path, dict], dict | None] | None = None
+  # The trainer's log lines; None: "epoch E [n/N] loss L unit".
+  report: Callable[[trainer.Progress, dict], str] | None = None
+  report_eval: Callable[[int, dict], str] | None = None
+  # Config keys beyond "eval" and "evals" that change the evaluation only,
+  # and keys that change nothing (beyond results.RUNTIME_KEYS).
+  evaluation_keys: tuple[str, ...] = ()
+  runtime_keys: tuple[str, ...] = ()
   summary_figures: Callable[[dict], list[str]] | None = None  # None: all.
+  # (results, workdir) -> the lines a run ends with; None: `summary_line`.
+  summary: Callable[[dict, Path], str] | None = None
+  # config -> a context manager around loading and training that turns the
+  # data source's read errors into UserErrors; None: none.
+  reading: Callable[[ml_collections.ConfigDict], Any] | None = None
   loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
 
 
@@ -121,6 +129,8 @@ def _report_eval(unit: str):
 
 def summary_line(task: Task, results: dict, workdir: Path) -> str:
   """The final figures, as the end of a run prints them."""
+  if task.summary is not None:
+    return task.summary(results, workdir)
   test = results["test"]
   shown = task.summary_figures(test) if task.summary_figures else list(test)
   values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
@@ -128,12 +138,21 @@ def summary_line(task: Task, results: dict, workdir: Path) -> str:
           f"results in {workdir / results_file.RESULTS_FILE}")
 
 
-def _must_rerun(evaluator: Evaluator, finished) -> bool:
+def build_evaluators(task: Task, config: ml_collections.ConfigDict,
+                     model) -> list[Evaluator]:
+  """The evaluators the config's `evals` (default: the task's) names that
+  apply to its model; ConfigError for an unknown name (no data touched)."""
+  names = tuple(config.get("evals", task.evals))
+  return evaluators.build(names, task.evals, task.context(config, model),
+                          task.own_evaluators(config, model))
+
+
+def _must_rerun(evaluator: Evaluator, finished, common: tuple[str, ...]) -> bool:
   """Whether a finished run's figures of `evaluator` are stale (or missing)."""
   if (finished is None or evaluator.name not in
       finished.results.get("figures_by_evaluator", {})):
     return True
-  return finished.changes(*COMMON_EVAL_KEYS, *evaluator.keys)
+  return finished.changes(*common, *evaluator.keys)
 
 
 def _merge(params: dict, over: dict) -> dict:
@@ -148,8 +167,9 @@ def _merge(params: dict, over: dict) -> dict:
 
 def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
           splits: dict, model=None):
-  """Trains `task`'s model on the splits (resuming from `workdir`) with early
-  stopping on the validation loss; returns (best state, seconds)."""
+  """Trains `task`'s model on the splits (resuming from `workdir`) with the
+  task's per-epoch evaluation (early stopping when the config asks for it);
+  returns (best or final state, seconds)."""
   model = task.make_model(config) if model is None else model
   example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
                                           for k, v in splits["test"].items()})
@@ -162,16 +182,26 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
       params = model.init(rng, example["condition"])
     return params if pretrained is None else _merge(params, pretrained)
 
-  evaluate = evaluation.validation_loss_evaluator(
-      task.validation_loss_fn(config, model), splits["validation"],
-      rng_stream(config, "validation"), config.eval.batch_size)
-  data = splits["train"]
-  if task.training_keys is not None:
-    data = {k: data[k] for k in task.training_keys}
+  if task.epoch_evaluation is not None:
+    evaluate = task.epoch_evaluation(config, model, splits,
+                                     rng_stream(config, "validation"))
+  else:
+    evaluate = evaluation.validation_loss_evaluator(
+        task.validation_loss_fn(config, model), splits["validation"],
+        rng_stream(config, "validation"),
+        task.context(config, model).get("batch_size"))
+  if task.training_data is not None:
+    data = task.training_data(config, splits)
+  else:
+    data = splits["train"]
+    if task.training_keys is not None:
+      data = {k: data[k] for k in task.training_keys}
+    data = InMemoryData(data)
   start = time.time()
   state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
-                        InMemoryData(data), evaluate=evaluate,
-                        report=_report(task.unit), report_eval=_report_eval(task.unit),
+                        data, evaluate=evaluate,
+                        report=task.report or _report(task.unit),
+                        report_eval=task.report_eval or _report_eval(task.unit),
                         run_identity=task.run_identity(config))
   return state, time.time() - start
 
@@ -181,37 +211,50 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   there; returns the results (see the module docstring)."""
   workdir = Path(workdir).expanduser().absolute()
   task.validate(config, workdir)  # The task's checks end with the trainer's.
-  finished = results_file.finished_run(workdir, config, ("eval",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed and "figures_by_evaluator" in finished.results:
-      print(summary_line(task, finished.results, workdir), flush=True)
-      return finished.results
   model = task.make_model(config)
+  to_run = build_evaluators(task, config, model)  # Unknown names fail here.
+  ctx = task.context(config, model)
+  common = (ctx.key("num_images"), ctx.key("batch_size"))
+  finished = results_file.finished_run(
+      workdir, config, ("eval", "evals", *task.evaluation_keys),
+      runtime_keys=task.runtime_keys)
+  if finished is not None:
+    if "figures_by_evaluator" not in finished.results:
+      print(f"{workdir} holds a finished run written by an earlier version: "
+            "evaluating it again (no training)", flush=True)
+    else:
+      results_file.announce(workdir, finished)
+      if not finished.changed:
+        print(summary_line(task, finished.results, workdir), flush=True)
+        return finished.results
   workdir.mkdir(parents=True, exist_ok=True)
   print(task.loading_message(config) if task.loading_message else
         f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
         flush=True)
-  splits = task.load_splits(config)
-  state, train_seconds = train(task, config, workdir, splits, model)
+  with task.reading(config) if task.reading else contextlib.nullcontext():
+    splits = task.load_splits(config)
+    state, train_seconds = train(task, config, workdir, splits, model)
   if finished is not None:
     train_seconds = finished.results.get("train_seconds_this_run", train_seconds)
 
-  test = {k: v[:config.eval.get("num_images", 0) or None]
+  test = {k: v[:ctx.get("num_images", 0) or None]
           for k, v in splits["test"].items()}
   previous = finished.results if finished is not None else {}
   test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
   figures, seconds, by_evaluator = {}, {}, {}
-  for evaluator in task.evaluators(config, model):
-    if not _must_rerun(evaluator, finished):
+  for evaluator in to_run:
+    if not _must_rerun(evaluator, finished, common):
       names = previous["figures_by_evaluator"][evaluator.name]
       figures.update({k: previous["test"][k] for k in names})
       if evaluator.name in previous.get("eval_seconds", {}):
         seconds[evaluator.name] = previous["eval_seconds"][evaluator.name]
       by_evaluator[evaluator.name] = names
       continue
-    rng = (test_keys[evaluator.index] if evaluator.stream == "test"
-           else rng_stream(config, evaluator.stream))
+    if evaluator.stream == "test":
+      rng = (test_keys[evaluator.index] if evaluator.index < task.test_streams
+             else jax.random.fold_in(rng_stream(config, "test"), evaluator.index))
+    else:
+      rng = rng_stream(config, evaluator.stream)
     begin = time.time()
     values = evaluator.run(state.params, test, rng, workdir)
     seconds[evaluator.name] = time.time() - begin
@@ -230,14 +273,3 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   results_file.write_results(workdir, results)
   print(summary_line(task, results, workdir), flush=True)
   return results
-
-
-def measured(label: str, noun: str, fn, params, arrays: dict, rng: jax.Array,
-             batch_size: int, as_dict: bool = False):
-  """Announces `label` with the number of `arrays`' examples, then maps a
-  per-example fn over them (with a progress bar on a terminal); what every
-  evaluator's body does."""
-  label = f"{label}, {len(next(iter(arrays.values()))):,} test {noun}"
-  print(f"{label}...", flush=True)
-  mapper = evaluation.map_dict_over_batches if as_dict else evaluation.map_over_batches
-  return mapper(fn, params, arrays, rng, batch_size, description=label)

@@ -1,18 +1,26 @@
 """cvae_jax.runner, once for every task spec: a run, a rerun of the finished
 run (nothing recomputed), a rerun with one evaluator's setting changed (only
-its figures recomputed, no training) and a resume to more epochs."""
+its figures recomputed, no training), a resume to more epochs, and SIGTERM
+mid-training (a checkpoint, no results, the rerun resumes)."""
 
 import json
+import os
+import re
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from cvae_jax import runner
-from cvae_jax.tasks import bbox, mnist_quadrant, prob_unet, segmentation
+from cvae_jax.errors import Interrupted
+from cvae_jax.tasks import bbox, mnist_label, prob_unet, mnist_quadrant, segmentation
 import test_bbox
 import test_mnist_quadrant
 import test_prob_unet
 import test_segmentation
+from train.configs import mnist_label as label_config
 from train.configs import mnist_quadrant as quadrant_config
 
 
@@ -35,7 +43,7 @@ def _bbox(data_dir):
   config = test_bbox.tiny_config(model="cvae", data_dir=str(data_dir),
                                  download=False, validation_size=100)
   config.data.update(max_train_examples=32, max_eval_examples=16)
-  return config, ("eval.num_samples", 8), {"nll"}
+  return config, ("eval.num_samples", 8), {"importance_sampled"}
 
 
 def _quadrant(data_dir):
@@ -45,10 +53,26 @@ def _quadrant(data_dir):
   return config, ("eval.elbo_samples", 3), {"negative_elbo"}
 
 
-TASKS = {"segmentation": (segmentation, _segmentation),
+def _label(data_dir):
+  config = label_config.get_config()
+  config.update(num_epochs=1, data_dir=str(data_dir), download=False,
+                importance_samples=20, importance_chunk_size=10,
+                steps_per_dispatch=4, checkpoint_every_steps=4, log_every_steps=4,
+                eval_batch_size=50, sample_columns=3)
+  return config, ("importance_samples", 40), {"importance_sampled"}
+
+
+TASKS = {"mnist_label": (mnist_label, _label),
+         "segmentation": (segmentation, _segmentation),
          "prob_unet": (prob_unet, _prob_unet),
          "bbox": (bbox, _bbox),
          "mnist_quadrant": (mnist_quadrant, _quadrant)}
+
+
+def _trained(out: str, epoch: int) -> bool:
+  """Whether the log shows a step of `epoch` ("epoch 1 [" or the label
+  task's "Train Epoch: 1 [")."""
+  return re.search(rf"(?i)epoch:? {epoch} \[", out) is not None
 
 
 def _set(config, dotted: str, value) -> None:
@@ -76,7 +100,7 @@ def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, 
   capsys.readouterr()
   again = module.train_and_evaluate(config, workdir)
   out = capsys.readouterr().out
-  assert "holds a finished run of this config" in out and "epoch 0 [" not in out
+  assert "holds a finished run of this config" in out and not _trained(out, 0)
   assert again["test"] == first["test"]
   assert before == {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
@@ -84,7 +108,7 @@ def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, 
   _set(config, key, value)
   second = module.train_and_evaluate(config, workdir)
   out = capsys.readouterr().out
-  assert "evaluation settings changed" in out and "epoch 0 [" not in out
+  assert "evaluation settings changed" in out and not _trained(out, 0)
   rerun = {f for e in changed for f in second["figures_by_evaluator"][e]}
   for figure, old in first["test"].items():
     if figure not in rerun:
@@ -99,8 +123,61 @@ def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, 
   config.num_epochs += 1
   third = module.train_and_evaluate(config, workdir)
   out = capsys.readouterr().out
-  assert "resumed from checkpoint" in out and "epoch 1 [" in out
+  assert "resumed from checkpoint" in out and _trained(out, 1)
   assert third["steps"] == 2 * first["steps"]
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_sigterm_saves_a_checkpoint_writes_no_results_and_the_rerun_resumes(
+    name, tmp_path, tiny_mnist_dir, capsys):
+  module, make = TASKS[name]
+  config, _, _ = make(tiny_mnist_dir)
+  config.num_epochs = 1000  # Signalled long before the end.
+  if "early_stopping_patience" in config:
+    config.early_stopping_patience = 1000
+  config.steps_per_dispatch = config.checkpoint_every_steps = 2
+  workdir = tmp_path / name
+  checkpoints = workdir / "checkpoints"
+
+  def signal_after_the_first_checkpoint():
+    deadline = time.time() + 600
+    while not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+      if time.time() > deadline:
+        return
+      time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  watcher = threading.Thread(target=signal_after_the_first_checkpoint, daemon=True)
+  watcher.start()
+  with pytest.raises(Interrupted) as interrupted:
+    module.train_and_evaluate(config, workdir)
+  watcher.join()
+  assert interrupted.value.signum == signal.SIGTERM
+  assert interrupted.value.exit_code == 143
+  assert (checkpoints / str(interrupted.value.step)).is_dir()
+  assert not (workdir / "results.json").exists()
+
+  # The rerun resumes from that checkpoint (and is stopped again).
+  capsys.readouterr()
+  first_step = interrupted.value.step
+
+  def signal_after_a_later_checkpoint():
+    deadline = time.time() + 600
+    while not any(p.name.isdigit() and int(p.name) > first_step
+                  for p in checkpoints.iterdir()):
+      if time.time() > deadline:
+        return
+      time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  watcher = threading.Thread(target=signal_after_a_later_checkpoint, daemon=True)
+  watcher.start()
+  with pytest.raises(Interrupted) as again:
+    module.train_and_evaluate(config, workdir)
+  watcher.join()
+  assert (f"resumed from checkpoint of step {interrupted.value.step}"
+          in capsys.readouterr().out)
+  assert again.value.step > first_step
 
 
 def test_the_runner_names_every_random_stream():

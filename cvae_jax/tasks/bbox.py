@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (box_metrics, distributions, estimators, objectives, plotting,
+from cvae_jax import (box_metrics, distributions, evaluators, objectives, plotting,
                       runner)
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
@@ -213,13 +213,26 @@ def run_identity(config) -> dict:
   return identity
 
 
-def evaluators(config, model) -> list[runner.Evaluator]:
-  """The test figures of the module docstring, then boxes.png."""
-  ev = config.eval
+# The config's default `evals`: the box figures, -log p(box | x) (exact for
+# the regressor and the MDN, importance-sampled for a CVAE), the pictures.
+EVALS = ("boxes", "exact", "importance_sampled", "pictures")
 
-  def measured(label, fn, params, test, rng):
-    return runner.measured(label, "canvases", fn, params, test, rng,
-                           ev.batch_size)
+
+def context(config, model) -> evaluators.Context:
+  """The library's NLL estimators score each canvas's first valid box."""
+  kind = (evaluators.DETERMINISTIC if config.model in ("regressor", "mdn")
+          else evaluators.CVAE)
+  return evaluators.Context(
+      config, model, kind, batch=lambda arrays: objective_batch(config, arrays,
+                                                                None)[0],
+      noun="canvases", names={"exact": "nll_exact",
+                              "importance_sampled": "nll_importance_sampled"},
+      rows_per_slice=True)
+
+
+def own_evaluators(config, model) -> dict:
+  """Best-of-k IoU, coverage and precision of sampled boxes; boxes.png."""
+  ev = config.eval
 
   def boxes(params, test, rng, workdir):
     def fn(params, arrays, rng):
@@ -232,42 +245,26 @@ def evaluators(config, model) -> list[runner.Evaluator]:
           + [box_metrics.coverage(samples, arrays["boxes"], valid),
              box_metrics.precision(samples, arrays["boxes"], valid),
              jnp.sum(valid, axis=-1).astype(jnp.float32)], -1)
-    values = measured(f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
-                      fn, params, test, rng)
+    values = evaluators.measured(
+        f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
+        "canvases", fn, params, test, rng, ev.batch_size)
     k = ev.num_box_samples
     figures = {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
     figures.update({f"coverage_at_{k}": values[:, -3], f"precision_at_{k}": values[:, -2],
                     "valid_boxes": values[:, -1]})
     return figures
 
-  exact = config.model in ("regressor", "mdn")
-
-  def negative_log_likelihood(params, test, rng, workdir):
-    def fn(params, arrays, rng):
-      batch, _ = objective_batch(config, arrays, None)
-      if exact:
-        return objectives.baseline_negative_log_likelihood(model, params, batch)
-      return -estimators.cvae_log_likelihood(
-          model, params, batch, rng, ev.num_samples, "recognition",
-          chunk_size=ev.num_samples,
-          rows_per_slice=ev.num_samples * len(batch["target"]))
-    label = "exact NLL" if exact else f"importance-sampled NLL, S={ev.num_samples}"
-    return {"nll_exact" if exact else "nll_importance_sampled":
-            measured(label, fn, params, test, rng)}
-
   def pictures(params, test, rng, workdir):
     plotting.save_box_panel(figure_boxes(config, model, params, test, rng),
                             workdir / "boxes.png")
     return {}
 
-  return [
-      runner.Evaluator("boxes", ("eval.num_box_samples", "eval.best_of"), boxes,
-                       index=0),
-      runner.Evaluator("nll", () if exact else ("eval.num_samples",),
-                       negative_log_likelihood, index=1),
-      runner.Evaluator("pictures", ("eval.figure_images", "eval.figure_class",
-                                    "eval.num_box_samples"), pictures,
-                       stream="pictures")]
+  return {
+      "boxes": evaluators.Evaluator(
+          "boxes", ("eval.num_box_samples", "eval.best_of"), boxes),
+      "pictures": evaluators.Evaluator(
+          "pictures", ("eval.figure_images", "eval.figure_class",
+                       "eval.num_box_samples"), pictures, stream="pictures")}
 
 
 def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
@@ -298,7 +295,9 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn,
     validation_loss_fn=validation_loss_fn,
     run_identity=run_identity,
-    evaluators=evaluators,
+    context=context,
+    own_evaluators=own_evaluators,
+    evals=EVALS,
     header=lambda config, test: {"model": config.model, "condition": config.condition,
                            "dataset": config.dataset,
                            "num_box_samples": config.eval.num_box_samples,

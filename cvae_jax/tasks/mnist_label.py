@@ -16,7 +16,6 @@ evaluation settings (`EVALUATION_KEYS`) it recomputes only what they change.
 """
 
 import functools
-import time
 from pathlib import Path
 
 import jax
@@ -24,18 +23,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import estimators, evaluation, models, objectives, plotting, sampling
+from cvae_jax import (evaluation, evaluators, models, objectives, plotting, runner,
+                      sampling)
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 from cvae_jax.training import results as results_file
 
-# Config keys each evaluated output depends on (beyond the trained state).
-TEST_LOSS_KEYS = ("eval_batch_size", "reference_test_batch_size")
-NLL_KEYS = ("eval_batch_size", "importance_samples", "importance_chunk_size")
-SAMPLES_KEYS = ("sample_columns",)
-EVALUATION_KEYS = (*TEST_LOSS_KEYS, *NLL_KEYS, *SAMPLES_KEYS)
+# Config keys that change the evaluation only (beyond the trained state).
+EVALUATION_KEYS = ("eval_batch_size", "reference_test_batch_size",
+                   "importance_samples", "importance_chunk_size", "sample_columns")
 
 
 def make_model(config: ml_collections.ConfigDict):
@@ -86,13 +84,6 @@ def negative_elbo_per_image(model, params, batch, rng) -> jax.Array:
   return objectives.negative_elbo(model, params, batch, rng).loss
 
 
-def negative_log_likelihood_per_image(model, num_samples, chunk_size, params,
-                                      batch, rng) -> jax.Array:
-  """[batch] importance-sampled -log p(image | label) in nats per image."""
-  return -estimators.cvae_log_likelihood(model, params, batch, rng, num_samples,
-                                         chunk_size=chunk_size)
-
-
 def test_loss_metrics(per_image: np.ndarray, reference_batch: int) -> dict:
   """Per-image negative ELBOs -> the reference's unit and nats per image."""
   mean = float(np.mean(per_image))
@@ -121,127 +112,130 @@ def _reconstruction_grid(model, params, arrays, rng, count: int) -> np.ndarray:
   return np.stack([target, np.asarray(recon)]).reshape(2, count, 28, 28)
 
 
-def summary_lines(results: dict, workdir: Path) -> list[str]:
-  """The final figures, as the end of a run prints them."""
-  return [format_eval_log(results["epochs"] - 1, results),
-          "test negative ELBO: {:.4f} nats/image; importance-sampled NLL "
-          "(K={}): {:.4f} nats/image; results in {}".format(
-              results["test_negative_elbo_nats_per_image"],
-              results["importance_samples"],
-              results["test_importance_sampled_nll_nats_per_image"],
-              workdir / results_file.RESULTS_FILE)]
+def summary(results: dict, workdir: Path) -> str:
+  """The line a run ends with (the last epoch's "====> Test set loss" line
+  is the trainer's)."""
+  test = results["test"]
+  return ("test set loss {:.4f}; negative ELBO {:.4f} nats/image; "
+          "importance-sampled NLL (K={}) {:.4f} nats/image; results in {}".format(
+              test["test_loss_reference_unit"], test["negative_elbo"],
+              results["importance_samples"], test["importance_sampled"],
+              workdir / results_file.RESULTS_FILE))
 
 
-def _load_data(config: ml_collections.ConfigDict):
-  """(test arrays, training data), building TFDS mnist first if needed."""
-  print(f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)...",
-        flush=True)
+def load_splits(config) -> dict:
+  """{"test": arrays, "train": arrays (None when streamed)}, building TFDS
+  mnist first if needed."""
   mnist.prepare_mnist(config.data_dir, download=config.download)
-  test = mnist.load_mnist_arrays(config.data_dir, "test")
+  return {"test": mnist.load_mnist_arrays(config.data_dir, "test"),
+          "train": (mnist.load_mnist_arrays(config.data_dir, "train")
+                    if config.in_memory else None)}
+
+
+def training_data(config, splits):
   if config.in_memory:
-    return test, InMemoryData(mnist.load_mnist_arrays(config.data_dir, "train"))
-  return test, StreamingData(
+    return InMemoryData(splits["train"])
+  return StreamingData(
       functools.partial(mnist.mnist_dataset, config.data_dir, "train"),
       num_examples=mnist.num_examples(config.data_dir, "train"))
+
+
+def epoch_evaluation(config, model, splits, rng):
+  """The trainer's hook: the reference's test loss after every epoch, with
+  fresh z draws each epoch (fold_in(rng, epoch)), as the reference's."""
+  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
+    return test_loss(config, model, state.params, splits["test"],
+                     jax.random.fold_in(rng, epoch))
+  return evaluate
+
+
+def test_loss(config, model, params, test: dict, rng: jax.Array) -> dict:
+  """The reference's test loss and the mean single-sample -ELBO (nats/image)."""
+  per_image = evaluation.map_over_batches(
+      functools.partial(negative_elbo_per_image, model), params, test, rng,
+      config.eval_batch_size, description="test negative ELBO")
+  return test_loss_metrics(per_image, config.reference_test_batch_size)
+
+
+EVALS = ("test_loss", "importance_sampled", "pictures")
+
+
+def context(config, model) -> evaluators.Context:
+  """The library's importance-sampled NLL reads the reference's flat keys."""
+  return evaluators.Context(config, model, evaluators.CVAE, settings={
+      "batch_size": "eval_batch_size", "num_samples": "importance_samples",
+      "chunk_size": "importance_chunk_size"})
+
+
+def own_evaluators(config, model) -> dict:
+  """The final test loss (the last epoch's, recomputed with its z draws:
+  the same figures the trainer printed) and samples.png, reconstructions.png."""
+  def final_test_loss(params, test, rng, workdir):
+    del rng, workdir  # The last epoch's draws, not the test stream's.
+    last_epoch = jax.random.fold_in(runner.rng_stream(config, "validation"),
+                                    config.num_epochs - 1)
+    figures = test_loss(config, model, params, test, last_epoch)
+    return {"test_loss_reference_unit": figures["test_loss_reference_unit"],
+            "negative_elbo": figures["test_negative_elbo_nats_per_image"]}
+
+  def pictures(params, test, rng, workdir):
+    grid_rng, recon_rng = jax.random.split(rng)
+    plotting.save_image_grid(
+        _sample_grid(model, params, grid_rng, config.sample_columns),
+        workdir / "samples.png")
+    plotting.save_image_grid(
+        _reconstruction_grid(model, params, test, recon_rng, 10),
+        workdir / "reconstructions.png")
+    return {}
+
+  return {"test_loss": evaluators.Evaluator(
+              "test_loss", ("reference_test_batch_size",), final_test_loss),
+          "pictures": evaluators.Evaluator(
+              "pictures", ("sample_columns",), pictures, stream="pictures")}
+
+
+TASK = runner.Task(
+    name="mnist_label",
+    validate=validate,
+    make_model=make_model,
+    is_cvae=lambda config: True,
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: example,
+    make_loss_fn=lambda config, model: functools.partial(
+        objectives.summed_negative_elbo_loss, model),
+    run_identity=lambda config: None,
+    context=context,
+    own_evaluators=own_evaluators,
+    evals=EVALS,
+    header=lambda config, test: {"model": config.model_name,
+                                 "importance_samples": config.importance_samples,
+                                 "epochs": config.num_epochs},
+    units={"test_loss_reference_unit": "the reference's 'Test set loss': the "
+           "negative ELBO summed over reference_test_batch_size images, mean "
+           "over batches", "negative_elbo": "nats per image (1 sample)",
+           "importance_sampled": "-log p(image | label), nats per image"},
+    test_streams=1,
+    epoch_evaluation=epoch_evaluation,
+    training_data=training_data,
+    report=format_train_log,
+    report_eval=format_eval_log,
+    evaluation_keys=EVALUATION_KEYS,
+    runtime_keys=("in_memory",),
+    summary=summary,
+    reading=lambda config: mnist.unreadable_records_as_user_errors(config.data_dir),
+    loading_message=lambda config: (f"loading MNIST from {config.data_dir} "
+                                    "(TensorFlow, TFDS)..."),
+)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | Path) -> dict:
   """Trains (resuming from `workdir` if it holds checkpoints), evaluates and
-  writes results.json, samples.png and reconstructions.png there.
+  writes results.json, samples.png and reconstructions.png there; returns
+  the results.
 
   A finished workdir is not trained or evaluated again: its results.json is
-  printed and returned, or, when only `EVALUATION_KEYS` differ, what they
+  printed and returned, or, when only evaluation settings differ, what they
   change is recomputed.
-
-  Returns:
-    The results dict written to results.json.
   """
-  workdir = Path(workdir).expanduser().absolute()
-  validate(config, workdir)
-  finished = results_file.finished_run(workdir, config, EVALUATION_KEYS,
-                                       runtime_keys=("in_memory",))
-  if finished is not None:
-    results_file.announce(workdir, finished)
-    if not finished.changed:
-      print("\n".join(summary_lines(finished.results, workdir)), flush=True)
-      return finished.results
-  model = make_model(config)
-  workdir.mkdir(parents=True, exist_ok=True)
-  test, train_data = _load_data(config)
-
-  example = {k: v[:1] for k, v in test.items()}
-  init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  loss_fn = functools.partial(objectives.summed_negative_elbo_loss, model)
-  # Evaluation keys are apart from the trainer's (split(PRNGKey(seed), 3)).
-  eval_rng, nll_rng, picture_rng = jax.random.split(
-      jax.random.fold_in(jax.random.PRNGKey(config.seed), 1), 3)
-  elbo_fn = functools.partial(negative_elbo_per_image, model)
-
-  evaluated = {}  # epoch -> metrics; the last epoch's are the final ones.
-
-  def evaluate(state: TrainState, epoch: int) -> dict[str, float]:
-    per_image = evaluation.map_over_batches(
-        elbo_fn, state.params, test, jax.random.fold_in(eval_rng, epoch),
-        config.eval_batch_size, description="test negative ELBO")
-    evaluated[epoch] = test_loss_metrics(per_image,
-                                         config.reference_test_batch_size)
-    return evaluated[epoch]
-
-  start = time.time()
-  with mnist.unreadable_records_as_user_errors(config.data_dir):
-    state = trainer.train(config, workdir, init_fn, loss_fn, train_data,
-                          evaluate=evaluate, report=format_train_log,
-                          report_eval=format_eval_log)
-  train_seconds = time.time() - start
-
-  previous = finished.results if finished else {}
-  redo = lambda keys: finished is None or finished.changes(*keys)
-  last_epoch = config.num_epochs - 1
-  shown = last_epoch in evaluated  # The trainer printed its test loss line.
-  if redo(TEST_LOSS_KEYS):  # Evaluated here if resumed at the end.
-    final = evaluated.get(last_epoch) or evaluate(state, last_epoch)
-  else:
-    final = {k: previous[k] for k in ("test_loss_reference_unit",
-                                      "test_negative_elbo_nats_per_image")}
-  nll_key = "test_importance_sampled_nll_nats_per_image"
-  if redo(NLL_KEYS):
-    print(f"importance-sampled NLL, K={config.importance_samples}, "
-          f"{len(test['target']):,} test images...", flush=True)
-    start = time.time()
-    nll = float(np.mean(evaluation.map_over_batches(
-        functools.partial(negative_log_likelihood_per_image, model,
-                          config.importance_samples,
-                          config.importance_chunk_size),
-        state.params, test, nll_rng, config.eval_batch_size,
-        description=f"importance-sampled NLL, K={config.importance_samples}")))
-    nll_seconds = time.time() - start
-  else:
-    nll, nll_seconds = previous[nll_key], previous["importance_sampling_seconds"]
-  results = {
-      **final,
-      nll_key: nll,
-      "importance_samples": config.importance_samples,
-      "num_test_images": len(test["target"]),
-      "steps": int(state.step),
-      "epochs": config.num_epochs,
-      "train_seconds_this_run": previous.get("train_seconds_this_run",
-                                             train_seconds),
-      "importance_sampling_seconds": nll_seconds,
-      "devices": [str(d) for d in jax.local_devices()],
-      "config": config.to_dict(),
-  }
-  results_file.write_results(workdir, results)
-
-  grid_rng, recon_rng = jax.random.split(picture_rng)
-  if redo(SAMPLES_KEYS):
-    plotting.save_image_grid(
-        _sample_grid(model, state.params, grid_rng, config.sample_columns),
-        workdir / "samples.png")
-  if finished is None:
-    plotting.save_image_grid(
-        _reconstruction_grid(model, state.params, test, recon_rng, 10),
-        workdir / "reconstructions.png")
-  lines = summary_lines(results, workdir)
-  print("\n".join(lines[1:] if shown else lines), flush=True)
-  return results
+  return runner.run(TASK, config, workdir)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, objectives, plotting, runner
+from cvae_jax import distributions, evaluators, objectives, plotting, runner
 from cvae_jax.data import mnist, quadrants
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
@@ -178,24 +178,22 @@ def pretrained_baseline(config, workdir: Path, splits) -> dict | None:
   return {"params": {"baseline": state.params["params"]}}
 
 
-def evaluators(config, model) -> list[runner.Evaluator]:
-  """The test-set estimators of -log p(y | x), nats/image, then
-  completions.png. A GSNN gets (a) and (b) only: its recognition net is
-  untrained, so neither importance sampling from q(z | x, y) nor the ELBO
-  means anything."""
-  ev = config.eval
+# The config's default `evals`: the paper's three estimates of -log p(y | x),
+# the S=1000 importance-sampled one, the Pyro example's -ELBO, the pictures.
+EVALS = ("exact", "prior_mean", "prior_monte_carlo", "importance_sampled",
+         "importance_sampled_large", "negative_elbo", "completions")
 
-  def estimate(name, keys, index, label, fn, images=None):
-    def evaluate(params, test, rng, workdir):
-      arrays = test if images is None else {k: v[:images] for k, v in test.items()}
-      return {name: runner.measured(label, "images", fn, params, arrays, rng,
-                                    ev.batch_size)}
-    return runner.Evaluator(name, keys, evaluate, index=index)
 
-  def negative_ll(num_samples, proposal):
-    return lambda p, b, r: -estimators.cvae_log_likelihood(
-        model, p, b, r, num_samples, proposal, min(ev.chunk_size, num_samples))
+def context(config, model) -> evaluators.Context:
+  """For the library's estimators: the arrays are the batch; a GSNN's
+  recognition net is untrained, so it gets (a) and (b) only."""
+  kind = {"baseline": evaluators.DETERMINISTIC,
+          "gsnn": evaluators.GSNN}.get(config.model, evaluators.CVAE)
+  return evaluators.Context(config, model, kind)
 
+
+def own_evaluators(config, model) -> dict:
+  """completions.png (see `completion_grid`)."""
   def pictures(params, test, rng, workdir):
     baseline_params = (params if config.model == "baseline"
                        else {"params": params["params"]["baseline"]})
@@ -203,35 +201,9 @@ def evaluators(config, model) -> list[runner.Evaluator]:
         completion_grid(config, model, params, baseline_params, test, rng),
         workdir / "completions.png")
     return {}
-
-  sampled = ("eval.num_samples", "eval.chunk_size")
-  if config.model == "baseline":
-    found = [estimate("exact", (), 0, "exact -log p(y|x)", lambda p, b, r: (
-        objectives.baseline_negative_log_likelihood(model, p, b)))]
-  else:
-    found = [
-        estimate("prior_mean", (), 0, "(a) -log p(y|x, z=E[z|x])",
-                 lambda p, b, r: -estimators.log_likelihood_at_prior_mean(model, p, b)),
-        estimate("prior_monte_carlo", sampled, 1,
-                 f"(b) prior Monte Carlo, S={ev.num_samples}",
-                 negative_ll(ev.num_samples, "prior"))]
-    if config.model != "gsnn":
-      found += [
-          estimate("importance_sampled", sampled, 2,
-                   f"(c) importance-sampled, S={ev.num_samples}",
-                   negative_ll(ev.num_samples, "recognition")),
-          estimate("importance_sampled_large", (
-              "eval.large_num_samples", "eval.large_num_images", "eval.chunk_size"),
-                   3, f"(c) importance-sampled, S={ev.large_num_samples}",
-                   negative_ll(ev.large_num_samples, "recognition"),
-                   ev.large_num_images or None),
-          estimate("negative_elbo", ("eval.elbo_samples",), 4,
-                   f"negative ELBO, S={ev.elbo_samples}",
-                   lambda p, b, r: objectives.mean_negative_elbo(
-                       model, p, b, r, ev.elbo_samples))]
-  return found + [runner.Evaluator("completions", ("eval.figure_images",
-                                                   "eval.figure_samples"),
-                                   pictures, stream="pictures")]
+  return {"completions": evaluators.Evaluator(
+      "completions", ("eval.figure_images", "eval.figure_samples"), pictures,
+      stream="pictures")}
 
 
 def completion_grid(config, model, params, baseline_params, test: dict,
@@ -295,7 +267,9 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn,
     validation_loss_fn=per_example_objective,
     run_identity=run_identity,
-    evaluators=evaluators,
+    context=context,
+    own_evaluators=own_evaluators,
+    evals=EVALS,
     header=_header,
     units={"*": "-log p(y|x), nats per image over the hidden pixels"},
     test_streams=5,

@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, metrics, objectives, plotting, runner
+from cvae_jax import (distributions, estimators, evaluators, metrics, objectives,
+                      plotting, runner)
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
@@ -243,7 +244,17 @@ def _with_spread(per_image: dict) -> dict:
   return {**per_image, **{f"{k}_std": float(np.std(v)) for k, v in per_image.items()}}
 
 
-def evaluators(config, model) -> list[runner.Evaluator]:
+# The config's default `evals`: GED, diversity and Hungarian IoU of samples;
+# per-pixel CE and -log p(y | x) averaged over the graders; the pictures.
+EVALS = ("samples", "likelihoods", "panel")
+
+
+def context(config, model) -> evaluators.Context:
+  kind = evaluators.DETERMINISTIC if config.model == "unet" else evaluators.CVAE
+  return evaluators.Context(config, model, kind)
+
+
+def own_evaluators(config, model) -> dict:
   """The figures of the module docstring (per-image means, and their spread
   under "<name>_std"), then panel.png."""
   size, ev = config.image_size, config.eval
@@ -304,7 +315,7 @@ def evaluators(config, model) -> list[runner.Evaluator]:
             if k in test}
 
   def sample_figures(params, test, rng, workdir):
-    columns = runner.measured("samples: GED, diversity, Hungarian IoU",
+    columns = evaluators.measured("samples: GED, diversity, Hungarian IoU",
                               "images", sampled, params, arrays_of(test), rng,
                               ev.batch_size, as_dict=True)
     per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
@@ -318,7 +329,7 @@ def evaluators(config, model) -> list[runner.Evaluator]:
   def likelihood_figures(params, test, rng, workdir):
     label = (f"per-pixel CE and -log p(y|x)"
              f"{'' if config.model == 'unet' else f' (IS, S={ev.num_samples})'}")
-    values = runner.measured(label, "images", likelihoods, params, arrays_of(test),
+    values = evaluators.measured(label, "images", likelihoods, params, arrays_of(test),
                              rng, ev.batch_size)
     per_image = {"ce_per_pixel": values[:, 0], "nll": values[:, 1]}
     if ideal:
@@ -330,13 +341,16 @@ def evaluators(config, model) -> list[runner.Evaluator]:
                              workdir / "panel.png")
     return {}
 
-  return [
-      runner.Evaluator("samples", ("eval.num_samples", "eval.hungarian_samples",
-                                   "eval.ged_samples"), sample_figures, index=0),
-      runner.Evaluator("likelihoods", ("eval.num_samples", "eval.chunk_size"),
-                       likelihood_figures, index=1),
-      runner.Evaluator("panel", ("eval.figure_images", "eval.figure_samples"),
-                       pictures, stream="pictures")]
+  return {
+      "samples": evaluators.Evaluator(
+          "samples", ("eval.num_samples", "eval.hungarian_samples",
+                      "eval.ged_samples"), sample_figures),
+      "likelihoods": evaluators.Evaluator(
+          "likelihoods", ("eval.num_samples", "eval.chunk_size"),
+          likelihood_figures),
+      "panel": evaluators.Evaluator(
+          "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
+          stream="pictures")}
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
@@ -376,7 +390,9 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn,
     validation_loss_fn=_validation_loss_fn,
     run_identity=run_identity,
-    evaluators=evaluators,
+    context=context,
+    own_evaluators=own_evaluators,
+    evals=EVALS,
     header=lambda config, test: {"model": config.model, "dataset": config.dataset},
     units={"ged_*, cross, *_diversity": "d = 1 - IoU",
            "hungarian_iou": "mean matched IoU",

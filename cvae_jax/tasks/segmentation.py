@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, estimators, metrics, objectives, plotting, runner
+from cvae_jax import (distributions, evaluators, metrics, objectives, plotting,
+                      runner)
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
@@ -275,8 +276,28 @@ def _truth(config, batch) -> jax.Array:
   return seg_models.full_resolution(batch["target"], size, size) > 0.5
 
 
-def evaluators(config, model) -> list[runner.Evaluator]:
-  """The test figures of the module docstring, then panel.png."""
+# The config's default `evals`. "prior_mean" is the task's own (the pixel
+# figures and the NLL of the prediction at z = E[z|x]); (b) and (c) are the
+# library's estimators.
+EVALS = ("deterministic", "prior_mean", "best_of", "prior_monte_carlo",
+         "importance_sampled", "panel")
+
+
+def context(config, model) -> evaluators.Context:
+  """The library's estimators see the first grader's mask, at full weight."""
+  kind = {"baseline": evaluators.DETERMINISTIC,
+          "gsnn": evaluators.GSNN}.get(config.model, evaluators.CVAE)
+  return evaluators.Context(
+      config, model, kind, arrays=_first_grader,
+      batch=lambda arrays: _test_batch(config, arrays),
+      names={"prior_monte_carlo": "nll_prior_monte_carlo",
+             "importance_sampled": "nll_importance_sampled"},
+      rows_per_slice=True)
+
+
+def own_evaluators(config, model) -> dict:
+  """The pixel figures and best-of-S IoU of the module docstring, and
+  panel.png; None where one does not apply to the model."""
   size, ev = config.image_size, config.eval
 
   def prediction_figures(likelihood, batch):
@@ -288,7 +309,7 @@ def evaluators(config, model) -> list[runner.Evaluator]:
         likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
 
   def measured(label, fn, params, test, rng):
-    return runner.measured(label, "images",
+    return evaluators.measured(label, "images",
                            lambda p, a, r: fn(p, _test_batch(config, a), r),
                            params, _first_grader(test), rng, ev.batch_size)
 
@@ -326,37 +347,22 @@ def evaluators(config, model) -> list[runner.Evaluator]:
                       params, test, rng)
     return {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
 
-  def negative_log_likelihood(proposal, label, name):
-    def evaluate(params, test, rng, workdir):
-      chunk = min(ev.chunk_size, ev.num_samples)  # One slice per chunk.
-      fn = lambda p, b, r: -estimators.cvae_log_likelihood(
-          model, p, b, r, ev.num_samples, proposal, chunk,
-          rows_per_slice=chunk * len(b["condition"]))
-      return {name: measured(f"{label}, S={ev.num_samples}", fn, params, test, rng)}
-    return evaluate
-
   def pictures(params, test, rng, workdir):
     plotting.save_image_grid(panel(config, model, params, test, rng),
                              workdir / "panel.png")
     return {}
 
-  sampling_keys = ("eval.num_samples", "eval.chunk_size")
-  if config.model == "baseline":
-    found = [runner.Evaluator("deterministic", (), deterministic)]
-  else:
-    found = [
-        runner.Evaluator("prior_mean", (), at_prior_mean, index=0),
-        runner.Evaluator("best_of", ("eval.best_of",), best_of, index=1),
-        runner.Evaluator("prior_monte_carlo", sampling_keys, negative_log_likelihood(
-            "prior", "(b) prior Monte-Carlo NLL", "nll_prior_monte_carlo"), index=2)]
-    if config.model != "gsnn":  # A GSNN's recognition net is never trained.
-      found.append(runner.Evaluator(
-          "importance_sampled", sampling_keys, negative_log_likelihood(
-              "recognition", "(c) importance-sampled NLL", "nll_importance_sampled"),
-          index=3))
-  return found + [runner.Evaluator(
-      "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
-      stream="pictures")]
+  baseline = config.model == "baseline"
+  return {
+      "deterministic": (evaluators.Evaluator("deterministic", (), deterministic)
+                        if baseline else None),
+      "prior_mean": (None if baseline else
+                     evaluators.Evaluator("prior_mean", (), at_prior_mean)),
+      "best_of": (None if baseline else
+                  evaluators.Evaluator("best_of", ("eval.best_of",), best_of)),
+      "panel": evaluators.Evaluator(
+          "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
+          stream="pictures")}
 
 
 def _first_grader(test: dict) -> dict:
@@ -404,7 +410,9 @@ TASK = runner.Task(
     validation_loss_fn=lambda config, model: _first_grader_loss(
         validation_loss_fn(config, model)),
     run_identity=run_identity,
-    evaluators=evaluators,
+    context=context,
+    own_evaluators=own_evaluators,
+    evals=EVALS,
     header=lambda config, test: {"model": config.model, "dataset": config.dataset,
                            "occlusion_blocks": config.occlusion.blocks,
                            "input_omission_rate": config.input_omission_rate,

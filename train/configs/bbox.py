@@ -62,4 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
       num_samples=100,  # S of the CVAE's importance-sampled NLL.
       figure_images=8,
       figure_class=-1))  # -1: the query box's class; 0-9: ask for this class.
+  # Evaluators to run (cvae_jax.evaluators and the task's own; "exact" applies
+  # to the regressor and the MDN, "importance_sampled" to a CVAE).
+  config.evals = ("boxes", "exact", "importance_sampled", "pictures")
   return config

@@ -34,4 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.importance_samples = 1000  # K of the final importance-sampled NLL.
   config.importance_chunk_size = 100
   config.sample_columns = 10
+  # Evaluators at the end (cvae_jax.evaluators and the task's own): the last
+  # epoch's test loss, the importance-sampled NLL, samples and reconstructions.
+  config.evals = ("test_loss", "importance_sampled", "pictures")
   return config

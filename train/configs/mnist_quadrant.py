@@ -58,4 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
       chunk_size=100,  # Samples drawn at once (memory).
       elbo_samples=10,  # The negative ELBO as the Pyro example reports it.
       figure_images=10, figure_samples=5))
+  # Evaluators to run (cvae_jax.evaluators; those that do not apply to the
+  # model are skipped: a baseline's is "exact", a GSNN's (a) and (b)).
+  config.evals = ("exact", "prior_mean", "prior_monte_carlo",
+                  "importance_sampled", "importance_sampled_large",
+                  "negative_elbo", "completions")
   return config

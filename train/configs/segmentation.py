@@ -67,4 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
       chunk_size=100,
       best_of=(1, 10, 100),
       figure_images=10, figure_samples=5))
+  # Evaluators to run (cvae_jax.evaluators and the task's own; those that do
+  # not apply to the model are skipped: a baseline gets "deterministic").
+  config.evals = ("deterministic", "prior_mean", "best_of", "prior_monte_carlo",
+                  "importance_sampled", "panel")
   return config
