@@ -31,12 +31,7 @@ epochs, training stops; the best epoch's state is kept in `workdir/best` and
 is what `train` returns.
 """
 
-import dataclasses
 import functools
-import json
-import signal
-import sys
-import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,29 +40,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
-from cvae_jax.errors import (ConfigError, Interrupted, SecondSignal,
+from cvae_jax.errors import (ConfigError, Interrupted,
                              TrainingDivergedError, require_positive_ints)
 from cvae_jax import sharding
+from cvae_jax.training import hooks as hooks_lib
 from cvae_jax.training.checkpointing import Checkpointer
+from cvae_jax.training.hooks import Progress
 from cvae_jax.training.input import InMemoryData, StreamingData
 from cvae_jax.training.optimizers import make_optimizer
 from cvae_jax.training.state import TrainState
 
 _MAX_STREAMED_STEPS = 100
 LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-  """Where a logged step is: step `step_in_epoch` of epoch `epoch` (from 0)."""
-  step: int
-  epoch: int
-  step_in_epoch: int
-  steps_per_epoch: int
-  batch_size: int
-  num_examples: int
 
 
 def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
@@ -93,48 +78,6 @@ def validate_trainer_config(config: ml_collections.ConfigDict,
     require_positive_ints(config, ("early_stopping_patience",))
   make_optimizer(config.optimizer, config.learning_rate)
   compute_dtype(config)
-
-
-class _EarlyStopping:
-  """Keeps the state of the epoch with the lowest `metric` in workdir/best.
-
-  The best state is saved before the epoch's regular checkpoint, so after a
-  kill the record never lags the checkpoint a run resumes from.
-  """
-
-  def __init__(self, workdir: Path, metric: str, patience: int):
-    self.metric, self.patience = metric, patience
-    self._checkpointer = Checkpointer(workdir / "best", max_to_keep=1)
-    self._record_path = workdir / "best" / "record.json"
-    self.record = (json.loads(self._record_path.read_text())
-                   if self._record_path.exists() else None)
-
-  def update(self, state: TrainState, epoch: int, metrics: dict) -> None:
-    if self.metric not in metrics:
-      raise ConfigError(f"early_stopping_metric {self.metric!r} is not one of "
-                        f"the evaluated metrics {sorted(metrics)}; set "
-                        "--config.early_stopping_metric")
-    value = float(metrics[self.metric])
-    if self.record is None or value < self.record["value"]:
-      self._checkpointer.save(state)
-      self.record = {"epoch": epoch, "step": int(state.step), "value": value,
-                     "metric": self.metric}
-      if sharding.is_main_process():
-        self._record_path.write_text(json.dumps(self.record) + "\n")
-
-  def should_stop(self, completed_epochs: int) -> bool:
-    return (self.record is not None
-            and completed_epochs - 1 - self.record["epoch"] >= self.patience)
-
-  def best_state(self, template: TrainState) -> TrainState:
-    restored = self._checkpointer.restore_latest(template)
-    if restored is None:
-      raise ConfigError(f"{self._checkpointer.directory} has no readable best "
-                        "checkpoint; pass a new --workdir to train again")
-    return restored
-
-  def close(self) -> None:
-    self._checkpointer.close()
 
 
 # Mixed precision: the names `compute_dtype` may take.
@@ -188,70 +131,21 @@ def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
   return new_state, {"loss": loss, **metrics}
 
 
-class _StopSignals:
-  """Turns the first SIGINT or SIGTERM (e.g. a pre-empted VM) into a flag
-  checked between dispatches; a second one raises SecondSignal, a
-  KeyboardInterrupt. `signum` is the first signal's number."""
-
-  _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-
-  @property
-  def raised(self) -> bool:
-    return self.signum is not None
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
-    return self
-
-  def _handle(self, signum, frame):
-    if self.raised:  # The second one: stop without saving.
-      raise SecondSignal(signum)
-    self.signum = signum
-    print(f"\n{signal.Signals(signum).name}: saving a checkpoint when the "
-          "current dispatch of steps ends (again: stop without saving)",
-          file=sys.stderr, flush=True)
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-
-def _check_same_run(workdir: Path, identity: dict, resuming: bool) -> None:
-  """A step means a data position only for the same batch size, seed and
-  epoch size, and the task may name more settings its checkpoints depend on:
-  refuse to resume checkpoints made with others."""
-  identity = json.loads(json.dumps(identity))  # Tuples compare as saved lists.
-  path = workdir / "run_identity.json"
-  if resuming and path.exists():
-    saved = json.loads(path.read_text())
-    changed = {k: (saved.get(k), v) for k, v in identity.items()
-               if saved.get(k) != v}
-    if changed:
-      details = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
-      raise ConfigError(f"{workdir} holds a run with other settings ({details}); "
-                        "pass a new --workdir or the original values")
-  workdir.mkdir(parents=True, exist_ok=True)
-  if sharding.is_main_process():
-    path.write_text(json.dumps(identity) + "\n")
-
-
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _print(progress_bar: tqdm.tqdm, line: str) -> None:
-  """`line` above the progress bar, flushed: it shows at once also when stdout
-  is a pipe or a file (block-buffered), e.g. under `| tee` or a scheduler.
-  Process 0 only."""
-  if sharding.is_main_process():
-    progress_bar.write(line)
-    sys.stdout.flush()
+def _check_finite_losses(losses: np.ndarray, step: int,
+                         checkpointer: Checkpointer) -> None:
+  """TrainingDivergedError naming the first step of a dispatch from `step`
+  whose loss is not finite; the last good checkpoint is kept."""
+  if not np.all(np.isfinite(losses)):
+    bad = step + int(np.argmin(np.isfinite(losses)))
+    raise TrainingDivergedError(
+        f"loss became {losses[bad - step]} at step {bad}; the last good "
+        f"checkpoint (step {checkpointer.latest_step()}) is kept in "
+        f"{checkpointer.directory}; lower --config.learning_rate or check the data")
 
 
 def dispatch_end(config: ml_collections.ConfigDict, step: int,
@@ -265,28 +159,6 @@ def dispatch_end(config: ml_collections.ConfigDict, step: int,
   next_log = (start // config.log_every_steps + 1) * config.log_every_steps
   return min(steps_per_epoch, start + config.steps_per_dispatch,
              next_checkpoint, next_log)
-
-
-class _EventWriter:
-  """TensorBoard scalars in `workdir`; the event file (and clu, which imports
-  TensorFlow) only comes at the first write, so a run resumed at its end adds
-  no empty event file."""
-
-  def __init__(self, workdir: Path):
-    self._workdir, self._writer = workdir, None
-
-  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
-    if not sharding.is_main_process():
-      return
-    if self._writer is None:
-      from clu import metric_writers  # pylint: disable=g-import-not-at-top
-      self._writer = metric_writers.SummaryWriter(str(self._workdir))
-    self._writer.write_scalars(step, scalars)
-
-  def close(self) -> None:
-    if self._writer is not None:
-      self._writer.flush()
-      self._writer.close()
 
 
 def _one_step_without_loop(body, state, x):
@@ -382,7 +254,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           report: Callable[[Progress, dict[str, float]], str | None] = _default_report,
           report_eval: Callable[[int, dict[str, float]], str | None] = _default_report_eval,
           devices: Sequence[jax.Device] | None = None,
-          run_identity: dict | None = None) -> TrainState:
+          run_identity: dict | None = None,
+          hooks: Sequence[hooks_lib.Hook] = ()) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
   Args:
@@ -400,6 +273,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     run_identity: JSON-able task settings that the checkpoints depend on
       beyond their array shapes (e.g. which pixels are the input); resuming
       a workdir saved with other values is refused.
+    hooks: more `hooks.Hook`s, called after the trainer's own at each point
+      of the loop (see `cvae_jax.training.hooks`).
 
   Raises:
     ConfigError: impossible config values.
@@ -427,15 +302,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       out_shardings=replicated)(init_rng)
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
   restored = checkpointer.restore_latest(state)
-  _check_same_run(workdir, dict(run_identity or {}, batch_size=batch_size,
-                                seed=config.seed,
-                                num_examples=train_data.num_examples),
-                  resuming=restored is not None)
   if restored is not None:
     state = restored
-    if sharding.is_main_process():
-      print(f"resumed from checkpoint of step {int(state.step)} in "
-            f"{checkpointer.directory}", flush=True)
 
   step_fn = functools.partial(
       train_step, mixed_precision(loss_fn, compute_dtype(config)), optimizer)
@@ -444,92 +312,62 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                  else _streaming_runner)
   run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng)
 
-  early_stopping = None
+  log = hooks_lib.LogLines(report, report_eval, config.log_every_steps, total_steps)
+  signals = hooks_lib.StopSignals()
+  own = [hooks_lib.RunIdentity(workdir, dict(
+             run_identity or {}, batch_size=batch_size, seed=config.seed,
+             num_examples=train_data.num_examples)),
+         log, hooks_lib.MetricWriter(workdir, config.log_every_steps)]
   if config.get("early_stopping_metric"):
     if evaluate is None:
       raise ConfigError("early_stopping_metric is set but this task evaluates "
                         "nothing; set --config.early_stopping_metric=''")
-    early_stopping = _EarlyStopping(workdir, config.early_stopping_metric,
-                                    config.early_stopping_patience)
+    own.append(hooks_lib.EarlyStopping(
+        workdir, config.early_stopping_metric, config.early_stopping_patience,
+        steps_per_epoch, total_steps, log.print))
+  every_hook = [*own, signals, *hooks]
 
-  def stopped_early(step: int) -> bool:
-    return (early_stopping is not None and step % steps_per_epoch == 0
-            and early_stopping.should_stop(step // steps_per_epoch))
-
-  writer = _EventWriter(workdir)
   step = int(state.step)
-  progress_bar = tqdm.tqdm(total=total_steps, initial=step, unit="step",
-                           disable=not (sys.stdout.isatty()
-                                        and sharding.is_main_process()),
-                           dynamic_ncols=True)
   try:
-    with _StopSignals() as stop_signal:
-      compiled = set()
-      while step < total_steps and not stopped_early(step):
-        epoch, start = divmod(step, steps_per_epoch)
-        end = dispatch_end(config, step, steps_per_epoch)
-        num_steps = end - start
-        if num_steps not in compiled:  # jit compiles per scan length.
-          compiled.add(num_steps)
-          _print(progress_bar, f"compiling the train step ({num_steps} steps "
-                               "per dispatch)...")
-        state, metrics = run_chunk(state, epoch, start, num_steps)
-        metrics = jax.device_get(metrics)
-        losses = metrics["loss"]
-        if not np.all(np.isfinite(losses)):
-          bad = step + int(np.argmin(np.isfinite(losses)))
-          last = checkpointer.latest_step()
+    for hook in every_hook:
+      hook.begin(state, resumed=restored is not None)
+    if restored is not None:
+      log.print(f"resumed from checkpoint of step {step} in {checkpointer.directory}")
+    compiled = set()
+    while step < total_steps and not any(h.should_stop(step) for h in every_hook):
+      epoch, start = divmod(step, steps_per_epoch)
+      num_steps = dispatch_end(config, step, steps_per_epoch) - start
+      if num_steps not in compiled:  # jit compiles per scan length.
+        compiled.add(num_steps)
+        log.print(f"compiling the train step ({num_steps} steps per dispatch)...")
+      state, metrics = run_chunk(state, epoch, start, num_steps)
+      metrics = jax.device_get(metrics)
+      _check_finite_losses(metrics["loss"], step, checkpointer)
+      steps = [Progress(step + i, epoch, start + i, steps_per_epoch, batch_size,
+                        train_data.num_examples) for i in range(num_steps)]
+      for hook in every_hook:
+        hook.after_steps(steps, metrics)
+      step += num_steps
+      epoch_done = step % steps_per_epoch == 0
+      if epoch_done and evaluate is not None:
+        eval_metrics = evaluate(state, epoch)
+        for hook in every_hook:
+          hook.after_epoch(state, epoch, eval_metrics)
+      if (epoch_done or step % config.checkpoint_every_steps == 0
+          or signals.raised):
+        if not _all_finite(state.params):
           raise TrainingDivergedError(
-              f"loss became {losses[bad - step]} at step {bad}; the last good "
-              f"checkpoint (step {last}) is kept in {checkpointer.directory}; "
-              "lower --config.learning_rate or check the data")
-        for i in range(num_steps):
-          if (start + i) % config.log_every_steps == 0:
-            progress = Progress(step + i, epoch, start + i, steps_per_epoch,
-                                batch_size, train_data.num_examples)
-            one_step = {k: float(v[i]) for k, v in metrics.items()}
-            line = report(progress, one_step)
-            if line is not None:
-              _print(progress_bar, line)
-            writer.write_scalars(step + i, {f"train/{k}": v
-                                            for k, v in one_step.items()})
-        step += num_steps
-        progress_bar.update(num_steps)
-        epoch_done = end == steps_per_epoch
-        if epoch_done and evaluate is not None:
-          eval_metrics = evaluate(state, epoch)
-          line = report_eval(epoch, eval_metrics)
-          if line is not None:
-            _print(progress_bar, line)
-          writer.write_scalars(step, {f"eval/{k}": v
-                                      for k, v in eval_metrics.items()})
-          if early_stopping is not None:
-            early_stopping.update(state, epoch, eval_metrics)
-        if (epoch_done or step % config.checkpoint_every_steps == 0
-            or stop_signal.raised):
-          if not _all_finite(state.params):
-            raise TrainingDivergedError(
-                f"parameters became non-finite by step {step}; the last good "
-                f"checkpoint (step {checkpointer.latest_step()}) is kept in "
-                f"{checkpointer.directory}; lower --config.learning_rate")
-          checkpointer.save(state)
-        if stop_signal.raised:
-          raise Interrupted(step, checkpointer.directory, stop_signal.signum)
-    if early_stopping is not None and early_stopping.record is not None:
-      record = early_stopping.record
-      if stopped_early(step) and step < total_steps:
-        _print(progress_bar,
-               f"early stopping after epoch {step // steps_per_epoch - 1}: "
-               f"{record['metric']} has not improved for "
-               f"{early_stopping.patience} epochs")
-      _print(progress_bar, f"best epoch {record['epoch']}: {record['metric']}="
-                           f"{record['value']:.6g}; returning its parameters")
-      state = early_stopping.best_state(state)
+              f"parameters became non-finite by step {step}; the last good "
+              f"checkpoint (step {checkpointer.latest_step()}) is kept in "
+              f"{checkpointer.directory}; lower --config.learning_rate")
+        checkpointer.save(state)
+      if signals.raised:
+        raise Interrupted(step, checkpointer.directory, signals.signum)
+    for hook in every_hook:
+      state = hook.end(state)
   finally:
-    progress_bar.close()
-    writer.close()
+    for hook in reversed(every_hook):
+      hook.close()
     checkpointer.close()
-    if early_stopping is not None:
-      early_stopping.close()
   # Under jax.distributed, as numpy: the task evaluates on its local devices.
   return sharding.to_host(state)
