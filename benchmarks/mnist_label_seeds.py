@@ -20,10 +20,15 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
 _ROOT = flags.DEFINE_string("root", "workdirs/seeds", "One workdir per seed here.")
 _EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.X=Y flags.")
 
+# (figure under results.json's "test", or a top-level key) -> its row name.
 FIGURES = (("test_loss_reference_unit", "test loss (reference unit)"),
-           ("test_negative_elbo_nats_per_image", "test -ELBO (nats/image)"),
-           ("test_importance_sampled_nll_nats_per_image", "test IS-NLL K=1000 (nats/image)"),
+           ("negative_elbo", "test -ELBO (nats/image)"),
+           ("importance_sampled", "test IS-NLL K=1000 (nats/image)"),
            ("train_seconds_this_run", "train wall time incl. compile and evals (s)"))
+
+
+def _figure(results: dict, key: str) -> float:
+  return results["test"][key] if key in results["test"] else results[key]
 
 
 def main(argv):
@@ -41,7 +46,7 @@ def main(argv):
   header = "| figure | " + " | ".join(f"seed {s}" for s in results) + " | mean |"
   print(header + "\n|" + " --- |" * (len(results) + 2))
   for key, name in FIGURES:
-    values = [r[key] for r in results.values()]
+    values = [_figure(r, key) for r in results.values()]
     print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values)
           + f" | {np.mean(values):.2f} |")
 
