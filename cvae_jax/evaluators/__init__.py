@@ -11,6 +11,7 @@ from typing import Callable, Mapping, Sequence
 
 from cvae_jax.errors import ConfigError
 from cvae_jax.evaluators import likelihood
+from cvae_jax.evaluators.pictures import picture
 from cvae_jax.evaluators.base import (CVAE, DETERMINISTIC, GSNN, KINDS, Context,
                                       Evaluator, measured)
 
@@ -57,4 +58,4 @@ def build(names: Sequence[str], defaults: Sequence[str], ctx: Context,
 
 
 __all__ = ["CVAE", "DETERMINISTIC", "GSNN", "KINDS", "LIBRARY", "Context",
-           "Evaluator", "build", "measured"]
+           "Evaluator", "build", "measured", "picture"]

@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (box_metrics, distributions, evaluators, objectives, plotting,
-                      runner)
+from cvae_jax import (box_metrics, evaluators, objectives, plotting, runner,
+                      sampling)
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
@@ -197,10 +197,8 @@ def sample_boxes(config, model, params, condition: dict, rng: jax.Array,
         rng, mixture.logits, shape=(num_samples, *mixture.logits.shape[:-1]))
     means = mixture.components.mean  # [B, C, 4]
     return jnp.take_along_axis(means[None], component[..., None, None], axis=2)[:, :, 0]
-  features = model.apply(params, condition, method="encode")
-  prior = model.apply(params, features, method="prior_from_features")
-  z = distributions.sample_gaussian(rng, prior, num_samples)
-  return model.apply(params, z, features, method="generation_from_features").mean
+  return sampling.prior_predictive(model, params, condition, rng,
+                                  num_samples)[0].mean
 
 
 def run_identity(config) -> dict:
@@ -254,17 +252,14 @@ def own_evaluators(config, model) -> dict:
                     "valid_boxes": values[:, -1]})
     return figures
 
-  def pictures(params, test, rng, workdir):
-    plotting.save_box_panel(figure_boxes(config, model, params, test, rng),
-                            workdir / "boxes.png")
-    return {}
-
   return {
       "boxes": evaluators.Evaluator(
           "boxes", ("eval.num_box_samples", "eval.best_of"), boxes),
-      "pictures": evaluators.Evaluator(
+      "pictures": evaluators.picture(
           "pictures", ("eval.figure_images", "eval.figure_class",
-                       "eval.num_box_samples"), pictures, stream="pictures")}
+                       "eval.num_box_samples"),
+          lambda params, test, rng: figure_boxes(config, model, params, test, rng),
+          "boxes.png", save=plotting.save_box_panel)}
 
 
 def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:

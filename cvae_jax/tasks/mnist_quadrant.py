@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import distributions, evaluators, objectives, plotting, runner
+from cvae_jax import evaluators, objectives, runner, sampling
 from cvae_jax.data import mnist, quadrants
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
@@ -194,16 +194,13 @@ def context(config, model) -> evaluators.Context:
 
 def own_evaluators(config, model) -> dict:
   """completions.png (see `completion_grid`)."""
-  def pictures(params, test, rng, workdir):
+  def draw(params, test, rng):
     baseline_params = (params if config.model == "baseline"
                        else {"params": params["params"]["baseline"]})
-    plotting.save_image_grid(
-        completion_grid(config, model, params, baseline_params, test, rng),
-        workdir / "completions.png")
-    return {}
-  return {"completions": evaluators.Evaluator(
-      "completions", ("eval.figure_images", "eval.figure_samples"), pictures,
-      stream="pictures")}
+    return completion_grid(config, model, params, baseline_params, test, rng)
+  return {"completions": evaluators.picture(
+      "completions", ("eval.figure_images", "eval.figure_samples"), draw,
+      "completions.png")}
 
 
 def completion_grid(config, model, params, baseline_params, test: dict,
@@ -219,12 +216,9 @@ def completion_grid(config, model, params, baseline_params, test: dict,
   rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
           fill_hidden(x, baseline.apply(baseline_params, x).probabilities)]
   if config.model != "baseline":
-    features = model.apply(params, x, method="encode")
-    prior = model.apply(params, features, method="prior_from_features")
-    z = distributions.sample_gaussian(rng, prior, config.eval.figure_samples)
-    z = jnp.concatenate([prior.mean[None], z])
-    means = model.apply(params, z, features,
-                        method="generation_from_features").probabilities
+    means = sampling.prior_predictive(model, params, x, rng,
+                                      config.eval.figure_samples,
+                                      with_mean=True)[0].probabilities
     rows.extend(fill_hidden(x, m) for m in means)
   return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
 

@@ -36,7 +36,7 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import (distributions, estimators, evaluators, metrics, objectives,
-                      plotting, runner)
+                      runner, sampling)
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
@@ -208,10 +208,8 @@ def sample_logits(config, model, params, images: jax.Array, rng: jax.Array,
   if config.model == "unet":
     logits = model.apply(params, images).logits
     return jnp.broadcast_to(logits, (num_samples, *logits.shape))
-  features = model.apply(params, images, method="encode")
-  prior = model.apply(params, features, method="prior_from_features")
-  z = distributions.sample_gaussian(rng, prior, num_samples)
-  return model.apply(params, z, features, method="generation_from_features").logits
+  return sampling.prior_predictive(model, params, images, rng,
+                                  num_samples)[0].logits
 
 
 def _as_masks(logits: jax.Array, size: int) -> jax.Array:
@@ -287,10 +285,9 @@ def own_evaluators(config, model) -> dict:
     if config.model == "unet":
       logits = model.apply(params, images).logits
     else:
-      features = model.apply(params, images, method="encode")
-      prior = model.apply(params, features, method="prior_from_features")
-      logits = model.apply(params, prior.mean, features,
-                           method="generation_from_features").logits
+      at_mean, features = sampling.prior_predictive(model, params, images, None,
+                                                    with_mean=True)
+      logits = at_mean.logits
     targets = graders.reshape(*graders.shape[:2], -1)
     ce = -distributions.bernoulli_log_likelihood(logits, targets) / size**2
     if config.model == "unet":
@@ -336,11 +333,6 @@ def own_evaluators(config, model) -> dict:
       per_image["ideal_nll"] = values[:, 2]
     return _with_spread(per_image)
 
-  def pictures(params, test, rng, workdir):
-    plotting.save_image_grid(panel(config, model, params, test, rng),
-                             workdir / "panel.png")
-    return {}
-
   return {
       "samples": evaluators.Evaluator(
           "samples", ("eval.num_samples", "eval.hungarian_samples",
@@ -348,9 +340,10 @@ def own_evaluators(config, model) -> dict:
       "likelihoods": evaluators.Evaluator(
           "likelihoods", ("eval.num_samples", "eval.chunk_size"),
           likelihood_figures),
-      "panel": evaluators.Evaluator(
-          "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
-          stream="pictures")}
+      "panel": evaluators.picture(
+          "panel", ("eval.figure_images", "eval.figure_samples"),
+          lambda params, test, rng: panel(config, model, params, test, rng),
+          "panel.png")}
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (distributions, evaluators, metrics, objectives, plotting,
-                      runner)
+from cvae_jax import evaluators, metrics, objectives, runner, sampling
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
@@ -323,10 +322,8 @@ def own_evaluators(config, model) -> dict:
 
   def at_prior_mean(params, test, rng, workdir):
     def fn(params, batch, rng):
-      features = model.apply(params, batch["condition"], method="encode")
-      prior = model.apply(params, features, method="prior_from_features")
-      return prediction_figures(model.apply(
-          params, prior.mean, features, method="generation_from_features"), batch)
+      return prediction_figures(sampling.prior_predictive(
+          model, params, batch["condition"], None, with_mean=True)[0], batch)
     values = measured("prediction at z = E[z|x]: pixel error, IoU, NLL", fn,
                       params, test, rng)
     return {"pixel_error": values[:, 0], "iou": values[:, 1],
@@ -335,22 +332,14 @@ def own_evaluators(config, model) -> dict:
   def best_of(params, test, rng, workdir):
     def fn(params, batch, rng):
       # All samples in one call: XLA:CPU slows convs inside loops (lax.map).
-      features = model.apply(params, batch["condition"], method="encode")
-      prior = model.apply(params, features, method="prior_from_features")
-      z = distributions.sample_gaussian(rng, prior, max(ev.best_of))
-      logits = model.apply(params, z, features,
-                           method="generation_from_features").logits
+      logits = sampling.prior_predictive(model, params, batch["condition"], rng,
+                                         max(ev.best_of))[0].logits
       ious = metrics.intersection_over_union(_prediction_masks(logits, size),
                                              _truth(config, batch)[None])  # [S, B]
       return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
     values = measured(f"best-of-S IoU over {ev.num_samples} prior samples", fn,
                       params, test, rng)
     return {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
-
-  def pictures(params, test, rng, workdir):
-    plotting.save_image_grid(panel(config, model, params, test, rng),
-                             workdir / "panel.png")
-    return {}
 
   baseline = config.model == "baseline"
   return {
@@ -360,9 +349,10 @@ def own_evaluators(config, model) -> dict:
                      evaluators.Evaluator("prior_mean", (), at_prior_mean)),
       "best_of": (None if baseline else
                   evaluators.Evaluator("best_of", ("eval.best_of",), best_of)),
-      "panel": evaluators.Evaluator(
-          "panel", ("eval.figure_images", "eval.figure_samples"), pictures,
-          stream="pictures")}
+      "panel": evaluators.picture(
+          "panel", ("eval.figure_images", "eval.figure_samples"),
+          lambda params, test, rng: panel(config, model, params, test, rng),
+          "panel.png")}
 
 
 def _first_grader(test: dict) -> dict:
@@ -384,14 +374,10 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   if config.model == "baseline":
     rows.append(probabilities(model.apply(params, images).logits))
   else:
-    features = model.apply(params, images, method="encode")
+    likelihood, features = sampling.prior_predictive(
+        model, params, images, rng, config.eval.figure_samples, with_mean=True)
     rows.append(probabilities(features["baseline"]))
-    prior = model.apply(params, features, method="prior_from_features")
-    noise = jax.random.normal(rng, (config.eval.figure_samples, *prior.mean.shape))
-    z = jnp.concatenate([prior.mean[None],
-                         prior.mean + jnp.exp(0.5 * prior.log_variance) * noise])
-    rows.extend(probabilities(model.apply(
-        params, z, features, method="generation_from_features").logits))
+    rows.extend(probabilities(likelihood.logits))
   return np.stack(rows)
 
 
