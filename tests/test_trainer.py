@@ -18,7 +18,7 @@ import tensorflow as tf
 from cvae_jax import objectives
 from cvae_jax.errors import ConfigError, TrainingDivergedError, UserError
 from cvae_jax.models import LabelCVAE
-from cvae_jax.training import InMemoryData, Interrupted, StreamingData, trainer
+from cvae_jax.training import InMemoryData, Interrupted, StreamingData, hooks, trainer
 from cvae_jax.training.checkpointing import Checkpointer
 
 
@@ -286,3 +286,63 @@ def test_unknown_compute_dtype_is_a_config_error(tmp_path):
   with pytest.raises(ConfigError, match="compute_dtype must be one of float32, "
                      "bfloat16, got 'bf16'; set --config.compute_dtype"):
     _train(tmp_path, _config(compute_dtype="bf16"))
+
+
+class _Recorder(hooks.Hook):
+  """Records every call the loop makes; asks to stop after `stop_after` steps."""
+
+  def __init__(self, stop_after=None):
+    self.calls, self.steps, self.epochs = [], [], []
+    self._stop_after = stop_after
+
+  def begin(self, state, resumed):
+    self.calls.append(("begin", int(state.step), resumed))
+
+  def after_steps(self, steps, metrics):
+    assert all(len(v) == len(steps) for v in metrics.values())
+    self.steps.extend(p.step for p in steps)
+
+  def after_epoch(self, state, epoch, metrics):
+    self.epochs.append((epoch, int(state.step), sorted(metrics)))
+
+  def should_stop(self, step):
+    return self._stop_after is not None and step >= self._stop_after
+
+  def end(self, state):
+    self.calls.append(("end", int(state.step)))
+    return state
+
+  def close(self):
+    self.calls.append(("close",))
+
+
+def test_a_callers_hook_sees_every_point_of_the_loop(tmp_path):
+  recorder = _Recorder()
+  evaluate = lambda state, epoch: {"score": float(epoch)}
+  state, _ = _train(tmp_path, evaluate=evaluate, hooks=[recorder])
+  steps_per_epoch = 48 // 8
+  assert recorder.steps == list(range(2 * steps_per_epoch))  # Every step once.
+  assert recorder.epochs == [(0, steps_per_epoch, ["score"]),
+                             (1, 2 * steps_per_epoch, ["score"])]
+  assert recorder.calls == [("begin", 0, False), ("end", 12), ("close",)]
+  assert int(state.step) == 12
+
+  # Resumed at the end: begin says so, no step runs.
+  again = _Recorder()
+  _train(tmp_path, evaluate=evaluate, hooks=[again])
+  assert again.calls[0] == ("begin", 12, True) and again.steps == []
+
+
+def test_a_hook_can_stop_training_and_close_runs_after_an_error(tmp_path):
+  stopper = _Recorder(stop_after=4)
+  state, _ = _train(tmp_path / "stop", hooks=[stopper])
+  assert int(state.step) == 4 and stopper.steps == [0, 1, 2, 3]
+
+  failing = _Recorder()
+  def diverge(params, batch, rng):
+    loss, metrics = LOSS_FN(params, batch, rng)
+    return loss * jnp.nan, metrics
+  with pytest.raises(TrainingDivergedError):
+    trainer.train(_config(), tmp_path / "nan", INIT_FN, diverge,
+                  InMemoryData(_arrays()), hooks=[failing])
+  assert failing.calls[-1] == ("close",) and ("end", 0) not in failing.calls

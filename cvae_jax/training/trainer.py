@@ -21,6 +21,12 @@ steps costs nothing measurable). Checkpoints are written every
 end; a rerun with the same workdir resumes from the latest and ends with the
 same result as an uninterrupted run.
 
+The loop itself only dispatches steps, checks the losses are finite,
+evaluates after each epoch and checkpoints; everything around it is a hook
+(`cvae_jax.training.hooks`): the run-identity check, the log lines and
+progress bar, TensorBoard scalars, early stopping and the stop signals. A
+caller adds its own with `train(..., hooks=[...])`.
+
 Config fields read: batch_size, num_epochs, seed, optimizer, learning_rate,
 steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints,
 and optionally compute_dtype ("float32", the default, or "bfloat16": mixed
