@@ -26,17 +26,13 @@ from benchmarks import harness
 from cvae_jax.tasks import bbox
 from train.configs import bbox as bbox_config
 
-_ROOT = flags.DEFINE_string("root", "workdirs/bbox_table", "Workdirs go here.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "Markdown table; default docs/bbox_table.md, or "
-    "ROOT/quick/bbox_table.md with --quick.")
-_QUICK = flags.DEFINE_bool("quick", False, "1 epoch on 256 canvases, S=10.")
+_TABLE = harness.define_table_flags(
+    "bbox_table", "1 epoch on 256 canvases, S=10.")
+_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
+                                     _TABLE.data_dir)
+_RERUN_RECORDED = _TABLE.rerun_recorded
 _CONDITIONS = flags.DEFINE_list("conditions", list(bbox.CONDITIONS),
                                 "Conditions, one table part each.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
-_RERUN_RECORDED = flags.DEFINE_bool(
-    "rerun_recorded", False, "Train rows already recorded in the JSON again "
-    "when their workdir is missing, instead of reusing the record.")
 _FIGURE_ROWS = flags.DEFINE_list(
     "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
     "Workdir names whose boxes.png is copied next to the table, one per "
@@ -90,30 +86,16 @@ def make_config(condition: str, overrides: dict) -> ml_collections.ConfigDict:
   return config
 
 
-def command(condition: str, overrides: dict) -> str:
-  flags_ = " ".join(f"--config.{k}={v}" for k, v in overrides.items())
-  return (f"python -m train.bbox --config=train/configs/bbox.py {flags_} "
-          f"--config.condition={condition}")
-
-
 def run_row(condition: str, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  workdir = workdir_of(condition, label)
-  if (not workdir.exists() and recorded is not None
-      and not _RERUN_RECORDED.value):
-    return recorded
-  results, spent = harness.timed_run(
-      bbox.train_and_evaluate, make_config(condition, overrides), workdir,
-      f"condition {condition}, {label}")
-  return {"condition": condition, "row": label, "test": results["test"],
-          "best_epoch": results["best_epoch"],
-          "max_epochs": results["config"]["num_epochs"],
-          "steps": results["steps"],
-          "num_test_images": results["num_test_images"],
-          "num_samples": results["num_samples"], "wall_seconds": spent,
-          "command": command(condition, overrides)}
+  return harness.run_row(
+      bbox.train_and_evaluate, make_config(condition, overrides),
+      workdir_of(condition, label), f"condition {condition}, {label}", recorded,
+      _RERUN_RECORDED.value, {
+          "condition": condition, "row": label, "command": harness.command(
+              "bbox", {**overrides, "condition": condition})})
 
 
 def _nll(figures: dict) -> tuple[float, str]:

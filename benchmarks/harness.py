@@ -5,10 +5,13 @@ A table script defines only its rows (configs and workdirs), the record it
 keeps of a run's results.json, and its Markdown layout.
 """
 
+import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from absl import flags
 
 
 def output_path(output: str | None, root: str, quick: bool, name: str) -> Path:
@@ -60,3 +63,53 @@ def timed_run(train_and_evaluate, config, workdir: Path, title: str,
       workdir.mkdir(parents=True, exist_ok=True)
       timing.write_text(json.dumps({"wall_seconds": spent}) + "\n")
   return json.loads(results_path.read_text()), spent
+
+
+def command(entry_point: str, overrides: dict) -> str:
+  """The command line of a row: `python -m train.<entry_point>` with its
+  config file and --config.<key>=<value> for each override."""
+  return " ".join([f"python -m train.{entry_point}",
+                   f"--config=train/configs/{entry_point}.py",
+                   *(f"--config.{k}={v}" for k, v in overrides.items())])
+
+
+def run_row(train_and_evaluate, config, workdir: Path, title: str,
+            recorded: dict | None, rerun_recorded: bool, fields: dict) -> dict:
+  """One row's record: `fields` (what names the row), the run's test
+  figures and training facts, and its wall seconds. A finished run in
+  `workdir` is reused; when the workdir is gone, so is `recorded` (the row
+  as an earlier table kept it), unless `rerun_recorded`."""
+  if not workdir.exists() and recorded is not None and not rerun_recorded:
+    return recorded
+  results, spent = timed_run(train_and_evaluate, config, workdir, title)
+  return {**fields, "test": results["test"], "best_epoch": results["best_epoch"],
+          "max_epochs": results["config"]["num_epochs"], "steps": results["steps"],
+          "num_test_images": results["num_test_images"],
+          "num_samples": results["num_samples"], "wall_seconds": spent}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableFlags:
+  """The flags every table script has (absl FlagHolders)."""
+  root: Any
+  output: Any
+  quick: Any
+  data_dir: Any
+  rerun_recorded: Any = None
+
+
+def define_table_flags(name: str, quick: str, rerun_recorded: bool = True
+                       ) -> TableFlags:
+  """--root (workdirs/NAME), --output, --quick (`quick` says what it runs),
+  --data_dir and, unless told otherwise, --rerun_recorded."""
+  return TableFlags(
+      root=flags.DEFINE_string("root", f"workdirs/{name}", "Workdirs go here."),
+      output=flags.DEFINE_string(
+          "output", None, f"Markdown table; default docs/{name}.md, or "
+          f"ROOT/quick/{name}.md with --quick."),
+      quick=flags.DEFINE_bool("quick", False, quick),
+      data_dir=flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir."),
+      rerun_recorded=flags.DEFINE_bool(
+          "rerun_recorded", False, "Train rows already recorded in the JSON "
+          "again when their workdir is missing, instead of reusing the record.")
+      if rerun_recorded else None)

@@ -33,10 +33,6 @@ this time (so the slow LIDC config can be its own run):
 """
 
 import functools
-import json
-import os
-import platform
-import sys
 import time
 
 from absl import app, flags
@@ -159,16 +155,9 @@ def _jax_runner(config, arrays, compiler_options=None):
 
 def _torch_runner(config, threads, arrays):
   """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
-  import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
-  model, step = pytorch_prob_unet.make_train_step(config)
-  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays["masks"]))
-
-  def run(num_steps):
-    torch.set_num_threads(threads)
-    return pytorch_common.time_steps(step, batch, num_steps)
-  return model, run
+  return pytorch_common.step_runner(pytorch_prob_unet.make_train_step, config, 1,
+                                    threads, arrays)
 
 
 def _time_config(name: str, num_steps: int) -> dict:
@@ -211,7 +200,7 @@ def _time_config(name: str, num_steps: int) -> dict:
       "parameters": {"jax": jax_params, "torch": torch_params},
       "max_relative_difference_same_weights_and_noise": difference,
       "compile_s": compile_seconds,
-      "s_per_step": best,
+      "ms_per_step": {k: 1e3 * v for k, v in best.items()},
       "images_per_s": {k: b / v for k, v in best.items()},
       "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
                               if k != "jax"},
@@ -223,45 +212,18 @@ def main(argv):
   steps = _STEPS.value or [str(_DEFAULT_STEPS[c]) for c in _CONFIGS.value]
   if len(steps) != len(_CONFIGS.value):
     raise app.UsageError("--steps needs one entry per --configs entry")
-  figures = {}
-  if _JSON.value and os.path.exists(_JSON.value):
-    with open(_JSON.value) as f:
-      figures = json.load(f)  # Configs not run now keep their records.
-  figures.update(devices=[str(d) for d in jax.local_devices()],
-                 jax=jax.__version__, cpu_count=os.cpu_count(),
-                 machine=platform.processor() or platform.machine())
-  if _TORCH_THREADS.value:
-    import torch  # pylint: disable=g-import-not-at-top
-    figures["torch"] = torch.__version__
+  figures = speed_harness.machine_record(_JSON.value, bool(_TORCH_THREADS.value))
   for name, num_steps in zip(_CONFIGS.value, map(int, steps)):
-    info = {"command": " ".join(sys.argv[1:]),
-            "xla_flags": os.environ.get("XLA_FLAGS", ""),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-            "load_average_before": os.getloadavg()}
+    info = speed_harness.run_info()
     print(f"{name}...", flush=True)
     start = time.time()
-    result = {**info, **_time_config(name, num_steps)}
-    result.update(load_average_after=os.getloadavg(),
-                  wall_s=time.time() - start)
-    figures[name] = result
+    result = figures[name] = speed_harness.finished(
+        {**info, **_time_config(name, num_steps)}, start)
     size = result["image_size"]
-    print(f"\n{name}: {size}x{size}x1, U-Net channels {result['channels']}, "
-          f"batch {result['batch_size']}, parameters jax "
-          f"{result['parameters']['jax']:,} / torch "
-          f"{result['parameters']['torch'] or 0:,}; load average (1 min) "
-          f"{info['load_average_before'][0]:.1f} -> "
-          f"{result['load_average_after'][0]:.1f} on {os.cpu_count()} cores")
-    print("| variant | images/s | s/step | its time / jax's |\n"
-          "| --- | --- | --- | --- |")
-    for variant, seconds in result["s_per_step"].items():
-      ratio = result["time_relative_to_jax"].get(variant)
-      print(f"| {variant} | {result['images_per_s'][variant]:,.2f} | "
-            f"{seconds:,.3f} | {'' if ratio is None else f'{ratio:.2f}'} |")
-    if _JSON.value:  # After each config: a later one may be interrupted.
-      with open(_JSON.value, "w") as f:
-        json.dump(figures, f, indent=2)
-        f.write("\n")
-
+    speed_harness.print_result(
+        f"{name}: {size}x{size}x1, U-Net channels {result['channels']}", result,
+        images_digits=2)
+    speed_harness.write_json(_JSON.value, figures)  # A later config may be interrupted.
 
 if __name__ == "__main__":
   app.run(main)

@@ -23,14 +23,12 @@ from benchmarks import harness
 from cvae_jax.tasks import prob_unet
 from train.configs import prob_unet as prob_unet_config
 
-_ROOT = flags.DEFINE_string("root", "workdirs/prob_unet_table", "Workdirs go here.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "Markdown table; default docs/prob_unet_table.md, or "
-    "ROOT/quick/prob_unet_table.md with --quick.")
-_QUICK = flags.DEFINE_bool("quick", False, "1 epoch on 256 images, S <= 16.")
+_TABLE = harness.define_table_flags(
+    "prob_unet_table", "1 epoch on 256 images, S <= 16.", rerun_recorded=False)
+_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
+                                     _TABLE.data_dir)
 ORDER = ("unet", "sohn_cvae", "prob_unet")
 _MODELS = flags.DEFINE_list("models", list(ORDER), "Rows to run.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
 
 LABELS = {"unet": "deterministic U-Net", "sohn_cvae": "Sohn et al. conv CVAE",
           "prob_unet": "Probabilistic U-Net"}

@@ -4,6 +4,7 @@ timing and the scripts' one-line report."""
 
 import time
 
+from absl import flags
 import torch
 
 
@@ -28,6 +29,20 @@ def time_steps(step, batch, num_steps: int) -> float:
   return (time.perf_counter() - start) / num_steps
 
 
+def step_runner(make_train_step, config, in_channels: int, threads: int,
+                arrays: dict):
+  """(model, run(num_steps) -> seconds per step) of a port's train step at
+  `threads` torch threads on the NHWC `arrays` ("image", "masks")."""
+  model, step = make_train_step(config, in_channels)
+  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
+           torch.from_numpy(arrays["masks"]))
+
+  def run(num_steps):
+    torch.set_num_threads(threads)
+    return time_steps(step, batch, num_steps)
+  return model, run
+
+
 def report(title: str, config, model, step, batch, steps: int, repeats: int,
            warmup: int) -> None:
   """Times `step` (best of `repeats` after `warmup` steps) and prints it."""
@@ -37,3 +52,28 @@ def report(title: str, config, model, step, batch, steps: int, repeats: int,
         f"threads, {num_params(model):,} parameters |")
   print(f"| train step, batch {config.batch_size} | "
         f"{config.batch_size / seconds:,.1f} images/s ({1e3 * seconds:.2f} ms/step) |")
+
+
+def define_flags(configs: dict[str, str], steps: int) -> None:
+  """A port's flags (only when run as a script: the speed scripts import the
+  ports): --config (name -> the train/configs module it reads, the first is
+  the default), --threads, --steps, --repeats."""
+  flags.DEFINE_enum("config", next(iter(configs)), list(configs),
+                    " or ".join(f"{name}: train/configs/{module}.py"
+                                for name, module in configs.items()))
+  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
+  flags.DEFINE_integer("steps", steps, "Timed steps per repeat.")
+  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
+
+
+def main(title: str, load_config, make_train_step, in_channels=lambda name: 1,
+         graders: int = 1, warmup: int = 1) -> None:
+  """A port run as a script: times its train step on a random batch of the
+  --config's shapes and prints the report."""
+  args = flags.FLAGS
+  torch.set_num_threads(args.threads)
+  config = load_config(args.config)
+  channels = in_channels(args.config)
+  model, step = make_train_step(config, channels)
+  report(f"{title} ({args.config})", config, model, step,
+         random_batch(config, channels, graders), args.steps, args.repeats, warmup)

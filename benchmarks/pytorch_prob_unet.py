@@ -24,7 +24,7 @@ own images/s.
 """
 
 
-from absl import app, flags
+from absl import app
 import numpy as np
 import torch
 from torch import nn
@@ -210,26 +210,8 @@ def load_config(name: str):
   return (prob_unet_lidc if name == "lidc" else prob_unet).get_config()
 
 
-def _define_flags():
-  """Only when run as a script: prob_unet_speed imports this module."""
-  flags.DEFINE_enum("config", "offline", ["offline", "lidc"],
-                    "train/configs/prob_unet.py or prob_unet_lidc.py.")
-  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
-  flags.DEFINE_integer("steps", 5, "Timed steps per repeat.")
-  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
-
-
-def main(argv):
-  del argv
-  args = flags.FLAGS
-  torch.set_num_threads(args.threads)
-  config = load_config(args.config)
-  model, step = make_train_step(config)
-  pytorch_common.report(f"pytorch Prob U-Net ({args.config})", config, model, step,
-                        pytorch_common.random_batch(config, graders=4),
-                        args.steps, args.repeats, warmup=1)
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  pytorch_common.define_flags({"offline": "prob_unet", "lidc": "prob_unet_lidc"},
+                              steps=5)
+  app.run(lambda argv: pytorch_common.main(
+      "pytorch Prob U-Net", load_config, make_train_step, graders=4, warmup=1))

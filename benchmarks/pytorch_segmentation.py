@@ -20,7 +20,7 @@ times it beside the JAX step; run alone, this prints its own images/s.
 """
 
 
-from absl import app, flags
+from absl import app
 import numpy as np
 import torch
 from torch import nn
@@ -224,27 +224,9 @@ def load_config(name: str):
   return (segmentation_cub if name == "cub" else segmentation).get_config()
 
 
-def _define_flags():
-  """Only when run as a script: segmentation_speed imports this module."""
-  flags.DEFINE_enum("config", "offline", ["offline", "cub"],
-                    "train/configs/segmentation.py or segmentation_cub.py.")
-  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
-  flags.DEFINE_integer("steps", 20, "Timed steps per repeat.")
-  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
-
-
-def main(argv):
-  del argv
-  args = flags.FLAGS
-  torch.set_num_threads(args.threads)
-  config = load_config(args.config)
-  in_channels = 3 if args.config == "cub" else 1
-  model, step = make_train_step(config, in_channels)
-  pytorch_common.report(f"pytorch segmentation CVAE ({args.config})", config, model,
-                        step, pytorch_common.random_batch(config, in_channels),
-                        args.steps, args.repeats, warmup=3)
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  pytorch_common.define_flags({"offline": "segmentation", "cub": "segmentation_cub"},
+                              steps=20)
+  app.run(lambda argv: pytorch_common.main(
+      "pytorch segmentation CVAE", load_config, make_train_step,
+      in_channels=lambda name: 3 if name == "cub" else 1, warmup=3))

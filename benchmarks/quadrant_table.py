@@ -30,11 +30,11 @@ from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as pyro_config
 from train.configs import mnist_quadrant_sohn as sohn_config
 
-_ROOT = flags.DEFINE_string("root", "workdirs/quadrant_table", "Workdirs go here.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "Markdown table; default docs/quadrant_table.md, or "
-    "ROOT/quick/quadrant_table.md with --quick.")
-_QUICK = flags.DEFINE_bool("quick", False, "1 epoch, S=10: checks the pipeline.")
+_TABLE = harness.define_table_flags(
+    "quadrant_table", "1 epoch, S=10: checks the pipeline.")
+_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
+                                     _TABLE.data_dir)
+_RERUN_RECORDED = _TABLE.rerun_recorded
 _MAX_EPOCHS = flags.DEFINE_list(
     "max_epochs", ["30", "20"], "Cap on epochs per run, one per protocol (early "
     "stopping may end sooner; the configs' own cap is 101).")
@@ -46,10 +46,6 @@ _MODELS = flags.DEFINE_list("models", list(mnist_quadrant.MODEL_KINDS), "Models.
 _GSNN_SAMPLES = flags.DEFINE_list(
     "gsnn_samples", ["1"], "S of the GSNN objective for the gsnn and hybrid "
     "rows, one row per value (baseline and cvae rows ignore it).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
-_RERUN_RECORDED = flags.DEFINE_bool(
-    "rerun_recorded", False, "Train configurations already recorded in the "
-    "JSON again when their workdir is missing, instead of reusing the record.")
 
 CONFIGS = {"pyro": pyro_config.get_config, "sohn": sohn_config.get_config}
 # Pyro example README, negative ELBO (10 particles) on the test set, nats/image.

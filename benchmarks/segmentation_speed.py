@@ -32,10 +32,6 @@ of configs not run this time (so the slow CUB config can be its own run):
 """
 
 import functools
-import json
-import os
-import platform
-import sys
 import time
 
 from absl import app, flags
@@ -132,16 +128,9 @@ def _jax_runner(config, loss_fn, arrays, compiler_options=None):
 
 def _torch_runner(config, threads, arrays):
   """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
-  import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import pytorch_common, pytorch_segmentation  # pylint: disable=g-import-not-at-top
-  model, step = pytorch_segmentation.make_train_step(config, _channels(config))
-  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays["masks"]))
-
-  def run(num_steps):
-    torch.set_num_threads(threads)
-    return pytorch_common.time_steps(step, batch, num_steps)
-  return model, run
+  return pytorch_common.step_runner(pytorch_segmentation.make_train_step, config, _channels(config),
+                                    threads, arrays)
 
 
 def _time_config(name: str, num_steps: int) -> dict:
@@ -234,46 +223,23 @@ def main(argv):
   del argv
   if len(_STEPS.value) != len(_CONFIGS.value):
     raise app.UsageError("--steps needs one entry per --configs entry")
-  figures = {}
-  if _JSON.value and os.path.exists(_JSON.value):
-    with open(_JSON.value) as f:
-      figures = json.load(f)  # Configs not run now keep their records.
-  figures.update(devices=[str(d) for d in jax.local_devices()],
-                 jax=jax.__version__, cpu_count=os.cpu_count(),
-                 machine=platform.processor() or platform.machine())
-  if _TORCH_THREADS.value or _LAYER_BREAKDOWN.value:
-    import torch  # pylint: disable=g-import-not-at-top
-    figures["torch"] = torch.__version__
-  run_info = lambda: {"command": " ".join(sys.argv[1:]),
-                      "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                      "date": time.strftime("%Y-%m-%d %H:%M"),
-                      "load_average_1min_before": os.getloadavg()[0]}
+  figures = speed_harness.machine_record(
+      _JSON.value, bool(_TORCH_THREADS.value or _LAYER_BREAKDOWN.value))
   for name, steps in zip(_CONFIGS.value, map(int, _STEPS.value)):
-    info = run_info()
-    result = figures[name] = {**info, **_time_config(name, steps),
-                              "load_average_1min_after": os.getloadavg()[0]}
-    print(f"\n{name}: {result['image_size']}x{result['image_size']}x"
-          f"{result['channels']}, batch {result['batch_size']}, parameters "
-          f"jax {result['parameters']['jax']:,} / torch "
-          f"{result['parameters']['torch'] or 0:,}; load average "
-          f"{info['load_average_1min_before']:.1f} on {os.cpu_count()} cores")
-    print("| variant | images/s | ms/step | its time / jax's |\n"
-          "| --- | --- | --- | --- |")
-    for variant, ms in result["ms_per_step"].items():
-      ratio = result["time_relative_to_jax"].get(variant)
-      print(f"| {variant} | {result['images_per_s'][variant]:,.1f} | {ms:,.1f} | "
-            f"{'' if ratio is None else f'{ratio:.2f}'} |")
+    info, start = speed_harness.run_info(), time.time()
+    result = figures[name] = speed_harness.finished(
+        {**info, **_time_config(name, steps)}, start)
+    speed_harness.print_result(
+        f"{name}: {result['image_size']}x{result['image_size']}x"
+        f"{result['channels']}", result)
   if _LAYER_BREAKDOWN.value:
-    info = run_info()
-    breakdown = figures["layer_breakdown"] = {**info, **_layer_breakdown()}
+    start = time.time()
+    breakdown = figures["layer_breakdown"] = speed_harness.finished(
+        {**speed_harness.run_info(), **_layer_breakdown()}, start)
     print(f"\n{breakdown['layer']}\n| op | ms |\n| --- | --- |")
     for op, ms in breakdown["ms"].items():
       print(f"| {op} | {ms:,.1f} |")
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump(figures, f, indent=2)
-      f.write("\n")
-
+  speed_harness.write_json(_JSON.value, figures)
 
 if __name__ == "__main__":
   app.run(main)

@@ -24,20 +24,16 @@ from benchmarks import harness
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as segmentation_config
 
-_ROOT = flags.DEFINE_string("root", "workdirs/segmentation_table", "Workdirs go here.")
-_OUTPUT = flags.DEFINE_string(
-    "output", None, "Markdown table; default docs/segmentation_table.md, or "
-    "ROOT/quick/segmentation_table.md with --quick.")
-_QUICK = flags.DEFINE_bool("quick", False, "1 epoch on 256 images, S=10.")
+_TABLE = harness.define_table_flags(
+    "segmentation_table", "1 epoch on 256 images, S=10.")
+_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
+                                     _TABLE.data_dir)
+_RERUN_RECORDED = _TABLE.rerun_recorded
 _OCCLUSIONS = flags.DEFINE_list("occlusions", ["0", "1", "2"],
                                 "Occlusion blocks per image, one table part each.")
 _MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
     "multi_sample_occlusions", ["2"],
     "Occlusion levels that also get the S=10 GSNN and hybrid rows.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS dir.")
-_RERUN_RECORDED = flags.DEFINE_bool(
-    "rerun_recorded", False, "Train rows already recorded in the JSON again "
-    "when their workdir is missing, instead of reusing the record.")
 _FIGURE_ROW = flags.DEFINE_string(
     "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
     "per occlusion level (segmentation_panel_occlusion<N>.png).")
@@ -88,25 +84,13 @@ def run_row(occlusion: int, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  workdir = workdir_of(occlusion, label)
-  if (not workdir.exists() and recorded is not None
-      and not _RERUN_RECORDED.value):
-    return recorded
-  results, spent = harness.timed_run(
-      segmentation.train_and_evaluate, make_config(occlusion, overrides), workdir,
-      f"{occlusion} occlusion block(s), {label}")
-  return {"occlusion_blocks": occlusion, "row": label, "test": results["test"],
-          "best_epoch": results["best_epoch"],
-          "max_epochs": results["config"]["num_epochs"],
-          "num_test_images": results["num_test_images"],
-          "num_samples": results["num_samples"], "wall_seconds": spent,
-          "command": command(occlusion, overrides)}
-
-
-def command(occlusion: int, overrides: dict) -> str:
-  flags_ = " ".join(f"--config.{k}={v}" for k, v in overrides.items())
-  return (f"python -m train.segmentation --config=train/configs/segmentation.py "
-          f"{flags_} --config.occlusion.blocks={occlusion}")
+  return harness.run_row(
+      segmentation.train_and_evaluate, make_config(occlusion, overrides),
+      workdir_of(occlusion, label), f"{occlusion} occlusion block(s), {label}",
+      recorded, _RERUN_RECORDED.value, {
+          "occlusion_blocks": occlusion, "row": label,
+          "command": harness.command(
+              "segmentation", {**overrides, "occlusion.blocks": occlusion})})
 
 
 def _cell(figures: dict, key: str) -> str:

@@ -3,6 +3,10 @@ library's trainer timed in steady state, and interleaved rounds of several
 runners (so that they share the machine's load)."""
 
 import functools
+import json
+import os
+import platform
+import sys
 import time
 
 import jax
@@ -47,3 +51,60 @@ def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
     for name, run in runners.items():
       best[name] = min(best[name], run(num_steps))
   return best
+
+
+def machine_record(json_path: str | None, with_torch: bool) -> dict:
+  """The figures a speed script writes: those already in `json_path` (a
+  config not run now keeps its record), updated with this machine's devices,
+  jax (and torch) versions and CPU."""
+  figures = {}
+  if json_path and os.path.exists(json_path):
+    with open(json_path) as f:
+      figures = json.load(f)
+  figures.update(devices=[str(d) for d in jax.local_devices()],
+                 jax=jax.__version__, cpu_count=os.cpu_count(),
+                 machine=platform.processor() or platform.machine())
+  if with_torch:
+    import torch  # pylint: disable=g-import-not-at-top
+    figures["torch"] = torch.__version__
+  return figures
+
+
+def run_info() -> dict:
+  """What one timed config records before it runs: the command, XLA_FLAGS,
+  the date and the load average (1, 5, 15 min); `load_average_after` is
+  added by `finished`."""
+  return {"command": " ".join(sys.argv[1:]),
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "date": time.strftime("%Y-%m-%d %H:%M"),
+          "load_average_before": os.getloadavg()}
+
+
+def finished(record: dict, start: float) -> dict:
+  """`record` with the load average after it and its wall seconds."""
+  return {**record, "load_average_after": os.getloadavg(),
+          "wall_s": time.time() - start}
+
+
+def write_json(json_path: str | None, figures: dict) -> None:
+  if json_path:
+    with open(json_path, "w") as f:
+      json.dump(figures, f, indent=2)
+      f.write("\n")
+
+
+def print_result(title: str, result: dict, images_digits: int = 1) -> None:
+  """One timed config: its title (shapes), batch, parameter counts and load,
+  then a Markdown table of images/s and ms/step per variant, with each
+  variant's time relative to jax's."""
+  print(f"\n{title}, batch {result['batch_size']}, parameters jax "
+        f"{result['parameters']['jax']:,} / torch "
+        f"{result['parameters']['torch'] or 0:,}; load average (1 min) "
+        f"{result['load_average_before'][0]:.1f} -> "
+        f"{result['load_average_after'][0]:.1f} on {os.cpu_count()} cores")
+  print("| variant | images/s | ms/step | its time / jax's |\n"
+        "| --- | --- | --- | --- |")
+  for variant, ms in result["ms_per_step"].items():
+    ratio = result["time_relative_to_jax"].get(variant)
+    print(f"| {variant} | {result['images_per_s'][variant]:,.{images_digits}f} | "
+          f"{ms:,.1f} | {'' if ratio is None else f'{ratio:.2f}'} |")
