@@ -139,19 +139,12 @@ def test_sigterm_saves_a_checkpoint_writes_no_results_and_the_rerun_resumes(
   workdir = tmp_path / name
   checkpoints = workdir / "checkpoints"
 
-  def signal_after_the_first_checkpoint():
-    deadline = time.time() + 600
-    while not (checkpoints.is_dir() and any(checkpoints.iterdir())):
-      if time.time() > deadline:
-        return
-      time.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGTERM)
+  def checkpoint_after(step):
+    return lambda: checkpoints.is_dir() and any(
+        p.name.isdigit() and int(p.name) > step for p in checkpoints.iterdir())
 
-  watcher = threading.Thread(target=signal_after_the_first_checkpoint, daemon=True)
-  watcher.start()
   with pytest.raises(Interrupted) as interrupted:
-    module.train_and_evaluate(config, workdir)
-  watcher.join()
+    _run_then_sigterm(module, config, workdir, checkpoint_after(-1))
   assert interrupted.value.signum == signal.SIGTERM
   assert interrupted.value.exit_code == 143
   assert (checkpoints / str(interrupted.value.step)).is_dir()
@@ -160,24 +153,32 @@ def test_sigterm_saves_a_checkpoint_writes_no_results_and_the_rerun_resumes(
   # The rerun resumes from that checkpoint (and is stopped again).
   capsys.readouterr()
   first_step = interrupted.value.step
-
-  def signal_after_a_later_checkpoint():
-    deadline = time.time() + 600
-    while not any(p.name.isdigit() and int(p.name) > first_step
-                  for p in checkpoints.iterdir()):
-      if time.time() > deadline:
-        return
-      time.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-  watcher = threading.Thread(target=signal_after_a_later_checkpoint, daemon=True)
-  watcher.start()
   with pytest.raises(Interrupted) as again:
-    module.train_and_evaluate(config, workdir)
-  watcher.join()
-  assert (f"resumed from checkpoint of step {interrupted.value.step}"
+    _run_then_sigterm(module, config, workdir, checkpoint_after(first_step))
+  assert (f"resumed from checkpoint of step {first_step}"
           in capsys.readouterr().out)
   assert again.value.step > first_step
+
+
+def _run_then_sigterm(module, config, workdir, ready) -> None:
+  """Runs the task while a thread sends this process SIGTERM once `ready()`
+  holds (a checkpoint is there, so the trainer's handler is installed)."""
+  done = threading.Event()  # The run ended: no handler left to catch it.
+
+  def watch():
+    while not done.is_set():
+      if ready():
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+      time.sleep(0.01)
+
+  watcher = threading.Thread(target=watch, daemon=True)
+  watcher.start()
+  try:
+    module.train_and_evaluate(config, workdir)
+  finally:
+    done.set()
+    watcher.join()
 
 
 def test_the_runner_names_every_random_stream():
