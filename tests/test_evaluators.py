@@ -211,3 +211,11 @@ def test_evaluators_declare_the_settings_they_read():
       "eval.large_num_samples", "eval.large_num_images", "eval.chunk_size"}
   assert found["negative_elbo"].keys == ("eval.elbo_samples",)
   assert found["prior_mean"].keys == ()
+
+
+def test_a_setting_the_config_lacks_is_one_config_error():
+  config = _config()
+  del config.eval["large_num_samples"]
+  with pytest.raises(ConfigError, match=r"'importance_sampled_large' reads "
+                     r"eval.large_num_samples, which this config does not have"):
+    _build(["importance_sampled_large"], config=config)

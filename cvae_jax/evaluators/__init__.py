@@ -47,11 +47,9 @@ def build(names: Sequence[str], defaults: Sequence[str], ctx: Context,
     raise ConfigError(
         f"evals: unknown evaluator(s) {', '.join(map(repr, unknown))}; this "
         f"task has {', '.join(sorted({*own, *LIBRARY}))}; set --config.evals")
-  made = {}
-  for name in dict.fromkeys([*defaults, *names]):
-    made[name] = own[name] if name in own else LIBRARY[name](ctx)
-  order = [n for n in dict.fromkeys([*defaults, *names])
-           if made[n] is not None and made[n].stream == "test"]
+  made = {name: own[name] if name in own else LIBRARY[name](ctx)
+          for name in dict.fromkeys([*defaults, *names])}
+  order = [n for n, e in made.items() if e is not None and e.stream == "test"]
   return [dataclasses.replace(made[n], index=order.index(n))
           if made[n].stream == "test" else made[n]
           for n in names if made[n] is not None]

@@ -17,6 +17,7 @@ import jax
 import ml_collections
 
 from cvae_jax import evaluation
+from cvae_jax.errors import ConfigError
 
 # Which networks of a model are trained, and so which estimates mean something.
 DETERMINISTIC, GSNN, CVAE = "deterministic", "gsnn", "cvae"
@@ -90,6 +91,16 @@ class Context:
         return default
       node = node[part]
     return node
+
+  def require(self, setting: str, evaluator: str):
+    """The value of a setting an evaluator cannot run without; ConfigError
+    naming the key when the config has none."""
+    value = self.get(setting)
+    if value is None:
+      raise ConfigError(f"evaluator {evaluator!r} reads {self.key(setting)}, which "
+                        "this config does not have; add it to the config file "
+                        "or leave the evaluator out of evals")
+    return value
 
   def figure(self, name: str) -> str:
     return self.names.get(name, name)

@@ -27,7 +27,7 @@ from cvae_jax.evaluators.base import CVAE, DETERMINISTIC, Context, Evaluator, me
 def _evaluator(ctx: Context, name: str, settings: tuple[str, ...], label: str,
                per_example, num_images: int = 0) -> Evaluator:
   """An Evaluator of one figure: per_example(params, batch, rng) -> [B]."""
-  figure = ctx.figure(name)
+  figure, batch_size = ctx.figure(name), ctx.require("batch_size", name)
 
   def run(params, test, rng, workdir):
     del workdir
@@ -36,7 +36,7 @@ def _evaluator(ctx: Context, name: str, settings: tuple[str, ...], label: str,
       arrays = {k: v[:num_images] for k, v in arrays.items()}
     values = measured(label, ctx.noun,
                       lambda p, a, r: per_example(p, ctx.batch(a), r),
-                      params, arrays, rng, ctx.get("batch_size"))
+                      params, arrays, rng, batch_size)
     return {figure: values}
   return Evaluator(name, tuple(ctx.key(s) for s in settings), run)
 
@@ -44,7 +44,7 @@ def _evaluator(ctx: Context, name: str, settings: tuple[str, ...], label: str,
 def _sampled(ctx: Context, name: str, label: str, proposal: str,
              samples_setting: str, extra: tuple[str, ...] = (),
              num_images: int = 0) -> Evaluator:
-  num_samples = ctx.get(samples_setting)
+  num_samples = ctx.require(samples_setting, name)
   chunk = min(ctx.get("chunk_size") or num_samples, num_samples)
   model = ctx.model
 
@@ -97,7 +97,7 @@ def make_importance_sampled_large(ctx: Context) -> Evaluator | None:
 def make_negative_elbo(ctx: Context) -> Evaluator | None:
   if ctx.kind != CVAE:
     return None
-  samples = ctx.get("elbo_samples")
+  samples = ctx.require("elbo_samples", "negative_elbo")
   return _evaluator(ctx, "negative_elbo", ("elbo_samples",),
                     f"negative ELBO, S={samples}",
                     lambda p, b, r: objectives.mean_negative_elbo(
