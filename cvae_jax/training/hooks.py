@@ -48,6 +48,12 @@ class Progress:
   num_examples: int
 
 
+def _logged(steps: list[Progress], every: int) -> list[tuple[int, Progress]]:
+  """(index in the dispatch, Progress) of the steps on a log boundary: every
+  `every`-th step of an epoch, from its first."""
+  return [(i, p) for i, p in enumerate(steps) if p.step_in_epoch % every == 0]
+
+
 class Hook:
   """Does nothing at every point of the loop; subclasses override some."""
 
@@ -125,11 +131,10 @@ class LogLines(Hook):
     sys.stdout.flush()
 
   def after_steps(self, steps, metrics):
-    for i, progress in enumerate(steps):
-      if progress.step_in_epoch % self._log_every == 0:
-        line = self._report(progress, {k: float(v[i]) for k, v in metrics.items()})
-        if line is not None:
-          self.print(line)
+    for i, progress in _logged(steps, self._log_every):
+      line = self._report(progress, {k: float(v[i]) for k, v in metrics.items()})
+      if line is not None:
+        self.print(line)
     self._bar.update(len(steps))
 
   def after_epoch(self, state, epoch, metrics):
@@ -160,10 +165,9 @@ class MetricWriter(Hook):
     self._writer.write_scalars(step, scalars)
 
   def after_steps(self, steps, metrics):
-    for i, progress in enumerate(steps):
-      if progress.step_in_epoch % self._log_every == 0:
-        self.write_scalars(progress.step, {f"train/{k}": float(v[i])
-                                           for k, v in metrics.items()})
+    for i, progress in _logged(steps, self._log_every):
+      self.write_scalars(progress.step, {f"train/{k}": float(v[i])
+                                         for k, v in metrics.items()})
 
   def after_epoch(self, state, epoch, metrics):
     self.write_scalars(int(state.step), {f"eval/{k}": v for k, v in metrics.items()})
