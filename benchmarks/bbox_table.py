@@ -17,10 +17,8 @@ of some rows next to them (bbox_samples_<condition>_<row>.png).
 """
 
 import shutil
-from pathlib import Path
 
 from absl import app, flags, logging
-import ml_collections
 
 from benchmarks import harness
 from cvae_jax.tasks import bbox
@@ -28,9 +26,6 @@ from train.configs import bbox as bbox_config
 
 _TABLE = harness.define_table_flags(
     "bbox_table", "1 epoch on 256 canvases, S=10.")
-_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
-                                     _TABLE.data_dir)
-_RERUN_RECORDED = _TABLE.rerun_recorded
 _CONDITIONS = flags.DEFINE_list("conditions", list(bbox.CONDITIONS),
                                 "Conditions, one table part each.")
 _FIGURE_ROWS = flags.DEFINE_list(
@@ -54,48 +49,21 @@ COLUMNS = (("best_of_1_iou", "best-of-1 IoU"), ("best_of_5_iou", "best-of-5 IoU"
            ("precision_at_20", "precision K=20"), ("nll", "NLL (nats/box)"))
 
 
-def _workdir_name(label: str) -> str:
-  return (label.replace(", ", "_").replace(" ", "_").replace("(", "")
-          .replace(")", ""))
-
-
-def workdir_of(condition: str, label: str) -> Path:
-  """ROOT/{quick,full}/<condition>/<label as a name> (a name passes as is)."""
-  return (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
-          / condition / _workdir_name(label))
-
-
-def _set(config: ml_collections.ConfigDict, dotted: str, value) -> None:
-  *path, last = dotted.split(".")
-  for part in path:
-    config = config[part]
-  config[last] = value
-
-
-def make_config(condition: str, overrides: dict) -> ml_collections.ConfigDict:
-  config = bbox_config.get_config()
-  for key, value in overrides.items():
-    _set(config, key, value)
-  config.condition = condition
-  config.data_dir = _DATA_DIR.value
-  if _QUICK.value:
-    config.num_epochs = 1
-    config.data.update(max_train_examples=256, max_eval_examples=64)
-    config.eval.update(num_samples=10, num_images=64, batch_size=32)
-    config.update(log_every_steps=4, checkpoint_every_steps=8)
-  return config
+# What --quick changes (1 epoch on 256 canvases, S=10).
+QUICK = {"num_epochs": 1, "data.max_train_examples": 256,
+         "data.max_eval_examples": 64, "eval.num_samples": 10,
+         "eval.num_images": 64, "eval.batch_size": 32, "log_every_steps": 4,
+         "checkpoint_every_steps": 8}
 
 
 def run_row(condition: str, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  return harness.run_row(
-      bbox.train_and_evaluate, make_config(condition, overrides),
-      workdir_of(condition, label), f"condition {condition}, {label}", recorded,
-      _RERUN_RECORDED.value, {
-          "condition": condition, "row": label, "command": harness.command(
-              "bbox", {**overrides, "condition": condition})})
+  return _TABLE.run_row(
+      bbox, bbox_config.get_config, {**overrides, "condition": condition},
+      QUICK, condition, label, f"condition {condition}, {label}", recorded,
+      {"condition": condition, "row": label})
 
 
 def _nll(figures: dict) -> tuple[float, str]:
@@ -135,7 +103,7 @@ def _sort_key(record: dict) -> tuple:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value, "bbox_table")
+  output = harness.output_path(_TABLE.output.value, _TABLE.root.value, _TABLE.quick.value, "bbox_table")
   records = harness.load_records(output, lambda r: (r["condition"], r["row"]))
   for condition in _CONDITIONS.value:
     rows = dict(ROWS)
@@ -147,7 +115,7 @@ def main(argv):
       harness.save(output, records, _sort_key, markdown_table)
   for condition in _CONDITIONS.value:
     for name in _FIGURE_ROWS.value:
-      picture = workdir_of(condition, name) / "boxes.png"
+      picture = _TABLE.workdir(condition, name) / "boxes.png"
       if picture.exists():
         shutil.copyfile(picture,
                         output.parent / f"bbox_samples_{condition}_{name}.png")

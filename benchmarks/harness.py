@@ -7,6 +7,7 @@ keeps of a run's results.json, and its Markdown layout.
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -96,6 +97,39 @@ class TableFlags:
   quick: Any
   data_dir: Any
   rerun_recorded: Any = None
+
+  def workdir(self, part: str, label: str) -> Path:
+    """ROOT/{quick,full}/PART/<the row label as a name>: parentheses, "="
+    and "." dropped, runs of spaces, "," and "+" made one "_" ("mdn (5
+    components)" -> mdn_5_components; a name passes as is)."""
+    name = re.sub(r"[ ,+]+", "_", re.sub(r"[()=.]", "", label))
+    return (Path(self.root.value) / ("quick" if self.quick.value else "full")
+            / part / name)
+
+  def run_row(self, task, get_config: Callable, overrides: dict, quick: dict,
+              part: str, label: str, title: str, recorded: dict | None,
+              fields: dict) -> dict:
+    """`run_row` for the row `label` of table part `part`: task module
+    `task`'s default config (`get_config()`) with the dotted `overrides`,
+    --data_dir and, with --quick, the `quick` overrides; its record keeps
+    `fields` and the row's command line."""
+    config = with_overrides(get_config(), {
+        **overrides, "data_dir": self.data_dir.value,
+        **(quick if self.quick.value else {})})
+    return run_row(task.train_and_evaluate, config, self.workdir(part, label),
+                   title, recorded, bool(self.rerun_recorded.value), {
+                       **fields, "command": command(task.TASK.name, overrides)})
+
+
+def with_overrides(config, overrides: dict):
+  """`config` with each dotted key of `overrides` ("network.x") set."""
+  for dotted, value in overrides.items():
+    *path, last = dotted.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config
 
 
 def define_table_flags(name: str, quick: str, rerun_recorded: bool = True

@@ -195,15 +195,11 @@ def _time_config(name: str, num_steps: int) -> dict:
   b = config.batch_size
   return {
       "image_size": config.image_size, "channels": tuple(config.network.channels),
-      "batch_size": b, "graders": _GRADERS, "timed_steps_per_round": num_steps,
-      "rounds": _REPEATS.value,
+      "batch_size": b, "graders": _GRADERS,
       "parameters": {"jax": jax_params, "torch": torch_params},
       "max_relative_difference_same_weights_and_noise": difference,
       "compile_s": compile_seconds,
-      "ms_per_step": {k: 1e3 * v for k, v in best.items()},
-      "images_per_s": {k: b / v for k, v in best.items()},
-      "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
-                              if k != "jax"},
+      **speed_harness.step_figures(best, b, num_steps, _REPEATS.value),
   }
 
 

@@ -2,9 +2,11 @@
 of cvae_jax): parameter counts, random batches of a config's shapes, step
 timing and the scripts' one-line report."""
 
+import importlib
 import time
 
 from absl import flags
+import numpy as np
 import torch
 
 
@@ -54,6 +56,39 @@ def report(title: str, config, model, step, batch, steps: int, repeats: int,
         f"{config.batch_size / seconds:,.1f} images/s ({1e3 * seconds:.2f} ms/step) |")
 
 
+def adam_step(model: torch.nn.Module, learning_rate: float, loss_of):
+  """step(images, masks) -> the loss: forward (`loss_of(images, masks)`, a
+  [B] loss per image), backward and an Adam update of the mean."""
+  optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+
+  def step(images, masks):
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_of(images, masks).mean()
+    loss.backward()
+    optimizer.step()
+    return loss
+  return step
+
+
+def copy_flax_layers(model: torch.nn.Module, layers) -> None:
+  """Copies each flax layer's {"kernel", "bias"} into its torch layer
+  (`layers`: (torch layer, flax leaf) pairs; conv kernels HWIO -> OIHW,
+  dense kernels transposed); ValueError on a shape mismatch or when the
+  pairs do not cover every parameter of `model`."""
+  copied = 0
+  with torch.no_grad():
+    for layer, leaf in layers:
+      kernel = torch.as_tensor(np.array(leaf["kernel"]))
+      kernel = kernel.permute(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T
+      if kernel.shape != layer.weight.shape:
+        raise ValueError(f"kernel {tuple(kernel.shape)} != {tuple(layer.weight.shape)}")
+      layer.weight.copy_(kernel)
+      layer.bias.copy_(torch.as_tensor(np.array(leaf["bias"])))
+      copied += kernel.numel() + layer.bias.numel()
+  if copied != num_params(model):
+    raise ValueError(f"copied {copied} of {num_params(model)} parameters")
+
+
 def define_flags(configs: dict[str, str], steps: int) -> None:
   """A port's flags (only when run as a script: the speed scripts import the
   ports): --config (name -> the train/configs module it reads, the first is
@@ -66,13 +101,15 @@ def define_flags(configs: dict[str, str], steps: int) -> None:
   flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
 
 
-def main(title: str, load_config, make_train_step, in_channels=lambda name: 1,
-         graders: int = 1, warmup: int = 1) -> None:
+def main(title: str, configs: dict[str, str], make_train_step,
+         in_channels=lambda name: 1, graders: int = 1, warmup: int = 1) -> None:
   """A port run as a script: times its train step on a random batch of the
-  --config's shapes and prints the report."""
+  --config's shapes (`configs` as given to define_flags) and prints the
+  report."""
   args = flags.FLAGS
   torch.set_num_threads(args.threads)
-  config = load_config(args.config)
+  config = importlib.import_module(
+      f"train.configs.{configs[args.config]}").get_config()
   channels = in_channels(args.config)
   model, step = make_train_step(config, channels)
   report(f"{title} ({args.config})", config, model, step,

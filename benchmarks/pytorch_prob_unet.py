@@ -25,13 +25,11 @@ own images/s.
 
 
 from absl import app
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
-from benchmarks.pytorch_common import num_params
 
 
 def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -166,18 +164,7 @@ def load_flax_params(model: ProbabilisticUNet, params) -> None:
     layers.append((encoder.head, tree[net]["head"]))
   layers += [(conv, tree[f"fcomb_{i}"]) for i, conv in enumerate(model.fcomb)]
   layers.append((model.fcomb_output, tree["fcomb_output"]))
-  copied = 0
-  with torch.no_grad():
-    for layer, leaf in layers:
-      kernel = torch.as_tensor(np.array(leaf["kernel"]))
-      kernel = (kernel.permute(3, 2, 0, 1) if kernel.ndim == 4 else kernel.T)
-      if kernel.shape != layer.weight.shape:
-        raise ValueError(f"kernel {tuple(kernel.shape)} != {tuple(layer.weight.shape)}")
-      layer.weight.copy_(kernel)
-      layer.bias.copy_(torch.as_tensor(np.array(leaf["bias"])))
-      copied += kernel.numel() + layer.bias.numel()
-  if copied != num_params(model):
-    raise ValueError(f"copied {copied} of {num_params(model)} parameters")
+  pytorch_common.copy_flax_layers(model, layers)
 
 
 def pick_grader(masks):
@@ -193,25 +180,14 @@ def make_train_step(config, in_channels: int = 1, seed: int = 0):
     raise ValueError("only model=prob_unet is written in PyTorch")
   torch.manual_seed(seed)
   model = ProbabilisticUNet(config.network, in_channels, config.beta)
-  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-
-  def step(images, masks):
-    optimizer.zero_grad(set_to_none=True)
-    loss = model(images, pick_grader(masks)).mean()
-    loss.backward()
-    optimizer.step()
-    return loss
-  return model, step
+  return model, pytorch_common.adam_step(
+      model, config.learning_rate,
+      lambda images, masks: model(images, pick_grader(masks)))
 
 
-def load_config(name: str):
-  # pylint: disable=g-import-not-at-top
-  from train.configs import prob_unet, prob_unet_lidc
-  return (prob_unet_lidc if name == "lidc" else prob_unet).get_config()
-
+CONFIGS = {"offline": "prob_unet", "lidc": "prob_unet_lidc"}
 
 if __name__ == "__main__":
-  pytorch_common.define_flags({"offline": "prob_unet", "lidc": "prob_unet_lidc"},
-                              steps=5)
+  pytorch_common.define_flags(CONFIGS, steps=5)
   app.run(lambda argv: pytorch_common.main(
-      "pytorch Prob U-Net", load_config, make_train_step, graders=4, warmup=1))
+      "pytorch Prob U-Net", CONFIGS, make_train_step, graders=4, warmup=1))

@@ -21,13 +21,12 @@ times it beside the JAX step; run alone, this prints its own images/s.
 
 
 from absl import app
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
-from benchmarks.pytorch_common import num_params
+
 
 class SameConv2d(nn.Conv2d):
   """nn.Conv2d with flax's "SAME" padding for odd kernels: symmetric at stride
@@ -172,17 +171,7 @@ def load_flax_params(model: SegmentationCVAE, params) -> None:
     convs += [(conv, subtree[f"Conv_{i}"]) for i, conv in enumerate(module.convs)]
     if isinstance(module, ConvDecoder):
       convs.append((module.output, subtree["output"]))
-  copied = 0
-  with torch.no_grad():
-    for conv, leaf in convs:
-      kernel = torch.as_tensor(np.array(leaf["kernel"])).permute(3, 2, 0, 1)
-      if kernel.shape != conv.weight.shape:
-        raise ValueError(f"kernel {tuple(kernel.shape)} != {tuple(conv.weight.shape)}")
-      conv.weight.copy_(kernel)
-      conv.bias.copy_(torch.as_tensor(np.array(leaf["bias"])))
-      copied += kernel.numel() + conv.bias.numel()
-  if copied != num_params(model):
-    raise ValueError(f"copied {copied} of {num_params(model)} parameters")
+  pytorch_common.copy_flax_layers(model, convs)
 
 
 def augment(images, masks, omission_rate: float, flip: bool):
@@ -205,28 +194,17 @@ def make_train_step(config, in_channels: int, seed: int = 0):
     raise ValueError("only multiscale_levels=0 is written in PyTorch")
   torch.manual_seed(seed)
   model = SegmentationCVAE(in_channels, config.network, config.image_size)
-  optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
 
-  def step(images, masks):
-    images, masks = augment(images, masks, config.input_omission_rate,
-                            config.horizontal_flip)
-    optimizer.zero_grad(set_to_none=True)
-    loss = model(images, masks).mean()
-    loss.backward()
-    optimizer.step()
-    return loss
-  return model, step
+  def loss_of(images, masks):
+    return model(*augment(images, masks, config.input_omission_rate,
+                          config.horizontal_flip))
+  return model, pytorch_common.adam_step(model, config.learning_rate, loss_of)
 
 
-def load_config(name: str):
-  # pylint: disable=g-import-not-at-top
-  from train.configs import segmentation, segmentation_cub
-  return (segmentation_cub if name == "cub" else segmentation).get_config()
-
+CONFIGS = {"offline": "segmentation", "cub": "segmentation_cub"}
 
 if __name__ == "__main__":
-  pytorch_common.define_flags({"offline": "segmentation", "cub": "segmentation_cub"},
-                              steps=20)
+  pytorch_common.define_flags(CONFIGS, steps=20)
   app.run(lambda argv: pytorch_common.main(
-      "pytorch segmentation CVAE", load_config, make_train_step,
+      "pytorch segmentation CVAE", CONFIGS, make_train_step,
       in_channels=lambda name: 3 if name == "cub" else 1, warmup=3))

@@ -15,10 +15,8 @@ JSON next to it; records of configurations outside this invocation are kept.
 """
 
 import shutil
-from pathlib import Path
 
 from absl import app, flags, logging
-import ml_collections
 
 from benchmarks import harness
 from cvae_jax.tasks import segmentation
@@ -26,9 +24,6 @@ from train.configs import segmentation as segmentation_config
 
 _TABLE = harness.define_table_flags(
     "segmentation_table", "1 epoch on 256 images, S=10.")
-_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
-                                     _TABLE.data_dir)
-_RERUN_RECORDED = _TABLE.rerun_recorded
 _OCCLUSIONS = flags.DEFINE_list("occlusions", ["0", "1", "2"],
                                 "Occlusion blocks per image, one table part each.")
 _MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
@@ -38,59 +33,40 @@ _FIGURE_ROW = flags.DEFINE_string(
     "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
     "per occlusion level (segmentation_panel_occlusion<N>.png).")
 
-# Row label -> config overrides.
-ROWS = {
-    "baseline": {"model": "baseline"},
-    "cvae": {"model": "cvae"},
-    "cvae + omission 0.4": {"model": "cvae", "input_omission_rate": 0.4},
-    "gsnn": {"model": "gsnn"},
-    "hybrid": {"model": "hybrid"},
-    "hybrid + omission 0.4": {"model": "hybrid", "input_omission_rate": 0.4},
-}
-MULTI_SAMPLE_ROWS = {
-    "gsnn (S=10)": {"model": "gsnn", "gsnn_samples": 10},
-    "hybrid (S=10)": {"model": "hybrid", "gsnn_samples": 10},
-}
+# Row label -> config overrides: every model, and the models that train a
+# recognition net also with Sohn et al.'s input omission noise.
+OMISSION = 0.4
+ROWS = {}
+for _kind in segmentation.MODEL_KINDS:
+  ROWS[_kind] = {"model": _kind}
+  if _kind in ("cvae", "hybrid"):
+    ROWS[f"{_kind} + omission {OMISSION}"] = {"model": _kind,
+                                              "input_omission_rate": OMISSION}
+MULTI_SAMPLE_ROWS = {f"{kind} (S=10)": {"model": kind, "gsnn_samples": 10}
+                     for kind in ("gsnn", "hybrid")}
 COLUMNS = (("pixel_error", "pixel error (%)"), ("iou", "IoU at E[z|x]"),
            ("best_of_10_iou", "best-of-10 IoU"), ("best_of_100_iou", "best-of-100 IoU"),
            ("nll_prior_monte_carlo", "(b) prior MC"),
            ("nll_importance_sampled", "(c) IS"))
 
 
-def _workdir_name(label: str) -> str:
-  return (label.replace(" + ", "_").replace(" ", "_").replace("(", "")
-          .replace(")", "").replace("=", "").replace(".", ""))
-
-
-def workdir_of(occlusion: int, label: str) -> Path:
-  return (Path(_ROOT.value) / ("quick" if _QUICK.value else "full")
-          / f"occlusion{occlusion}" / _workdir_name(label))
-
-
-def make_config(occlusion: int, overrides: dict) -> ml_collections.ConfigDict:
-  config = segmentation_config.get_config()
-  config.update(overrides)
-  config.occlusion.blocks = occlusion
-  config.data_dir = _DATA_DIR.value
-  if _QUICK.value:
-    config.num_epochs = 1
-    config.data.update(max_train_examples=256, max_eval_examples=64)
-    config.eval.update(num_samples=10, chunk_size=10, best_of=(1, 10), batch_size=32)
-    config.update(steps_per_dispatch=4, log_every_steps=4, checkpoint_every_steps=8)
-  return config
+# What --quick changes (1 epoch on 256 images, S=10).
+QUICK = {"num_epochs": 1, "data.max_train_examples": 256,
+         "data.max_eval_examples": 64, "eval.num_samples": 10,
+         "eval.chunk_size": 10, "eval.best_of": (1, 10), "eval.batch_size": 32,
+         "steps_per_dispatch": 4, "log_every_steps": 4,
+         "checkpoint_every_steps": 8}
 
 
 def run_row(occlusion: int, label: str, overrides: dict,
             recorded: dict | None) -> dict:
   """Trains and evaluates one row, or reuses its finished workdir, or
   `recorded` (its row from the JSON) when the workdir is gone."""
-  return harness.run_row(
-      segmentation.train_and_evaluate, make_config(occlusion, overrides),
-      workdir_of(occlusion, label), f"{occlusion} occlusion block(s), {label}",
-      recorded, _RERUN_RECORDED.value, {
-          "occlusion_blocks": occlusion, "row": label,
-          "command": harness.command(
-              "segmentation", {**overrides, "occlusion.blocks": occlusion})})
+  return _TABLE.run_row(
+      segmentation, segmentation_config.get_config,
+      {**overrides, "occlusion.blocks": occlusion}, QUICK,
+      f"occlusion{occlusion}", label, f"{occlusion} occlusion block(s), {label}",
+      recorded, {"occlusion_blocks": occlusion, "row": label})
 
 
 def _cell(figures: dict, key: str) -> str:
@@ -130,7 +106,7 @@ def _sort_key(record: dict) -> tuple:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
+  output = harness.output_path(_TABLE.output.value, _TABLE.root.value, _TABLE.quick.value,
                                "segmentation_table")
   records = harness.load_records(output, lambda r: (r["occlusion_blocks"], r["row"]))
   for occlusion in map(int, _OCCLUSIONS.value):
@@ -142,7 +118,7 @@ def main(argv):
                                             records.get((occlusion, label)))
       harness.save(output, records, _sort_key, markdown_table)
   for occlusion in map(int, _OCCLUSIONS.value):
-    panel = workdir_of(occlusion, _FIGURE_ROW.value) / "panel.png"
+    panel = _TABLE.workdir(f"occlusion{occlusion}", _FIGURE_ROW.value) / "panel.png"
     if panel.exists():
       shutil.copyfile(panel, output.parent / f"segmentation_panel_occlusion{occlusion}.png")
   print(markdown_table(sorted(records.values(), key=_sort_key)))

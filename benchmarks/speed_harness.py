@@ -53,6 +53,19 @@ def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
   return best
 
 
+def step_figures(best: dict, batch_size: int, num_steps: int,
+                 repeats: int) -> dict:
+  """The timing fields of a result: `best` is interleaved_best's seconds per
+  step by runner name (one named "jax")."""
+  return {
+      "timed_steps_per_round": num_steps, "rounds": repeats,
+      "ms_per_step": {k: 1e3 * v for k, v in best.items()},
+      "images_per_s": {k: batch_size / v for k, v in best.items()},
+      "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
+                               if k != "jax"},
+  }
+
+
 def machine_record(json_path: str | None, with_torch: bool) -> dict:
   """The figures a speed script writes: those already in `json_path` (a
   config not run now keeps its record), updated with this machine's devices,

@@ -112,6 +112,34 @@ class Task:
   reading: Callable[[ml_collections.ConfigDict], Any] | None = None
   loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
 
+  @classmethod
+  def from_namespace(cls, name: str, namespace: dict, **fields) -> "Task":
+    """The task made of a task module's names (pass its `globals()`): each
+    field is the module's name of that field (`validate`, `make_model`,
+    `context`, ...) or, for a constant, that name in capitals (`EVALS`,
+    `UNITS`, `TEST_STREAMS`); `fields` are taken as given, over the module's
+    names. A required field the module lacks is a TypeError naming it."""
+    for field in dataclasses.fields(cls)[1:]:
+      for key in (field.name, field.name.upper()):
+        if field.name not in fields and key in namespace:
+          fields[field.name] = namespace[key]
+      if field.name not in fields and field.default is dataclasses.MISSING:
+        raise TypeError(f"task {name!r}: the module defines neither "
+                        f"{field.name!r} nor {field.name.upper()!r}")
+    return cls(name=name, **fields)
+
+  def train_and_evaluate(self, config: ml_collections.ConfigDict,
+                         workdir: str | Path) -> dict:
+    """Trains (resuming from `workdir` if it holds checkpoints), evaluates on
+    the test split and writes results.json and the task's pictures there;
+    returns the results.
+
+    A finished workdir is not trained or evaluated again: its results.json
+    is printed and returned, or, when only evaluation settings differ, the
+    evaluators they change run again.
+    """
+    return run(self, config, workdir)
+
 
 def _report(unit: str):
   def report(progress: trainer.Progress, values: dict) -> str:

@@ -184,3 +184,23 @@ def _run_then_sigterm(module, config, workdir, ready) -> None:
 def test_the_runner_names_every_random_stream():
   assert set(runner.RNG_STREAMS) == {"validation", "test", "pictures"}
   assert len(set(runner.RNG_STREAMS.values())) == len(runner.RNG_STREAMS)
+
+
+def test_a_task_is_made_of_its_module_names():
+  # Every field of the five tasks comes from a module name of that field (or
+  # in capitals), unless given; a module that lacks a required one is told
+  # which.
+  for module in (bbox, mnist_label, prob_unet, mnist_quadrant, segmentation):
+    assert module.TASK.validate is module.validate
+    assert module.TASK.evals == module.EVALS
+    assert module.TASK.units == module.UNITS
+  assert segmentation.TASK.test_streams == segmentation.TEST_STREAMS == 4
+  assert mnist_label.TASK.test_streams == 1  # The field's default.
+  assert mnist_label.TASK.report is mnist_label.format_train_log  # Given.
+  namespace = {name: value for name, value in vars(bbox).items()
+               if name != "make_loss_fn"}
+  with pytest.raises(TypeError, match="neither 'make_loss_fn' nor 'MAKE_LOSS_FN'"):
+    runner.Task.from_namespace("mine", namespace)
+  task = runner.Task.from_namespace("mine", namespace, make_loss_fn=len,
+                                    test_streams=7)
+  assert (task.name, task.make_loss_fn, task.test_streams) == ("mine", len, 7)

@@ -280,34 +280,26 @@ def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
           "valid": np.asarray(valid), "samples": np.asarray(samples)}
 
 
-TASK = runner.Task(
-    name="bbox",
-    validate=validate,
-    make_model=make_model,
-    is_cvae=lambda config: config.model not in ("regressor", "mdn"),
-    load_splits=load_splits,
-    make_init_batch=lambda config, example: objective_batch(config, example, None)[0],
-    make_loss_fn=make_loss_fn,
-    validation_loss_fn=validation_loss_fn,
-    run_identity=run_identity,
-    context=context,
-    own_evaluators=own_evaluators,
-    evals=EVALS,
-    header=lambda config, test: {"model": config.model, "condition": config.condition,
-                           "dataset": config.dataset,
-                           "num_box_samples": config.eval.num_box_samples,
-                           "num_samples": config.eval.num_samples},
-    units={"*_iou": "box IoU", "coverage_*": "share of valid boxes",
-           "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
-           "nll_*": "nats per box (density over normalised cx, cy, w, h)"},
-    unit="nats/box",
-    example_noun="canvases",
-    test_streams=2,
-)
+def is_cvae(config) -> bool:
+  return config.model not in ("regressor", "mdn")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates on the test split and writes
-  results.json and boxes.png there; returns the results."""
-  return runner.run(TASK, config, workdir)
+def make_init_batch(config, example: dict) -> dict:
+  return objective_batch(config, example, None)[0]
+
+
+def header(config, test: dict) -> dict:
+  return {"model": config.model, "condition": config.condition,
+          "dataset": config.dataset,
+          "num_box_samples": config.eval.num_box_samples,
+          "num_samples": config.eval.num_samples}
+
+
+UNITS = {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
+         "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
+         "nll_*": "nats per box (density over normalised cx, cy, w, h)"}
+UNIT = "nats/box"
+EXAMPLE_NOUN = "canvases"
+TEST_STREAMS = 2
+TASK = runner.Task.from_namespace("bbox", globals())
+train_and_evaluate = TASK.train_and_evaluate

@@ -194,48 +194,42 @@ def own_evaluators(config, model) -> dict:
               "pictures", ("sample_columns",), pictures, stream="pictures")}
 
 
-TASK = runner.Task(
-    name="mnist_label",
-    validate=validate,
-    make_model=make_model,
-    is_cvae=lambda config: True,
-    load_splits=load_splits,
-    make_init_batch=lambda config, example: example,
-    make_loss_fn=lambda config, model: functools.partial(
-        objectives.summed_negative_elbo_loss, model),
-    run_identity=lambda config: None,
-    context=context,
-    own_evaluators=own_evaluators,
-    evals=EVALS,
-    header=lambda config, test: {"model": config.model_name,
-                                 "importance_samples": config.importance_samples,
-                                 "epochs": config.num_epochs},
-    units={"test_loss_reference_unit": "the reference's 'Test set loss': the "
-           "negative ELBO summed over reference_test_batch_size images, mean "
-           "over batches", "negative_elbo": "nats per image (1 sample)",
-           "importance_sampled": "-log p(image | label), nats per image"},
-    test_streams=1,
-    epoch_evaluation=epoch_evaluation,
-    training_data=training_data,
-    report=format_train_log,
-    report_eval=format_eval_log,
-    evaluation_keys=EVALUATION_KEYS,
-    runtime_keys=("in_memory",),
-    summary=summary,
-    reading=lambda config: mnist.unreadable_records_as_user_errors(config.data_dir),
-    loading_message=lambda config: (f"loading MNIST from {config.data_dir} "
-                                    "(TensorFlow, TFDS)..."),
-)
+def is_cvae(config) -> bool:
+  return True
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir` if it holds checkpoints), evaluates and
-  writes results.json, samples.png and reconstructions.png there; returns
-  the results.
+def make_init_batch(config, example: dict) -> dict:
+  return example
 
-  A finished workdir is not trained or evaluated again: its results.json is
-  printed and returned, or, when only evaluation settings differ, what they
-  change is recomputed.
-  """
-  return runner.run(TASK, config, workdir)
+
+def make_loss_fn(config, model):
+  return functools.partial(objectives.summed_negative_elbo_loss, model)
+
+
+def run_identity(config) -> None:
+  return None  # Batch size, seed and example count are the trainer's own.
+
+
+def header(config, test: dict) -> dict:
+  return {"model": config.model_name,
+          "importance_samples": config.importance_samples,
+          "epochs": config.num_epochs}
+
+
+def reading(config):
+  return mnist.unreadable_records_as_user_errors(config.data_dir)
+
+
+def loading_message(config) -> str:
+  return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
+
+
+UNITS = {"test_loss_reference_unit": "the reference's 'Test set loss': the "
+         "negative ELBO summed over reference_test_batch_size images, mean "
+         "over batches", "negative_elbo": "nats per image (1 sample)",
+         "importance_sampled": "-log p(image | label), nats per image"}
+RUNTIME_KEYS = ("in_memory",)
+TASK = runner.Task.from_namespace("mnist_label", globals(),
+                                  report=format_train_log,
+                                  report_eval=format_eval_log)
+train_and_evaluate = TASK.train_and_evaluate

@@ -38,6 +38,8 @@ MODEL_KINDS = objectives.OBJECTIVES
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.
 DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
+
+
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
@@ -89,6 +91,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
     if config.eval[name] % min(config.eval.chunk_size, config.eval[name]):
       raise ConfigError(f"eval.{name}={config.eval[name]} must be a multiple "
                         f"of eval.chunk_size={config.eval.chunk_size}")
+  _check_gsnn_samples(config, workdir)
   trainer.validate_trainer_config(config)  # Before loading data: fail fast.
 
 
@@ -162,7 +165,7 @@ def _check_gsnn_samples(config, workdir: Path) -> None:
                       "--workdir or the original values")
 
 
-def pretrained_baseline(config, workdir: Path, splits) -> dict | None:
+def pretrained(config, workdir: Path, splits) -> dict | None:
   """For a CVAE-family model with `baseline_training="pretrained"`: the
   baseline's params {"params": {"baseline": ...}}, trained in (or resumed
   from) `config.baseline_workdir`, or `workdir/baseline` when that is empty;
@@ -223,11 +226,6 @@ def completion_grid(config, model, params, baseline_params, test: dict,
   return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
 
 
-def _validate(config, workdir) -> None:
-  validate(config, workdir)
-  _check_gsnn_samples(config, Path(workdir).expanduser().absolute())
-
-
 def load_splits(config) -> dict:
   mnist.prepare_mnist(config.data_dir, download=config.download)
   return quadrants.load_quadrant_splits(
@@ -235,7 +233,7 @@ def load_splits(config) -> dict:
       config.binarisation, config.validation_size, config.seed)
 
 
-def _header(config, test: dict) -> dict:
+def header(config, test: dict) -> dict:
   count = len(test["target"])
   return {
       "model": config.model,
@@ -251,35 +249,20 @@ def _header(config, test: dict) -> dict:
           config.eval.large_num_images or count, count)}
 
 
-TASK = runner.Task(
-    name="mnist_quadrant",
-    validate=_validate,
-    make_model=make_model,
-    is_cvae=lambda config: config.model != "baseline",
-    load_splits=load_splits,
-    make_init_batch=lambda config, example: example,
-    make_loss_fn=make_loss_fn,
-    validation_loss_fn=per_example_objective,
-    run_identity=run_identity,
-    context=context,
-    own_evaluators=own_evaluators,
-    evals=EVALS,
-    header=_header,
-    units={"*": "-log p(y|x), nats per image over the hidden pixels"},
-    test_streams=5,
-    pretrained=pretrained_baseline,
-    loading_message=lambda config: (f"loading MNIST from {config.data_dir} "
-                                    "(TensorFlow, TFDS)..."),
-)
+def is_cvae(config) -> bool:
+  return config.model != "baseline"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates on the test split and writes
-  results.json and completions.png there; returns the results.
+def make_init_batch(config, example: dict) -> dict:
+  return example
 
-  A finished workdir is not trained or evaluated again: its results.json is
-  printed and returned, or, when only `eval.*` settings differ, the figures
-  they change are recomputed.
-  """
-  return runner.run(TASK, config, workdir)
+
+def loading_message(config) -> str:
+  return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
+
+
+UNITS = {"*": "-log p(y|x), nats per image over the hidden pixels"}
+TEST_STREAMS = 5
+validation_loss_fn = per_example_objective
+TASK = runner.Task.from_namespace("mnist_quadrant", globals())
+train_and_evaluate = TASK.train_and_evaluate

@@ -359,46 +359,39 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
                          np.moveaxis(test["masks"][:count], 1, 0), samples])
 
 
-def _validation_loss_fn(config, model):
+def validation_loss_fn(config, model):
   """The first grader, fixed z draws: the early-stopping loss."""
   per_example = per_example_objective(config, model)
   return lambda params, arrays, rng: per_example(
       params, objective_batch(arrays["image"], arrays["masks"][:, 0]), rng)[0]
 
 
-def _summary_figures(test: dict) -> list[str]:
+def summary_figures(test: dict) -> list[str]:
   return [k for k in test if not k.endswith("_std") and (
       k.startswith(("ged_", "floor_ged_")) or k in (
           "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll"))]
 
 
-TASK = runner.Task(
-    name="prob_unet",
-    validate=validate,
-    make_model=make_model,
-    is_cvae=lambda config: config.model != "unet",
-    load_splits=load_splits,
-    make_init_batch=lambda config, example: objective_batch(
-        example["image"], example["masks"][:, 0]),
-    make_loss_fn=make_loss_fn,
-    validation_loss_fn=_validation_loss_fn,
-    run_identity=run_identity,
-    context=context,
-    own_evaluators=own_evaluators,
-    evals=EVALS,
-    header=lambda config, test: {"model": config.model, "dataset": config.dataset},
-    units={"ged_*, cross, *_diversity": "d = 1 - IoU",
-           "hungarian_iou": "mean matched IoU",
-           "ce_per_pixel": "nats per pixel", "nll": "nats per image"},
-    test_streams=4,
-    training_keys=("image", "masks"),
-    summary_figures=_summary_figures,
-    loading_message=lambda config: f"loading {config.dataset}...",
-)
+def is_cvae(config) -> bool:
+  return config.model != "unet"
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates on the test split and writes
-  results.json and panel.png there; returns the results."""
-  return runner.run(TASK, config, workdir)
+def make_init_batch(config, example: dict) -> dict:
+  return objective_batch(example["image"], example["masks"][:, 0])
+
+
+def header(config, test: dict) -> dict:
+  return {"model": config.model, "dataset": config.dataset}
+
+
+def loading_message(config) -> str:
+  return f"loading {config.dataset}..."
+
+
+UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
+         "hungarian_iou": "mean matched IoU",
+         "ce_per_pixel": "nats per pixel", "nll": "nats per image"}
+TEST_STREAMS = 4
+TRAINING_KEYS = ("image", "masks")
+TASK = runner.Task.from_namespace("prob_unet", globals())
+train_and_evaluate = TASK.train_and_evaluate

@@ -381,41 +381,24 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   return np.stack(rows)
 
 
-def _init_batch(config, example: dict) -> dict:
+def make_init_batch(config, example: dict) -> dict:
   return objective_batch(config, example["image"], example["masks"][:, 0], False)
 
 
-TASK = runner.Task(
-    name="segmentation",
-    validate=validate,
-    make_model=make_model,
-    is_cvae=lambda config: config.model != "baseline",
-    load_splits=load_splits,
-    make_init_batch=_init_batch,
-    make_loss_fn=make_loss_fn,
-    validation_loss_fn=lambda config, model: _first_grader_loss(
-        validation_loss_fn(config, model)),
-    run_identity=run_identity,
-    context=context,
-    own_evaluators=own_evaluators,
-    evals=EVALS,
-    header=lambda config, test: {"model": config.model, "dataset": config.dataset,
-                           "occlusion_blocks": config.occlusion.blocks,
-                           "input_omission_rate": config.input_omission_rate,
-                           "num_samples": config.eval.num_samples},
-    units={"pixel_error": "share of pixels", "iou": "foreground IoU",
-           "nll_*": "nats per image"},
-    test_streams=4,
-    training_keys=("image", "masks"),
-)
+def is_cvae(config) -> bool:
+  return config.model != "baseline"
 
 
-def _first_grader_loss(loss):
-  return lambda params, arrays, rng: loss(params, _first_grader(arrays), rng)
+def header(config, test: dict) -> dict:
+  return {"model": config.model, "dataset": config.dataset,
+          "occlusion_blocks": config.occlusion.blocks,
+          "input_omission_rate": config.input_omission_rate,
+          "num_samples": config.eval.num_samples}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates on the test split and writes
-  results.json and panel.png there; returns the results."""
-  return runner.run(TASK, config, workdir)
+UNITS = {"pixel_error": "share of pixels", "iou": "foreground IoU",
+         "nll_*": "nats per image"}
+TEST_STREAMS = 4
+TRAINING_KEYS = ("image", "masks")
+TASK = runner.Task.from_namespace("segmentation", globals())
+train_and_evaluate = TASK.train_and_evaluate
