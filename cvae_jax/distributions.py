@@ -2,9 +2,14 @@
 
 All densities are summed over the last (event) axis and returned in nats.
 
-A *likelihood* is what a generation or baseline net returns: a typed object
-with `log_prob(targets, mask=None, event_ndim=1) -> [...] nats`: `Bernoulli`
-over pixels, `DiagonalGaussian` or `GaussianMixture` over continuous y.
+A *likelihood* is what a generation or baseline net returns: any object
+with `log_prob(y) -> [...] nats` (summed over y's event axes), `sample(seed,
+sample_shape=())` and `mean` (an attribute, or a method as in distrax /
+TFP: `mean_of` reads either). The library's own are `Bernoulli` over pixels
+and `DiagonalGaussian` or `GaussianMixture` over continuous y; their
+`log_prob` also takes `mask` and `event_ndim` (the objectives pass them for
+masked pixel targets). A distrax or TFP-on-JAX distribution whose batch
+shape is the batch (`distrax.Independent` over y's axes) works as it is.
 """
 
 from typing import NamedTuple
@@ -43,6 +48,11 @@ class DiagonalGaussian(NamedTuple):
     _check_vector_event("DiagonalGaussian", mask, event_ndim)
     return gaussian_log_density(targets, self)
 
+  def sample(self, seed: jax.Array, sample_shape: tuple = ()) -> jax.Array:
+    """[*sample_shape, ..., event] draws."""
+    eps = jax.random.normal(seed, (*sample_shape, *self.mean.shape), self.mean.dtype)
+    return self.mean + jnp.exp(0.5 * self.log_variance) * eps
+
 
 class GaussianMixture(NamedTuple):
   """sum_k softmax(logits)_k N(mean_k, diag(exp(log_variance_k))).
@@ -60,6 +70,24 @@ class GaussianMixture(NamedTuple):
     _check_vector_event("GaussianMixture", mask, event_ndim)
     return gaussian_mixture_log_density(targets, self)
 
+  @property
+  def mean(self) -> jax.Array:
+    """[..., event]: sum_k pi_k mean_k."""
+    weights = jax.nn.softmax(self.logits, axis=-1)[..., None]
+    return jnp.sum(weights * self.components.mean, axis=-2)
+
+  def sample(self, seed: jax.Array, sample_shape: tuple = ()) -> jax.Array:
+    """[*sample_shape, ..., event]: a component k ~ pi, then y ~ N_k."""
+    pick_rng, noise_rng = jax.random.split(seed)
+    shape = (*sample_shape, *self.logits.shape[:-1])
+    k = jax.random.categorical(pick_rng, self.logits, shape=shape)
+    pick = lambda field: jnp.take_along_axis(
+        jnp.broadcast_to(field, (*sample_shape, *field.shape)),
+        k[..., None, None], axis=-2)[..., 0, :]
+    chosen = DiagonalGaussian(pick(self.components.mean),
+                              pick(self.components.log_variance))
+    return chosen.sample(noise_rng)
+
 
 class Bernoulli(NamedTuple):
   """Independent Bernoulli pixels, sigmoid(logits); logits [..., pixels]
@@ -75,6 +103,36 @@ class Bernoulli(NamedTuple):
   @property
   def probabilities(self) -> jax.Array:
     return jax.nn.sigmoid(self.logits)
+
+  @property
+  def mean(self) -> jax.Array:
+    return self.probabilities
+
+  def sample(self, seed: jax.Array, sample_shape: tuple = ()) -> jax.Array:
+    """[*sample_shape, ...] 0/1 pixels (float)."""
+    shape = (*sample_shape, *self.logits.shape)
+    return jax.random.bernoulli(seed, self.probabilities, shape).astype(
+        self.logits.dtype)
+
+
+LIBRARY_LIKELIHOODS = (DiagonalGaussian, GaussianMixture, Bernoulli)
+
+
+def mean_of(distribution) -> jax.Array:
+  """E[y] of a likelihood: its `mean` attribute, or `mean()` (distrax, TFP)."""
+  mean = getattr(distribution, "mean", None)
+  if mean is None:
+    raise TypeError(f"{type(distribution).__name__} has no mean; a likelihood "
+                    "needs log_prob, sample and mean")
+  return mean() if callable(mean) else mean
+
+
+def sample_of(distribution, seed: jax.Array, sample_shape: tuple = ()) -> jax.Array:
+  """Draws y ~ the likelihood: `sample(seed=..., sample_shape=...)`."""
+  if not callable(getattr(distribution, "sample", None)):
+    raise TypeError(f"{type(distribution).__name__} has no sample method; a "
+                    "likelihood needs log_prob, sample and mean")
+  return distribution.sample(seed=seed, sample_shape=sample_shape)
 
 
 def standard_normal_like(mean: jax.Array) -> DiagonalGaussian:
@@ -195,4 +253,10 @@ def log_likelihood(likelihood, targets: jax.Array,
         f"a generation or baseline net must return a likelihood with a "
         f"log_prob method (e.g. cvae_jax.distributions.Bernoulli(logits)), "
         f"got {type(likelihood).__name__}")
-  return likelihood.log_prob(targets, mask=mask, event_ndim=event_ndim)
+  if isinstance(likelihood, LIBRARY_LIKELIHOODS):
+    return likelihood.log_prob(targets, mask=mask, event_ndim=event_ndim)
+  # A user's, distrax's or TFP's: log_prob(y) summed over y's event axes.
+  if mask is not None:
+    raise ValueError(f"target_mask needs one of the library's likelihoods; "
+                     f"{type(likelihood).__name__} gets the whole target")
+  return likelihood.log_prob(targets)

@@ -38,12 +38,15 @@ class NegativeElbo(NamedTuple):
 
 # Pure functions of one forward pass (`cvae_jax.models.cvae.forward`).
 
-def negative_elbo_from_outputs(outputs: CVAEOutputs, batch: dict) -> NegativeElbo:
+def negative_elbo_from_outputs(outputs: CVAEOutputs, batch: dict,
+                               kl_weight: float | jax.Array = 1.0) -> NegativeElbo:
   """-ELBO = -log p(y | x, z) + KL(q(z | x, y) || p(z | x)), z ~ q (one
-  reparameterised sample); needs a forward with `posterior=True`."""
+  reparameterised sample); needs a forward with `posterior=True`. With a
+  `kl_weight` w (KL warm-up, `cvae_jax.schedules`) the loss is
+  reconstruction + w * kl (a bound only at w = 1); `kl` stays unweighted."""
   reconstruction = -estimators.batch_log_likelihood(outputs.likelihood, batch)
   kl = distributions.kl_diagonal_gaussians(outputs.posterior, outputs.prior)
-  return NegativeElbo(reconstruction + kl, reconstruction, kl)
+  return NegativeElbo(reconstruction + kl_weight * kl, reconstruction, kl)
 
 
 def gsnn_from_outputs(outputs: CVAEOutputs, batch: dict) -> jax.Array:
@@ -151,7 +154,9 @@ OBJECTIVES = ("baseline", "cvae", "gsnn", "hybrid")
 
 def per_example_objective(kind: str, model: nn.Module, alpha: float = 0.5,
                           gsnn_samples: int = 1, joint_baseline: bool = False):
-  """(params, batch, rng) -> [batch] nats: what a model of `kind` minimises.
+  """(params, batch, rng, kl_weight=1.0) -> [batch] nats: what a model of
+  `kind` minimises; `kl_weight` scales the KL term of the CVAE and the
+  hybrid (KL warm-up; see `negative_elbo_from_outputs`).
 
   Args:
     kind: one of OBJECTIVES: "baseline" (`model` is a deterministic net),
@@ -162,22 +167,22 @@ def per_example_objective(kind: str, model: nn.Module, alpha: float = 0.5,
       from the same forward pass.
   """
   if kind == "baseline":
-    return lambda params, batch, rng: baseline_negative_log_likelihood(
-        model, params, batch)
+    return lambda params, batch, rng, kl_weight=1.0: (
+        baseline_negative_log_likelihood(model, params, batch))
   if kind not in OBJECTIVES:
     raise ValueError(f"kind must be one of {OBJECTIVES}, got {kind!r}")
   _check_samples(gsnn_samples)
   prior_samples = 0 if kind == "cvae" else gsnn_samples
 
-  def objective(params, batch, rng):
+  def objective(params, batch, rng, kl_weight=1.0):
     outputs = forward(model, params, batch, rng, posterior=kind != "gsnn",
                       prior_samples=prior_samples)
     if kind == "cvae":
-      loss = negative_elbo_from_outputs(outputs, batch).loss
+      loss = negative_elbo_from_outputs(outputs, batch, kl_weight).loss
     elif kind == "gsnn":
       loss = gsnn_from_outputs(outputs, batch)
     else:
-      loss = (alpha * negative_elbo_from_outputs(outputs, batch).loss
+      loss = (alpha * negative_elbo_from_outputs(outputs, batch, kl_weight).loss
               + (1.0 - alpha) * gsnn_from_outputs(outputs, batch))
     if joint_baseline:
       loss = loss + baseline_negative_log_likelihood_from_outputs(outputs, batch)

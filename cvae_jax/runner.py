@@ -27,6 +27,7 @@ evaluator index) and the pictures (3).
 
 import contextlib
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,9 +37,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluation, evaluators
+from cvae_jax import evaluation, evaluators, model_check
 from cvae_jax.evaluators import Evaluator
-from cvae_jax.training import InMemoryData, trainer
+from cvae_jax.training import InMemoryData, hooks, trainer
 from cvae_jax.training import results as results_file
 
 RNG_STREAMS = {"validation": 1, "test": 2, "pictures": 3}
@@ -141,6 +142,50 @@ class Task:
     return run(self, config, workdir)
 
 
+@dataclasses.dataclass(frozen=True)
+class Restored:
+  """A run's parameters as saved: `params` the variables dict the model's
+  `apply` takes, `config` the run's, `step` the checkpoint's, `finished`
+  whether results.json was written (the parameters evaluated there: the
+  best epoch's with early stopping, else the last)."""
+  params: Any
+  config: ml_collections.ConfigDict
+  step: int
+  finished: bool
+
+
+CONFIG_FILE = hooks.RunHistory.CONFIG_FILE
+
+
+def restore(workdir: str | Path) -> Restored:
+  """The parameters and config of a finished or interrupted run in
+  `workdir`, for any task (the model: `task.make_model(restored.config)`).
+  UserError when the workdir holds no run."""
+  from cvae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  from cvae_jax.training.checkpointing import Checkpointer  # pylint: disable=g-import-not-at-top
+  workdir = Path(workdir).expanduser().absolute()
+  results = workdir / results_file.RESULTS_FILE
+  finished = results.exists()
+  if finished:
+    saved = json.loads(results.read_text())["config"]
+  elif (workdir / CONFIG_FILE).exists():
+    saved = json.loads((workdir / CONFIG_FILE).read_text())
+  else:
+    raise UserError(f"{workdir} holds no run (no {results_file.RESULTS_FILE} or "
+                    f"{CONFIG_FILE}); pass the --workdir of a training run")
+  best = finished and (workdir / "best" / "record.json").exists()
+  checkpointer = Checkpointer(workdir / "best" if best else workdir, 1)
+  try:
+    state = checkpointer.restore_latest(None)
+  finally:
+    checkpointer.close()
+  if state is None:
+    raise UserError(f"{checkpointer.directory} has no readable checkpoint; "
+                    "rerun the training command to make one")
+  return Restored(state["params"], ml_collections.ConfigDict(saved),
+                  int(state["step"]), finished)
+
+
 def _report(unit: str):
   def report(progress: trainer.Progress, values: dict) -> str:
     terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")
@@ -201,6 +246,8 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
   model = task.make_model(config) if model is None else model
   example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
                                           for k, v in splits["test"].items()})
+  if task.is_cvae(config):
+    model_check.check_model(model, example)  # One line on what is wrong.
   pretrained = task.pretrained(config, workdir, splits) if task.pretrained else None
 
   def init_fn(rng):
@@ -257,8 +304,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
         return finished.results
   workdir.mkdir(parents=True, exist_ok=True)
   print(task.loading_message(config) if task.loading_message else
-        f"loading {config.dataset} (TensorFlow, TFDS) from {config.data_dir}...",
-        flush=True)
+        f"loading the {task.name} data...", flush=True)
   with task.reading(config) if task.reading else contextlib.nullcontext():
     splits = task.load_splits(config)
     state, train_seconds = train(task, config, workdir, splits, model)
@@ -297,6 +343,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
       "eval_seconds": {k: v for k, v in seconds.items() if by_evaluator.get(k)},
       "figures_by_evaluator": by_evaluator,
       **results_file.run_fields(workdir, config, int(state.step), train_seconds),
+      "history": hooks.read_history(workdir),
   }
   results_file.write_results(workdir, results)
   print(summary_line(task, results, workdir), flush=True)

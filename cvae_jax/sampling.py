@@ -10,26 +10,39 @@ from cvae_jax import distributions
 
 
 def generate(model: nn.Module, params, condition: jax.Array,
-             rng: jax.Array) -> jax.Array:
-  """One sample per condition: z ~ p(z | x); Bernoulli decoders only.
+             rng: jax.Array, draw: bool = False) -> jax.Array:
+  """One y per condition from z ~ p(z | x), for any likelihood the
+  generation net returns (`distributions` protocol).
 
   Args:
     condition: [batch, ...], e.g. int labels [batch].
+    draw: False: the mean of p(y | x, z) (Bernoulli: the pixel means in
+      [0, 1], what the reference saves); True: a draw y ~ p(y | x, z).
 
   Returns:
-    [batch, pixels] Bernoulli means in [0, 1] (what the reference saves).
+    [batch, ...] like the target.
   """
+  z_rng, y_rng = jax.random.split(rng) if draw else (rng, None)
   z = distributions.sample_gaussian(
-      rng, model.apply(params, condition, method="prior"))
-  return model.apply(params, z, condition, method="generation").probabilities
+      z_rng, model.apply(params, condition, method="prior"))
+  return _mean_or_draw(model.apply(params, z, condition, method="generation"),
+                       y_rng)
 
 
 def reconstruct(model: nn.Module, params, target: jax.Array,
-                condition: jax.Array, rng: jax.Array) -> jax.Array:
-  """Bernoulli means of p(y | x, z) with z ~ q(z | x, y); [batch, pixels]."""
+                condition: jax.Array, rng: jax.Array, draw: bool = False) -> jax.Array:
+  """The mean of p(y | x, z) (or a draw) with z ~ q(z | x, y); [batch, ...]."""
+  z_rng, y_rng = jax.random.split(rng) if draw else (rng, None)
   posterior = model.apply(params, target, condition, method="recognition")
-  z = distributions.sample_gaussian(rng, posterior)
-  return model.apply(params, z, condition, method="generation").probabilities
+  z = distributions.sample_gaussian(z_rng, posterior)
+  return _mean_or_draw(model.apply(params, z, condition, method="generation"),
+                       y_rng)
+
+
+def _mean_or_draw(likelihood, rng):
+  if rng is None:
+    return distributions.mean_of(likelihood)
+  return distributions.sample_of(likelihood, rng)
 
 
 def prior_predictive(model: nn.Module, params, condition, rng: jax.Array | None,

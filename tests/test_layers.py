@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "cvae_jax"
 # Lower layers of the library: none of them may import `cvae_jax.training`.
 LOWER = ("distributions", "estimators", "objectives", "metrics", "box_metrics",
          "evaluation", "plotting", "sampling", "sharding", "distributed",
-         "errors", "models", "data", "evaluators")
+         "errors", "models", "data", "evaluators", "schedules", "configs",
+         "model_check")
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -22,6 +22,9 @@ EXPECTED = {
                   ("panel.png",)),
     "bbox": (("epoch 0 [0/32]", "epoch 0 validation loss", "test: {"),
              ("boxes.png",)),
+    "your_own_cvae": (("the model keeps the CVAE interface", "epoch 0 step 0:",
+                       "resumed from checkpoint of step 40", '"changed"',
+                       "exact -log p(y|x):", "estimates: {'prior_mean'"), ()),
 }
 # The figures a results dict printed by the notebook must hold (finite).
 FIGURES = {

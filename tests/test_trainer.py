@@ -18,7 +18,7 @@ import tensorflow as tf
 from cvae_jax import objectives
 from cvae_jax.errors import ConfigError, TrainingDivergedError, UserError
 from cvae_jax.models import LabelCVAE
-from cvae_jax.training import InMemoryData, Interrupted, StreamingData, hooks, trainer
+from cvae_jax.training import InMemoryData, Interrupted, StreamingData, hooks, optimizers, trainer
 from cvae_jax.training.checkpointing import Checkpointer
 
 
@@ -26,7 +26,7 @@ def _config(**overrides):
   config = ml_collections.ConfigDict(dict(
       batch_size=8, num_epochs=2, seed=3, optimizer="adam", learning_rate=1e-2,
       steps_per_dispatch=2, log_every_steps=2, checkpoint_every_steps=2,
-      keep_checkpoints=10))
+      keep_checkpoints=10, log_metrics="last"))  # Each logged step's own loss.
   config.update(overrides)
   return config
 
@@ -173,7 +173,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
                   report=lambda *a: None)
   checkpointer = Checkpointer(tmp_path, 10)
   assert checkpointer.latest_step() == 4
-  template = trainer.TrainState.create(jnp.ones(()), trainer.make_optimizer("sgd", 1.0),
+  template = trainer.TrainState.create(jnp.ones(()), optimizers.make_optimizer("sgd", 1.0),
                                        jax.random.PRNGKey(0))
   restored = checkpointer.restore_latest(template)
   assert np.isfinite(restored.params) and abs(float(restored.params)) > 1e20

@@ -8,7 +8,7 @@ Config: train/configs/bbox.py (the offline MNIST box set; Pascal VOC with
 --workdir resumes; a finished one prints its results.
 """
 
-from train import entry
+from cvae_jax import cli
 
 if __name__ == "__main__":
-  entry.run("cvae_jax.tasks.bbox", "train/configs/bbox.py")
+  cli.run("cvae_jax.tasks.bbox", "train/configs/bbox.py")

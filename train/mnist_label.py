@@ -7,7 +7,7 @@ Rerunning with the same --workdir resumes from the latest checkpoint; a
 finished one prints its results.
 """
 
-from train import entry
+from cvae_jax import cli
 
 if __name__ == "__main__":
-  entry.run("cvae_jax.tasks.mnist_label", "train/configs/mnist_label.py")
+  cli.run("cvae_jax.tasks.mnist_label", "train/configs/mnist_label.py")

@@ -8,7 +8,7 @@ train/configs/mnist_quadrant_sohn.py. Rerunning with the same --workdir
 resumes; a finished one prints its results.
 """
 
-from train import entry
+from cvae_jax import cli
 
 if __name__ == "__main__":
-  entry.run("cvae_jax.tasks.mnist_quadrant", "train/configs/mnist_quadrant.py")
+  cli.run("cvae_jax.tasks.mnist_quadrant", "train/configs/mnist_quadrant.py")

@@ -11,7 +11,7 @@ grader distribution, the default) and train/configs/prob_unet_lidc.py
 Rerunning with the same --workdir resumes; a finished one prints its results.
 """
 
-from train import entry
+from cvae_jax import cli
 
 if __name__ == "__main__":
-  entry.run("cvae_jax.tasks.prob_unet", "train/configs/prob_unet.py")
+  cli.run("cvae_jax.tasks.prob_unet", "train/configs/prob_unet.py")

@@ -9,7 +9,7 @@ download). Rerunning with the same --workdir resumes; a finished one prints
 its results.
 """
 
-from train import entry
+from cvae_jax import cli
 
 if __name__ == "__main__":
-  entry.run("cvae_jax.tasks.segmentation", "train/configs/segmentation.py")
+  cli.run("cvae_jax.tasks.segmentation", "train/configs/segmentation.py")

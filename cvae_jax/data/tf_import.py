@@ -9,7 +9,7 @@ environment variable turns off, are dropped by pointing file descriptor 2 at
 /dev/null during the import (Python errors from it still surface), unless
 `show_native_logs(True)` was called (entry points do on `--verbosity`). Later
 C++ INFO / WARNING lines obey TF_CPP_MIN_LOG_LEVEL, which must be set before
-jaxlib is imported: train/entry.py does.
+jaxlib is imported: cvae_jax/cli.py does.
 """
 
 import contextlib

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import (box_metrics, evaluators, objectives, plotting, runner,
-                      sampling)
+                      sampling, schedules)
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
@@ -168,12 +168,12 @@ def per_example_objective(config, model):
 
 def make_loss_fn(config, model):
   """The trainer's loss_fn: a random box per canvas, mean objective (nats/box)."""
-  per_example = per_example_objective(config, model)
+  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
 
-  def loss_fn(params, arrays, rng):
+  def loss_fn(params, arrays, rng, step=0):
     target_rng, objective_rng = jax.random.split(rng)
     batch, _ = objective_batch(config, arrays, target_rng)
-    return jnp.mean(per_example(params, batch, objective_rng)), {}
+    return jnp.mean(per_example(params, batch, objective_rng, kl_weight(step))), {}
   return loss_fn
 
 

@@ -16,7 +16,6 @@ workdir prints its figures from results.json; with other `eval.*` settings it
 recomputes only the figures those change.
 """
 
-import functools
 import json
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluators, objectives, runner, sampling
+from cvae_jax import evaluators, objectives, runner, sampling, schedules
 from cvae_jax.data import mnist, quadrants
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models import BaselineNet, QuadrantCVAE
@@ -117,14 +116,14 @@ def per_example_objective(config: ml_collections.ConfigDict, model):
       joint_baseline=joint)
 
 
-def _mean_loss(per_example, params, batch, rng):
-  loss = jnp.mean(per_example(params, batch, rng))
-  return loss, {}
-
-
 def make_loss_fn(config: ml_collections.ConfigDict, model):
-  """The trainer's loss: (params, batch, rng) -> (mean nats per image, {})."""
-  return functools.partial(_mean_loss, per_example_objective(config, model))
+  """The trainer's loss: (params, batch, rng, step) -> (mean nats per image,
+  {}), the KL term weighted by `config.kl_schedule` at `step`."""
+  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
+
+  def loss_fn(params, batch, rng, step=0):
+    return jnp.mean(per_example(params, batch, rng, kl_weight(step))), {}
+  return loss_fn
 
 
 def run_identity(config: ml_collections.ConfigDict) -> dict:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (distributions, estimators, evaluators, metrics, objectives,
+from cvae_jax import (distributions, estimators, evaluators, metrics, objectives, schedules,
                       runner, sampling)
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
@@ -159,17 +159,18 @@ def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
 
 
 def per_example_objective(config, model):
-  """(params, objective batch, rng) -> ([B] nats, {term: [B]})."""
+  """(params, objective batch, rng, kl_weight=1) -> ([B] nats, {term: [B]});
+  the Prob U-Net's KL is weighted by beta x kl_weight."""
   if config.model == "unet":
-    return lambda p, b, r: (
+    return lambda p, b, r, w=1.0: (
         objectives.baseline_negative_log_likelihood(model, p, b), {})
   if config.model == "sohn_cvae":
     sohn = seg_task.per_example_objective(sohn_config(config), model)
-    return lambda p, b, r: (sohn(p, b, r), {})
+    return lambda p, b, r, w=1.0: (sohn(p, b, r, w), {})
 
-  def kohl(params, batch, rng):
+  def kohl(params, batch, rng, kl_weight=1.0):
     terms = objectives.negative_elbo(model, params, batch, rng)
-    return (terms.reconstruction + config.beta * terms.kl,
+    return (terms.reconstruction + config.beta * kl_weight * terms.kl,
             {"reconstruction": terms.reconstruction, "kl": terms.kl})
   return kohl
 
@@ -177,13 +178,13 @@ def per_example_objective(config, model):
 def make_loss_fn(config, model):
   """The trainer's loss_fn: one random grader per example; mean nats/image,
   with the Prob U-Net's reconstruction and KL logged beside it."""
-  per_example = per_example_objective(config, model)
+  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
 
-  def loss_fn(params, arrays, rng):
+  def loss_fn(params, arrays, rng, step=0):
     grader_rng, objective_rng = jax.random.split(rng)
     masks = seg_task.pick_grader(arrays["masks"], grader_rng)
     loss, terms = per_example(params, objective_batch(arrays["image"], masks),
-                              objective_rng)
+                              objective_rng, kl_weight(step))
     return jnp.mean(loss), {k: jnp.mean(v) for k, v in terms.items()}
   return loss_fn
 

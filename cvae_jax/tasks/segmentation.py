@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluators, metrics, objectives, runner, sampling
+from cvae_jax import evaluators, metrics, objectives, runner, sampling, schedules
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
@@ -222,15 +222,15 @@ def per_example_objective(config, model):
 
 def make_loss_fn(config, model):
   """The trainer's loss_fn: augment, one grader, mean objective (nats/image)."""
-  per_example = per_example_objective(config, model)
+  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
 
-  def loss_fn(params, arrays, rng):
+  def loss_fn(params, arrays, rng, step=0):
     grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
     images, masks = augment(arrays["image"], pick_grader(arrays["masks"], grader_rng),
                             augment_rng, config.input_omission_rate,
                             config.horizontal_flip)
     batch = objective_batch(config, images, masks, training=True)
-    return jnp.mean(per_example(params, batch, objective_rng)), {}
+    return jnp.mean(per_example(params, batch, objective_rng, kl_weight(step))), {}
   return loss_fn
 
 

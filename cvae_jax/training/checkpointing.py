@@ -61,29 +61,32 @@ class Checkpointer:
 
     Args:
       template: a state with the target structure, shapes, dtypes and
-        shardings (its values are not used).
+        shardings (its values are not used); None: the saved tree as it is
+        (nested dicts of arrays on the default device), for reading params.
 
     Raises:
       UserError: the checkpoints hold arrays of other shapes (another model
         or optimiser): they are left untouched.
     """
     ocp = self._ocp
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-    expected = _array_signature(abstract)
+    abstract = (None if template is None else
+                jax.tree.map(ocp.utils.to_shape_dtype_struct, template))
+    expected = None if template is None else _array_signature(abstract)
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
         metadata = self._manager.item_metadata(step)
       except Exception as e:  # pylint: disable=broad-except
         self._report_unreadable(step, e)
         continue
-      if (metadata is not None
+      if (metadata is not None and expected is not None
           and _array_signature(metadata.tree) != expected):
         raise UserError(
             f"{self.directory} holds checkpoints of another model or optimiser "
             f"(step {step}); pass a new --workdir or the config they were "
             "trained with")
       try:
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract)
+                                     if abstract is not None else None)
       except Exception as e:  # pylint: disable=broad-except
         self._report_unreadable(step, e)
     return None

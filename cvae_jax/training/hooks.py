@@ -15,8 +15,9 @@ hook it was given (its own, then the caller's `hooks`):
   close()                                 always, last.
 
 A hook overrides the methods it needs. The trainer's own: `RunIdentity`
-(refuses to resume checkpoints made with other settings), `LogLines` (the
-log lines and the progress bar), `MetricWriter` (TensorBoard scalars),
+(refuses to resume checkpoints made with other settings), `RunHistory`
+(records the settings of each training segment), `LogLines` (the log lines
+and the progress bar), `MetricWriter` (TensorBoard scalars),
 `EarlyStopping` and `StopSignals` (SIGINT / SIGTERM become a checkpoint and
 `Interrupted`).
 """
@@ -33,6 +34,7 @@ import tqdm
 
 from cvae_jax import sharding
 from cvae_jax.errors import ConfigError, SecondSignal
+from cvae_jax.training import tensorboard
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.state import TrainState
 
@@ -48,10 +50,29 @@ class Progress:
   num_examples: int
 
 
-def _logged(steps: list[Progress], every: int) -> list[tuple[int, Progress]]:
-  """(index in the dispatch, Progress) of the steps on a log boundary: every
-  `every`-th step of an epoch, from its first."""
-  return [(i, p) for i, p in enumerate(steps) if p.step_in_epoch % every == 0]
+class _LogWindow:
+  """The (Progress, {metric: value}) of the steps on a log boundary (every
+  `every`-th step of an epoch, from its first): with mode "mean" each metric
+  averaged over the steps since the previous boundary (this one included),
+  with "last" the boundary step's own."""
+
+  def __init__(self, every: int, mode: str = "mean"):
+    self._every, self._mode = every, mode
+    self._sums, self._count = {}, 0
+
+  def logged(self, steps: list[Progress], metrics: dict) -> list[tuple[Progress, dict]]:
+    out = []
+    for i, progress in enumerate(steps):
+      values = {k: float(v[i]) for k, v in metrics.items()}
+      if self._mode == "mean":
+        self._sums = {k: self._sums.get(k, 0.0) + v for k, v in values.items()}
+        self._count += 1
+      if progress.step_in_epoch % self._every == 0:
+        if self._mode == "mean":
+          values = {k: v / self._count for k, v in self._sums.items()}
+          self._sums, self._count = {}, 0
+        out.append((progress, values))
+    return out
 
 
 class Hook:
@@ -79,37 +100,120 @@ class Hook:
 
 class RunIdentity(Hook):
   """A step means a data position only for the same batch size, seed and
-  epoch size, and the task may name more settings its checkpoints depend on:
-  refuses to resume checkpoints made with others (workdir/run_identity.json)."""
+  epoch size, the optimiser state restores only into the same structure
+  (optimizer, scheduled or not, clipping or not), and the task may name more
+  settings its checkpoints depend on: refuses to resume checkpoints made with
+  others (workdir/run_identity.json). A key the saved identity lacks (written
+  by an earlier version) is not compared."""
 
   def __init__(self, workdir: Path, identity: dict):
     self._workdir = workdir
     self._identity = json.loads(json.dumps(identity))  # Tuples as saved lists.
 
-  def begin(self, state, resumed):
+  def check(self) -> None:
+    """ConfigError if the saved identity differs; the trainer calls it
+    before restoring, so checkpoints of other settings are never touched."""
     path = self._workdir / "run_identity.json"
-    if resumed and path.exists():
+    if path.exists():
       saved = json.loads(path.read_text())
-      changed = {k: (saved.get(k), v) for k, v in self._identity.items()
-                 if saved.get(k) != v}
+      changed = {k: (saved[k], v) for k, v in self._identity.items()
+                 if k in saved and saved[k] != v}
       if changed:
         details = ", ".join(f"{k} {old} -> {new}"
                             for k, (old, new) in changed.items())
         raise ConfigError(f"{self._workdir} holds a run with other settings "
                           f"({details}); pass a new --workdir or the original values")
+
+  def begin(self, state, resumed):
+    path = self._workdir / "run_identity.json"
+    if resumed:
+      self.check()
     self._workdir.mkdir(parents=True, exist_ok=True)
     if sharding.is_main_process():
       path.write_text(json.dumps(self._identity) + "\n")
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+class RunHistory(Hook):
+  """workdir/run_history.json: one segment per invocation that trained, with
+  its first and last step and its settings (the config's, `eval` and
+  `evals` aside): all of them for the first segment, then only those that
+  changed, as [before, after]. A resume with another learning rate, schedule
+  or number of epochs is accepted and recorded here (and in results.json's
+  "history"); what the checkpoints cannot take is refused by `RunIdentity`."""
+
+  FILE = "run_history.json"
+  CONFIG_FILE = "config.json"  # The latest segment's whole config.
+
+  def __init__(self, workdir: Path, config):
+    self._path = workdir / self.FILE
+    self._config = json.loads(json.dumps(config.to_dict(), default=str))
+    settings = {k: v for k, v in config.to_dict().items()
+                if k not in ("eval", "evals")}
+    self._settings = _flat(json.loads(json.dumps(settings, default=str)))
+    self._start = self._step = None
+    self._segments = []
+
+  def begin(self, state, resumed):
+    if resumed and self._path.exists():
+      self._segments = json.loads(self._path.read_text())
+    self._start = self._step = int(state.step)
+    if sharding.is_main_process():  # What runner.restore reads mid-run.
+      self._path.parent.mkdir(parents=True, exist_ok=True)
+      (self._path.parent / self.CONFIG_FILE).write_text(
+          json.dumps(self._config, indent=1) + "\n")
+
+  def after_steps(self, steps, metrics):
+    self._step = steps[-1].step + 1
+
+  def _current_settings(self) -> dict:
+    current = {}
+    for segment in self._segments:
+      current.update(segment.get("settings", {}))
+      current.update({k: new for k, (_, new) in segment.get("changed", {}).items()})
+    return current
+
+  def close(self):
+    if self._start is None or self._step == self._start:
+      return  # Nothing trained: nothing to record.
+    segment = {"from_step": self._start, "to_step": self._step}
+    if not self._segments:
+      segment["settings"] = self._settings
+    else:
+      before = self._current_settings()
+      segment["changed"] = {k: [before.get(k), v] for k, v in self._settings.items()
+                            if before.get(k) != v}
+    self._segments.append(segment)
+    if sharding.is_main_process():
+      self._path.parent.mkdir(parents=True, exist_ok=True)
+      self._path.write_text(json.dumps(self._segments, indent=1) + "\n")
+
+
+def read_history(workdir: Path) -> list:
+  """The segments RunHistory wrote in workdir ([] when none)."""
+  path = Path(workdir) / RunHistory.FILE
+  return json.loads(path.read_text()) if path.exists() else []
+
+
 class LogLines(Hook):
-  """Prints `report(progress, metrics)` every `log_every` steps and
-  `report_eval(epoch, metrics)` after each evaluation (a None line prints
-  nothing), above a progress bar on a terminal; process 0 only."""
+  """Prints `report(progress, metrics)` every `log_every` steps (the
+  metrics' mean since the previous line, or with `mode` "last" that step's)
+  and `report_eval(epoch, metrics)` after each evaluation (a None line
+  prints nothing), above a progress bar on a terminal; process 0 only."""
 
   def __init__(self, report: Callable, report_eval: Callable, log_every: int,
-               total_steps: int):
-    self._report, self._report_eval, self._log_every = report, report_eval, log_every
+               total_steps: int, mode: str = "mean"):
+    self._report, self._report_eval = report, report_eval
+    self._window = _LogWindow(log_every, mode)
     self._total = total_steps
     self._bar = None
 
@@ -131,8 +235,8 @@ class LogLines(Hook):
     sys.stdout.flush()
 
   def after_steps(self, steps, metrics):
-    for i, progress in _logged(steps, self._log_every):
-      line = self._report(progress, {k: float(v[i]) for k, v in metrics.items()})
+    for progress, values in self._window.logged(steps, metrics):
+      line = self._report(progress, values)
       if line is not None:
         self.print(line)
     self._bar.update(len(steps))
@@ -149,25 +253,24 @@ class LogLines(Hook):
 
 class MetricWriter(Hook):
   """TensorBoard scalars in `workdir`: train/<metric> every `log_every`
-  steps, eval/<metric> after each epoch. The event file (and clu, which
-  imports TensorFlow) only comes at the first write, so a run resumed at its
-  end adds no empty event file."""
+  steps (averaged as the log lines are), eval/<metric> after each epoch;
+  written without TensorFlow (`training.tensorboard`). The event file only
+  comes at the first write, so a run resumed at its end adds no empty one."""
 
-  def __init__(self, workdir: Path, log_every: int):
-    self._workdir, self._log_every, self._writer = workdir, log_every, None
+  def __init__(self, workdir: Path, log_every: int, mode: str = "mean"):
+    self._workdir, self._writer = workdir, None
+    self._window = _LogWindow(log_every, mode)
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
     if not sharding.is_main_process():
       return
     if self._writer is None:
-      from clu import metric_writers  # pylint: disable=g-import-not-at-top
-      self._writer = metric_writers.SummaryWriter(str(self._workdir))
+      self._writer = tensorboard.ScalarWriter(self._workdir)
     self._writer.write_scalars(step, scalars)
 
   def after_steps(self, steps, metrics):
-    for i, progress in _logged(steps, self._log_every):
-      self.write_scalars(progress.step, {f"train/{k}": float(v[i])
-                                         for k, v in metrics.items()})
+    for progress, values in self._window.logged(steps, metrics):
+      self.write_scalars(progress.step, {f"train/{k}": v for k, v in values.items()})
 
   def after_epoch(self, state, epoch, metrics):
     self.write_scalars(int(state.step), {f"eval/{k}": v for k, v in metrics.items()})

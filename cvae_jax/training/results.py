@@ -22,7 +22,7 @@ import ml_collections
 RESULTS_FILE = "results.json"
 # Keys that change neither the trained parameters nor any figure: the
 # trainer's dispatch, log and checkpoint cadence, and where data is read from.
-RUNTIME_KEYS = ("steps_per_dispatch", "log_every_steps",
+RUNTIME_KEYS = ("steps_per_dispatch", "log_every_steps", "log_metrics",
                 "checkpoint_every_steps", "keep_checkpoints", "data_dir",
                 "download")
 
@@ -59,11 +59,16 @@ def _matches(key: str, names) -> bool:
 
 def config_differences(saved: dict, config: ml_collections.ConfigDict) -> dict:
   """Dotted key -> (saved value, current value) where they differ (JSON view:
-  tuples compare as the lists they were saved as)."""
+  tuples compare as the lists they were saved as). A trainer field the saved
+  config lacks (written before the field existed) at its default is no
+  difference: the earlier version ran as the default does."""
+  from cvae_jax import configs  # pylint: disable=g-import-not-at-top
+  defaults = _flatten(configs.trainer_defaults().to_dict())
   old = _flatten(saved)
   new = _flatten(json.loads(json.dumps(config.to_dict())))
   return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
-          if old.get(k) != new.get(k)}
+          if old.get(k) != new.get(k)
+          and not (k not in old and k in defaults and new[k] == defaults[k])}
 
 
 def finished_run(workdir: str | Path, config: ml_collections.ConfigDict,

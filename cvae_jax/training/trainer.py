@@ -1,8 +1,9 @@
 """The one generic training loop.
 
 It knows nothing about CVAEs: it gets `init_fn(rng) -> params`, a loss
-function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})`, training
-data and a config, and runs data-parallel over every device with `jax.jit` on
+function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})` (or
+`loss_fn(params, batch, rng, step)`: a loss that anneals, e.g. a KL weight,
+gets the step it is at, traced), training data and a config, and runs data-parallel over every device with `jax.jit` on
 a 1-D mesh (batch sharded, parameters replicated). The same code runs on CPU,
 GPU and TPU, in one process or in several under `jax.distributed` (hosts of a
 TPU pod or a GPU cluster): there the mesh spans every process's devices,
@@ -27,9 +28,15 @@ evaluates after each epoch and checkpoints; everything around it is a hook
 progress bar, TensorBoard scalars, early stopping and the stop signals. A
 caller adds its own with `train(..., hooks=[...])`.
 
-Config fields read: batch_size, num_epochs, seed, optimizer, learning_rate,
-steps_per_dispatch, log_every_steps, checkpoint_every_steps, keep_checkpoints,
-and optionally compute_dtype ("float32", the default, or "bfloat16": mixed
+Config fields read (`cvae_jax.configs.trainer_defaults()` has each at its
+default; a missing required one is a ConfigError naming it): batch_size,
+num_epochs, seed, optimizer, learning_rate, steps_per_dispatch,
+log_every_steps, checkpoint_every_steps, keep_checkpoints; optionally
+lr_schedule and gradient_clip_norm (`training.optimizers.from_config`; or
+pass any optax transformation as `optimizer`), log_metrics ("mean", the
+default: a log line and a TensorBoard point show the mean of each metric
+over the steps since the previous one; "last": that step's own values),
+compute_dtype ("float32", the default, or "bfloat16": mixed
 precision, see `mixed_precision`) and early_stopping_metric /
 early_stopping_patience: when the metric
 (a key of `evaluate`'s result, lower is better) has not improved for `patience`
@@ -38,6 +45,7 @@ is what `train` returns.
 """
 
 import functools
+import inspect
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -49,16 +57,31 @@ import optax
 
 from cvae_jax.errors import (ConfigError, Interrupted,
                              TrainingDivergedError, require_positive_ints)
-from cvae_jax import sharding
+from cvae_jax import schedules, sharding
 from cvae_jax.training import hooks as hooks_lib
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.hooks import Progress
 from cvae_jax.training.input import InMemoryData, StreamingData
-from cvae_jax.training.optimizers import make_optimizer
+from cvae_jax.training import optimizers
 from cvae_jax.training.state import TrainState
 
 _MAX_STREAMED_STEPS = 100
-LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+def with_step(loss_fn: LossFn) -> LossFn:
+  """`loss_fn` as (params, batch, rng, step): as it is when it takes a 4th
+  positional parameter or one named `step`, else ignoring the step."""
+  try:
+    parameters = inspect.signature(loss_fn).parameters
+  except (TypeError, ValueError):  # No signature: a builtin or a C callable.
+    return lambda params, batch, rng, step: loss_fn(params, batch, rng)
+  positional = [p for p in parameters.values() if p.kind in (
+      p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+  if "step" in parameters or len(positional) >= 4 or any(
+      p.kind == p.VAR_POSITIONAL for p in parameters.values()):
+    return loss_fn
+  return lambda params, batch, rng, step: loss_fn(params, batch, rng)
 
 
 def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
@@ -71,18 +94,33 @@ def _default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
   return f"epoch {epoch} eval: {values}"
 
 
+REQUIRED_FIELDS = ("batch_size", "num_epochs", "seed", "optimizer", "learning_rate",
+                   "steps_per_dispatch", "log_every_steps",
+                   "checkpoint_every_steps", "keep_checkpoints")
+LOG_METRICS = ("mean", "last")
+
+
 def validate_trainer_config(config: ml_collections.ConfigDict,
                             devices: Sequence[jax.Device] | None = None) -> None:
-  """Raises ConfigError naming the field and the fix for impossible values,
-  including a batch_size that does not divide by the mesh's device count
-  (`devices`, default every device of every process)."""
+  """Raises ConfigError naming the field and the fix for missing or
+  impossible values, including a batch_size that does not divide by the
+  mesh's device count (`devices`, default every device of every process)."""
+  for field in REQUIRED_FIELDS:
+    if field not in config:
+      raise ConfigError(f"the config has no {field!r}, which the trainer reads; "
+                        "add it, or start the config from "
+                        "cvae_jax.configs.trainer_defaults()")
+  if config.get("log_metrics", "mean") not in LOG_METRICS:
+    raise ConfigError(f"log_metrics must be one of {', '.join(LOG_METRICS)}, got "
+                      f"{config.log_metrics!r}; set --config.log_metrics")
   require_positive_ints(config, (
       "batch_size", "num_epochs", "steps_per_dispatch", "log_every_steps",
       "checkpoint_every_steps", "keep_checkpoints"))
   sharding.check_batch_divides(config.batch_size, sharding.make_mesh(devices))
   if config.get("early_stopping_metric"):
     require_positive_ints(config, ("early_stopping_patience",))
-  make_optimizer(config.optimizer, config.learning_rate)
+  optimizers.from_config(config, total_steps=1)
+  schedules.kl_weight(config)  # The task's loss reads it; checked here for all.
   compute_dtype(config)
 
 
@@ -116,20 +154,23 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
   returned as float32. bfloat16 is the setting for TPUs (and recent GPUs);
   on CPU it runs, but is not faster.
   """
+  loss_fn = with_step(loss_fn)
   if dtype == jnp.float32:
     return loss_fn
 
-  def cast_loss_fn(params, batch, rng):
-    loss, metrics = loss_fn(_cast_floats(params, dtype), _cast_floats(batch, dtype), rng)
+  def cast_loss_fn(params, batch, rng, step):
+    loss, metrics = loss_fn(_cast_floats(params, dtype), _cast_floats(batch, dtype),
+                            rng, step)
     return _cast_floats((loss, metrics), jnp.float32)
   return cast_loss_fn
 
 
 def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+  """One update; `loss_fn` as `with_step` makes it (the step is the state's)."""
   rng = jax.random.fold_in(state.rng, state.step)
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, batch, rng)
+  (loss, metrics), grads = jax.value_and_grad(with_step(loss_fn), has_aux=True)(
+      state.params, batch, rng, state.step)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params,
@@ -261,19 +302,22 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           report_eval: Callable[[int, dict[str, float]], str | None] = _default_report_eval,
           devices: Sequence[jax.Device] | None = None,
           run_identity: dict | None = None,
-          hooks: Sequence[hooks_lib.Hook] = ()) -> TrainState:
+          hooks: Sequence[hooks_lib.Hook] = (),
+          optimizer: optax.GradientTransformation | None = None) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
   Args:
     config: the trainer fields listed in the module docstring.
     workdir: checkpoints and TensorBoard event files go here.
     init_fn: rng -> params.
-    loss_fn: (params, batch, rng) -> (scalar loss, dict of scalar metrics);
-      `batch` is a dict of [batch_size, ...] arrays.
+    loss_fn: (params, batch, rng) -> (scalar loss, dict of scalar metrics),
+      or (params, batch, rng, step) -> the same (`step`: the global step, an
+      int32 scalar under jit); `batch` is a dict of [batch_size, ...] arrays.
     train_data: device-resident or streamed examples.
     evaluate: (state, epoch) -> metrics, run after every epoch.
     report: formats the line printed every `log_every_steps` steps of an
-      epoch from the metrics of that one step (before its update).
+      epoch from the metrics (`log_metrics`: their mean since the previous
+      line, or that step's own, before its update).
     report_eval: formats the line printed after `evaluate`.
     devices: the mesh's devices (default: every device of every process).
     run_identity: JSON-able task settings that the checkpoints depend on
@@ -281,6 +325,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       a workdir saved with other values is refused.
     hooks: more `hooks.Hook`s, called after the trainer's own at each point
       of the loop (see `cvae_jax.training.hooks`).
+    optimizer: any optax transformation (a chain, a schedule inside); None:
+      `optimizers.from_config(config)`. A passed one is recorded in the run
+      history as "custom"; resuming needs the same state structure.
 
   Raises:
     ConfigError: impossible config values.
@@ -299,7 +346,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   total_steps = config.num_epochs * steps_per_epoch
   workdir = Path(workdir).expanduser().absolute()
 
-  optimizer = make_optimizer(config.optimizer, config.learning_rate)
+  identity = dict(run_identity or {}, batch_size=batch_size, seed=config.seed,
+                  num_examples=train_data.num_examples)
+  if optimizer is None:
+    optimizer = optimizers.from_config(config, total_steps)
+    identity.update(optimizers.structure(config))
+  else:
+    identity.update(optimizer="custom")
   init_rng, train_rng, data_rng = jax.random.split(
       jax.random.PRNGKey(config.seed), 3)
   replicated = sharding.replicated(mesh)
@@ -307,6 +360,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       lambda rng: TrainState.create(init_fn(rng), optimizer, train_rng),
       out_shardings=replicated)(init_rng)
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+  identity_hook = hooks_lib.RunIdentity(workdir, identity)
+  if checkpointer.latest_step() is not None:
+    identity_hook.check()  # Before restoring: other settings touch nothing.
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
@@ -318,12 +374,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
                  else _streaming_runner)
   run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng)
 
-  log = hooks_lib.LogLines(report, report_eval, config.log_every_steps, total_steps)
+  log_mode = config.get("log_metrics", "mean")
+  log = hooks_lib.LogLines(report, report_eval, config.log_every_steps, total_steps,
+                           log_mode)
   signals = hooks_lib.StopSignals()
-  own = [hooks_lib.RunIdentity(workdir, dict(
-             run_identity or {}, batch_size=batch_size, seed=config.seed,
-             num_examples=train_data.num_examples)),
-         log, hooks_lib.MetricWriter(workdir, config.log_every_steps)]
+  own = [identity_hook,
+         hooks_lib.RunHistory(workdir, config),
+         log, hooks_lib.MetricWriter(workdir, config.log_every_steps, log_mode)]
   if config.get("early_stopping_metric"):
     if evaluate is None:
       raise ConfigError("early_stopping_metric is set but this task evaluates "

@@ -10,9 +10,11 @@ model: regressor | mdn | cvae | hybrid. condition: image (any digit's box)
 
 import ml_collections
 
+from cvae_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = configs.trainer_defaults()  # Every trainer field; ours below.
   config.model = "cvae"  # regressor | mdn | cvae | hybrid
   config.condition = "image"  # image | class
   config.dataset = "mnist_boxes"  # or voc/2007 (needs TFDS to download it)

@@ -2,9 +2,11 @@
 
 import ml_collections
 
+from cvae_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = configs.trainer_defaults()  # Every trainer field; ours below.
   config.model_name = "label_cvae"
   config.model = ml_collections.ConfigDict(dict(
       hidden_size=200, latent_size=10,
@@ -26,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   # done. One epoch (3000 steps) takes about 2.5 s on 2 CPU cores.
   config.steps_per_dispatch = 3000
   config.log_every_steps = 100
+  config.log_metrics = "last"  # The reference logs the logged batch's own loss.
   config.checkpoint_every_steps = 3000
   config.keep_checkpoints = 3
 

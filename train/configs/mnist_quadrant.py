@@ -13,9 +13,11 @@ batch 128, early stopping with patience 3 on the validation loss.
 
 import ml_collections
 
+from cvae_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = configs.trainer_defaults()  # Every trainer field; ours below.
   config.protocol = "pyro"
   config.model = "cvae"  # baseline | cvae | gsnn | hybrid
   config.num_quadrants = 1  # Given quadrants: 1, 2 or 3.

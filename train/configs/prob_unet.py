@@ -16,9 +16,11 @@ image in evaluation (and 1, 4, 100).
 
 import ml_collections
 
+from cvae_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = configs.trainer_defaults()  # Every trainer field; ours below.
   config.model = "prob_unet"  # unet | prob_unet | sohn_cvae
   config.dataset = "mnist_ambiguous"  # or lidc (prob_unet_lidc.py)
   config.image_size = 32  # Must divide by 2^(len(network.channels) - 1).

@@ -10,9 +10,11 @@ train/configs/segmentation_cub.py.
 
 import ml_collections
 
+from cvae_jax import configs
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = configs.trainer_defaults()  # Every trainer field; ours below.
   config.model = "cvae"  # baseline | cvae | gsnn | hybrid
   config.dataset = "mnist_segmentation"  # or caltech_birds2011, oxford_iiit_pet
   config.image_size = 32  # Must divide by first_stride x pools (8 here).

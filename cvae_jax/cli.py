@@ -1,14 +1,21 @@
-"""What every entry point shares: absl flags with an ml_collections config,
+"""The command line of every task: absl flags with an ml_collections config,
 user errors as one line on stderr, and the exit codes a shell expects.
 
   python -m train.<task> --config=train/configs/<task>.py --workdir=DIR \
       [--config.batch_size=128 ...]
 
-A new entry point is three lines, `train/<task>.py`:
+An entry point, the project's `train/<task>.py` or your own script, is:
 
-  from train import entry
+  from cvae_jax import cli
   if __name__ == "__main__":
-    entry.run("cvae_jax.tasks.<task>", "train/configs/<task>.py")
+    cli.run("my_package.my_task", "configs/my_task.py")
+
+`--config=PATH` names a Python file whose `get_config()` returns an
+ml_collections ConfigDict; `--config.<key>=<value>` overrides any key of it
+(dotted for nested keys: `--config.eval.num_samples=10`), parsed as a Python
+literal of the key's type; a key the config lacks is refused with the
+closest match. Your task module (any importable module: `runner.Task.from_namespace`
+makes one) must define `validate` and `train_and_evaluate`.
 
 Its task module imports no TensorFlow at import time (data modules get it on
 first use from `cvae_jax.data.tf_import.tensorflow()`) and provides:
@@ -125,9 +132,18 @@ def _bad_override_message(argv, default_config: str, error: Exception) -> str:
           f"{config_path}, an override is --config.<key>=<value>")
 
 
+def _cannot_load(error: Exception, default_config: str) -> str:
+  # config_flags explains the first failure on its last lines.
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  return (f"cannot load the --config file ({lines[-1] if lines else error}); "
+          f"pass --config=<path to a config .py>, e.g. {default_config}")
+
+
 def _parse_flags(argv, default_config: str):
   try:
     return flags.FLAGS(argv)
+  except (OSError, ImportError, SyntaxError) as e:  # The file, with an override.
+    _fail(_cannot_load(e, default_config))
   except (KeyError, AttributeError, TypeError) as e:  # An override naming no key.
     _fail(_bad_override_message(argv, default_config, e))
   except flags.Error as e:
@@ -148,6 +164,8 @@ def run(task, default_config: str) -> None:
   try:
     config_flag = config_flags.DEFINE_config_file(
         "config", default_config, "Training configuration (a .py file).")
+  except (OSError, ImportError, SyntaxError) as e:
+    _fail(_cannot_load(e, default_config))
   except (KeyError, AttributeError, TypeError) as e:
     _fail(_bad_override_message(sys.argv, default_config, e))
   workdir_flag = flags.DEFINE_string(
@@ -178,10 +196,7 @@ def run(task, default_config: str) -> None:
       config = config_flag.value
       config.get("seed")  # Reading it reports a config file that failed to load.
     except (OSError, ImportError, SyntaxError) as e:
-      # config_flags explains the first failure on its last lines.
-      lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-      _fail(f"cannot load the --config file ({lines[-1]}); pass "
-            f"--config=<path to a config .py>, e.g. {default_config}")
+      _fail(_cannot_load(e, default_config))
     workdir = workdir_flag.value
     from cvae_jax import distributed  # pylint: disable=g-import-not-at-top
     try:

@@ -1,0 +1,54 @@
+"""`pip install .` gives a working library: every third-party module that
+cvae_jax/ imports is provided by a distribution setup.cfg installs, and the
+examples' train/ is not installed as a top-level package."""
+
+import ast
+import configparser
+import importlib.metadata
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# Deliberately not installed by setup.cfg (see its comment): Colab's own
+# TensorFlow is kept; requirements.txt pins tensorflow-cpu elsewhere.
+NOT_REQUIRED = {"tensorflow"}
+
+
+def _imported_modules() -> set[str]:
+  names = set()
+  for path in (ROOT / "cvae_jax").rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        names.update(a.name.split(".")[0] for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names.add(node.module.split(".")[0])
+  return {n for n in names if n not in sys.stdlib_module_names and n != "cvae_jax"}
+
+
+def _options() -> configparser.ConfigParser:
+  parser = configparser.ConfigParser()
+  parser.read(ROOT / "setup.cfg")
+  return parser
+
+
+def _normalise(name: str) -> str:
+  return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_third_party_import_is_an_install_requirement():
+  required = {_normalise(re.split(r"[<>=!~ ;\[]", line.strip())[0])
+              for line in _options()["options"]["install_requires"].splitlines()
+              if line.strip()}
+  providers = importlib.metadata.packages_distributions()
+  missing = {}
+  for module in sorted(_imported_modules() - NOT_REQUIRED):
+    distributions = {_normalise(d) for d in providers.get(module, [module])}
+    if not distributions & required:
+      missing[module] = sorted(distributions)
+  assert not missing, f"imported by cvae_jax/ but not in install_requires: {missing}"
+
+
+def test_train_is_not_installed_as_a_package():
+  include = _options()["options.packages.find"]["include"].split()
+  assert include and all(p.startswith("cvae_jax") for p in include), include
