@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 from absl import flags
 
+from cvae_jax import configs
+
 
 def output_path(output: str | None, root: str, quick: bool, name: str) -> Path:
   """--output, else docs/NAME.md, or ROOT/quick/NAME.md with --quick."""
@@ -113,23 +115,12 @@ class TableFlags:
     `task`'s default config (`get_config()`) with the dotted `overrides`,
     --data_dir and, with --quick, the `quick` overrides; its record keeps
     `fields` and the row's command line."""
-    config = with_overrides(get_config(), {
+    config = configs.with_overrides(get_config(), {
         **overrides, "data_dir": self.data_dir.value,
         **(quick if self.quick.value else {})})
     return run_row(task.train_and_evaluate, config, self.workdir(part, label),
                    title, recorded, bool(self.rerun_recorded.value), {
                        **fields, "command": command(task.TASK.name, overrides)})
-
-
-def with_overrides(config, overrides: dict):
-  """`config` with each dotted key of `overrides` ("network.x") set."""
-  for dotted, value in overrides.items():
-    *path, last = dotted.split(".")
-    node = config
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
 
 
 def define_table_flags(name: str, quick: str, rerun_recorded: bool = True

@@ -3,6 +3,7 @@ beside the truth, with and without KL warm-up, over seeds.
 
   python -m benchmarks.toy_mixture_table            # docs/toy_mixture_table.md
   python -m benchmarks.toy_mixture_table --quick    # tiny: checks the pipeline
+  python -m benchmarks.toy_mixture_table --check_quadrature   # grid convergence
 
 Each row trains `python -m train.toy_mixture` with its overrides at each
 --seeds value (the model's initialisation and the data order; the data set is
@@ -24,6 +25,10 @@ from train.configs import toy_mixture as toy_config
 _TABLE = harness.define_table_flags(
     "toy_mixture_table", "2 epochs on 500 examples, K=16.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of each row.")
+_CHECK_QUADRATURE = flags.DEFINE_bool(
+    "check_quadrature", False, "Only print the model's -log p(y|x) by quadrature "
+    "at 64, 128 and 256 points per axis, for the first row's first seed (its "
+    "workdir must be finished): how far the table's 128 are from converged.")
 
 ROWS = {
     "constant KL weight": {},
@@ -81,9 +86,28 @@ def _sort_key(record: dict) -> tuple:
   return list(ROWS).index(record["row"]), record["seed"]
 
 
+def check_quadrature() -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  from cvae_jax import evaluation, runner  # pylint: disable=g-import-not-at-top
+  label, seed = next(iter(ROWS)), int(_SEEDS.value[0])
+  restored = runner.restore(_TABLE.workdir(f"seed{seed}", label))
+  model = toy_mixture.make_model(restored.config)
+  test = toy_mixture.load_splits(restored.config)["test"]
+  for points in (64, 128, 256):
+    values = evaluation.map_over_batches(
+        lambda p, a, r, n=points: toy_mixture.model_nll_by_quadrature(
+            model, p, toy_mixture.objective_batch(a), n),
+        restored.params, test, jax.random.PRNGKey(0), 100)
+    print(f"{label}, seed {seed}: {points} x {points} points: model -log p(y|x) "
+          f"{np.mean(values):.6f} nats per example", flush=True)
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if _CHECK_QUADRATURE.value:
+    check_quadrature()
+    return
   output = harness.output_path(_TABLE.output.value, _TABLE.root.value,
                                _TABLE.quick.value, "toy_mixture_table")
   records = harness.load_records(output, lambda r: (r["row"], r["seed"]))

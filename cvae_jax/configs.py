@@ -49,3 +49,27 @@ def trainer_defaults() -> ml_collections.ConfigDict:
 
 
 TRAINER_FIELDS = tuple(trainer_defaults().keys())
+
+
+def with_overrides(config: ml_collections.ConfigDict,
+                   overrides: dict) -> ml_collections.ConfigDict:
+  """`config` with each dotted key of `overrides` ("eval.num_samples") set,
+  as `--config.<key>=<value>` would; returns it."""
+  for dotted, value in overrides.items():
+    *path, last = dotted.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """A nested dict as {dotted key: leaf}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{prefix}{key}."))
+    else:
+      flat[f"{prefix}{key}"] = value
+  return flat

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cvae_jax import box_metrics, distributions, objectives
+from cvae_jax import box_metrics, configs, distributions, objectives
 from cvae_jax.data import mnist_boxes
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import bbox
@@ -32,13 +32,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
                 checkpoint_every_steps=4)
   config.eval.update(batch_size=8, num_box_samples=4, best_of=(1, 4),
                      num_samples=4, figure_images=4)
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
+  return configs.with_overrides(config, overrides)
 
 
 def _digits(n, seed=0):

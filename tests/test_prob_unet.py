@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvae_jax import distributions, metrics, objectives
+from cvae_jax import configs, distributions, metrics, objectives
 from cvae_jax.data import mnist_ambiguous
 from cvae_jax.errors import UserError
 from cvae_jax.models import prob_unet as models
@@ -33,13 +33,7 @@ def tiny_config(**overrides):
   config.eval.update(batch_size=4, num_images=8, num_samples=8, chunk_size=8,
                      ged_samples=(1, 4, 8), hungarian_samples=4,
                      figure_images=2, figure_samples=2)
-  for key, value in overrides.items():
-    target = config
-    *groups, name = key.split(".")
-    for group in groups:
-      target = target[group]
-    target[name] = value
-  return config
+  return configs.with_overrides(config, overrides)
 
 
 def _masks(*rows):

@@ -4,14 +4,12 @@ step (KL warm-up), any distribution as the likelihood, sampling Gaussian and
 mixture decoders, the model checker, restore and evaluate, honest resume,
 trainer defaults, and a toy run that never imports TensorFlow."""
 
-import json
 import subprocess
 import sys
 
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -137,9 +135,13 @@ class UserGaussian:
     return self.loc
 
 
-jax.tree_util.register_pytree_node(
-    UserGaussian, lambda d: ((d.loc, d.log_variance), None),
-    lambda _, leaves: UserGaussian(*leaves))
+def _register_pytree(cls):
+  jax.tree_util.register_pytree_node(
+      cls, lambda d: ((d.loc, d.log_variance), None), lambda _, leaves: cls(*leaves))
+  return cls
+
+
+_register_pytree(UserGaussian)
 
 
 class UserLikelihoodCVAE(ToyMixtureCVAE):
@@ -218,9 +220,7 @@ class _PerCoordinate(UserGaussian):
     return -0.5 * (y - self.loc) ** 2
 
 
-jax.tree_util.register_pytree_node(
-    _PerCoordinate, lambda d: ((d.loc, d.log_variance), None),
-    lambda _, leaves: _PerCoordinate(*leaves))
+_register_pytree(_PerCoordinate)
 
 
 class _UnsummedLikelihood(ToyMixtureCVAE):
@@ -249,13 +249,7 @@ def _tiny_toy(**overrides):
                 log_every_steps=5, checkpoint_every_steps=10)
   config.eval.update(batch_size=20, num_samples=16, chunk_size=16,
                      elbo_samples=2, figure_samples=50)
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split(".")
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
+  return configs.with_overrides(config, overrides)
 
 
 def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path):

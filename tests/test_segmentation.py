@@ -1,7 +1,6 @@
 """Sohn et al.'s conv segmentation CVAE: wiring, objectives, metrics, the
 offline MNIST set, config errors, devices, and tiny end-to-end runs."""
 
-import functools
 import json
 
 import chex
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from cvae_jax import distributions, metrics, objectives
+from cvae_jax import configs, distributions, metrics, objectives
 from cvae_jax.data import mnist_segmentation
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import segmentation as seg_models
@@ -38,13 +37,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
                 log_every_steps=2, checkpoint_every_steps=4)
   config.eval.update(batch_size=8, num_samples=4, chunk_size=2,
                      best_of=(1, 4), figure_images=3, figure_samples=2)
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for part in path:
-      target = target[part]
-    target[last] = value
-  return config
+  return configs.with_overrides(config, overrides)
 
 
 def _arrays(n=8, seed=0):

@@ -32,7 +32,7 @@ from typing import Callable
 
 import tqdm
 
-from cvae_jax import sharding
+from cvae_jax import configs, sharding
 from cvae_jax.errors import ConfigError, SecondSignal
 from cvae_jax.training import tensorboard
 from cvae_jax.training.checkpointing import Checkpointer
@@ -133,16 +133,6 @@ class RunIdentity(Hook):
       path.write_text(json.dumps(self._identity) + "\n")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
 class RunHistory(Hook):
   """workdir/run_history.json: one segment per invocation that trained, with
   its first and last step and its settings (the config's, `eval` and
@@ -159,7 +149,7 @@ class RunHistory(Hook):
     self._config = json.loads(json.dumps(config.to_dict(), default=str))
     settings = {k: v for k, v in config.to_dict().items()
                 if k not in ("eval", "evals")}
-    self._settings = _flat(json.loads(json.dumps(settings, default=str)))
+    self._settings = configs.flatten(json.loads(json.dumps(settings, default=str)))
     self._start = self._step = None
     self._segments = []
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import ml_collections
 
+from cvae_jax import configs
+
 RESULTS_FILE = "results.json"
 # Keys that change neither the trained parameters nor any figure: the
 # trainer's dispatch, log and checkpoint cadence, and where data is read from.
@@ -42,17 +44,6 @@ class FinishedRun:
                      for k, (old, new) in self.changed.items())
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  """{"eval": {"batch_size": 1}} -> {"eval.batch_size": 1}."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      flat[f"{prefix}{key}"] = value
-  return flat
-
-
 def _matches(key: str, names) -> bool:
   return any(key == n or key.startswith(f"{n}.") for n in names)
 
@@ -62,10 +53,9 @@ def config_differences(saved: dict, config: ml_collections.ConfigDict) -> dict:
   tuples compare as the lists they were saved as). A trainer field the saved
   config lacks (written before the field existed) at its default is no
   difference: the earlier version ran as the default does."""
-  from cvae_jax import configs  # pylint: disable=g-import-not-at-top
-  defaults = _flatten(configs.trainer_defaults().to_dict())
-  old = _flatten(saved)
-  new = _flatten(json.loads(json.dumps(config.to_dict())))
+  defaults = configs.flatten(configs.trainer_defaults().to_dict())
+  old = configs.flatten(saved)
+  new = configs.flatten(json.loads(json.dumps(config.to_dict())))
   return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys())
           if old.get(k) != new.get(k)
           and not (k not in old and k in defaults and new[k] == defaults[k])}
