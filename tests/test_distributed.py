@@ -35,7 +35,10 @@ def _free_port() -> int:
 
 def _env() -> dict[str, str]:
   """The environment without the suite's fake-device flag: 1 device each."""
-  return {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # The repo root, as `python -m` from it has: train/ is not installed.
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+  return env
 
 
 def _start(workdir: Path, epochs: int, path: str, example: str,

@@ -6,6 +6,7 @@ trainer defaults, and a toy run that never imports TensorFlow."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import chex
 import jax
@@ -22,6 +23,8 @@ from cvae_jax.models.toy_mixture import ToyMixtureCVAE
 from cvae_jax.tasks import toy_mixture
 from cvae_jax.training import InMemoryData, hooks, optimizers, trainer
 from train.configs import toy_mixture as toy_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _trainer_config(**overrides):
@@ -309,7 +312,7 @@ scalars = plotting.read_scalars({str(tmp_path)!r})
 print(sorted(scalars), [int(s) for s in scalars["train/loss"][0]])
 """
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, timeout=300, check=False)
+                       text=True, timeout=300, check=False, cwd=REPO)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "train/kl_weight" in out.stdout and "[0, 5, 10, 15]" in out.stdout
 
@@ -318,7 +321,7 @@ def test_a_missing_config_file_with_an_override_is_one_line():
   out = subprocess.run(
       [sys.executable, "-m", "train.toy_mixture", "--config=train/configs/missing.py",
        "--config.batch_size=1", "--workdir=/tmp/never"],
-      capture_output=True, text=True, timeout=120, check=False)
+      capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
   assert out.returncode == 2
   assert out.stderr.strip().splitlines() == [
       "error: cannot load the --config file ([Errno 2] No such file or directory: "

@@ -147,9 +147,8 @@ class RunHistory(Hook):
   def __init__(self, workdir: Path, config):
     self._path = workdir / self.FILE
     self._config = json.loads(json.dumps(config.to_dict(), default=str))
-    settings = {k: v for k, v in config.to_dict().items()
-                if k not in ("eval", "evals")}
-    self._settings = configs.flatten(json.loads(json.dumps(settings, default=str)))
+    self._settings = configs.flatten({k: v for k, v in self._config.items()
+                                      if k not in ("eval", "evals")})
     self._start = self._step = None
     self._segments = []
 

@@ -3,15 +3,16 @@
 It knows nothing about CVAEs: it gets `init_fn(rng) -> params`, a loss
 function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})` (or
 `loss_fn(params, batch, rng, step)`: a loss that anneals, e.g. a KL weight,
-gets the step it is at, traced), training data and a config, and runs data-parallel over every device with `jax.jit` on
-a 1-D mesh (batch sharded, parameters replicated). The same code runs on CPU,
-GPU and TPU, in one process or in several under `jax.distributed` (hosts of a
-TPU pod or a GPU cluster): there the mesh spans every process's devices,
-device-resident data is on every host and each process gathers its slice of
-the same global permutation (so the run equals the one-process run with the
-same global batch), streamed data is read by each process from its own shard
-of the epoch, every process saves checkpoints (orbax writes one set of
-files), and only process 0 prints and writes logs and metric files.
+gets the step it is at, traced), training data and a config, and runs
+data-parallel over every device with `jax.jit` on a 1-D mesh (batch sharded,
+parameters replicated). The same code runs on CPU, GPU and TPU, in one process
+or in several under `jax.distributed` (hosts of a TPU pod or a GPU cluster):
+there the mesh spans every process's devices, device-resident data is on every
+host and each process gathers its slice of the same global permutation (so the
+run equals the one-process run with the same global batch), streamed data is
+read by each process from its own shard of the epoch, every process saves
+checkpoints (orbax writes one set of files), and only process 0 prints and
+writes logs and metric files.
 
 Steps run up to `steps_per_dispatch` at a time inside one `lax.scan`;
 device-resident data is gathered by a permutation inside jit, streamed data is
@@ -362,7 +363,11 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   checkpointer = Checkpointer(workdir, config.keep_checkpoints)
   identity_hook = hooks_lib.RunIdentity(workdir, identity)
   if checkpointer.latest_step() is not None:
-    identity_hook.check()  # Before restoring: other settings touch nothing.
+    try:
+      identity_hook.check()  # Before restoring: other settings touch nothing.
+    except ConfigError:
+      checkpointer.close()
+      raise
   restored = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
