@@ -88,14 +88,14 @@ def _sort_key(record: dict) -> tuple:
 
 def check_quadrature() -> None:
   import jax  # pylint: disable=g-import-not-at-top
-  from cvae_jax import evaluation, runner  # pylint: disable=g-import-not-at-top
+  from cvae_jax import estimators, evaluation, runner  # pylint: disable=g-import-not-at-top
   label, seed = next(iter(ROWS)), int(_SEEDS.value[0])
   restored = runner.restore(_TABLE.workdir(f"seed{seed}", label))
   model = toy_mixture.make_model(restored.config)
   test = toy_mixture.load_splits(restored.config)["test"]
   for points in (64, 128, 256):
     values = evaluation.map_over_batches(
-        lambda p, a, r, n=points: toy_mixture.model_nll_by_quadrature(
+        lambda p, a, r, n=points: -estimators.log_likelihood_by_quadrature(
             model, p, toy_mixture.objective_batch(a), n),
         restored.params, test, jax.random.PRNGKey(0), 100)
     print(f"{label}, seed {seed}: {points} x {points} points: model -log p(y|x) "

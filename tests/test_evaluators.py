@@ -219,3 +219,17 @@ def test_a_setting_the_config_lacks_is_one_config_error():
   with pytest.raises(ConfigError, match=r"'importance_sampled_large' reads "
                      r"eval.large_num_samples, which this config does not have"):
     _build(["importance_sampled_large"], config=config)
+
+
+def test_quadrature_gives_the_exact_marginal_of_the_linear_gaussian_model():
+  # What the toy task's `model_nll` evaluator computes, on a model whose
+  # p(y | x) is known: a 3-D latent on a 40^3 grid.
+  model = LinearGaussianCVAE()
+  data = {k: jnp.asarray(v[:8]) for k, v in _data().items()}
+  params = model.init(jax.random.PRNGKey(0), data["target"], data["condition"])
+  from cvae_jax import estimators  # pylint: disable=g-import-not-at-top
+  quadrature = estimators.log_likelihood_by_quadrature(model, params, data, 40)
+  exact = _log_normal(np.asarray(data["target"]), 0.7 * np.asarray(data["condition"]),
+                      1 + NOISE_VARIANCE)
+  chex.assert_shape(quadrature, (8,))
+  np.testing.assert_allclose(quadrature, exact, atol=1e-3)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluators, objectives, runner, sampling, schedules
+from cvae_jax import estimators, evaluators, objectives, runner, sampling, schedules
 from cvae_jax.data import toy_mixture
 from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
 from cvae_jax.models.toy_mixture import ToyMixtureCVAE
@@ -129,25 +129,6 @@ def _samples_picture(config, model, params, rng, path: Path) -> None:
   plt.close(fig)
 
 
-def model_nll_by_quadrature(model, params, batch: dict, points: int,
-                            span: float = 6.0) -> jax.Array:
-  """The model's own -log p(y | x) = -log of the integral of p(y | x, z)
-  p(z | x) over z, by a points x points grid over the prior's +-span standard
-  deviations (z = mean + std * u: the integral of p(y | x, z) N(u; 0, I) du);
-  [batch] nats. 2-D latents only. On a trained model 128 points are within
-  4.4e-4 nats of 256 (`benchmarks.toy_mixture_table --check_quadrature`)."""
-  u_axis = jnp.linspace(-span, span, points)
-  du = u_axis[1] - u_axis[0]
-  u = jnp.stack(jnp.meshgrid(u_axis, u_axis), -1).reshape(-1, 2)  # [G, 2]
-  log_weight = -0.5 * jnp.sum(u**2, -1) - jnp.log(2 * jnp.pi) + 2 * jnp.log(du)
-  features = model.apply(params, batch["condition"], method="encode")
-  prior = model.apply(params, features, method="prior_from_features")
-  z = prior.mean + jnp.exp(0.5 * prior.log_variance) * u[:, None, :]  # [G, B, 2]
-  likelihood = model.apply(params, z, features, method="generation_from_features")
-  log_p = likelihood.log_prob(batch["target"])  # [G, B]
-  return -jax.nn.logsumexp(log_p + log_weight[:, None], axis=0)
-
-
 def own_evaluators(config, model) -> dict:
   """`true_nll`: the exact -log p(y | x) of the data's own density (nats per
   example, no parameters); `model_nll`: the trained model's own -log p(y | x)
@@ -163,7 +144,8 @@ def own_evaluators(config, model) -> dict:
     del workdir
     return {"model_nll_quadrature": evaluators.measured(
         f"the model's -log p(y|x) by quadrature ({points}x{points} z)", "examples",
-        lambda p, a, r: model_nll_by_quadrature(model, p, objective_batch(a), points),
+        lambda p, a, r: -estimators.log_likelihood_by_quadrature(
+            model, p, objective_batch(a), points),
         params, test, rng, min(config.eval.batch_size, 100))}
 
   def samples(params, test, rng, workdir):

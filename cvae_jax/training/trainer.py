@@ -76,13 +76,13 @@ def with_step(loss_fn: LossFn) -> LossFn:
   try:
     parameters = inspect.signature(loss_fn).parameters
   except (TypeError, ValueError):  # No signature: a builtin or a C callable.
-    return lambda params, batch, rng, step: loss_fn(params, batch, rng)
+    return lambda params, batch, rng, step=0: loss_fn(params, batch, rng)
   positional = [p for p in parameters.values() if p.kind in (
       p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
   if "step" in parameters or len(positional) >= 4 or any(
       p.kind == p.VAR_POSITIONAL for p in parameters.values()):
     return loss_fn
-  return lambda params, batch, rng, step: loss_fn(params, batch, rng)
+  return lambda params, batch, rng, step=0: loss_fn(params, batch, rng)
 
 
 def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
@@ -159,7 +159,7 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
   if dtype == jnp.float32:
     return loss_fn
 
-  def cast_loss_fn(params, batch, rng, step):
+  def cast_loss_fn(params, batch, rng, step=0):
     loss, metrics = loss_fn(_cast_floats(params, dtype), _cast_floats(batch, dtype),
                             rng, step)
     return _cast_floats((loss, metrics), jnp.float32)
