@@ -250,8 +250,9 @@ def _tiny_toy(**overrides):
   config.data.update(train_size=200, validation_size=50, test_size=40)
   config.update(num_epochs=2, batch_size=20, steps_per_dispatch=5,
                 log_every_steps=5, checkpoint_every_steps=10)
+  config.network.hidden_sizes = (16,)
   config.eval.update(batch_size=20, num_samples=16, chunk_size=16,
-                     elbo_samples=2, figure_samples=50)
+                     elbo_samples=2, figure_samples=50, quadrature_points=32)
   return configs.with_overrides(config, overrides)
 
 
