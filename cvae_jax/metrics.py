@@ -1,8 +1,12 @@
 """Segmentation metrics: plain jittable functions of binary masks (the
 Hungarian matching alone runs on the host).
 
-Masks are [..., H, W] arrays, True / 1 on the foreground; every function
-returns one value per leading index.
+Masks are [..., H, W] arrays, True / nonzero on the foreground (so a uint8
+{0, 255} mask reads as it should); a set of masks is [..., S, H, W], the set
+axis third from the end, for every function. Concrete (not traced) float
+masks with values strictly between 0 and 1, soft masks or probabilities, are
+refused with one line: threshold them first. Every function returns one value
+per leading index.
 
 Convention for empty masks: the IoU of two empty masks is 1 (nothing to find,
 nothing found: a perfect answer, and the distance 1 - IoU = 0 that the
@@ -10,6 +14,7 @@ ambiguous-segmentation literature uses); an empty prediction of a non-empty
 truth, or the reverse, has IoU 0.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -17,9 +22,22 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def as_masks(masks, name: str = "masks") -> jax.Array:
+  """`masks` as bool (nonzero = foreground); ValueError for concrete float
+  values strictly between 0 and 1 (soft masks), which no cast makes binary."""
+  if not isinstance(masks, jax.core.Tracer):
+    values = np.asarray(masks)
+    if values.dtype.kind == "f" and np.any((values > 0) & (values < 1)):
+      raise ValueError(f"{name} must be binary masks (0/1, bool or 0/255); got "
+                       f"values strictly between 0 and 1 (e.g. "
+                       f"{values[(values > 0) & (values < 1)].flat[0]:.3g}): "
+                       "threshold soft masks first, e.g. probabilities > 0.5")
+  return jnp.asarray(masks).astype(bool)
+
+
 def intersection_over_union(prediction: jax.Array, truth: jax.Array) -> jax.Array:
   """Foreground IoU |P & T| / |P | T| of binary masks; [...] in [0, 1]."""
-  prediction, truth = prediction.astype(bool), truth.astype(bool)
+  prediction, truth = as_masks(prediction, "prediction"), as_masks(truth, "truth")
   intersection = jnp.sum(prediction & truth, axis=(-2, -1))
   union = jnp.sum(prediction | truth, axis=(-2, -1))
   return jnp.where(union == 0, 1.0, intersection / jnp.maximum(union, 1))
@@ -27,21 +45,21 @@ def intersection_over_union(prediction: jax.Array, truth: jax.Array) -> jax.Arra
 
 def pixel_error(prediction: jax.Array, truth: jax.Array) -> jax.Array:
   """Share of pixels where the binary masks differ; [...] in [0, 1]."""
-  wrong = prediction.astype(bool) != truth.astype(bool)
+  wrong = as_masks(prediction, "prediction") != as_masks(truth, "truth")
   return jnp.mean(wrong, axis=(-2, -1))
 
 
 def best_of_samples_iou(samples: jax.Array, truth: jax.Array) -> jax.Array:
-  """The oracle over S samples: max_s IoU(samples[s], truth).
+  """The oracle over S samples: max_s IoU(samples[..., s, :, :], truth).
 
   Args:
-    samples: [S, ..., H, W] binary masks.
+    samples: [..., S, H, W] binary masks (the layout of every set here).
     truth: [..., H, W].
 
   Returns:
     [...] best IoU.
   """
-  return jnp.max(intersection_over_union(samples, truth[None]), axis=0)
+  return jnp.max(intersection_over_union(samples, truth[..., None, :, :]), axis=-1)
 
 
 # Ambiguous segmentation: a set of S model samples judged against the masks
@@ -61,6 +79,7 @@ def pairwise_distances(a: jax.Array, b: jax.Array) -> jax.Array:
     [..., S, G] distances in [0, 1].
   """
   # As matrix products, not an [S, G, H, W] intermediate (S = 100: 10^4 masks).
+  a, b = as_masks(a, "samples"), as_masks(b, "graders")
   a = a.reshape(*a.shape[:-2], -1).astype(jnp.float32)
   b = b.reshape(*b.shape[:-2], -1).astype(jnp.float32)
   intersection = jnp.einsum("...sp,...gp->...sg", a, b)
@@ -129,9 +148,13 @@ def expected_ged_of_distribution(candidates: jax.Array, probabilities: jax.Array
 def hungarian_matched_iou(samples: np.ndarray, graders: np.ndarray) -> np.ndarray:
   """Mean IoU of the best one-to-one matching of samples to graders.
 
-  With S a multiple of G the graders are repeated S / G times, so every sample
-  is matched and every grader used equally (Kohl et al.'s Cityscapes protocol);
-  otherwise min(S, G) pairs are matched. The IoU matrix is computed by
+  Every sample is matched and every grader used equally: the samples are
+  repeated L / S times and the graders L / G times, L = lcm(S, G), and the
+  L x L assignment is solved. With S a multiple of G this is Kohl et al.'s
+  protocol (graders repeated S / G times, as the Hierarchical Prob U-Net's
+  evaluation does); otherwise it extends it so that no sample goes unjudged
+  (S = 3 against 2 graders cannot score 1.0 with an empty third sample, as
+  matching only min(S, G) pairs would). The IoU matrix is computed by
   `pairwise_distances`; the assignment (scipy's `linear_sum_assignment`) runs
   on the host, per example.
 
@@ -144,8 +167,9 @@ def hungarian_matched_iou(samples: np.ndarray, graders: np.ndarray) -> np.ndarra
   """
   from scipy.optimize import linear_sum_assignment  # pylint: disable=g-import-not-at-top
   num_samples, num_graders = samples.shape[-3], graders.shape[-3]
-  if num_samples % num_graders == 0:
-    graders = np.repeat(graders, num_samples // num_graders, axis=-3)
+  pairs = math.lcm(num_samples, num_graders)
+  samples = np.repeat(samples, pairs // num_samples, axis=-3)
+  graders = np.repeat(graders, pairs // num_graders, axis=-3)
   ious = 1.0 - np.asarray(jax.jit(pairwise_distances)(samples, graders))
   lead = ious.shape[:-2]
   flat = ious.reshape(-1, *ious.shape[-2:])

@@ -118,9 +118,27 @@ class HungarianTest(chex.TestCase):
     # Two copies of a against {a, b}: one of them must take b (IoU 0).
     np.testing.assert_allclose(
         metrics.hungarian_matched_iou(np.stack([a, a]), np.stack([a, b])), 0.5)
-    # Three samples, two graders (not a multiple): the best 2 pairs.
+    # Three samples, two graders (not a multiple): each repeated to
+    # lcm = 6, so every sample is judged. An empty third sample costs its
+    # two of the six pairs (IoU 0 against a and b): 4/6, not the 1.0 that
+    # matching only min(S, G) pairs would give.
+    empty = np.zeros_like(a)
     np.testing.assert_allclose(
-        metrics.hungarian_matched_iou(np.stack([b, a, a]), np.stack([a, b])), 1.0)
+        metrics.hungarian_matched_iou(np.stack([a, b, empty]), np.stack([a, b])), 4 / 6)
+    # b, a, a against a, b: 2 b-b and 3 a-a pairs, one a-b (IoU 0): 5/6.
+    np.testing.assert_allclose(
+        metrics.hungarian_matched_iou(np.stack([b, a, a]), np.stack([a, b])), 5 / 6)
+
+  def test_masks_that_are_not_binary_are_read_or_refused(self):
+    a, b = _masks("11/00", "01/01")
+    # A uint8 {0, 255} mask reads as its 0/1 version (nonzero = foreground).
+    for fn in (metrics.pairwise_distances, metrics.generalized_energy_distance):
+      chex.assert_trees_all_close(
+          fn((np.stack([a, b]) * 255).astype(np.uint8), np.stack([a, b])[None][0]),
+          fn(np.stack([a, b]), np.stack([a, b])))
+    # Soft masks are refused in one line.
+    with pytest.raises(ValueError, match="strictly between 0 and 1.*threshold"):
+      metrics.generalized_energy_distance(np.stack([a, b]) * 0.7, np.stack([a, b]))
 
 
 def _model_and_params(channels=(4, 8), size=8, batch=3):

@@ -197,8 +197,9 @@ class MetricsTest(chex.TestCase):
     samples[0, 0, :2, :2] = True  # Perfect for image 0.
     samples[1, 1, :1, :2] = True  # 2 / 4 for image 1.
     samples[2, 1, :2, :1] = True  # 2 / 4 for image 1.
-    np.testing.assert_allclose(metrics.best_of_samples_iou(samples, truth),
-                               [1.0, 0.5])
+    # Samples in the layout of every set of masks: [batch, S, H, W].
+    np.testing.assert_allclose(
+        metrics.best_of_samples_iou(np.swapaxes(samples, 0, 1), truth), [1.0, 0.5])
 
 
 class OfflineSetTest(chex.TestCase):
