@@ -178,3 +178,73 @@ def hungarian_matched_iou(samples: np.ndarray, graders: np.ndarray) -> np.ndarra
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     result[i] = matrix[rows, cols].mean()
   return result.reshape(lead)
+
+
+def dice(prediction: jax.Array, truth: jax.Array) -> jax.Array:
+  """Dice 2 |P & T| / (|P| + |T|) of binary masks; [...] in [0, 1]; two
+  empty masks score 1 (the IoU convention above)."""
+  prediction, truth = as_masks(prediction, "prediction"), as_masks(truth, "truth")
+  intersection = jnp.sum(prediction & truth, axis=(-2, -1))
+  total = jnp.sum(prediction, axis=(-2, -1)) + jnp.sum(truth, axis=(-2, -1))
+  return jnp.where(total == 0, 1.0, 2.0 * intersection / jnp.maximum(total, 1))
+
+
+def expected_calibration_error(samples: jax.Array, graders: jax.Array,
+                               num_bins: int = 10) -> jax.Array:
+  """ECE of the pixel-wise marginal: each pixel's foreground probability p
+  (the share of the S samples that mark it) against the share of the G
+  graders that do, over `num_bins` equal bins of p:
+  sum_b (n_b / n) |mean(graders' share in b) - mean(p in b)|, over the pixels
+  of one image (p = 1 falls in the last bin).
+
+  Args:
+    samples: [..., S, H, W] binary masks; graders: [..., G, H, W].
+
+  Returns:
+    [...] in [0, 1]; 0 is perfect calibration.
+  """
+  p = jnp.mean(as_masks(samples, "samples"), axis=-3).reshape(*samples.shape[:-3], -1)
+  y = jnp.mean(as_masks(graders, "graders"), axis=-3).reshape(*graders.shape[:-3], -1)
+  bins = jax.nn.one_hot(jnp.minimum((p * num_bins).astype(jnp.int32), num_bins - 1),
+                        num_bins)  # [..., pixels, bins]
+  gap = jnp.abs(jnp.einsum("...pb,...p->...b", bins, y - p))  # |sum over bin|
+  return jnp.sum(gap, axis=-1) / p.shape[-1]
+
+
+def _pearson(a: jax.Array, b: jax.Array) -> jax.Array:
+  a, b = a - jnp.mean(a, -1, keepdims=True), b - jnp.mean(b, -1, keepdims=True)
+  return jnp.sum(a * b, -1) / jnp.sqrt(jnp.sum(a * a, -1) * jnp.sum(b * b, -1))
+
+
+def variance_ncc(samples: jax.Array, graders: jax.Array,
+                 eps: float = 1e-8) -> jax.Array:
+  """PHiSeg's (Baumgartner et al. 2019) S_NCC: the normalised cross
+  correlation, over the pixels, of the samples' expected cross-entropy map
+  against their mean, E_s[CE(mean sample, s)], with each grader's,
+  E_s[CE(y_g, s)]; averaged over the graders. Binary masks as two classes,
+  CE(m, s) = -(m log(s + eps) + (1 - m) log(1 - s + eps)) per pixel.
+  1: the model is uncertain exactly where the graders disagree with it;
+  NaN where a map is constant (e.g. identical samples: no uncertainty).
+
+  Args:
+    samples: [..., S, H, W] binary masks; graders: [..., G, H, W].
+
+  Returns:
+    [...] in [-1, 1].
+  """
+  s = as_masks(samples, "samples")
+  y = as_masks(graders, "graders").astype(jnp.float32)
+  # log(s + eps) and log(1 - s + eps) of binary s, written without the sums:
+  # under jit XLA may reassociate 1 - s + eps into (1 + eps) - s = 0.
+  log_eps = jnp.log(jnp.float32(eps))
+  log_s, log_not_s = jnp.where(s, 0.0, log_eps), jnp.where(s, log_eps, 0.0)
+  s = s.astype(jnp.float32)
+
+  def expected_ce(m):  # m [..., H, W] -> E_s CE(m, s), [..., H, W]
+    m = m[..., None, :, :]
+    return -jnp.mean(m * log_s + (1.0 - m) * log_not_s, axis=-3)
+
+  e_ss = expected_ce(jnp.mean(s, axis=-3)).reshape(*s.shape[:-3], -1)
+  e_sy = jax.vmap(expected_ce, in_axes=-3, out_axes=-3)(y)  # [..., G, H, W]
+  e_sy = e_sy.reshape(*y.shape[:-2], -1)
+  return jnp.mean(_pearson(e_ss[..., None, :], e_sy), axis=-1)

@@ -387,3 +387,58 @@ def test_bfloat16_loss_is_close_to_float32():
       params, arrays, jax.random.PRNGKey(1))[0]) for dtype in (jnp.float32, jnp.bfloat16)]
   assert np.isfinite(losses[1]) and losses[0] != losses[1]
   np.testing.assert_allclose(losses[1], losses[0], rtol=0.01)
+
+
+class LiteratureMetricsTest(chex.TestCase):
+  """Dice, the ECE of the pixel-wise marginal and PHiSeg's S_NCC on hand-made
+  sets whose answers are worked out in the comments."""
+
+  def setUp(self):
+    super().setUp()
+    self.top = np.zeros((4, 4), bool)
+    self.top[:2] = True  # The top half.
+    self.left = np.zeros((4, 4), bool)
+    self.left[:, :2] = True  # The left half; 4 pixels shared with `top`.
+
+  def test_dice(self):
+    empty = np.zeros((4, 4), bool)
+    np.testing.assert_allclose(
+        metrics.dice(np.stack([self.top, self.top, empty, empty]),
+                     np.stack([self.left, self.top, empty, self.top])),
+        [2 * 4 / 16, 1.0, 1.0, 0.0])
+
+  def test_calibration_error(self):
+    graders = np.stack([self.top, self.left])
+    # Samples in the graders' proportions: p equals the graders' share.
+    calibrated = np.stack([self.top, self.top, self.left, self.left])
+    np.testing.assert_allclose(
+        metrics.expected_calibration_error(calibrated, graders), 0.0, atol=1e-7)
+    # Always `top`: the bin p = 1 holds the top half, where the graders'
+    # share is 1 or 0.5 (gap 4 x 0.5), the bin p = 0 the bottom half (0.5 or
+    # 0, gap 4 x 0.5): (2 + 2) / 16.
+    overconfident = np.stack([self.top, self.top])
+    np.testing.assert_allclose(
+        metrics.expected_calibration_error(overconfident, graders), 0.25, rtol=1e-6)
+
+  def test_variance_ncc(self):
+    graders = np.stack([self.top, self.left])
+    # Uncertain exactly where the graders disagree: S_NCC = 1.
+    matching = np.stack([self.top, self.top, self.left, self.left])
+    np.testing.assert_allclose(metrics.variance_ncc(matching, graders), 1.0, rtol=1e-5)
+    # Uncertain where the graders agree (the top-left corner) as much as
+    # where they do not: the two maps are uncorrelated.
+    corners = np.zeros((4, 4), bool)
+    corners[:2, :2] = True
+    elsewhere = np.stack([corners, ~corners & ~self.top & ~self.left,
+                          corners | (~self.top & ~self.left), np.zeros((4, 4), bool)])
+    assert abs(float(metrics.variance_ncc(elsewhere, graders))) < 1e-3
+    # The same under jit (XLA must not turn log(1 - s + eps) into log 0),
+    # and on random masks.
+    rng = np.random.default_rng(0)
+    samples, masks = rng.random((2, 16, 8, 8)) > 0.5, rng.random((2, 4, 8, 8)) > 0.5
+    eager = metrics.variance_ncc(samples, masks)
+    chex.assert_trees_all_close(jax.jit(metrics.variance_ncc)(samples, masks), eager,
+                                rtol=1e-5)
+    assert np.all(np.isfinite(eager))
+    # Identical samples: no uncertainty map to correlate.
+    assert np.isnan(metrics.variance_ncc(np.stack([self.top, self.top]), graders))

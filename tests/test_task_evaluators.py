@@ -99,7 +99,13 @@ def test_prob_unet_evaluators(tmp_path):
                                       jnp.asarray(test["masks"][:1, 0]))
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
   figures = _evaluate(prob_unet.TASK, config, model, params, test, tmp_path)
-  assert list(figures) == ["samples", "likelihoods", "panel"]
+  assert list(figures) == ["samples", "likelihoods", "panel", "calibration"]
+  calibration = figures["calibration"]
+  assert np.all((0 <= calibration["ece"]) & (calibration["ece"] <= 1))
+  assert np.all((0 <= calibration["dice"]) & (calibration["dice"] <= 1))
+  assert 0 <= calibration["variance_ncc_defined"] <= 1
+  if calibration["variance_ncc_defined"]:
+    assert -1 <= calibration["variance_ncc"] <= 1
   samples = figures["samples"]
   for s in (1, 4):
     assert samples[f"ged_{s}"].shape == (4,) and np.all(samples[f"ged_{s}"] >= 0)

@@ -21,7 +21,12 @@ S samples z ~ p(z | x) (the U-Net's one prediction stands for all S):
   ce_per_pixel: -log p(y_g | x) per pixel of the prediction at z = E[z | x]
     (the U-Net's own), mean over graders;
   nll: -log p(y_g | x) per image, mean over graders: exact for the U-Net,
-    importance-sampled from q(z | x, y) (S = eval.num_samples) for the CVAEs.
+    importance-sampled from q(z | x, y) (S = eval.num_samples) for the CVAEs;
+  (the `calibration` evaluator, S = eval.num_samples) ece: the expected
+    calibration error of the pixel-wise marginal (10 bins), variance_ncc:
+    PHiSeg's S_NCC over the images where it is defined (variance_ncc_defined:
+    their share; never for the U-Net), dice: the prediction at z = E[z | x]
+    against each grader, mean over graders (`metrics`).
 On the offline set, the same figures for S masks sampled from the true
 grader distribution (`ideal_*`; `ideal_nll` is its exact -log p(y_g | x)),
 and the exact expected GED of that distribution (`floor_ged_S`,
@@ -245,7 +250,7 @@ def _with_spread(per_image: dict) -> dict:
 
 # The config's default `evals`: GED, diversity and Hungarian IoU of samples;
 # per-pixel CE and -log p(y | x) averaged over the graders; the pictures.
-EVALS = ("samples", "likelihoods", "panel")
+EVALS = ("samples", "likelihoods", "panel", "calibration")
 
 
 def context(config, model) -> evaluators.Context:
@@ -334,7 +339,50 @@ def own_evaluators(config, model) -> dict:
       per_image["ideal_nll"] = values[:, 2]
     return _with_spread(per_image)
 
+  def calibrated(params, arrays, rng):
+    """Per image: the ECE of the pixel-wise marginal of S samples, PHiSeg's
+    S_NCC (NaN where the samples are identical), the mean Dice of the
+    prediction at z = E[z | x] with each grader; the same for S draws of the
+    true distribution where it is known."""
+    logits = sample_logits(config, model, params, arrays["image"], rng, ev.num_samples)
+    samples = jnp.moveaxis(_as_masks(logits, size), 0, 1)  # [B, S, H, W]
+    graders = arrays["masks"] > 0.5
+    if config.model == "unet":
+      at_mean = logits[0]
+    else:
+      at_mean = sampling.prior_predictive(model, params, arrays["image"], None,
+                                          with_mean=True)[0].logits
+    columns = {"ece": metrics.expected_calibration_error(samples, graders),
+               "variance_ncc": metrics.variance_ncc(samples, graders),
+               "dice": jnp.mean(metrics.dice(_as_masks(at_mean, size)[:, None],
+                                             graders), axis=-1)}
+    if ideal:
+      truth = _true_samples(arrays["candidates"], arrays["probabilities"],
+                            jax.random.fold_in(rng, 1), ev.num_samples)
+      columns["ideal_ece"] = metrics.expected_calibration_error(truth, graders)
+      columns["ideal_variance_ncc"] = metrics.variance_ncc(truth, graders)
+    return columns
+
+  def calibration_figures(params, test, rng, workdir):
+    columns = evaluators.measured(
+        f"calibration: ECE, S_NCC, Dice (S={ev.num_samples})", "images", calibrated,
+        params, arrays_of(test), rng, ev.batch_size, as_dict=True)
+    figures = {}
+    for name, values in columns.items():
+      values = np.asarray(values)
+      if name.endswith("variance_ncc"):  # NaN: no uncertainty to correlate.
+        defined = ~np.isnan(values)
+        figures[f"{name}_defined"] = float(np.mean(defined))
+        if defined.any():  # (Never for the U-Net: its samples are one.)
+          figures[name] = float(np.mean(values[defined]))
+          figures[f"{name}_std"] = float(np.std(values[defined]))
+      else:
+        figures[name], figures[f"{name}_std"] = values, float(np.std(values))
+    return figures
+
   return {
+      "calibration": evaluators.Evaluator(
+          "calibration", ("eval.num_samples",), calibration_figures),
       "samples": evaluators.Evaluator(
           "samples", ("eval.num_samples", "eval.hungarian_samples",
                       "eval.ged_samples"), sample_figures),
@@ -391,6 +439,10 @@ def loading_message(config) -> str:
 
 UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
          "hungarian_iou": "mean matched IoU",
+         "*ece": "expected calibration error of the pixel-wise marginal, 10 bins",
+         "*variance_ncc": "PHiSeg's S_NCC in [-1, 1], over the images where it is "
+                          "defined (*_defined: their share)",
+         "dice": "mean Dice of the prediction at z = E[z|x] with each grader",
          "ce_per_pixel": "nats per pixel", "nll": "nats per image"}
 TEST_STREAMS = 4
 TRAINING_KEYS = ("image", "masks")

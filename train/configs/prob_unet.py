@@ -76,5 +76,6 @@ def get_config() -> ml_collections.ConfigDict:
       hungarian_samples=16,  # Samples matched to the graders (x G / G).
       chunk_size=100,
       figure_images=8, figure_samples=8))
-  config.evals = ("samples", "likelihoods", "panel")  # The task's evaluators.
+  # The task's evaluators.
+  config.evals = ("samples", "likelihoods", "panel", "calibration")
   return config
