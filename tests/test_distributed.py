@@ -66,11 +66,15 @@ def _run_processes(workdir: Path, epochs: int, path: str = "in_memory",
   """Both processes of a 2-process run; returns their saved results. A
   launch that fails is retried once on a new port (the free port found may
   be taken by another program before the coordinator binds it); the retry
-  resumes from whatever the first saved, which ends in the same state."""
+  resumes from whatever the first saved, which ends in the same state.
+  Each process's output is then both launches' (what the first did, e.g.
+  moving a damaged checkpoint aside, the retry does not do again)."""
   codes, outputs = _launch(workdir, epochs, path, example)
   if any(codes):
     print("first launch failed, retrying:", *outputs, sep="\n")
+    first = outputs
     codes, outputs = _launch(workdir, epochs, path, example)
+    outputs = [f"{a}\n{b}" for a, b in zip(first, outputs)]
   for code, out in zip(codes, outputs):
     assert code == 0, out
   results = [np.load(workdir / f"process_{i}.npz") for i in range(2)]
