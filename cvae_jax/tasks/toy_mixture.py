@@ -66,10 +66,9 @@ def make_loss_fn(config, model):
   weight_at = schedules.kl_weight(config)
 
   def loss_fn(params, arrays, rng, step=0):
-    weight = weight_at(step)
-    outputs = objectives.forward(model, params, objective_batch(arrays), rng)
+    weight, batch = weight_at(step), objective_batch(arrays)
     terms = objectives.negative_elbo_from_outputs(
-        outputs, objective_batch(arrays), weight)
+        objectives.forward(model, params, batch, rng), batch, weight)
     return jnp.mean(terms.loss), {"kl_weight": weight,
                                   "reconstruction": jnp.mean(terms.reconstruction),
                                   "kl": jnp.mean(terms.kl)}

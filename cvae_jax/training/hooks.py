@@ -63,15 +63,17 @@ class _LogWindow:
   def logged(self, steps: list[Progress], metrics: dict) -> list[tuple[Progress, dict]]:
     out = []
     for i, progress in enumerate(steps):
-      values = {k: float(v[i]) for k, v in metrics.items()}
-      if self._mode == "mean":
-        self._sums = {k: self._sums.get(k, 0.0) + v for k, v in values.items()}
-        self._count += 1
-      if progress.step_in_epoch % self._every == 0:
-        if self._mode == "mean":
-          values = {k: v / self._count for k, v in self._sums.items()}
-          self._sums, self._count = {}, 0
-        out.append((progress, values))
+      logged = progress.step_in_epoch % self._every == 0
+      if self._mode == "last":  # Only the logged steps' values are read.
+        if logged:
+          out.append((progress, {k: float(v[i]) for k, v in metrics.items()}))
+        continue
+      self._sums = {k: self._sums.get(k, 0.0) + float(v[i])
+                    for k, v in metrics.items()}
+      self._count += 1
+      if logged:
+        out.append((progress, {k: v / self._count for k, v in self._sums.items()}))
+        self._sums, self._count = {}, 0
     return out
 
 
