@@ -47,6 +47,7 @@ def make_config(model: str) -> ml_collections.ConfigDict:
     config.data.update(max_train_examples=256, max_eval_examples=64)
     config.eval.update(num_samples=16, chunk_size=16, ged_samples=(1, 4, 16))
     config.update(log_every_steps=4, checkpoint_every_steps=8)
+    config.lr_schedule.warmup_steps, config.kl_schedule.warmup_steps = 2, 4
   return config
 
 

@@ -248,3 +248,55 @@ def variance_ncc(samples: jax.Array, graders: jax.Array,
   e_sy = jax.vmap(expected_ce, in_axes=-3, out_axes=-3)(y)  # [..., G, H, W]
   e_sy = e_sy.reshape(*y.shape[:-2], -1)
   return jnp.mean(_pearson(e_ss[..., None, :], e_sy), axis=-1)
+
+
+# Kohl et al.'s mode calibration, exact where the candidates are known.
+# Default threshold: the offline set's distinct candidates overlap with IoU
+# 0.23-0.51 on average (up to 0.96 in rare images), so an IoU of 0.75 with
+# the nearest one is a match, well above what two different modes share.
+MODE_IOU_THRESHOLD = 0.75
+
+
+def assign_to_candidates(samples: jax.Array, candidates: jax.Array,
+                         threshold: float = MODE_IOU_THRESHOLD) -> jax.Array:
+  """Each sample's nearest candidate mask by IoU, or "none of them".
+
+  Args:
+    samples: [..., S, H, W] binary masks.
+    candidates: [..., K, H, W], the masks a grader can give.
+    threshold: the least IoU with the nearest candidate that counts as a
+      match; ties go to the first candidate.
+
+  Returns:
+    [..., S] int32 in 0..K: the candidate's index, K where the nearest
+    candidate's IoU is below `threshold` (unmatched).
+  """
+  ious = 1.0 - pairwise_distances(samples, candidates)  # [..., S, K]
+  nearest = jnp.argmax(ious, axis=-1)
+  matched = jnp.max(ious, axis=-1) >= threshold
+  return jnp.where(matched, nearest, candidates.shape[-3]).astype(jnp.int32)
+
+
+def mode_frequencies(samples: jax.Array, candidates: jax.Array,
+                     threshold: float = MODE_IOU_THRESHOLD) -> jax.Array:
+  """[..., K + 1]: the share of the S samples assigned to each candidate
+  (`assign_to_candidates`), the last entry the unmatched share."""
+  assigned = assign_to_candidates(samples, candidates, threshold)
+  return jnp.mean(jax.nn.one_hot(assigned, candidates.shape[-3] + 1), axis=-2)
+
+
+def true_mode_frequencies(candidates: jax.Array, probabilities: jax.Array,
+                          threshold: float = MODE_IOU_THRESHOLD) -> jax.Array:
+  """[..., K + 1]: what `mode_frequencies` converges to for samples drawn
+  from the candidates with `probabilities` [..., K]: each candidate's mass
+  goes where the same assignment sends the candidate itself, so identical
+  candidates (rare images where tight = loose) pool their mass in the first
+  and the truth's unmatched share is 0."""
+  assigned = assign_to_candidates(candidates, candidates, threshold)  # [..., K]
+  return jnp.einsum("...k,...kj->...j", probabilities,
+                    jax.nn.one_hot(assigned, candidates.shape[-3] + 1))
+
+
+def total_variation(p: jax.Array, q: jax.Array) -> jax.Array:
+  """1/2 sum |p - q| over the last axis: [...] in [0, 1]."""
+  return 0.5 * jnp.sum(jnp.abs(p - q), axis=-1)

@@ -108,3 +108,45 @@ def save_box_panel(panel: dict, path: str | Path, columns: int = 4):
   figure.tight_layout()
   if _is_main_process():
     figure.savefig(str(path), dpi=80)
+
+
+def save_bar_chart(categories: list[str], series: dict[str, np.ndarray],
+                   path: str | Path, ylabel: str, title: str = "") -> None:
+  """Grouped bars: one group per category, one bar per series (label ->
+  [len(categories)] values), written as one PNG."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(1.1 * len(categories) + 2, 3.6))
+  ax = figure.subplots()
+  width = 0.8 / len(series)
+  positions = np.arange(len(categories))
+  for i, (label, values) in enumerate(series.items()):
+    ax.bar(positions + (i - (len(series) - 1) / 2) * width, np.asarray(values),
+           width, label=label)
+  ax.set_xticks(positions, categories, rotation=20)
+  ax.set_ylabel(ylabel)
+  if title:
+    ax.set_title(title)
+  ax.legend()
+  figure.tight_layout()
+  if _is_main_process():
+    figure.savefig(str(path), dpi=90)
+
+
+def save_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+                path: str | Path, floors: dict[str, float] | None = None) -> None:
+  """One panel per metric: {metric: {run label: (steps, values)}}, with a
+  dashed line at floors[metric] where given; one PNG."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  figure = Figure(figsize=(5 * len(curves), 3.6))
+  axes = figure.subplots(1, len(curves), squeeze=False)[0]
+  for ax, (metric, runs) in zip(axes, curves.items()):
+    for label, (steps, values) in runs.items():
+      ax.plot(steps, values, marker=".", label=label)
+    if floors and metric in floors:
+      ax.axhline(floors[metric], color="k", linestyle="--", label="floor / ideal")
+    ax.set_xlabel("step")
+    ax.set_title(metric)
+    ax.legend()
+  figure.tight_layout()
+  if _is_main_process():
+    figure.savefig(str(path), dpi=90)

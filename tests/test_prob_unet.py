@@ -32,7 +32,7 @@ def tiny_config(**overrides):
                 checkpoint_every_steps=4)
   config.eval.update(batch_size=4, num_images=8, num_samples=8, chunk_size=8,
                      ged_samples=(1, 4, 8), hungarian_samples=4,
-                     figure_images=2, figure_samples=2)
+                     figure_images=2, figure_samples=2, validation_samples=4)
   return configs.with_overrides(config, overrides)
 
 
@@ -442,3 +442,64 @@ class LiteratureMetricsTest(chex.TestCase):
     assert np.all(np.isfinite(eager))
     # Identical samples: no uncertainty map to correlate.
     assert np.isnan(metrics.variance_ncc(np.stack([self.top, self.top]), graders))
+
+
+class ModeCalibrationTest(chex.TestCase):
+  """Kohl et al.'s mode calibration: each sample assigned to its nearest
+  candidate by IoU (or to none), frequencies against the truth."""
+
+  def setUp(self):
+    super().setUp()
+    self.top, self.left, self.empty = _masks("1111/1111/0000/0000",
+                                             "1100/1100/1100/1100",
+                                             "0000/0000/0000/0000")
+    self.candidates = np.stack([self.top, self.left, self.empty])  # K = 3
+
+  def test_assignment_of_constructed_samples(self):
+    shifted = np.roll(self.top, 1, axis=0)  # IoU 4/12 with top: no match.
+    near = self.top.copy()
+    near[2, 0] = True  # One extra pixel: IoU 8/9 with top.
+    samples = np.stack([self.top, self.left, self.empty, shifted, near])
+    np.testing.assert_array_equal(
+        metrics.assign_to_candidates(samples, self.candidates), [0, 1, 2, 3, 0])
+    # The threshold decides the near miss; the layout is [..., S, H, W].
+    batched = np.stack([samples, samples])
+    chex.assert_shape(metrics.assign_to_candidates(batched, np.stack(
+        [self.candidates] * 2)), (2, 5))
+    np.testing.assert_array_equal(
+        metrics.assign_to_candidates(samples, self.candidates, threshold=0.9),
+        [0, 1, 2, 3, 3])
+    np.testing.assert_allclose(metrics.mode_frequencies(samples, self.candidates),
+                               [2 / 5, 1 / 5, 1 / 5, 1 / 5])
+    # uint8 {0, 255} samples read as masks.
+    np.testing.assert_array_equal(metrics.assign_to_candidates(
+        (samples * 255).astype(np.uint8), self.candidates), [0, 1, 2, 3, 0])
+
+  def test_identical_candidates_pool_their_true_mass(self):
+    candidates = np.stack([self.top, self.top, self.left])  # tight = loose
+    truth = metrics.true_mode_frequencies(candidates, np.array([0.2, 0.3, 0.5]))
+    np.testing.assert_allclose(truth, [0.5, 0.0, 0.5, 0.0], atol=1e-7)
+    samples = np.stack([self.top] * 5 + [self.left] * 5)
+    np.testing.assert_allclose(metrics.total_variation(
+        metrics.mode_frequencies(samples, candidates), truth), 0.0, atol=1e-7)
+
+  def test_samples_of_the_true_distribution_approach_it(self):
+    """TV between sampled and true frequencies -> 0 as S grows (~ 1/sqrt S);
+    a sampler with the probabilities reversed stays away."""
+    rng = np.random.default_rng(3)
+    candidates = rng.random((6, 8, 8)) > 0.5
+    candidates[5] = False
+    pi = np.array([0.3, 0.25, 0.15, 0.1, 0.1, 0.1])
+    truth = metrics.true_mode_frequencies(candidates, pi)
+    np.testing.assert_allclose(truth, [*pi, 0.0], atol=1e-7)  # All distinct.
+    tv = []
+    for s in (10, 100, 10_000):
+      draws = candidates[rng.choice(6, (50, s), p=pi)]  # 50 images
+      frequencies = metrics.mode_frequencies(draws, np.broadcast_to(
+          candidates, (50, *candidates.shape)))
+      chex.assert_shape(frequencies, (50, 7))
+      tv.append(float(np.mean(metrics.total_variation(frequencies, truth))))
+    assert tv[0] > tv[1] > tv[2] and tv[2] < 0.01, tv
+    reversed_draws = candidates[rng.choice(6, (1, 10_000), p=pi[::-1])]
+    assert float(metrics.total_variation(
+        metrics.mode_frequencies(reversed_draws, candidates[None]), truth)[0]) > 0.2

@@ -99,7 +99,8 @@ def test_prob_unet_evaluators(tmp_path):
                                       jnp.asarray(test["masks"][:1, 0]))
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
   figures = _evaluate(prob_unet.TASK, config, model, params, test, tmp_path)
-  assert list(figures) == ["samples", "likelihoods", "panel", "calibration"]
+  assert list(figures) == ["samples", "likelihoods", "panel", "calibration", "modes"]
+  assert figures["modes"] == {}  # No known candidates on LIDC.
   calibration = figures["calibration"]
   assert np.all((0 <= calibration["ece"]) & (calibration["ece"] <= 1))
   assert np.all((0 <= calibration["dice"]) & (calibration["dice"] <= 1))

@@ -26,7 +26,16 @@ S samples z ~ p(z | x) (the U-Net's one prediction stands for all S):
     calibration error of the pixel-wise marginal (10 bins), variance_ncc:
     PHiSeg's S_NCC over the images where it is defined (variance_ncc_defined:
     their share; never for the U-Net), dice: the prediction at z = E[z | x]
-    against each grader, mean over graders (`metrics`).
+    against each grader, mean over graders, and dice_grader_g per grader
+    (`metrics`);
+  (the `modes` evaluator, offline set only) Kohl et al.'s mode calibration:
+    each of S = eval.num_samples samples assigned to its nearest candidate
+    mask by IoU, or to none below eval.mode_iou_threshold
+    (`metrics.assign_to_candidates`); mode_tv per image and mode_tv_pooled
+    over the images' mean frequencies against the true ones, the unmatched
+    share, mode_frequency_<candidate> beside true_mode_frequency_<candidate>,
+    and modes.png (the bar chart).
+Per epoch (`epoch_evaluation`): validation loss, GED and -log p(y|x).
 On the offline set, the same figures for S masks sampled from the true
 grader distribution (`ideal_*`; `ideal_nll` is its exact -log p(y_g | x)),
 and the exact expected GED of that distribution (`floor_ged_S`,
@@ -40,8 +49,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (distributions, estimators, evaluators, metrics, objectives, schedules,
-                      runner, sampling)
+from cvae_jax import (distributions, estimators, evaluation, evaluators, metrics,
+                      objectives, plotting, runner, sampling, schedules)
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import prob_unet as models
@@ -218,6 +227,19 @@ def sample_logits(config, model, params, images: jax.Array, rng: jax.Array,
                                   num_samples)[0].logits
 
 
+def cvae_negative_log_likelihood(model, params, images: jax.Array, masks: jax.Array,
+                                 rng: jax.Array, num_samples: int, chunk_size: int,
+                                 features=None) -> jax.Array:
+  """[B] -log p(y_g | x) in nats per image, mean over the G graders of masks
+  [B, G, H, W]: importance-sampled from q(z | x, y_g), `num_samples` draws in
+  chunks of `chunk_size`; `features` the prior pass's, when computed."""
+  chunk = min(chunk_size, num_samples)
+  return jnp.stack([-estimators.cvae_log_likelihood(
+      model, params, objective_batch(images, g), jax.random.fold_in(rng, i),
+      num_samples, "recognition", chunk, rows_per_slice=chunk * len(images),
+      features=features) for i, g in enumerate(jnp.moveaxis(masks, 1, 0))]).mean(0)
+
+
 def _as_masks(logits: jax.Array, size: int) -> jax.Array:
   return (logits > 0).reshape(*logits.shape[:-1], size, size)
 
@@ -250,7 +272,7 @@ def _with_spread(per_image: dict) -> dict:
 
 # The config's default `evals`: GED, diversity and Hungarian IoU of samples;
 # per-pixel CE and -log p(y | x) averaged over the graders; the pictures.
-EVALS = ("samples", "likelihoods", "panel", "calibration")
+EVALS = ("samples", "likelihoods", "panel", "calibration", "modes")
 
 
 def context(config, model) -> evaluators.Context:
@@ -297,15 +319,11 @@ def own_evaluators(config, model) -> dict:
     targets = graders.reshape(*graders.shape[:2], -1)
     ce = -distributions.bernoulli_log_likelihood(logits, targets) / size**2
     if config.model == "unet":
-      nll = ce * size**2
+      nll = ce.mean(0) * size**2
     else:
-      chunk = min(ev.chunk_size, ev.num_samples)
-      nll = jnp.stack([-estimators.cvae_log_likelihood(
-          model, params, objective_batch(images, g), jax.random.fold_in(rng, i),
-          ev.num_samples, "recognition", chunk,
-          rows_per_slice=chunk * len(images), features=features)
-                        for i, g in enumerate(graders)])
-    columns = [ce.mean(0), nll.mean(0)]
+      nll = cvae_negative_log_likelihood(model, params, images, arrays["masks"], rng,
+                                         ev.num_samples, ev.chunk_size, features)
+    columns = [ce.mean(0), nll]
     if ideal:  # The true distribution's -log p(y | x): y's candidates' mass.
       same = jnp.all(arrays["candidates"][:, None] == (arrays["masks"] > 0.5)[:, :, None],
                      axis=(-2, -1))  # [B, G, K]
@@ -352,10 +370,12 @@ def own_evaluators(config, model) -> dict:
     else:
       at_mean = sampling.prior_predictive(model, params, arrays["image"], None,
                                           with_mean=True)[0].logits
+    by_grader = metrics.dice(_as_masks(at_mean, size)[:, None], graders)  # [B, G]
     columns = {"ece": metrics.expected_calibration_error(samples, graders),
                "variance_ncc": metrics.variance_ncc(samples, graders),
-               "dice": jnp.mean(metrics.dice(_as_masks(at_mean, size)[:, None],
-                                             graders), axis=-1)}
+               "dice": jnp.mean(by_grader, axis=-1),
+               **{f"dice_grader_{g}": by_grader[:, g]
+                  for g in range(graders.shape[1])}}
     if ideal:
       truth = _true_samples(arrays["candidates"], arrays["probabilities"],
                             jax.random.fold_in(rng, 1), ev.num_samples)
@@ -380,7 +400,55 @@ def own_evaluators(config, model) -> dict:
         figures[name], figures[f"{name}_std"] = values, float(np.std(values))
     return figures
 
+  def mode_columns(params, arrays, rng):
+    """Per image [B, K + 1]: the share of S = eval.num_samples samples
+    assigned to each candidate (the last: to none), the same for S draws of
+    the true distribution, and the true shares."""
+    logits = sample_logits(config, model, params, arrays["image"], rng, ev.num_samples)
+    samples = jnp.moveaxis(_as_masks(logits, size), 0, 1)  # [B, S, H, W]
+    candidates, probabilities = arrays["candidates"], arrays["probabilities"]
+    truth = _true_samples(candidates, probabilities, jax.random.fold_in(rng, 1),
+                          ev.num_samples)
+    threshold = ev.mode_iou_threshold
+    return {"sampled": metrics.mode_frequencies(samples, candidates, threshold),
+            "ideal": metrics.mode_frequencies(truth, candidates, threshold),
+            "true": metrics.true_mode_frequencies(candidates, probabilities, threshold)}
+
+  def mode_figures(params, test, rng, workdir):
+    """Kohl et al.'s mode calibration, exact on the offline set; modes.png."""
+    if not ideal:  # Only the offline set knows its candidates.
+      return {}
+    from cvae_jax.data.mnist_ambiguous import CANDIDATE_NAMES  # pylint: disable=g-import-not-at-top
+    columns = evaluators.measured(
+        f"modes: frequencies of the candidates (S={ev.num_samples}, IoU >= "
+        f"{ev.mode_iou_threshold})", "images", mode_columns, params,
+        arrays_of(test), rng, ev.batch_size, as_dict=True)
+    true = np.asarray(columns["true"])
+    figures, means = {}, {"true": true.mean(0)}
+    for prefix, label in (("", "model"), ("ideal_", "true distribution, sampled")):
+      frequencies = np.asarray(columns["sampled" if prefix == "" else "ideal"])
+      tv = np.asarray(metrics.total_variation(frequencies, true))
+      figures.update({f"{prefix}mode_tv": tv, f"{prefix}mode_tv_std": float(np.std(tv)),
+                      f"{prefix}mode_tv_pooled": float(metrics.total_variation(
+                          frequencies.mean(0), true.mean(0))),
+                      f"{prefix}unmatched": frequencies[:, -1],
+                      f"{prefix}unmatched_std": float(np.std(frequencies[:, -1]))})
+      means[label] = frequencies.mean(0)
+    names = [*CANDIDATE_NAMES, "none"]
+    for k, name in enumerate(names):
+      slug = name.replace(" ", "_")
+      figures[f"mode_frequency_{slug}"] = float(means["model"][k])
+      figures[f"true_mode_frequency_{slug}"] = float(means["true"][k])
+    plotting.save_bar_chart(names, {label: means[label] for label in (
+        "model", "true distribution, sampled", "true")}, workdir / "modes.png",
+        "share of samples (mean over images)",
+        f"{config.model}: samples assigned to the nearest candidate "
+        f"(IoU >= {ev.mode_iou_threshold})")
+    return figures
+
   return {
+      "modes": evaluators.Evaluator(
+          "modes", ("eval.num_samples", "eval.mode_iou_threshold"), mode_figures),
       "calibration": evaluators.Evaluator(
           "calibration", ("eval.num_samples",), calibration_figures),
       "samples": evaluators.Evaluator(
@@ -415,10 +483,73 @@ def validation_loss_fn(config, model):
       params, objective_batch(arrays["image"], arrays["masks"][:, 0]), rng)[0]
 
 
+def epoch_evaluation(config, model, splits, rng):
+  """The trainer's per-epoch hook, with the same draws every epoch (so
+  epochs compare fairly): validation_loss (`validation_loss_fn` over the
+  validation split) and, over its first eval.validation_images images with
+  S = eval.validation_samples: validation_ged (d = 1 - IoU) and
+  validation_nll (-log p(y_g | x), mean over graders; exact for the U-Net,
+  importance-sampled for the CVAEs), in nats per image. On the offline set
+  also the floor's GED and the true distribution's NLL on those images
+  (constants: the learning curves' targets). Either figure can be the
+  early-stopping metric (PHiSeg selects by validation GED)."""
+  ev, size = config.eval, config.image_size
+  loss = evaluation.validation_loss_evaluator(
+      validation_loss_fn(config, model), splits["validation"], rng, ev.batch_size)
+  count = ev.validation_images or len(splits["validation"]["image"])
+  subset = {k: v[:count] for k, v in splits["validation"].items()
+            if k in ("image", "masks")}
+
+  def figures(params, arrays, rng):
+    logits = sample_logits(config, model, params, arrays["image"], rng,
+                           ev.validation_samples)
+    samples = jnp.moveaxis(_as_masks(logits, size), 0, 1)  # [B, S, H, W]
+    ged = metrics.generalized_energy_distance(samples, arrays["masks"] > 0.5).ged
+    if config.model == "unet":
+      targets = arrays["masks"].reshape(*arrays["masks"].shape[:2], -1)
+      nll = -distributions.bernoulli_log_likelihood(logits[0][:, None], targets).mean(-1)
+    else:
+      nll = cvae_negative_log_likelihood(
+          model, params, arrays["image"], arrays["masks"], jax.random.fold_in(rng, 1),
+          ev.validation_samples, ev.chunk_size)
+    return {"ged": ged, "nll": nll}
+
+  targets = {}
+  if config.dataset == "mnist_ambiguous":
+    validation = splits["validation"]
+    graders = validation["masks"][:count] > 0.5
+    candidates = validation["candidates"][:count]
+    targets["validation_floor_ged"] = float(np.mean(metrics.expected_ged_of_distribution(
+        candidates, validation["probabilities"][:count], graders,
+        ev.validation_samples).ged))
+    same = np.all(candidates[:, None] == graders[:, :, None], axis=(-2, -1))
+    targets["validation_ideal_nll"] = float(np.mean(-np.log(np.sum(
+        same * validation["probabilities"][:count, None], -1))))
+
+  def evaluate(state, epoch: int) -> dict[str, float]:
+    values = evaluation.map_dict_over_batches(
+        figures, state.params, subset, jax.random.fold_in(rng, 1), ev.batch_size)
+    return {**loss(state, epoch), "validation_ged": float(np.mean(values["ged"])),
+            "validation_nll": float(np.mean(values["nll"])), **targets}
+  return evaluate
+
+
+def report_eval(epoch: int, values: dict) -> str:
+  line = (f"epoch {epoch} validation loss {values['validation_loss']:.4f} "
+          f"nats/image, GED {values['validation_ged']:.4f}")
+  if "validation_floor_ged" in values:
+    line += f" (floor {values['validation_floor_ged']:.4f})"
+  line += f", -log p(y|x) {values['validation_nll']:.3f}"
+  if "validation_ideal_nll" in values:
+    line += f" (ideal {values['validation_ideal_nll']:.3f})"
+  return line
+
+
 def summary_figures(test: dict) -> list[str]:
   return [k for k in test if not k.endswith("_std") and (
       k.startswith(("ged_", "floor_ged_")) or k in (
-          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll"))]
+          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll",
+          "mode_tv_pooled", "unmatched"))]
 
 
 def is_cvae(config) -> bool:
@@ -438,6 +569,14 @@ def loading_message(config) -> str:
 
 
 UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
+         "*mode_tv": "total variation between one image's sampled and true "
+                     "candidate frequencies (S = eval.num_samples: includes "
+                     "sampling noise, compare ideal_mode_tv)",
+         "*mode_tv_pooled": "the same for the frequencies averaged over images",
+         "*unmatched": "share of samples with IoU < eval.mode_iou_threshold to "
+                       "every candidate",
+         "*mode_frequency_*": "share of samples assigned to the candidate, mean "
+                              "over images",
          "hungarian_iou": "mean matched IoU",
          "*ece": "expected calibration error of the pixel-wise marginal, 10 bins",
          "*variance_ncc": "PHiSeg's S_NCC in [-1, 1], over the images where it is "

@@ -8,7 +8,10 @@ The preprocessed file and where to get it: cvae_jax/data/lidc.py. Published
 sizes: U-Net channels 32, 64, 128, 192 with 3 convs a block, latent 6,
 beta 1, 3 fcomb 1x1 convs, Adam 1e-4, batch 32 (the batch is our choice; the
 paper trains 240k iterations, far beyond a CPU: set --config.num_epochs).
-Splits are by patient (70/15/15 %), never by crop.
+Splits are by patient (70/15/15 %), never by crop. The training recipe is
+the offline set's (train/configs/prob_unet.py: warm-up and cosine decay, here
+from a peak of 1e-4, KL warm-up, clipping, the checkpoint of the best
+validation GED).
 """
 
 from train.configs import prob_unet
