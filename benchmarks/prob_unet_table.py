@@ -18,6 +18,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 import ml_collections
+import numpy as np
 
 from benchmarks import harness
 from cvae_jax.tasks import prob_unet
@@ -59,16 +60,39 @@ def run_row(model: str, recorded: dict | None) -> dict:
     return recorded
   results, spent = harness.timed_run(prob_unet.train_and_evaluate,
                                      make_config(model), workdir, LABELS[model])
+  config = results["config"]
   return {"model": model, "test": results["test"],
           "best_epoch": results["best_epoch"],
-          "max_epochs": results["config"]["num_epochs"],
+          "selected_by": results.get("best_metric", "validation_loss"),
+          "max_epochs": config["num_epochs"], "steps": results["steps"],
+          "epochs_trained": results["steps"] // steps_per_epoch(config),
           "num_test_images": results["num_test_images"],
-          "ged_samples": results["config"]["eval"]["ged_samples"],
-          "hungarian_samples": results["config"]["eval"]["hungarian_samples"],
-          "num_samples": results["config"]["eval"]["num_samples"],
+          "ged_samples": config["eval"]["ged_samples"],
+          "hungarian_samples": config["eval"]["hungarian_samples"],
+          "num_samples": config["eval"]["num_samples"],
+          "curves": learning_curves(workdir),
           "wall_seconds": spent,
           "command": ("python -m train.prob_unet --config=train/configs/"
                       f"prob_unet.py --config.model={model}")}
+
+
+def steps_per_epoch(config: dict) -> int:
+  images = config["data"]["max_train_examples"] or TRAIN_IMAGES
+  return images // config["batch_size"]
+
+
+TRAIN_IMAGES = 25_000  # The offline set's training images (max_train_examples=0).
+CURVES = ("validation_ged", "validation_nll")
+
+
+def learning_curves(workdir: Path) -> dict:
+  """{metric: [[step, value], ...]} of the per-epoch validation figures and
+  their floors, from the run's TensorBoard events."""
+  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
+  scalars = plotting.read_scalars(workdir)
+  names = (*CURVES, "validation_floor_ged", "validation_ideal_nll")
+  return {name: np.stack(scalars[f"eval/{name}"], -1).tolist()
+          for name in names if f"eval/{name}" in scalars}
 
 
 def _mean_std(figures: dict, key: str) -> str:
@@ -77,43 +101,143 @@ def _mean_std(figures: dict, key: str) -> str:
   return f"{figures[key]:.3f} ± {figures[key + '_std']:.3f}"
 
 
-def markdown_table(records: list[dict]) -> str:
-  """The model rows, then the true distribution's: sampled like a model
-  ("ideal") and its exact expected GED ("floor")."""
+def _value(figures: dict, key: str, digits: int = 3) -> str:
+  return f"{figures[key]:.{digits}f}" if key in figures else "n/a"
+
+
+def _row(cells) -> str:
+  return "| " + " | ".join(cells) + " |"
+
+
+def _header(cells) -> list[str]:
+  return [_row(cells), "|" + "---|" * len(cells)]
+
+
+def sample_table(records: list[dict], truth: dict) -> list[str]:
   counts, matched = records[0]["ged_samples"], records[0]["hungarian_samples"]
   most = max(counts)
-  header = (["model"] + [f"GED S={s}" for s in counts]
-            + [f"diversity S={most}", f"Hungarian IoU S={matched}",
-               "CE (nats/pixel)", "-log p(y|x) (nats/image)",
-               "best epoch / cap", "wall time"])
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines = _header(["model"] + [f"GED S={s}" for s in counts]
+                  + [f"diversity S={most}", f"Hungarian IoU S={matched}"])
   for r in records:
     f = r["test"]
-    lines.append("| " + " | ".join(
-        [LABELS[r["model"]]] + [_mean_std(f, f"ged_{s}") for s in counts]
-        + [_mean_std(f, "samples_diversity"), _mean_std(f, "hungarian_iou"),
-           f"{f['ce_per_pixel']:.4f}",
-           f"{f['nll']:.2f}" + (" exact" if r["model"] == "unet" else
-                                f" IS S={r['num_samples']}"),
-           f"{r['best_epoch']} / {r['max_epochs']}",
-           f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
-  f = next((r["test"] for r in records if "ideal_nll" in r["test"]),
-           records[0]["test"])  # Any row: the same test images and draws.
-  if "floor_ged_1" in f:
-    lines.append("| " + " | ".join(
-        ["true distribution, sampled"]
-        + [_mean_std(f, f"ideal_ged_{s}") for s in counts]
-        + [_mean_std(f, "ideal_samples_diversity"),
-           _mean_std(f, "ideal_hungarian_iou"), "",
-           f"{f['ideal_nll']:.2f} exact" if "ideal_nll" in f else "", "", ""]) + " |")
-    lines.append("| " + " | ".join(
-        ["true distribution, expected (floor)"]
-        + [_mean_std(f, f"floor_ged_{s}") for s in counts]
-        + ["", "", "", "", "", ""]) + " |")
-  graders = _mean_std(f, "graders_diversity")
-  return ("\n".join(lines) + f"\n\nGraders' own diversity E[d(Y, Y')]: {graders}; "
+    lines.append(_row([LABELS[r["model"]]] + [_mean_std(f, f"ged_{s}") for s in counts]
+                      + [_mean_std(f, "samples_diversity"), _mean_std(f, "hungarian_iou")]))
+  if "floor_ged_1" in truth:
+    lines.append(_row(["true distribution, sampled"]
+                      + [_mean_std(truth, f"ideal_ged_{s}") for s in counts]
+                      + [_mean_std(truth, "ideal_samples_diversity"),
+                         _mean_std(truth, "ideal_hungarian_iou")]))
+    lines.append(_row(["true distribution, expected (floor)"]
+                      + [_mean_std(truth, f"floor_ged_{s}") for s in counts] + ["", ""]))
+  return lines
+
+
+def likelihood_table(records: list[dict], truth: dict) -> list[str]:
+  lines = _header(["model", "-log p(y|x) (nats/image)", "CE (nats/pixel)",
+                   "mode TV, pooled", "mode TV per image", "unmatched",
+                   "ECE", "S_NCC", "Dice"])
+  for r in records:
+    f = r["test"]
+    nll = (_value(f, "nll", 2) + (" exact" if r["model"] == "unet"
+                                  else f" IS S={r['num_samples']}"))
+    lines.append(_row([LABELS[r["model"]], nll, _value(f, "ce_per_pixel", 4),
+                       _value(f, "mode_tv_pooled"), _mean_std(f, "mode_tv"),
+                       _value(f, "unmatched"), _value(f, "ece", 4),
+                       _value(f, "variance_ncc"), _value(f, "dice")]))
+  if "ideal_nll" in truth:
+    lines.append(_row(["true distribution, sampled",
+                       _value(truth, "ideal_nll", 2) + " exact", "",
+                       _value(truth, "ideal_mode_tv_pooled"),
+                       _mean_std(truth, "ideal_mode_tv"), _value(truth, "ideal_unmatched"),
+                       _value(truth, "ideal_ece", 4), _value(truth, "ideal_variance_ncc"),
+                       ""]))
+  return lines
+
+
+def training_table(records: list[dict]) -> list[str]:
+  lines = _header(["model", "epochs trained / cap", "best epoch (by)", "steps",
+                   "wall time"])
+  for r in records:
+    lines.append(_row([LABELS[r["model"]],
+                       f"{r.get('epochs_trained', 'n/a')} / {r['max_epochs']}",
+                       f"{r['best_epoch']} ({r.get('selected_by', 'validation_loss')})",
+                       f"{r.get('steps', 'n/a')}", f"{r['wall_seconds'] / 60:.1f} min"]))
+  return lines
+
+
+def goal_table(record: dict) -> list[str]:
+  """Issue 21's goals for the Probabilistic U-Net, each with its distance."""
+  f = record["test"]
+  if "floor_ged_16" not in f:
+    return []
+  goals = []
+  for s in (16, 100):
+    if f"ged_{s}" in f and f"floor_ged_{s}" in f:
+      goals.append((f"GED S={s}", f[f"ged_{s}"], 1.1 * f[f"floor_ged_{s}"],
+                    f"<= 1.1 x floor {f[f'floor_ged_{s}']:.3f}", "<="))
+  goals.append(("Hungarian IoU", f["hungarian_iou"], f["ideal_hungarian_iou"] - 0.03,
+                f">= true distribution's {f['ideal_hungarian_iou']:.3f} - 0.03", ">="))
+  goals.append(("-log p(y|x)", f["nll"], f["ideal_nll"] + 1.0,
+                f"<= ideal {f['ideal_nll']:.2f} + 1 nat", "<="))
+  if "mode_tv_pooled" in f:
+    goals.append(("mode TV, pooled", f["mode_tv_pooled"], 0.05, "<= 0.05", "<="))
+  lines = _header(["figure", "Probabilistic U-Net", "goal", "reached", "distance"])
+  for name, value, target, text, sense in goals:
+    met = value <= target if sense == "<=" else value >= target
+    lines.append(_row([name, f"{value:.3f}", text, "yes" if met else "no",
+                       "" if met else f"{abs(value - target):.3f}"]))
+  return lines
+
+
+def mode_table(records: list[dict]) -> list[str]:
+  """The share of samples assigned to each candidate, mean over images."""
+  prefix = "true_mode_frequency_"
+  truth = next((r["test"] for r in records if any(
+      k.startswith(prefix) for k in r["test"])), None)
+  if truth is None:
+    return []
+  names = [k[len(prefix):] for k in truth if k.startswith(prefix)]
+  lines = _header(["candidate", "true"] + [LABELS[r["model"]] for r in records])
+  for name in names:
+    lines.append(_row([name.replace("_", " "), f"{truth[prefix + name]:.3f}"]
+                      + [_value(r["test"], f"mode_frequency_{name}") for r in records]))
+  return lines
+
+
+def markdown_table(records: list[dict]) -> str:
+  """Samples (the model rows, then the true distribution's: sampled like a
+  model, "ideal", and its exact expected GED, the floor); likelihood and
+  calibration; mode frequencies; training; the goals."""
+  truth = next((r["test"] for r in records if "ideal_nll" in r["test"]),
+               records[0]["test"])  # Any row: the same test images and draws.
+  prob_unet_row = next((r for r in records if r["model"] == "prob_unet"), None)
+  parts = [("Samples (d = 1 - IoU)", sample_table(records, truth)),
+           ("Likelihood and calibration", likelihood_table(records, truth)),
+           ("Sampled mode frequencies (mean over images)", mode_table(records)),
+           ("Training", training_table(records)),
+           ("Goals (Probabilistic U-Net)",
+            goal_table(prob_unet_row) if prob_unet_row else [])]
+  text = "\n\n".join(f"**{title}**\n\n" + "\n".join(lines)
+                      for title, lines in parts if lines)
+  graders = _mean_std(truth, "graders_diversity")
+  return (text + f"\n\nGraders' own diversity E[d(Y, Y')]: {graders}; "
           f"{records[0]['num_test_images']} test images, mean ± std over "
           "images.\n")
+
+
+def save_curves(records: list[dict], path: Path) -> None:
+  """The learning curves of every row (validation GED and -log p(y|x) per
+  epoch) with the floor and the ideal as dashed lines."""
+  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
+  curves, floors = {}, {}
+  for metric, floor in zip(CURVES, ("validation_floor_ged", "validation_ideal_nll")):
+    curves[metric] = {LABELS[r["model"]]: tuple(np.asarray(r["curves"][metric]).T)
+                      for r in records if metric in r.get("curves", {})}
+    for r in records:
+      if floor in r.get("curves", {}):
+        floors[metric] = r["curves"][floor][-1][1]
+  if any(curves.values()):
+    plotting.save_curves({k: v for k, v in curves.items() if v}, path, floors)
 
 
 def main(argv):
@@ -129,9 +253,11 @@ def main(argv):
     records[model] = run_row(model, records.get(model))
     ordered = harness.save(output, records, lambda r: order.index(r["model"]),
                            markdown_table)
-  panel = workdir_of("prob_unet") / "panel.png"
-  if panel.exists():
-    shutil.copyfile(panel, output.parent / "prob_unet_panel.png")
+  for picture in ("panel", "modes"):
+    path = workdir_of("prob_unet") / f"{picture}.png"
+    if path.exists():
+      shutil.copyfile(path, output.parent / f"prob_unet_{picture}.png")
+  save_curves(ordered, output.parent / "prob_unet_curves.png")
   print(markdown_table(ordered))
 
 

@@ -434,7 +434,7 @@ def own_evaluators(config, model) -> dict:
                       f"{prefix}unmatched": frequencies[:, -1],
                       f"{prefix}unmatched_std": float(np.std(frequencies[:, -1]))})
       means[label] = frequencies.mean(0)
-    names = [*CANDIDATE_NAMES, "none"]
+    names = [*CANDIDATE_NAMES, "unmatched"]
     for k, name in enumerate(names):
       slug = name.replace(" ", "_")
       figures[f"mode_frequency_{slug}"] = float(means["model"][k])

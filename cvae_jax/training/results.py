@@ -113,21 +113,22 @@ def write_results(workdir: Path, results: dict) -> Path:
 
 
 def best_epoch(workdir: Path) -> dict:
-  """{"epoch", "value"} of the early-stopping record in workdir/best (the
+  """{"epoch", "metric", "value"} of the early-stopping record in workdir/best (the
   epoch whose parameters were evaluated), or Nones without early stopping."""
   path = Path(workdir) / "best" / "record.json"
   return (json.loads(path.read_text()) if path.exists()
-          else {"epoch": None, "value": None})
+          else {"epoch": None, "metric": None, "value": None})
 
 
 def run_fields(workdir: Path, config: ml_collections.ConfigDict, steps: int,
                train_seconds: float) -> dict:
   """The fields every task's results.json ends with: the early-stopping
-  record's epoch and value, steps trained, this run's training time, the
+  record's epoch, metric and value, steps trained, this run's training time, the
   devices and the config (which `finished_run` compares)."""
   import jax  # pylint: disable=g-import-not-at-top
   best = best_epoch(workdir)
-  return {"best_epoch": best["epoch"], "best_validation_loss": best["value"],
+  return {"best_epoch": best["epoch"], "best_metric": best.get("metric"),
+          "best_value": best["value"],
           "steps": steps, "train_seconds_this_run": train_seconds,
           "devices": [str(d) for d in jax.local_devices()],
           "config": config.to_dict()}
