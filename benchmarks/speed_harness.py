@@ -11,20 +11,26 @@ import time
 
 import jax
 
+from cvae_jax import backends
 from cvae_jax.training import TrainState, trainer
 from cvae_jax.training.optimizers import make_optimizer
 
 
 def jax_step_runner(config, params, loss_fn, arrays, compiler_options=None):
   """(compile seconds, run(num_steps) -> seconds per step) of
-  `trainer.train_step` on fixed `arrays`, with the config's optimiser."""
+  `trainer.train_step` on fixed `arrays`, with the config's optimiser,
+  compiled as the trainer compiles it (`backends.compiler_options(config)`:
+  the library's choice of convolution library) or with the given
+  `compiler_options` ({}: XLA's defaults)."""
+  if compiler_options is None:
+    compiler_options = backends.compiler_options(config)
   optimizer = make_optimizer(config.optimizer, config.learning_rate)
   state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
   step = jax.jit(functools.partial(trainer.train_step, loss_fn, optimizer),
                  donate_argnums=0)
   arrays = jax.device_put(arrays)
   start = time.perf_counter()
-  step = step.lower(state, arrays).compile(compiler_options)
+  step = step.lower(state, arrays).compile(compiler_options or None)
   compile_seconds = time.perf_counter() - start
   holder = [state]
 

@@ -38,6 +38,7 @@ def trainer_defaults() -> ml_collections.ConfigDict:
       gradient_clip_norm=0.0,  # > 0: clip the gradient's global norm to it.
       kl_schedule=kl_schedule_config(),  # Read by the task's loss.
       compute_dtype="float32",  # or "bfloat16": mixed precision (TPU).
+      cpu_convolutions="auto",  # auto | ynnpack | eigen (cvae_jax.backends).
       steps_per_dispatch=1,
       log_every_steps=100,
       log_metrics="mean",  # "mean" over the steps since the last line, or "last".

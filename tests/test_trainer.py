@@ -346,3 +346,40 @@ def test_a_hook_can_stop_training_and_close_runs_after_an_error(tmp_path):
     trainer.train(_config(), tmp_path / "nan", INIT_FN, diverge,
                   InMemoryData(_arrays()), hooks=[failing])
   assert failing.calls[-1] == ("close",) and ("end", 0) not in failing.calls
+
+
+def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
+  """config.cpu_convolutions reaches the train step's compilation (a bad
+  value of the option it sets fails there) and the two libraries train a
+  conv net to the same parameters (float rounding apart)."""
+  from cvae_jax import backends  # pylint: disable=g-import-not-at-top
+  from cvae_jax.tasks import prob_unet  # pylint: disable=g-import-not-at-top
+  from tests import test_prob_unet  # pylint: disable=g-import-not-at-top
+  config = test_prob_unet.tiny_config(image_size=16, early_stopping_metric="")
+  model = prob_unet.make_model(config)
+  example = prob_unet.objective_batch(jnp.zeros((1, 16, 16, 1)), jnp.zeros((1, 16, 16)))
+  init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
+  data = InMemoryData(test_prob_unet._arrays(16))  # pylint: disable=protected-access
+  states = {}
+  for library in ("ynnpack", "eigen"):
+    config.cpu_convolutions = library
+    states[library] = trainer.train(config, tmp_path / library, init_fn,
+                                    prob_unet.make_loss_fn(config, model), data,
+                                    report=lambda *_: None)
+  chex.assert_trees_all_close(states["ynnpack"].params, states["eigen"].params,
+                              atol=1e-5, rtol=1e-5)
+  assert backends.convolution_library(ml_collections.ConfigDict(
+      dict(cpu_convolutions="auto", image_size=128))) == "eigen"
+  assert backends.convolution_library(ml_collections.ConfigDict(
+      dict(cpu_convolutions="auto", image_size=32))) == "ynnpack"
+  monkeypatch.setattr(backends, "compiler_options", lambda config: {
+      "xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
+  with pytest.raises(Exception, match="NOT_A_FUSION_TYPE"):
+    trainer.train(config, tmp_path / "bad", init_fn, prob_unet.make_loss_fn(config, model),
+                  data, report=lambda *_: None)
+
+
+def test_an_unknown_convolution_library_is_a_config_error(tmp_path):
+  with pytest.raises(ConfigError, match="cpu_convolutions must be one of auto, "
+                     "ynnpack, eigen, got 'mkl'; set --config.cpu_convolutions"):
+    _train(tmp_path, _config(cpu_convolutions="mkl"))

@@ -42,7 +42,8 @@ precision, see `mixed_precision`) and early_stopping_metric /
 early_stopping_patience: when the metric
 (a key of `evaluate`'s result, lower is better) has not improved for `patience`
 epochs, training stops; the best epoch's state is kept in `workdir/best` and
-is what `train` returns.
+is what `train` returns; cpu_convolutions ("auto", "ynnpack" or "eigen":
+the library XLA:CPU runs the step's convolutions on, `cvae_jax.backends`).
 """
 
 import functools
@@ -58,7 +59,7 @@ import optax
 
 from cvae_jax.errors import (ConfigError, Interrupted,
                              TrainingDivergedError, require_positive_ints)
-from cvae_jax import schedules, sharding
+from cvae_jax import backends, schedules, sharding
 from cvae_jax.training import hooks as hooks_lib
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.hooks import Progress
@@ -123,6 +124,7 @@ def validate_trainer_config(config: ml_collections.ConfigDict,
   optimizers.from_config(config, total_steps=1)
   schedules.kl_weight(config)  # The task's loss reads it; checked here for all.
   compute_dtype(config)
+  backends.convolution_library(config)
 
 
 # Mixed precision: the names `compute_dtype` may take.
@@ -222,7 +224,8 @@ RunChunk = Callable[[TrainState, int, int, int], tuple[TrainState, dict]]
 
 
 def _in_memory_runner(step_fn, data: InMemoryData, batch_size: int,
-                      mesh: jax.sharding.Mesh, data_rng: jax.Array) -> RunChunk:
+                      mesh: jax.sharding.Mesh, data_rng: jax.Array,
+                      compiler_options: dict | None = None) -> RunChunk:
   """run_chunk(state, epoch, start, num_steps): steps start..start+num_steps-1
   of `epoch` in one dispatch, batches gathered on device by a permutation."""
   replicated = sharding.replicated(mesh)
@@ -235,7 +238,7 @@ def _in_memory_runner(step_fn, data: InMemoryData, batch_size: int,
                                   data.num_examples)
 
   @functools.partial(jax.jit, static_argnums=4, donate_argnums=0,
-                     out_shardings=replicated)
+                     out_shardings=replicated, compiler_options=compiler_options)
   def run(state, arrays, permutation, start, num_steps):
     def body(state, i):
       indices = jax.lax.dynamic_slice(
@@ -258,13 +261,15 @@ def _in_memory_runner(step_fn, data: InMemoryData, batch_size: int,
 
 
 def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
-                      mesh: jax.sharding.Mesh, data_rng: jax.Array) -> RunChunk:
+                      mesh: jax.sharding.Mesh, data_rng: jax.Array,
+                      compiler_options: dict | None = None) -> RunChunk:
   """run_chunk as `_in_memory_runner`, from host batches stacked per dispatch."""
   stacked_sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
 
   @functools.partial(jax.jit, donate_argnums=0,
-                     out_shardings=sharding.replicated(mesh))
+                     out_shardings=sharding.replicated(mesh),
+                     compiler_options=compiler_options)
   def run(state, batches):
     if len(jax.tree.leaves(batches)[0]) == 1:
       return _one_step_without_loop(
@@ -377,7 +382,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
 
   make_runner = (_in_memory_runner if isinstance(train_data, InMemoryData)
                  else _streaming_runner)
-  run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng)
+  run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng,
+                          backends.compiler_options(config))
 
   log_mode = config.get("log_metrics", "mean")
   log = hooks_lib.LogLines(report, report_eval, config.log_every_steps, total_steps,
