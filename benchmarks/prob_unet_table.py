@@ -22,6 +22,7 @@ import numpy as np
 
 from benchmarks import harness
 from cvae_jax.tasks import prob_unet
+from cvae_jax.training import hooks
 from train.configs import prob_unet as prob_unet_config
 
 _TABLE = harness.define_table_flags(
@@ -61,11 +62,12 @@ def run_row(model: str, recorded: dict | None) -> dict:
   results, spent = harness.timed_run(prob_unet.train_and_evaluate,
                                      make_config(model), workdir, LABELS[model])
   config = results["config"]
+  trained = max([results["steps"]] + [s["to_step"] for s in hooks.read_history(workdir)])
   return {"model": model, "test": results["test"],
           "best_epoch": results["best_epoch"],
           "selected_by": results.get("best_metric", "validation_loss"),
-          "max_epochs": config["num_epochs"], "steps": results["steps"],
-          "epochs_trained": results["steps"] // steps_per_epoch(config),
+          "max_epochs": config["num_epochs"], "steps": trained,
+          "epochs_trained": trained // steps_per_epoch(config),
           "num_test_images": results["num_test_images"],
           "ged_samples": config["eval"]["ged_samples"],
           "hungarian_samples": config["eval"]["hungarian_samples"],

@@ -335,6 +335,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
     values = {k: float(np.mean(v)) for k, v in values.items()}
     figures.update(values)
     by_evaluator[evaluator.name] = list(values)
+  history = hooks.read_history(workdir)
   results = {
       **task.header(config, test),
       "test": figures,
@@ -343,7 +344,9 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
       "eval_seconds": {k: v for k, v in seconds.items() if by_evaluator.get(k)},
       "figures_by_evaluator": by_evaluator,
       **results_file.run_fields(workdir, config, int(state.step), train_seconds),
-      "history": hooks.read_history(workdir),
+      "history": history,
+      # "steps" is the evaluated (best) state's step; this, all steps trained.
+      "steps_trained": max([int(state.step)] + [s["to_step"] for s in history]),
   }
   results_file.write_results(workdir, results)
   print(summary_line(task, results, workdir), flush=True)

@@ -352,19 +352,23 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
   """config.cpu_convolutions reaches the train step's compilation (a bad
   value of the option it sets fails there) and the two libraries train a
   conv net to the same parameters (float rounding apart)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from cvae_jax import backends  # pylint: disable=g-import-not-at-top
-  from cvae_jax.tasks import prob_unet  # pylint: disable=g-import-not-at-top
-  from tests import test_prob_unet  # pylint: disable=g-import-not-at-top
-  config = test_prob_unet.tiny_config(image_size=16, early_stopping_metric="")
-  model = prob_unet.make_model(config)
-  example = prob_unet.objective_batch(jnp.zeros((1, 16, 16, 1)), jnp.zeros((1, 16, 16)))
-  init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  data = InMemoryData(test_prob_unet._arrays(16))  # pylint: disable=protected-access
+  net = nn.Sequential([nn.Conv(4, (3, 3)), nn.relu, nn.Conv(1, (3, 3), strides=2)])
+  init_fn = lambda rng: net.init(rng, jnp.zeros((1, 8, 8, 1)))
+
+  def loss_fn(params, batch, rng):
+    del rng
+    return jnp.mean((net.apply(params, batch["image"]) - batch["target"]) ** 2), {}
+
+  rng = np.random.default_rng(0)
+  data = InMemoryData({"image": rng.random((16, 8, 8, 1), np.float32),
+                       "target": rng.random((16, 4, 4, 1), np.float32)})
+  config = _config(num_epochs=1)
   states = {}
   for library in ("ynnpack", "eigen"):
     config.cpu_convolutions = library
-    states[library] = trainer.train(config, tmp_path / library, init_fn,
-                                    prob_unet.make_loss_fn(config, model), data,
+    states[library] = trainer.train(config, tmp_path / library, init_fn, loss_fn, data,
                                     report=lambda *_: None)
   chex.assert_trees_all_close(states["ynnpack"].params, states["eigen"].params,
                               atol=1e-5, rtol=1e-5)
@@ -375,8 +379,7 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
   monkeypatch.setattr(backends, "compiler_options", lambda config: {
       "xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
   with pytest.raises(Exception, match="NOT_A_FUSION_TYPE"):
-    trainer.train(config, tmp_path / "bad", init_fn, prob_unet.make_loss_fn(config, model),
-                  data, report=lambda *_: None)
+    trainer.train(config, tmp_path / "bad", init_fn, loss_fn, data, report=lambda *_: None)
 
 
 def test_an_unknown_convolution_library_is_a_config_error(tmp_path):
