@@ -503,3 +503,32 @@ class ModeCalibrationTest(chex.TestCase):
     reversed_draws = candidates[rng.choice(6, (1, 10_000), p=pi[::-1])]
     assert float(metrics.total_variation(
         metrics.mode_frequencies(reversed_draws, candidates[None]), truth)[0]) > 0.2
+
+
+def test_every_sample_metric_reads_batch_then_samples():
+  """Every metric of a set of masks takes [batch, S, H, W] (graders [batch,
+  G, H, W]) and gives one value per image, the image's own: checked with
+  batch = S = G, where reading the axes the other way round would pass any
+  shape check but give other values."""
+  rng = np.random.default_rng(5)
+  samples, graders = rng.random((2, 3, 3, 6, 6)) > 0.6  # batch = S = G = 3
+  candidates = rng.random((3, 3, 6, 6)) > 0.5
+  per_set = {
+      "ged": lambda s, g, c: metrics.generalized_energy_distance(s, g).ged,
+      "hungarian": lambda s, g, c: metrics.hungarian_matched_iou(s, g),
+      "best_of": lambda s, g, c: metrics.best_of_samples_iou(s, g[..., 0, :, :]),
+      "ece": lambda s, g, c: metrics.expected_calibration_error(s, g),
+      "ncc": lambda s, g, c: metrics.variance_ncc(s, g),
+      "modes": lambda s, g, c: metrics.mode_frequencies(s, c, threshold=0.3),
+      "floor": lambda s, g, c: metrics.expected_ged_of_distribution(
+          c, np.full(c.shape[:-2], 1 / 3), g, 4).ged,
+  }
+  for name, fn in per_set.items():
+    batched = np.asarray(fn(samples, graders, candidates))
+    assert batched.shape[0] == 3, name
+    one_by_one = np.stack([np.asarray(fn(samples[i], graders[i], candidates[i]))
+                           for i in range(3)])
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-5, err_msg=name)
+    swapped = np.asarray(fn(np.swapaxes(samples, 0, 1), np.swapaxes(graders, 0, 1),
+                            candidates))
+    assert not np.allclose(swapped, batched), name  # The axes matter.
