@@ -57,6 +57,8 @@ _JAX_VARIANTS = flags.DEFINE_list(
     "jax_variants", [], "Diagnostic variants timed beside the plain jax step: "
     "jax_no_ynn_conv (see the docstring).")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+_EVAL_SAMPLES = flags.DEFINE_integer(
+    "eval_samples", 100, "S of the evaluation timing (0: no evaluation timing).")
 
 _CONFIG_MODULES = {"lidc": lidc_config, "offline": offline_config}
 _DEFAULT_STEPS = {"lidc": 2, "offline": 10}
@@ -144,6 +146,75 @@ def check_same_model(config, params, torch_model, arrays) -> dict:
   }
 
 
+def torch_ged(torch_model, images, masks, noise):
+  """The PyTorch side of the evaluation timing: [B] GED of S samples z ~
+  p(z | x) (noise [S, B, latent]) against the graders' masks [B, G, H, W],
+  d = 1 - IoU as `metrics.pairwise_distances` (masks as float matmuls)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  num_samples, batch = noise.shape[:2]
+  features = torch_model.unet(images)
+  p_mean, p_log_var = torch_model.prior_net(images)
+  z = (p_mean + torch.exp(0.5 * p_log_var) * noise).reshape(num_samples * batch, -1)
+  logits = torch_model.combine(z, features.repeat(num_samples, 1, 1, 1))
+  samples = (logits > 0).float().reshape(num_samples, batch, -1).transpose(0, 1)
+  graders = masks.reshape(batch, masks.shape[1], -1)
+
+  def distances(a, b):
+    intersection = a @ b.transpose(1, 2)
+    union = a.sum(-1)[:, :, None] + b.sum(-1)[:, None, :] - intersection
+    return torch.where(union == 0, 0.0, 1.0 - intersection / union.clamp(min=1.0))
+  return (2 * distances(samples, graders).mean((1, 2))
+          - distances(samples, samples).mean((1, 2))
+          - distances(graders, graders).mean((1, 2)))
+
+
+def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
+  """Samples/s of z ~ p(z | x) -> masks -> GED against the 4 graders for a
+  batch of eval.batch_size images, JAX (jitted, the task's `sample_logits`
+  and `metrics`) beside PyTorch at 1 and 2 threads (no_grad, the same
+  weights; the z draws differ). Fresh weights: the step timing donated
+  `params`' buffers."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+  from cvae_jax import metrics  # pylint: disable=g-import-not-at-top
+  model = prob_unet.make_model(config)
+  params = init_params(config, model)
+  batch = config.eval.batch_size
+  images, masks = arrays["image"][:batch], arrays["masks"][:batch]
+  jimages, jmasks = jnp.asarray(images), jnp.asarray(masks)
+
+  @jax.jit
+  def jax_ged(params, rng):
+    logits = prob_unet.sample_logits(config, model, params, jimages, rng, num_samples)
+    samples = jnp.moveaxis(logits > 0, 0, 1).reshape(batch, num_samples,
+                                                     *masks.shape[-2:])
+    return metrics.generalized_energy_distance(samples, jmasks > 0.5).ged
+
+  pytorch_prob_unet.load_flax_params(torch_model, params)
+  timages = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+  tmasks = torch.from_numpy(masks)
+  noise = torch.randn(num_samples, batch, config.network.latent_size)
+  rng = jax.random.PRNGKey(2)
+  runners = {"jax": lambda: jax.block_until_ready(jax_ged(params, rng))}
+  for threads in map(int, _TORCH_THREADS.value):
+    def run(threads=threads):
+      torch.set_num_threads(threads)
+      with torch.no_grad():
+        return torch_ged(torch_model, timages, tmasks, noise)
+    runners[f"torch_{threads}_threads"] = run
+  best = {}
+  for name, run in runners.items():
+    run()  # Compile / warm up.
+  for _ in range(_REPEATS.value):
+    for name, run in runners.items():
+      start = time.perf_counter()
+      run()
+      best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+  return {"images": batch, "samples_per_image": num_samples,
+          "seconds": best,
+          "samples_per_s": {k: batch * num_samples / v for k, v in best.items()}}
+
+
 def _jax_runner(config, arrays, compiler_options=None):
   """(params, compile seconds, run(num_steps) -> seconds per step)."""
   model = prob_unet.make_model(config)
@@ -193,7 +264,14 @@ def _time_config(name: str, num_steps: int) -> dict:
   runners.update(torch_runners)
   best = speed_harness.interleaved_best(runners, num_steps, _REPEATS.value)
   b = config.batch_size
+  evaluation = None
+  if _EVAL_SAMPLES.value and torch_runners:
+    evaluation = _time_evaluation(config, model, arrays, _EVAL_SAMPLES.value)
+    print("  evaluation (z ~ p(z|x) -> masks -> GED): " + ", ".join(
+        f"{k} {v:,.0f} samples/s" for k, v in evaluation["samples_per_s"].items()),
+          flush=True)
   return {
+      "evaluation": evaluation,
       "image_size": config.image_size, "channels": tuple(config.network.channels),
       "batch_size": b, "graders": _GRADERS,
       "parameters": {"jax": jax_params, "torch": torch_params},

@@ -101,11 +101,29 @@ def rows(parts: dict) -> list[dict]:
   return records
 
 
+def evaluation_rows(parts: dict) -> list[dict]:
+  """Evaluation throughput where a part measured it (samples/s of
+  z ~ p(z|x) -> masks -> GED)."""
+  records = []
+  for config, result in parts["prob_unet"].items():
+    if isinstance(result, dict) and result.get("evaluation"):
+      e = result["evaluation"]
+      rate = e["samples_per_s"]
+      records.append({"example": "Probabilistic U-Net",
+                      "config": f"{config}, {result['image_size']}x{result['image_size']}",
+                      "images": e["images"], "samples": e["samples_per_image"],
+                      "jax": rate["jax"], "torch_1": rate.get("torch_1_threads"),
+                      "torch_2": rate.get("torch_2_threads")})
+  for r in records:
+    r["ratio"] = r["jax"] / max(r["torch_1"] or 0, r["torch_2"] or 0)
+  return records
+
+
 def _shown(seconds: float, unit: str) -> str:
   return f"{seconds:.2f} s" if unit == "s/epoch" else f"{1e3 * seconds:,.1f} ms"
 
 
-def markdown(records: list[dict], info: dict) -> str:
+def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
   lines = ["| example | config | JAX (default settings) | PyTorch, 1 thread | "
            "PyTorch, 2 threads | PyTorch's best / JAX | goal | reached |",
            "|---|---|---|---|---|---|---|---|"]
@@ -115,6 +133,13 @@ def markdown(records: list[dict], info: dict) -> str:
         f"{_shown(r['torch_1'], r['unit'])} | {_shown(r['torch_2'], r['unit'])} | "
         f"{r['ratio']:.2f}x | {r['goal']:.2f}x | "
         f"{'yes' if r['ratio'] >= r['goal'] else 'no'} |")
+  if evaluations:
+    lines += ["", "| evaluation | config | JAX samples/s | PyTorch, 1 thread | "
+              "PyTorch, 2 threads | JAX / PyTorch's best |", "|---|---|---|---|---|---|"]
+    for r in evaluations:
+      lines.append(f"| {r['example']}: {r['samples']} samples x {r['images']} images "
+                   f"-> masks -> GED | {r['config']} | {r['jax']:,.0f} | "
+                   f"{r['torch_1']:,.0f} | {r['torch_2']:,.0f} | {r['ratio']:.2f}x |")
   return ("\n".join(lines) + f"\n\n{info['date']}, jax {info['jax']}, torch "
           f"{info['torch']}, {info['cpu_count']} cores, load average "
           f"{info['load_before']:.1f} before, {info['load_after']:.1f} after; "
@@ -134,11 +159,12 @@ def main(argv):
           "torch": torch.__version__, "cpu_count": os.cpu_count(),
           "load_before": load_before, "load_after": os.getloadavg()[0],
           "wall_minutes": (time.time() - start) / 60, "quick": _QUICK.value}
-  records = rows(parts)
-  output.write_text(markdown(records, info))
+  records, evaluations = rows(parts), evaluation_rows(parts)
+  output.write_text(markdown(records, evaluations, info))
   output.with_suffix(".json").write_text(json.dumps(
-      {"info": info, "rows": records, "parts": parts}, indent=2) + "\n")
-  print(markdown(records, info))
+      {"info": info, "rows": records, "evaluation_rows": evaluations,
+       "parts": parts}, indent=2) + "\n")
+  print(markdown(records, evaluations, info))
 
 
 if __name__ == "__main__":
