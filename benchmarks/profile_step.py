@@ -11,10 +11,10 @@ the trainer compiles it, `cvae_jax.backends`):
     optimiser = step - (f + b);
   * every convolution of the forward + backward jaxpr, each timed alone as
     its own jitted op on inputs of its shapes, under YNNPACK and Eigen
-    (`backends`), with XLA's FLOP count: by direction (forward, input
-    gradient, weight gradient: a convolution whose inputs are a forward
-    one's is forward, one whose output has a kernel's shape is a weight
-    gradient, the rest are input gradients) and map size;
+    (`backends`), with XLA's FLOP count: by direction (forward: the same
+    shapes and parameters as a convolution of the forward jaxpr; weight
+    gradient: an output of a kernel's shape; the rest: input gradients) and
+    map size;
   * the rest of the step (pooling, resizing, elementwise, reductions,
     matmuls, the optimiser) = the step - its convolutions, as timed alone
     under the step's own library;
@@ -144,16 +144,15 @@ def _signature(eqn) -> tuple:
 def conv_records(forward_jaxpr, full_jaxpr) -> list[dict]:
   """One record per distinct convolution of the step (with its count):
   direction, shapes and the equation to time."""
-  forward = {tuple(tuple(v.aval.shape) for v in e.invars)
-             for e in convolutions(forward_jaxpr)}
+  forward = {_signature(e) for e in convolutions(forward_jaxpr)}
   kernels = {tuple(e.invars[1].aval.shape) for e in convolutions(forward_jaxpr)}
   records = collections.OrderedDict()
   for eqn in convolutions(full_jaxpr):
-    key = _signature(eqn)
+    key = _signature(eqn)  # Shapes and parameters (dimension numbers, dilation).
     if key not in records:
       inputs = tuple(tuple(v.aval.shape) for v in eqn.invars)
       out = tuple(eqn.outvars[0].aval.shape)
-      direction = ("forward" if inputs in forward else
+      direction = ("forward" if key in forward else
                    "weight gradient" if out in kernels else "input gradient")
       records[key] = {"eqn": eqn, "count": 0, "direction": direction,
                       "inputs": inputs, "output": out}
