@@ -99,7 +99,7 @@ def _torch_runner(config, threads: int, arrays: dict):
 
 
 def time_steps(config, num_steps: int, repeats: int, torch_threads) -> dict:
-  from benchmarks import pytorch_bbox  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_bbox, pytorch_common  # pylint: disable=g-import-not-at-top
   arrays = pytorch_bbox.random_arrays(config)
   model = bbox.make_model(config)
   params = init_params(config, model)
@@ -110,7 +110,6 @@ def time_steps(config, num_steps: int, repeats: int, torch_threads) -> dict:
   jax_params = sum(x.size for x in jax.tree.leaves(params))
   torch_params = difference = None
   for threads in torch_threads:
-    from benchmarks import pytorch_bbox, pytorch_common  # pylint: disable=g-import-not-at-top,reimported
     torch_model, runners[f"torch_{threads}_threads"] = _torch_runner(
         config, threads, arrays)
     torch_params = pytorch_common.num_params(torch_model)
