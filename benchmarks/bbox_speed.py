@@ -17,72 +17,20 @@ Runners are interleaved (`speed_harness.interleaved_best`); each figure is
 the best of `--repeats` rounds of `--steps` steps after a warm-up step.
 """
 
-import functools
 import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from benchmarks import speed_harness
+from benchmarks.pytorch_bbox import check_same_model, get_config, init_params, task_arrays
 from cvae_jax.tasks import bbox
-from train.configs import bbox as bbox_config
 
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per round.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the best one counts.")
 _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "2"],
                                    "torch.set_num_threads values; [] skips torch.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
-
-
-def get_config():
-  config = bbox_config.get_config()
-  config.model, config.condition = "cvae", "image"
-  return config
-
-
-def task_arrays(arrays: dict) -> dict:
-  """The box task's arrays with one (valid) box per canvas."""
-  batch = len(arrays["boxes"])
-  return {"image": arrays["image"], "boxes": arrays["boxes"][:, None],
-          "labels": np.zeros((batch, 1), np.int32),
-          "query": np.zeros(batch, np.int32)}
-
-
-def init_params(config, model):
-  condition = {"image": jnp.zeros((1, config.image_size, config.image_size, 1)),
-               "class": jnp.zeros((1,), jnp.int32)}
-  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), condition)
-
-
-def check_same_model(config, params, torch_model, arrays) -> float:
-  """The largest relative difference between the flax model's per-box -ELBO
-  and the PyTorch model's, given the flax weights and the same z noise.
-  Loads `params` into `torch_model`."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_bbox  # pylint: disable=g-import-not-at-top
-  from cvae_jax import distributions  # pylint: disable=g-import-not-at-top
-  model = bbox.make_model(config)
-  pytorch_bbox.load_flax_params(torch_model, params)
-  condition = {"image": jnp.asarray(arrays["image"]),
-               "class": jnp.zeros(len(arrays["boxes"]), jnp.int32)}
-
-  def per_box(module, condition, target, noise):
-    posterior = module.recognition(target, condition)
-    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
-    nll = -module.generation(z, condition).log_prob(target)
-    return nll + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
-
-  noise = np.random.default_rng(1).standard_normal(
-      (len(arrays["boxes"]), config.network.latent), np.float32)
-  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_box))(
-      params, condition, jnp.asarray(arrays["boxes"]), jnp.asarray(noise)))
-  with torch.no_grad():
-    torch_loss = torch_model(torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
-                             torch.from_numpy(arrays["boxes"]),
-                             torch.from_numpy(noise)).numpy()
-  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
 
 
 def _torch_runner(config, threads: int, arrays: dict):

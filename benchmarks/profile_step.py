@@ -85,19 +85,19 @@ def setup(name: str):
     torch_batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
                    torch.from_numpy(arrays["masks"]))
   elif name == "bbox":
-    from benchmarks import bbox_speed, pytorch_bbox
+    from benchmarks import pytorch_bbox
     from cvae_jax.tasks import bbox
-    config = bbox_speed.get_config()
+    config = pytorch_bbox.get_config()
     model = bbox.make_model(config)
     raw = pytorch_bbox.random_arrays(config)
-    arrays = bbox_speed.task_arrays(raw)
-    params = bbox_speed.init_params(config, model)
+    arrays = pytorch_bbox.task_arrays(raw)
+    params = pytorch_bbox.init_params(config, model)
     loss_fn = bbox.make_loss_fn(config, model)
     torch_step = lambda: pytorch_bbox.make_train_step(config)
     torch_batch = (torch.from_numpy(raw["image"]).permute(0, 3, 1, 2).contiguous(),
                    torch.from_numpy(raw["boxes"]))
   else:
-    raise app.UsageError(f"--models: unknown model {name!r}")
+    raise app.UsageError(f"--profile_models: unknown model {name!r}")
   return config, params, loss_fn, arrays, torch_step, torch_batch
 
 

@@ -14,12 +14,15 @@ unused log-variance layer kept so that the parameter counts are equal) and
 the same training loss per box: -log N(y; mean, box_std^2) summed over the 4
 coordinates + the analytic KL(q || p), one z ~ q; Adam. The encoder's map is
 flattened in flax's (H, W, C) order so that `load_flax_params` gives the same
-function. `bbox_speed` times it beside the JAX step.
+function (`check_same_model`). `bbox_speed` times it beside the JAX step.
 """
 
+import functools
 import math
 
 from absl import app, flags
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +30,9 @@ import torch.nn.functional as F
 
 from benchmarks import pytorch_common
 from benchmarks.pytorch_segmentation import ConvEncoder
+from cvae_jax import distributions
+from cvae_jax.tasks import bbox
+from train.configs import bbox as bbox_config
 
 BOX_SIZE = 4
 
@@ -124,12 +130,59 @@ def random_arrays(config, seed: int = 0) -> dict[str, np.ndarray]:
           "boxes": rng.uniform(0.1, 0.9, (b, BOX_SIZE)).astype(np.float32)}
 
 
+def get_config():
+  """train/configs/bbox.py with model=cvae, condition=image."""
+  config = bbox_config.get_config()
+  config.model, config.condition = "cvae", "image"
+  return config
+
+
+def task_arrays(arrays: dict) -> dict:
+  """The box task's arrays with one (valid) box per canvas."""
+  batch = len(arrays["boxes"])
+  return {"image": arrays["image"], "boxes": arrays["boxes"][:, None],
+          "labels": np.zeros((batch, 1), np.int32),
+          "query": np.zeros(batch, np.int32)}
+
+
+def init_params(config, model):
+  """The flax BoxCVAE's initial weights for config's image size."""
+  condition = {"image": jnp.zeros((1, config.image_size, config.image_size, 1)),
+               "class": jnp.zeros((1,), jnp.int32)}
+  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), condition)
+
+
+def check_same_model(config, params, torch_model, arrays) -> float:
+  """The largest relative difference between the flax model's per-box -ELBO
+  and the PyTorch model's, given the flax weights and the same z noise.
+  Loads `params` into `torch_model`."""
+  model = bbox.make_model(config)
+  load_flax_params(torch_model, params)
+  condition = {"image": jnp.asarray(arrays["image"]),
+               "class": jnp.zeros(len(arrays["boxes"]), jnp.int32)}
+
+  def per_box(module, condition, target, noise):
+    posterior = module.recognition(target, condition)
+    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
+    nll = -module.generation(z, condition).log_prob(target)
+    return nll + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
+
+  noise = np.random.default_rng(1).standard_normal(
+      (len(arrays["boxes"]), config.network.latent), np.float32)
+  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_box))(
+      params, condition, jnp.asarray(arrays["boxes"]), jnp.asarray(noise)))
+  with torch.no_grad():
+    torch_loss = torch_model(torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
+                             torch.from_numpy(arrays["boxes"]),
+                             torch.from_numpy(noise)).numpy()
+  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
+
+
 def main(argv):
   del argv
   args = flags.FLAGS
   torch.set_num_threads(args.threads)
-  from train.configs import bbox  # pylint: disable=g-import-not-at-top
-  config = bbox.get_config()
+  config = get_config()
   model, step = make_train_step(config)
   arrays = random_arrays(config)
   batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
