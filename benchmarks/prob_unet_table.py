@@ -201,7 +201,8 @@ def mode_table(records: list[dict]) -> list[str]:
   names = [k[len(prefix):] for k in truth if k.startswith(prefix)]
   lines = _header(["candidate", "true"] + [LABELS[r["model"]] for r in records])
   for name in names:
-    lines.append(_row([name.replace("_", " "), f"{truth[prefix + name]:.3f}"]
+    shown = "unmatched" if name == "none" else name.replace("_", " ")  # (older runs' key)
+    lines.append(_row([shown, f"{truth[prefix + name]:.3f}"]
                       + [_value(r["test"], f"mode_frequency_{name}") for r in records]))
   return lines
 
