@@ -23,6 +23,7 @@ import numpy as np
 from benchmarks import harness
 from cvae_jax.tasks import prob_unet
 from cvae_jax.training import hooks
+from cvae_jax.training import results as results_file
 from train.configs import prob_unet as prob_unet_config
 
 _TABLE = harness.define_table_flags(
@@ -65,7 +66,7 @@ def run_row(model: str, recorded: dict | None) -> dict:
   trained = max([results["steps"]] + [s["to_step"] for s in hooks.read_history(workdir)])
   return {"model": model, "test": results["test"],
           "best_epoch": results["best_epoch"],
-          "selected_by": results.get("best_metric", "validation_loss"),
+          "selected_by": results_file.best_epoch(workdir)["metric"],
           "max_epochs": config["num_epochs"], "steps": trained,
           "epochs_trained": trained // steps_per_epoch(config),
           "num_test_images": results["num_test_images"],
