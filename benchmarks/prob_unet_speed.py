@@ -170,7 +170,7 @@ def torch_ged(torch_model, images, masks, noise):
 
 def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   """Samples/s of z ~ p(z | x) -> masks -> GED against the 4 graders for a
-  batch of eval.batch_size images, JAX (jitted, the task's `sample_logits`
+  batch of eval.batch_size images (4 above 64x64, for memory), JAX (jitted, the task's `sample_logits`
   and `metrics`) beside PyTorch at 1 and 2 threads (no_grad, the same
   weights; the z draws differ). Fresh weights: the step timing donated
   `params`' buffers."""
@@ -179,7 +179,8 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   from cvae_jax import metrics  # pylint: disable=g-import-not-at-top
   model = prob_unet.make_model(config)
   params = init_params(config, model)
-  batch = config.eval.batch_size
+  # S x batch maps of the fcomb's width: ~20 GB at 128x128 with 20 images.
+  batch = config.eval.batch_size if config.image_size <= 64 else 4
   images, masks = arrays["image"][:batch], arrays["masks"][:batch]
   jimages, jmasks = jnp.asarray(images), jnp.asarray(masks)
 
