@@ -240,6 +240,14 @@ def cvae_negative_log_likelihood(model, params, images: jax.Array, masks: jax.Ar
       features=features) for i, g in enumerate(jnp.moveaxis(masks, 1, 0))]).mean(0)
 
 
+def true_negative_log_likelihood(candidates, probabilities, masks) -> jax.Array:
+  """[B] the known grader distribution's exact -log p(y_g | x) in nats, mean
+  over the graders' masks [B, G, H, W]: -log of the mass of the candidates
+  [B, K, H, W] (probabilities [B, K]) equal to y_g."""
+  same = jnp.all(candidates[:, None] == (masks > 0.5)[:, :, None], axis=(-2, -1))
+  return -jnp.log(jnp.sum(same * probabilities[:, None], -1)).mean(-1)  # [B, G, K] -> [B]
+
+
 def _as_masks(logits: jax.Array, size: int) -> jax.Array:
   return (logits > 0).reshape(*logits.shape[:-1], size, size)
 
@@ -324,11 +332,9 @@ def own_evaluators(config, model) -> dict:
       nll = cvae_negative_log_likelihood(model, params, images, arrays["masks"], rng,
                                          ev.num_samples, ev.chunk_size, features)
     columns = [ce.mean(0), nll]
-    if ideal:  # The true distribution's -log p(y | x): y's candidates' mass.
-      same = jnp.all(arrays["candidates"][:, None] == (arrays["masks"] > 0.5)[:, :, None],
-                     axis=(-2, -1))  # [B, G, K]
-      columns.append(-jnp.log(jnp.sum(same * arrays["probabilities"][:, None], -1)
-                              ).mean(-1))
+    if ideal:
+      columns.append(true_negative_log_likelihood(
+          arrays["candidates"], arrays["probabilities"], arrays["masks"]))
     return jnp.stack(columns, -1)
 
   def arrays_of(test):
@@ -522,9 +528,8 @@ def epoch_evaluation(config, model, splits, rng):
     targets["validation_floor_ged"] = float(np.mean(metrics.expected_ged_of_distribution(
         candidates, validation["probabilities"][:count], graders,
         ev.validation_samples).ged))
-    same = np.all(candidates[:, None] == graders[:, :, None], axis=(-2, -1))
-    targets["validation_ideal_nll"] = float(np.mean(-np.log(np.sum(
-        same * validation["probabilities"][:count, None], -1))))
+    targets["validation_ideal_nll"] = float(np.mean(true_negative_log_likelihood(
+        candidates, validation["probabilities"][:count], graders)))
 
   def evaluate(state, epoch: int) -> dict[str, float]:
     values = evaluation.map_dict_over_batches(
