@@ -8,7 +8,8 @@ Per model (the speed scripts' configs and random batches; JAX compiled as
 the trainer compiles it, `cvae_jax.backends`):
   * phases: forward (the loss), forward + backward (`jax.value_and_grad`),
     the whole train step (Adam included): backward = (f + b) - f,
-    optimiser = step - (f + b);
+    optimiser = step - (f + b), beside Adam's update timed alone (what is
+    above it is the cost of compiling the update into the step);
   * every convolution of the forward + backward jaxpr, each timed alone as
     its own jitted op on inputs of its shapes, under YNNPACK and Eigen
     (`backends`), with XLA's FLOP count: by direction (forward: the same
@@ -38,6 +39,7 @@ from jax.extend import core as jax_core
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from cvae_jax import backends
 from benchmarks import speed_harness
@@ -229,6 +231,11 @@ def profile(name: str, repeats: int, calls: int) -> dict:
                  compiler_options=options)
   f = best_seconds(lambda: forward(params, arrays), repeats, calls)
   fb = best_seconds(lambda: both(params, arrays), repeats, calls)
+  optimizer = optax.adam(config.learning_rate)
+  opt_state = optimizer.init(params)
+  grads = both(params, arrays)[1]
+  update = jax.jit(optimizer.update, compiler_options=options)
+  adam = best_seconds(lambda: update(grads, opt_state, params), repeats, calls)
   _, run = speed_harness.jax_step_runner(config, jax.tree.map(jnp.copy, params),
                                          loss_fn, arrays)
   run(1)
@@ -259,6 +266,7 @@ def profile(name: str, repeats: int, calls: int) -> dict:
   return {"model": name, "image_size": config.image_size,
           "batch_size": config.batch_size, "library": library,
           "forward_s": f, "backward_s": fb - f, "optimiser_s": step - fb,
+          "adam_alone_s": adam,
           "step_s": step, "convolutions_s": in_step,
           "rest_s": step - in_step, "floor_s": step - in_step + best,
           "convolution_flops": sum(c["count"] * c["flops"] for c in convs),
@@ -271,7 +279,8 @@ def print_profile(p: dict) -> None:
   print(f"\n{p['model']} ({p['image_size']}x{p['image_size']}, batch "
         f"{p['batch_size']}, convolutions on {p['library']}): step {ms(p['step_s'])} ms "
         f"= forward {ms(p['forward_s'])} + backward {ms(p['backward_s'])} + "
-        f"optimiser {ms(p['optimiser_s'])}; convolutions alone "
+        f"optimiser {ms(p['optimiser_s'])} (Adam alone {ms(p['adam_alone_s'])}); "
+        f"convolutions alone "
         f"{ms(p['convolutions_s'])} ms ({p['convolution_flops'] / 1e9:.2f} GFLOP), "
         f"the rest {ms(p['rest_s'])} ms; floor {ms(p['floor_s'])} ms; PyTorch "
         f"(1 thread) {ms(p['torch']['step_s'])} ms")
