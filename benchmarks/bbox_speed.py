@@ -33,19 +33,6 @@ _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "2"],
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 
 
-def _torch_runner(config, threads: int, arrays: dict):
-  import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_bbox, pytorch_common  # pylint: disable=g-import-not-at-top
-  model, step = pytorch_bbox.make_train_step(config)
-  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays["boxes"]))
-
-  def run(num_steps):
-    torch.set_num_threads(threads)
-    return pytorch_common.time_steps(step, batch, num_steps)
-  return model, run
-
-
 def time_steps(config, num_steps: int, repeats: int, torch_threads) -> dict:
   from benchmarks import pytorch_bbox, pytorch_common  # pylint: disable=g-import-not-at-top
   arrays = pytorch_bbox.random_arrays(config)
@@ -58,12 +45,10 @@ def time_steps(config, num_steps: int, repeats: int, torch_threads) -> dict:
   jax_params = sum(x.size for x in jax.tree.leaves(params))
   torch_params = difference = None
   for threads in torch_threads:
-    torch_model, runners[f"torch_{threads}_threads"] = _torch_runner(
-        config, threads, arrays)
-    torch_params = pytorch_common.num_params(torch_model)
-    if torch_params != jax_params:
-      raise AssertionError(f"PyTorch model has {torch_params} parameters, flax "
-                           f"{jax_params}")
+    torch_model, runners[f"torch_{threads}_threads"] = pytorch_common.step_runner(
+        pytorch_bbox.make_train_step, config, 1, threads, arrays, target="boxes")
+    torch_params = pytorch_common.check_parameter_count("box CVAE", torch_model,
+                                                        jax_params)
     if difference is None:
       difference = check_same_model(config, params, torch_model, arrays)
       print(f"  same weights and noise: per-box losses differ by {difference:.2g} "

@@ -175,7 +175,7 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   weights; the z draws differ). Fresh weights: the step timing donated
   `params`' buffers."""
   import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_prob_unet  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
   from cvae_jax import metrics  # pylint: disable=g-import-not-at-top
   model = prob_unet.make_model(config)
   params = init_params(config, model)
@@ -196,21 +196,19 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   tmasks = torch.from_numpy(masks)
   noise = torch.randn(num_samples, batch, config.network.latent_size)
   rng = jax.random.PRNGKey(2)
-  runners = {"jax": lambda: jax.block_until_ready(jax_ged(params, rng))}
-  for threads in map(int, _TORCH_THREADS.value):
-    def run(threads=threads):
-      torch.set_num_threads(threads)
+  def timed(fn, threads=None):  # run(num_calls) -> seconds per call.
+    def run(num_calls):
+      if threads is not None:
+        torch.set_num_threads(threads)
       with torch.no_grad():
-        return torch_ged(torch_model, timages, tmasks, noise)
-    runners[f"torch_{threads}_threads"] = run
-  best = {}
-  for name, run in runners.items():
-    run()  # Compile / warm up.
-  for _ in range(_REPEATS.value):
-    for name, run in runners.items():
-      start = time.perf_counter()
-      run()
-      best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+        return pytorch_common.time_steps(fn, (), num_calls)
+    return run
+
+  runners = {"jax": timed(lambda: jax.block_until_ready(jax_ged(params, rng)))}
+  for threads in map(int, _TORCH_THREADS.value):
+    runners[f"torch_{threads}_threads"] = timed(
+        lambda: torch_ged(torch_model, timages, tmasks, noise), threads)
+  best = speed_harness.interleaved_best(runners, 1, _REPEATS.value)
   return {"images": batch, "samples_per_image": num_samples,
           "seconds": best,
           "samples_per_s": {k: batch * num_samples / v for k, v in best.items()}}
@@ -248,10 +246,7 @@ def _time_config(name: str, num_steps: int) -> dict:
     from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
     model, torch_runners[f"torch_{threads}_threads"] = _torch_runner(
         config, threads, arrays)
-    torch_params = pytorch_common.num_params(model)
-    if torch_params != jax_params:
-      raise AssertionError(f"{name}: PyTorch model has {torch_params} "
-                           f"parameters, flax {jax_params}")
+    torch_params = pytorch_common.check_parameter_count(name, model, jax_params)
     if difference is None:  # Same weights -> same function (checked once).
       difference = check_same_model(config, with_random_heads(params), model,
                                     arrays)

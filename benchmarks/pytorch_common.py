@@ -32,17 +32,26 @@ def time_steps(step, batch, num_steps: int) -> float:
 
 
 def step_runner(make_train_step, config, in_channels: int, threads: int,
-                arrays: dict):
+                arrays: dict, target: str = "masks"):
   """(model, run(num_steps) -> seconds per step) of a port's train step at
-  `threads` torch threads on the NHWC `arrays` ("image", "masks")."""
+  `threads` torch threads on the NHWC `arrays` ("image" and `target`)."""
   model, step = make_train_step(config, in_channels)
   batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays["masks"]))
+           torch.from_numpy(arrays[target]))
 
   def run(num_steps):
     torch.set_num_threads(threads)
     return time_steps(step, batch, num_steps)
   return model, run
+
+
+def check_parameter_count(name: str, model: torch.nn.Module, jax_params: int) -> int:
+  """The port's parameter count; AssertionError unless it is flax's."""
+  count = num_params(model)
+  if count != jax_params:
+    raise AssertionError(f"{name}: PyTorch model has {count} parameters, flax "
+                         f"{jax_params}")
+  return count
 
 
 def report(title: str, config, model, step, batch, steps: int, repeats: int,

@@ -147,10 +147,7 @@ def _time_config(name: str, num_steps: int) -> dict:
   for threads in map(int, _TORCH_THREADS.value):
     from benchmarks import pytorch_common  # pylint: disable=g-import-not-at-top
     model, runners[f"torch_{threads}_threads"] = _torch_runner(config, threads, arrays)
-    torch_params = pytorch_common.num_params(model)
-    if torch_params != jax_params:
-      raise AssertionError(f"{name}: PyTorch model has {torch_params} "
-                           f"parameters, flax {jax_params}")
+    torch_params = pytorch_common.check_parameter_count(name, model, jax_params)
     # The same starting weights; checks the two models compute the same loss.
     loss_difference = _check_same_model(config, params, model, arrays)
     if loss_difference > 1e-4:
