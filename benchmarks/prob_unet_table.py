@@ -63,7 +63,7 @@ def run_row(model: str, recorded: dict | None) -> dict:
   results, spent = harness.timed_run(prob_unet.train_and_evaluate,
                                      make_config(model), workdir, LABELS[model])
   config = results["config"]
-  trained = max([results["steps"]] + [s["to_step"] for s in hooks.read_history(workdir)])
+  trained = hooks.steps_trained(hooks.read_history(workdir), results["steps"])
   return {"model": model, "test": results["test"],
           "best_epoch": results["best_epoch"],
           "selected_by": results_file.best_epoch(workdir)["metric"],

@@ -346,7 +346,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
       **results_file.run_fields(workdir, config, int(state.step), train_seconds),
       "history": history,
       # "steps" is the evaluated (best) state's step; this, all steps trained.
-      "steps_trained": max([int(state.step)] + [s["to_step"] for s in history]),
+      "steps_trained": hooks.steps_trained(history, state.step),
   }
   results_file.write_results(workdir, results)
   print(summary_line(task, results, workdir), flush=True)

@@ -195,6 +195,13 @@ def read_history(workdir: Path) -> list:
   return json.loads(path.read_text()) if path.exists() else []
 
 
+def steps_trained(history: list, step: int) -> int:
+  """All steps a run trained: the last segment's end in `history`
+  (`read_history`), at least `step` (e.g. the evaluated state's, which early
+  stopping may have taken from an earlier epoch)."""
+  return max([int(step)] + [s["to_step"] for s in history])
+
+
 class LogLines(Hook):
   """Prints `report(progress, metrics)` every `log_every` steps (the
   metrics' mean since the previous line, or with `mode` "last" that step's)
