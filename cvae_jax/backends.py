@@ -2,14 +2,17 @@
 
 XLA:CPU hands convolutions to one of two libraries: YNNPACK (XLA's default
 in this jaxlib) or its older Eigen path. Measured on a 2-core x86 CPU
-(docs/speed.md): at 128 x 128 images (the Prob U-Net on LIDC, Sohn et al.'s
-CNN on CUB) YNNPACK's weight-gradient convolution is 4-6x slower than
-Eigen's and the train step 1.4-1.6x slower; at 32 x 32 (the offline Prob
-U-Net) and 64 x 64 with a strided first conv (the box CVAE) YNNPACK is
-ahead (1.2-1.3x). `config.cpu_convolutions` chooses, per run:
+(docs/speed.md, train steps of both compiled in one process and timed in
+turns): with every sub-network computed once per step, Eigen's train step is
+the faster for the Prob U-Net and Sohn et al.'s CNN at every size, by 8-12%
+at 32 x 32 and 1.4-1.6x at 128 x 128 (where YNNPACK's weight-gradient
+convolutions are 4-6x slower); the box CVAE (64 x 64, strided first conv)
+is within 5% either way, so its config keeps YNNPACK. `config.cpu_convolutions`
+chooses, per run:
 
-  "auto"     (default) Eigen when config.image_size >= AUTO_EIGEN_FROM_SIZE,
-             else YNNPACK;
+  "auto"     (default) Eigen for image models (the config has an
+             image_size), else XLA's default (the MLP models have no
+             convolutions);
   "ynnpack"  XLA's default;
   "eigen"    YNNPACK for dots only, convolutions on Eigen.
 
@@ -29,7 +32,6 @@ import jax
 from cvae_jax.errors import ConfigError
 
 CHOICES = ("auto", "ynnpack", "eigen")
-AUTO_EIGEN_FROM_SIZE = 128  # Images this wide train faster on Eigen.
 _FLAG = "xla_cpu_experimental_ynn_fusion_type"
 _EIGEN_CONVOLUTIONS = {_FLAG: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
@@ -41,8 +43,7 @@ def convolution_library(config) -> str:
     raise ConfigError(f"cpu_convolutions must be one of {', '.join(CHOICES)}, got "
                       f"{choice!r}; set --config.cpu_convolutions")
   if choice == "auto":
-    size = config.get("image_size") or 0
-    return "eigen" if size >= AUTO_EIGEN_FROM_SIZE else "ynnpack"
+    return "eigen" if config.get("image_size") else "ynnpack"
   return choice
 
 

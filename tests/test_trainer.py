@@ -372,10 +372,10 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
                                     report=lambda *_: None)
   chex.assert_trees_all_close(states["ynnpack"].params, states["eigen"].params,
                               atol=1e-5, rtol=1e-5)
-  assert backends.convolution_library(ml_collections.ConfigDict(
-      dict(cpu_convolutions="auto", image_size=128))) == "eigen"
-  assert backends.convolution_library(ml_collections.ConfigDict(
-      dict(cpu_convolutions="auto", image_size=32))) == "ynnpack"
+  auto = lambda **fields: backends.convolution_library(
+      ml_collections.ConfigDict(dict(cpu_convolutions="auto", **fields)))
+  assert auto(image_size=128) == auto(image_size=32) == "eigen"
+  assert auto() == "ynnpack"  # An MLP's config: XLA's default.
   monkeypatch.setattr(backends, "compiler_options", lambda config: {
       "xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
   with pytest.raises(Exception, match="NOT_A_FUSION_TYPE"):

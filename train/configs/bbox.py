@@ -19,6 +19,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.condition = "image"  # image | class
   config.dataset = "mnist_boxes"  # or voc/2007 (needs TFDS to download it)
   config.image_size = 64
+  # Measured per model (docs/speed.md): this net's step is within 5% on
+  # either library, YNNPACK the faster in the last interleaved run.
+  config.cpu_convolutions = "ynnpack"
   config.hybrid_alpha = 0.5  # Weight of the CVAE objective in "hybrid".
 
   config.data = ml_collections.ConfigDict(dict(
