@@ -196,17 +196,10 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   tmasks = torch.from_numpy(masks)
   noise = torch.randn(num_samples, batch, config.network.latent_size)
   rng = jax.random.PRNGKey(2)
-  def timed(fn, threads=None):  # run(num_calls) -> seconds per call.
-    def run(num_calls):
-      if threads is not None:
-        torch.set_num_threads(threads)
-      with torch.no_grad():
-        return pytorch_common.time_steps(fn, (), num_calls)
-    return run
-
-  runners = {"jax": timed(lambda: jax.block_until_ready(jax_ged(params, rng)))}
+  runners = {"jax": pytorch_common.call_runner(
+      lambda: jax.block_until_ready(jax_ged(params, rng)))}
   for threads in map(int, _TORCH_THREADS.value):
-    runners[f"torch_{threads}_threads"] = timed(
+    runners[f"torch_{threads}_threads"] = pytorch_common.call_runner(
         lambda: torch_ged(torch_model, timages, tmasks, noise), threads)
   best = speed_harness.interleaved_best(runners, 1, _REPEATS.value)
   return {"images": batch, "samples_per_image": num_samples,

@@ -15,7 +15,8 @@ the trainer compiles it, `cvae_jax.backends`):
     (`backends`), with XLA's FLOP count: by direction (forward: the same
     shapes and parameters as a convolution of the forward jaxpr; weight
     gradient: an output of a kernel's shape; the rest: input gradients) and
-    map size;
+    map size; beside each, PyTorch's op for it on the same shapes (the
+    forward conv, or one output of its backward) at 1 and 2 threads;
   * the rest of the step (pooling, resizing, elementwise, reductions,
     matmuls, the optimiser) = the step - its convolutions, as timed alone
     under the step's own library;
@@ -179,6 +180,58 @@ def time_convolution(record: dict, library: str, repeats: int, calls: int) -> di
           "flops": float(analysis.get("flops", 0.0))}
 
 
+def _forward_of(record: dict, forwards: list[dict]) -> dict | None:
+  """The forward convolution whose gradient `record` is (matched by the
+  shapes of x, the kernel and the output), or `record` itself if forward."""
+  if record["direction"] == "forward":
+    return record
+  for f in forwards:
+    (x, kernel), out = f["inputs"], f["output"]
+    if record["direction"] == "weight gradient":
+      if record["inputs"] == (x, out) and record["output"] == kernel:
+        return f
+    elif record["inputs"] == (out, kernel) and record["output"] == x:
+      return f
+  return None
+
+
+def torch_convolution_seconds(record: dict, forward: dict, threads: int,
+                              repeats: int, calls: int) -> float:
+  """Seconds of PyTorch's op for `record` alone at `threads` threads: the
+  forward conv (F.conv2d) or one output of its backward
+  (aten.convolution_backward, input or weight gradient only), on the
+  forward's shapes in NCHW, stride, dilation and groups; asymmetric "SAME"
+  padding is applied to x first."""
+  import torch  # pylint: disable=g-import-not-at-top
+  params = forward["eqn"].params
+  if (tuple(params["lhs_dilation"]) != (1, 1)
+      or params["dimension_numbers"].lhs_spec != (0, 3, 1, 2)):
+    raise ValueError(f"not an NHWC forward convolution: {params}")
+  torch.set_num_threads(threads)
+  (x_shape, k_shape), out_shape = forward["inputs"], forward["output"]
+  rng = np.random.default_rng(0)
+  x = torch.from_numpy(rng.standard_normal(x_shape, np.float32)).permute(0, 3, 1, 2)
+  w = torch.from_numpy(rng.standard_normal(k_shape, np.float32)).permute(3, 2, 0, 1)
+  g = torch.from_numpy(rng.standard_normal(out_shape, np.float32)).permute(0, 3, 1, 2)
+  (top, bottom), (left, right) = params["padding"]
+  if (top, left) != (bottom, right):
+    x = torch.nn.functional.pad(x, (left, right, top, bottom))
+    top = left = 0
+  x, w, g = x.contiguous(), w.contiguous(), g.contiguous()
+  stride, dilation = list(params["window_strides"]), list(params["rhs_dilation"])
+  groups = params["feature_group_count"]
+  if record["direction"] == "forward":
+    fn = lambda: torch.nn.functional.conv2d(x, w, None, stride, [top, left],
+                                            dilation, groups)
+  else:
+    mask = [record["direction"] == "input gradient",
+            record["direction"] == "weight gradient", False]
+    fn = lambda: torch.ops.aten.convolution_backward(
+        g, x, w, None, stride, [top, left], dilation, False, [0, 0], groups, mask)
+  with torch.no_grad():
+    return best_seconds(fn, repeats, calls)
+
+
 def _map_size(record: dict) -> int:
   """The spatial size of the convolution's largest map (H of an NHWC operand)."""
   return max(s[1] for s in (*record["inputs"], record["output"]) if len(s) == 4)
@@ -245,23 +298,29 @@ def profile(name: str, repeats: int, calls: int) -> dict:
       jax.make_jaxpr(jax.value_and_grad(lambda p, a: loss_fn(p, a, rng)[0]))(
           params, arrays).jaxpr)
   convs = []
+  forwards = [r for r in records if r["direction"] == "forward"]
   for record in records:
     times = {lib: time_convolution(record, lib, repeats, calls)
              for lib in ("ynnpack", "eigen")}
+    seconds = {lib: t["seconds"] for lib, t in times.items()}
+    forward_record = _forward_of(record, forwards)
+    for threads in (1, 2):  # None: no forward conv of these shapes found.
+      seconds[f"torch_{threads}"] = forward_record and torch_convolution_seconds(
+          record, forward_record, threads, repeats, calls)
     convs.append({"direction": record["direction"], "count": record["count"],
                   "map_size": _map_size(record), "inputs": record["inputs"],
                   "output": record["output"], "flops": times["ynnpack"]["flops"],
-                  "seconds": {lib: t["seconds"] for lib, t in times.items()}})
+                  "seconds": seconds})
+  jax_seconds = lambda c: min(c["seconds"]["ynnpack"], c["seconds"]["eigen"])
   in_step = sum(c["count"] * c["seconds"][library] for c in convs)
-  best = sum(c["count"] * min(c["seconds"].values()) for c in convs)
-  groups = collections.defaultdict(lambda: {"count": 0, "flops": 0.0,
-                                            "ynnpack": 0.0, "eigen": 0.0})
+  best = sum(c["count"] * jax_seconds(c) for c in convs)
+  groups = collections.defaultdict(lambda: collections.defaultdict(float))
   for c in convs:
     g = groups[f"{c['direction']}, {c['map_size']}x{c['map_size']}"]
     g["count"] += c["count"]
     g["flops"] += c["count"] * c["flops"]
-    for lib in ("ynnpack", "eigen"):
-      g[lib] += c["count"] * c["seconds"][lib]
+    for kind, seconds in c["seconds"].items():
+      g[kind] += c["count"] * (seconds if seconds is not None else float("nan"))
   torch_figures = torch_profile(torch_step, torch_batch, max(calls, 2))
   return {"model": name, "image_size": config.image_size,
           "batch_size": config.batch_size, "library": library,
@@ -284,12 +343,14 @@ def print_profile(p: dict) -> None:
         f"{ms(p['convolutions_s'])} ms ({p['convolution_flops'] / 1e9:.2f} GFLOP), "
         f"the rest {ms(p['rest_s'])} ms; floor {ms(p['floor_s'])} ms; PyTorch "
         f"(1 thread) {ms(p['torch']['step_s'])} ms")
-  print("| convolutions | count | GFLOP | YNNPACK ms | Eigen ms | GFLOP/s (faster) |\n"
-        "|---|---|---|---|---|---|")
+  print("| convolutions | count | GFLOP | YNNPACK ms | Eigen ms | GFLOP/s (faster) "
+        "| PyTorch 1 thread ms | PyTorch 2 threads ms | JAX faster / PyTorch 2 |\n"
+        "|---|---|---|---|---|---|---|---|---|")
   for name, g in p["groups"].items():
     faster = min(g["ynnpack"], g["eigen"])
-    print(f"| {name} | {g['count']} | {g['flops'] / 1e9:.3f} | {ms(g['ynnpack'])} | "
-          f"{ms(g['eigen'])} | {g['flops'] / faster / 1e9:.1f} |")
+    print(f"| {name} | {int(g['count'])} | {g['flops'] / 1e9:.3f} | {ms(g['ynnpack'])} | "
+          f"{ms(g['eigen'])} | {g['flops'] / faster / 1e9:.1f} | "
+          f"{ms(g['torch_1'])} | {ms(g['torch_2'])} | {faster / g['torch_2']:.2f} |")
   print("| PyTorch op kind | ms/step |\n|---|---|")
   for kind, s in sorted(p["torch"]["by_kind_s"].items(), key=lambda kv: -kv[1]):
     print(f"| {kind} | {ms(s)} |")

@@ -31,6 +31,17 @@ def time_steps(step, batch, num_steps: int) -> float:
   return (time.perf_counter() - start) / num_steps
 
 
+def call_runner(fn, threads: int | None = None):
+  """run(num_calls) -> seconds per call of fn() (no gradients recorded), at
+  `threads` torch threads (None: as they are; for a JAX function)."""
+  def run(num_calls):
+    if threads is not None:
+      torch.set_num_threads(threads)
+    with torch.no_grad():
+      return time_steps(fn, (), num_calls)
+  return run
+
+
 def step_runner(make_train_step, config, in_channels: int, threads: int,
                 arrays: dict, target: str = "masks"):
   """(model, run(num_steps) -> seconds per step) of a port's train step at

@@ -20,6 +20,8 @@ times it beside the JAX step; run alone, this prints its own images/s.
 """
 
 
+import math
+
 from absl import app
 import torch
 from torch import nn
@@ -129,31 +131,88 @@ class SegmentationCVAE(nn.Module):
                                tuple(net.decoder_kernels), height)
     self.latent_pool = net.pools[n]
 
+  def recognition(self, x, y):
+    """q(z | x, y): (mean, log variance), each [B, c, h, w]."""
+    return self.recognition_head(
+        self._encode(self.recognition_encoder, torch.cat([x, y], 1))).chunk(2, 1)
+
   def _encode(self, encoder, inputs):
     features = encoder(inputs)
     if self.latent_pool > 1:
       features = F.max_pool2d(features, self.latent_pool)
     return features
 
+  def encode(self, x):
+    """(baseline logits [B, 1, H, W], prior features): what the prior and
+    the generation net share, computed once per image."""
+    baseline_logits = self.baseline(x)
+    guess = torch.sigmoid(baseline_logits.detach())
+    return baseline_logits, self._encode(self.prior_encoder, torch.cat([x, guess], 1))
+
+  def generate(self, z, baseline_logits, prior_features):
+    """Mask logits [S * B, 1, H, W] for z [S * B, c, h, w] (S draws per image,
+    sample-major) and one image's encoding per B."""
+    repeats = z.shape[0] // baseline_logits.shape[0]
+    return baseline_logits.repeat(repeats, 1, 1, 1) + self.decoder(
+        torch.cat([z, prior_features.repeat(repeats, 1, 1, 1)], 1))
+
   def forward(self, x, y, noise=None):
     """x [B, C, H, W] images, y [B, 1, H, W] masks -> [B] nats: -ELBO with
     one z ~ q(z | x, y) (z = mean + std * noise; noise drawn when None) plus
     the baseline's -log p(y | x)."""
-    baseline_logits = self.baseline(x)
-    guess = torch.sigmoid(baseline_logits.detach())
-    prior_features = self._encode(self.prior_encoder, torch.cat([x, guess], 1))
+    baseline_logits, prior_features = self.encode(x)
     prior_mean, prior_log_var = self.prior_head(prior_features).chunk(2, 1)
-    q_mean, q_log_var = self.recognition_head(
-        self._encode(self.recognition_encoder, torch.cat([x, y], 1))).chunk(2, 1)
+    q_mean, q_log_var = self.recognition(x, y)
     noise = torch.randn_like(q_mean) if noise is None else noise
     z = q_mean + torch.exp(0.5 * q_log_var) * noise
-    logits = baseline_logits + self.decoder(torch.cat([z, prior_features], 1))
+    logits = self.generate(z, baseline_logits, prior_features)
     bce = lambda l: F.binary_cross_entropy_with_logits(
         l, y, reduction="none").sum((1, 2, 3))
     kl = 0.5 * (prior_log_var - q_log_var - 1 + (
         torch.exp(q_log_var) + (q_mean - prior_mean) ** 2)
                 / torch.exp(prior_log_var)).sum((1, 2, 3))
     return bce(logits) + kl + bce(baseline_logits)
+
+
+def _gaussian_log_density(z, mean, log_var):
+  """log N(z; mean, exp(log_var)) summed over [c, h, w]; [...] nats."""
+  return -0.5 * (log_var + (z - mean) ** 2 / torch.exp(log_var)
+                 + math.log(2 * math.pi)).sum((-3, -2, -1))
+
+
+def best_of_samples_iou(model: SegmentationCVAE, images, masks, noise):
+  """[B] best IoU over S masks from z ~ p(z | x) (z = mean + std * noise,
+  noise [S, B, c, h, w]) against masks [B, 1, H, W]; as the JAX task's
+  best-of-S evaluation (predicted mask: logit > 0; IoU 1 when both empty)."""
+  num_samples, batch = noise.shape[:2]
+  baseline_logits, features = model.encode(images)
+  mean, log_var = model.prior_head(features).chunk(2, 1)
+  z = (mean + torch.exp(0.5 * log_var) * noise).flatten(0, 1)
+  samples = (model.generate(z, baseline_logits, features) > 0).reshape(
+      num_samples, batch, -1)
+  truth = (masks > 0.5).reshape(1, batch, -1)
+  intersection = (samples & truth).sum(-1)
+  union = (samples | truth).sum(-1)
+  iou = torch.where(union == 0, 1.0, intersection / union.clamp(min=1))
+  return iou.max(0).values
+
+
+def importance_sampled_nll(model: SegmentationCVAE, images, masks, noise):
+  """[B] nats: -log (1/S) sum_s p(y | x, z_s) p(z_s | x) / q(z_s | x, y),
+  z_s ~ q(z | x, y) (noise [S, B, c, h, w]), y = masks [B, 1, H, W]; as
+  `cvae_jax.estimators.cvae_log_likelihood`."""
+  num_samples, batch = noise.shape[:2]
+  baseline_logits, features = model.encode(images)
+  p_mean, p_log_var = model.prior_head(features).chunk(2, 1)
+  q_mean, q_log_var = model.recognition(images, masks)
+  z = q_mean + torch.exp(0.5 * q_log_var) * noise  # [S, B, c, h, w]
+  logits = model.generate(z.flatten(0, 1), baseline_logits, features)
+  log_likelihood = -F.binary_cross_entropy_with_logits(
+      logits, masks.repeat(num_samples, 1, 1, 1), reduction="none").sum((1, 2, 3))
+  log_weights = (log_likelihood.reshape(num_samples, batch)
+                 + _gaussian_log_density(z, p_mean, p_log_var)
+                 - _gaussian_log_density(z, q_mean, q_log_var))
+  return -(torch.logsumexp(log_weights, 0) - math.log(num_samples))
 
 
 def load_flax_params(model: SegmentationCVAE, params) -> None:

@@ -58,6 +58,8 @@ _JAX_VARIANTS = flags.DEFINE_list(
 _LAYER_BREAKDOWN = flags.DEFINE_bool(
     "layer_breakdown", True, "Also time the CUB decoder's 48->48 conv alone.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
+_EVAL_SAMPLES = flags.DEFINE_integer(
+    "eval_samples", 100, "S of the evaluation timing (0: no evaluation timing).")
 
 _CONFIG_MODULES = {"offline": offline_config, "cub": cub_config}
 # Compiler options of the *_no_ynn_conv variants: YNNPACK fusions for dots
@@ -155,7 +157,11 @@ def _time_config(name: str, num_steps: int) -> dict:
                            f"{loss_difference:.2g} (relative)")
   best = speed_harness.interleaved_best(runners, num_steps, _REPEATS.value)
   b = config.batch_size
+  evaluation = None
+  if _EVAL_SAMPLES.value and _TORCH_THREADS.value:
+    evaluation = _time_evaluation(config, model, arrays, _EVAL_SAMPLES.value)
   return {
+      "evaluation": evaluation,
       "image_size": config.image_size, "channels": _channels(config),
       "batch_size": b,
       "parameters": {"jax": jax_params, "torch": torch_params},
@@ -163,6 +169,73 @@ def _time_config(name: str, num_steps: int) -> dict:
       "compile_s": compile_seconds,
       **speed_harness.step_figures(best, b, num_steps, _REPEATS.value),
   }
+
+
+def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
+  """Images/s of the two sampling evaluations of the task for a batch of
+  eval.batch_size test images (2 at 128x128, for memory), S = num_samples
+  each, JAX (jitted: `sampling.prior_predictive` + `metrics`, and
+  `estimators.cvae_log_likelihood`, as the evaluators call them) beside
+  PyTorch at 1 and 2 threads (`pytorch_segmentation`, no_grad, the same
+  weights; the draws differ):
+    * best_of_iou: z ~ p(z | x) -> masks -> best-of-S IoU;
+    * importance_sampled_nll: z ~ q(z | x, y) -> -log p(y | x) (Sohn et
+      al.'s (c)).
+  Also records the largest difference between the two frameworks' mean
+  figures over the batch (different draws: Monte-Carlo noise, not 0)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_common, pytorch_segmentation  # pylint: disable=g-import-not-at-top
+  from cvae_jax import estimators, metrics, sampling  # pylint: disable=g-import-not-at-top
+  model = segmentation.make_model(config)
+  batch_size = config.eval.batch_size if config.image_size <= 64 else 2
+  images, masks = arrays["image"][:batch_size], arrays["masks"][:batch_size]
+  batch = segmentation.objective_batch(config, jnp.asarray(images),
+                                       jnp.asarray(masks[:, 0]), training=False)
+  example = jax.tree.map(lambda x: x[:1], batch)
+  params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
+  size = config.image_size
+
+  @jax.jit
+  def jax_best_of(params, rng):
+    logits = sampling.prior_predictive(model, params, batch["condition"], rng,
+                                       num_samples)[0].logits
+    samples = seg_models.full_resolution(logits, size, size) > 0
+    truth = jnp.asarray(masks[:, 0] > 0.5)
+    return jnp.max(metrics.intersection_over_union(samples, truth[None]), axis=0)
+
+  @jax.jit
+  def jax_nll(params, rng):
+    return -estimators.cvae_log_likelihood(
+        model, params, batch, rng, num_samples,
+        rows_per_slice=num_samples * batch_size)
+
+  pytorch_segmentation.load_flax_params(torch_model, params)
+  timages = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+  tmasks = torch.from_numpy(masks)
+  side = size // seg_models.downsampling_factor(config.network.first_stride,
+                                                config.network.pools)
+  noise = torch.randn(num_samples, batch_size, config.network.latent_channels,
+                      side, side)
+  rng = jax.random.PRNGKey(2)
+  results = {}
+  for name, jax_fn, torch_fn in (
+      ("best_of_iou", jax_best_of, pytorch_segmentation.best_of_samples_iou),
+      ("importance_sampled_nll", jax_nll, pytorch_segmentation.importance_sampled_nll)):
+    with torch.no_grad():
+      gap = float(abs(np.mean(jax_fn(params, rng))
+                      - torch_fn(torch_model, timages, tmasks, noise).mean().item()))
+    runners = {"jax": pytorch_common.call_runner(
+        lambda f=jax_fn: jax.block_until_ready(f(params, rng)))}
+    for threads in map(int, _TORCH_THREADS.value):
+      runners[f"torch_{threads}_threads"] = pytorch_common.call_runner(
+          lambda f=torch_fn: f(torch_model, timages, tmasks, noise), threads)
+    best = speed_harness.interleaved_best(runners, 1, _REPEATS.value)
+    results[name] = {"seconds": best, "mean_difference": gap,
+                     "images_per_s": {k: batch_size / v for k, v in best.items()}}
+    print(f"  evaluation {name}: " + ", ".join(
+        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
+          + f" (means differ by {gap:.3g})", flush=True)
+  return {"images": batch_size, "samples_per_image": num_samples, **results}
 
 
 def _layer_breakdown(repeats: int = 2, batch: int = 8) -> dict:

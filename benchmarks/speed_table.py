@@ -14,7 +14,10 @@ backend and torch thread pool, one after another):
   * segmentation CVAE (offline 32x32, CUB 128x128), Probabilistic U-Net
     (offline 32x32, LIDC 128x128), box CVAE (64x64): the train step
     (`segmentation_speed`, `prob_unet_speed`, `bbox_speed`: equal parameter
-    counts and per-image losses checked there), goal 1.25x.
+    counts and per-image losses checked there), goal 1.25x;
+  * evaluation throughput (samples/s, S = 100 per image) of the Prob U-Net's
+    GED and the segmentation CVAE's best-of-S IoU and importance-sampled
+    NLL, measured by the same parts.
 Ratio = PyTorch's best time / JAX's (above 1: JAX is faster). Writes
 --output (docs/speed_table.md) and the parts' figures as JSON beside it.
 """
@@ -102,18 +105,32 @@ def rows(parts: dict) -> list[dict]:
 
 
 def evaluation_rows(parts: dict) -> list[dict]:
-  """Evaluation throughput where a part measured it (samples/s of
-  z ~ p(z|x) -> masks -> GED)."""
+  """Evaluation throughput where a part measured it, in samples/s (S draws
+  per image): the Prob U-Net's z ~ p(z|x) -> masks -> GED, the segmentation
+  CVAE's z ~ p(z|x) -> masks -> best-of-S IoU and its importance-sampled
+  -log p(y|x)."""
   records = []
+
+  def add(example, what, config, result, evaluation, rate):
+    records.append({
+        "example": example, "what": what,
+        "config": f"{config}, {result['image_size']}x{result['image_size']}",
+        "images": evaluation["images"], "samples": evaluation["samples_per_image"],
+        "jax": rate["jax"], "torch_1": rate.get("torch_1_threads"),
+        "torch_2": rate.get("torch_2_threads")})
+
   for config, result in parts["prob_unet"].items():
     if isinstance(result, dict) and result.get("evaluation"):
       e = result["evaluation"]
-      rate = e["samples_per_s"]
-      records.append({"example": "Probabilistic U-Net",
-                      "config": f"{config}, {result['image_size']}x{result['image_size']}",
-                      "images": e["images"], "samples": e["samples_per_image"],
-                      "jax": rate["jax"], "torch_1": rate.get("torch_1_threads"),
-                      "torch_2": rate.get("torch_2_threads")})
+      add("Probabilistic U-Net", "z ~ p(z|x) -> masks -> GED", config, result, e,
+          e["samples_per_s"])
+  for config, result in parts["segmentation"].items():
+    if isinstance(result, dict) and result.get("evaluation"):
+      e = result["evaluation"]
+      for key, what in (("best_of_iou", "z ~ p(z|x) -> masks -> best-of-S IoU"),
+                        ("importance_sampled_nll", "z ~ q(z|x,y) -> IS -log p(y|x)")):
+        add("segmentation CVAE", what, config, result, e,
+            {k: v * e["samples_per_image"] for k, v in e[key]["images_per_s"].items()})
   for r in records:
     r["ratio"] = r["jax"] / max(r["torch_1"] or 0, r["torch_2"] or 0)
   return records
@@ -137,8 +154,8 @@ def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
     lines += ["", "| evaluation | config | JAX samples/s | PyTorch, 1 thread | "
               "PyTorch, 2 threads | JAX / PyTorch's best |", "|---|---|---|---|---|---|"]
     for r in evaluations:
-      lines.append(f"| {r['example']}: {r['samples']} samples x {r['images']} images "
-                   f"-> masks -> GED | {r['config']} | {r['jax']:,.0f} | "
+      lines.append(f"| {r['example']}: {r['what']}, {r['samples']} samples x "
+                   f"{r['images']} images | {r['config']} | {r['jax']:,.0f} | "
                    f"{r['torch_1']:,.0f} | {r['torch_2']:,.0f} | {r['ratio']:.2f}x |")
   return ("\n".join(lines) + f"\n\n{info['date']}, jax {info['jax']}, torch "
           f"{info['torch']}, {info['cpu_count']} cores, load average "

@@ -25,3 +25,25 @@ def test_forward_input_and_weight_gradients_are_told_apart():
   assert directions == ["forward"] * 2 + ["input gradient"] + ["weight gradient"] * 2
   timed = profile_step.time_convolution(records[0], "eigen", repeats=1, calls=1)
   assert timed["seconds"] > 0 and timed["flops"] > 0
+
+
+def test_every_gradient_convolution_is_matched_to_its_forward():
+  def loss(params, x):
+    return jnp.sum(_conv(jax.nn.relu(_conv(x, params[0], 2)), params[1]) ** 2)
+  params = (jnp.ones((3, 3, 2, 4)), jnp.ones((3, 3, 4, 4)))
+  x = jnp.ones((2, 8, 8, 2))
+  records = profile_step.conv_records(
+      jax.make_jaxpr(loss)(params, x).jaxpr,
+      jax.make_jaxpr(jax.value_and_grad(loss))(params, x).jaxpr)
+  forwards = [r for r in records if r["direction"] == "forward"]
+  for record in records:
+    forward = profile_step._forward_of(record, forwards)  # pylint: disable=protected-access
+    kernel = forward["inputs"][1]
+    if record["direction"] == "weight gradient":
+      assert record["output"] == kernel
+    elif record["direction"] == "input gradient":  # The second conv's.
+      assert kernel == (3, 3, 4, 4) and record["output"] == (2, 4, 4, 4)
+  # The strided conv's weight gradient goes to the strided forward.
+  strided = [r for r in records if r["direction"] == "weight gradient"
+             and r["output"] == (3, 3, 2, 4)]
+  assert profile_step._forward_of(strided[0], forwards)["output"] == (2, 4, 4, 4)  # pylint: disable=protected-access
