@@ -169,11 +169,15 @@ def torch_ged(torch_model, images, masks, noise):
 
 
 def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
-  """Samples/s of z ~ p(z | x) -> masks -> GED against the 4 graders for a
-  batch of eval.batch_size images (4 above 64x64, for memory), JAX (jitted, the task's `sample_logits`
-  and `metrics`) beside PyTorch at 1 and 2 threads (no_grad, the same
-  weights; the z draws differ). Fresh weights: the step timing donated
-  `params`' buffers."""
+  """Images/s of the task's two sampling evaluations for a batch of
+  eval.batch_size images (4 above 64x64, for memory), S = num_samples each,
+  JAX (jitted, the task's own functions) beside PyTorch at 1 and 2 threads
+  (no_grad, the same weights; the draws differ):
+    * ged: z ~ p(z | x) -> masks -> GED against the 4 graders
+      (`prob_unet.sample_logits`, `metrics.generalized_energy_distance`);
+    * importance_sampled_nll: -log p(y_g | x) from q(z | x, y_g), mean over
+      the graders (`prob_unet.cvae_negative_log_likelihood`, one chunk).
+  Fresh weights: the step timing donated `params`' buffers."""
   import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import pytorch_common, pytorch_prob_unet  # pylint: disable=g-import-not-at-top
   from cvae_jax import metrics  # pylint: disable=g-import-not-at-top
@@ -191,20 +195,26 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
                                                      *masks.shape[-2:])
     return metrics.generalized_energy_distance(samples, jmasks > 0.5).ged
 
+  @jax.jit
+  def jax_nll(params, rng):
+    return prob_unet.cvae_negative_log_likelihood(model, params, jimages, jmasks,
+                                                  rng, num_samples, num_samples)
+
   pytorch_prob_unet.load_flax_params(torch_model, params)
   timages = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
   tmasks = torch.from_numpy(masks)
   noise = torch.randn(num_samples, batch, config.network.latent_size)
   rng = jax.random.PRNGKey(2)
-  runners = {"jax": pytorch_common.call_runner(
-      lambda: jax.block_until_ready(jax_ged(params, rng)))}
-  for threads in map(int, _TORCH_THREADS.value):
-    runners[f"torch_{threads}_threads"] = pytorch_common.call_runner(
-        lambda: torch_ged(torch_model, timages, tmasks, noise), threads)
-  best = speed_harness.interleaved_best(runners, 1, _REPEATS.value)
+  cases = {
+      "ged": (lambda: jax_ged(params, rng),
+              lambda: torch_ged(torch_model, timages, tmasks, noise)),
+      "importance_sampled_nll": (
+          lambda: jax_nll(params, rng),
+          lambda: pytorch_prob_unet.importance_sampled_nll(torch_model, timages,
+                                                           tmasks, noise))}
   return {"images": batch, "samples_per_image": num_samples,
-          "seconds": best,
-          "samples_per_s": {k: batch * num_samples / v for k, v in best.items()}}
+          **pytorch_common.compare_evaluations(
+              cases, list(map(int, _TORCH_THREADS.value)), _REPEATS.value, batch)}
 
 
 def _jax_runner(config, arrays, compiler_options=None):
@@ -256,9 +266,6 @@ def _time_config(name: str, num_steps: int) -> dict:
   evaluation = None
   if _EVAL_SAMPLES.value and torch_runners:
     evaluation = _time_evaluation(config, model, arrays, _EVAL_SAMPLES.value)
-    print("  evaluation (z ~ p(z|x) -> masks -> GED): " + ", ".join(
-        f"{k} {v:,.0f} samples/s" for k, v in evaluation["samples_per_s"].items()),
-          flush=True)
   return {
       "evaluation": evaluation,
       "image_size": config.image_size, "channels": tuple(config.network.channels),

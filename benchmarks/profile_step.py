@@ -29,7 +29,6 @@ Each time is the best of --profile_repeats rounds. Prints Markdown tables;
 """
 
 import collections
-import functools
 import subprocess
 import sys
 import time
@@ -76,14 +75,14 @@ def setup(name: str):
     from benchmarks import pytorch_segmentation, segmentation_speed
     from cvae_jax.tasks import segmentation
     config = segmentation_speed._CONFIG_MODULES[name.split("_")[-1]].get_config()  # pylint: disable=protected-access
-    arrays = segmentation_speed._random_arrays(config)  # pylint: disable=protected-access
+    arrays = pytorch_segmentation.random_arrays(config)
     model = segmentation.make_model(config)
     example = segmentation.objective_batch(
         config, jnp.asarray(arrays["image"][:1]), jnp.asarray(arrays["masks"][:1, 0]),
         training=False)
     params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
     loss_fn = segmentation.make_loss_fn(config, model)
-    channels = segmentation_speed._channels(config)  # pylint: disable=protected-access
+    channels = pytorch_segmentation.in_channels(config)
     torch_step = lambda: pytorch_segmentation.make_train_step(config, channels)
     torch_batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
                    torch.from_numpy(arrays["masks"]))

@@ -3,6 +3,7 @@ of cvae_jax): parameter counts, random batches of a config's shapes, step
 timing and the scripts' one-line report."""
 
 import importlib
+import math
 import time
 
 from absl import flags
@@ -31,6 +32,20 @@ def time_steps(step, batch, num_steps: int) -> float:
   return (time.perf_counter() - start) / num_steps
 
 
+def importance_sampled_nll(log_likelihood, z, prior, posterior):
+  """[B] nats: -log (1/S) sum_s p(y | z_s) p(z_s) / q(z_s) from log p(y | z_s)
+  [S, B] at z [S, B, ...] drawn from q; `prior` and `posterior` are (mean,
+  log variance) pairs broadcasting against z, whose densities are summed over
+  z's axes after the second (as `cvae_jax.estimators`)."""
+  event = tuple(range(2, z.ndim))
+
+  def log_density(mean, log_var):
+    return (-0.5 * (log_var + (z - mean) ** 2 / torch.exp(log_var)
+                    + math.log(2 * math.pi))).sum(event)
+  log_weights = log_likelihood + log_density(*prior) - log_density(*posterior)
+  return -(torch.logsumexp(log_weights, 0) - math.log(z.shape[0]))
+
+
 def call_runner(fn, threads: int | None = None):
   """run(num_calls) -> seconds per call of fn() (no gradients recorded), at
   `threads` torch threads (None: as they are; for a JAX function)."""
@@ -38,8 +53,32 @@ def call_runner(fn, threads: int | None = None):
     if threads is not None:
       torch.set_num_threads(threads)
     with torch.no_grad():
-      return time_steps(fn, (), num_calls)
+      return time_steps(lambda: np.asarray(fn()), (), num_calls)
   return run
+
+
+def compare_evaluations(cases: dict, threads: list[int], repeats: int,
+                        images: int) -> dict:
+  """Times each case's JAX and PyTorch functions in turns (jax, then torch
+  at each thread count; best of `repeats` calls after a warm-up):
+  `cases` {name: (jax_call, torch_call)}, zero-argument calls returning the
+  [images] figures. Returns {name: {"seconds", "images_per_s" by runner,
+  "mean_difference": |mean of JAX's figures - mean of PyTorch's|}}."""
+  from benchmarks import speed_harness  # pylint: disable=g-import-not-at-top
+  results = {}
+  for name, (jax_call, torch_call) in cases.items():
+    with torch.no_grad():
+      gap = abs(float(np.mean(np.asarray(jax_call())))
+                - float(torch_call().mean()))
+    runners = {"jax": call_runner(jax_call)}
+    runners.update({f"torch_{t}_threads": call_runner(torch_call, t) for t in threads})
+    best = speed_harness.interleaved_best(runners, 1, repeats)
+    results[name] = {"seconds": best, "mean_difference": gap,
+                     "images_per_s": {k: images / v for k, v in best.items()}}
+    print(f"  evaluation {name}: " + ", ".join(
+        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
+          + f" (means differ by {gap:.3g})", flush=True)
+  return results
 
 
 def step_runner(make_train_step, config, in_channels: int, threads: int,

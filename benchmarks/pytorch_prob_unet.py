@@ -148,6 +148,27 @@ def _down_convs(down: DownPath, tree) -> list:
   return [(conv, tree[f"Conv_{k}"]) for k, conv in enumerate(convs)]
 
 
+def importance_sampled_nll(model: ProbabilisticUNet, images, masks, noise):
+  """[B] nats: -log p(y_g | x) importance-sampled from q(z | x, y_g), z = mean
+  + std * noise (noise [S, B, latent], the same for every grader), mean over
+  the G graders of masks [B, G, H, W]; as
+  `cvae_jax.tasks.prob_unet.cvae_negative_log_likelihood`."""
+  num_samples, batch = noise.shape[:2]
+  features = model.unet(images).repeat(num_samples, 1, 1, 1)
+  prior = model.prior_net(images)
+  per_grader = []
+  for g in range(masks.shape[1]):
+    y = masks[:, g:g + 1]
+    posterior = model.posterior_net(torch.cat([images, y], 1))
+    z = posterior[0] + torch.exp(0.5 * posterior[1]) * noise
+    logits = model.combine(z.flatten(0, 1), features)
+    log_likelihood = -F.binary_cross_entropy_with_logits(
+        logits, y.repeat(num_samples, 1, 1, 1), reduction="none").sum((1, 2, 3))
+    per_grader.append(pytorch_common.importance_sampled_nll(
+        log_likelihood.reshape(num_samples, batch), z, prior, posterior))
+  return torch.stack(per_grader).mean(0)
+
+
 def load_flax_params(model: ProbabilisticUNet, params) -> None:
   """Copies a flax ProbabilisticUNet's params ({"params": ...}, numpy or jax
   arrays) into `model` (conv kernels HWIO -> OIHW, Dense [in, out] ->

@@ -20,14 +20,20 @@ times it beside the JAX step; run alone, this prints its own images/s.
 """
 
 
-import math
+import functools
 
 from absl import app
+import jax
+import jax.numpy as jnp
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
+from cvae_jax import distributions
+from cvae_jax.models import segmentation as seg_models
+from cvae_jax.tasks import segmentation
 
 
 class SameConv2d(nn.Conv2d):
@@ -174,12 +180,6 @@ class SegmentationCVAE(nn.Module):
     return bce(logits) + kl + bce(baseline_logits)
 
 
-def _gaussian_log_density(z, mean, log_var):
-  """log N(z; mean, exp(log_var)) summed over [c, h, w]; [...] nats."""
-  return -0.5 * (log_var + (z - mean) ** 2 / torch.exp(log_var)
-                 + math.log(2 * math.pi)).sum((-3, -2, -1))
-
-
 def best_of_samples_iou(model: SegmentationCVAE, images, masks, noise):
   """[B] best IoU over S masks from z ~ p(z | x) (z = mean + std * noise,
   noise [S, B, c, h, w]) against masks [B, 1, H, W]; as the JAX task's
@@ -203,16 +203,14 @@ def importance_sampled_nll(model: SegmentationCVAE, images, masks, noise):
   `cvae_jax.estimators.cvae_log_likelihood`."""
   num_samples, batch = noise.shape[:2]
   baseline_logits, features = model.encode(images)
-  p_mean, p_log_var = model.prior_head(features).chunk(2, 1)
-  q_mean, q_log_var = model.recognition(images, masks)
-  z = q_mean + torch.exp(0.5 * q_log_var) * noise  # [S, B, c, h, w]
+  prior = model.prior_head(features).chunk(2, 1)
+  posterior = model.recognition(images, masks)
+  z = posterior[0] + torch.exp(0.5 * posterior[1]) * noise  # [S, B, c, h, w]
   logits = model.generate(z.flatten(0, 1), baseline_logits, features)
   log_likelihood = -F.binary_cross_entropy_with_logits(
       logits, masks.repeat(num_samples, 1, 1, 1), reduction="none").sum((1, 2, 3))
-  log_weights = (log_likelihood.reshape(num_samples, batch)
-                 + _gaussian_log_density(z, p_mean, p_log_var)
-                 - _gaussian_log_density(z, q_mean, q_log_var))
-  return -(torch.logsumexp(log_weights, 0) - math.log(num_samples))
+  return pytorch_common.importance_sampled_nll(
+      log_likelihood.reshape(num_samples, batch), z, prior, posterior)
 
 
 def load_flax_params(model: SegmentationCVAE, params) -> None:
@@ -231,6 +229,51 @@ def load_flax_params(model: SegmentationCVAE, params) -> None:
     if isinstance(module, ConvDecoder):
       convs.append((module.output, subtree["output"]))
   pytorch_common.copy_flax_layers(model, convs)
+
+
+def in_channels(config) -> int:
+  return 1 if config.dataset == segmentation.OFFLINE_DATASET else 3
+
+
+def random_arrays(config) -> dict[str, np.ndarray]:
+  """{"image" [B, H, W, C] uniform, "masks" [B, 1, H, W] binary}."""
+  rng = np.random.default_rng(0)
+  b, s = config.batch_size, config.image_size
+  return {"image": rng.random((b, s, s, in_channels(config)), np.float32),
+          "masks": (rng.random((b, 1, s, s)) < 0.3).astype(np.float32)}
+
+
+def check_same_model(config, params, torch_model, arrays) -> float:
+  """Largest relative difference between the per-image losses of the flax
+  model (its own recognition / prior / generation / baseline) and the PyTorch
+  model given the flax weights, at the same z noise, no augmentation. Loads
+  `params` into `torch_model`."""
+  model = segmentation.make_model(config)
+  load_flax_params(torch_model, params)
+  batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
+                                       jnp.asarray(arrays["masks"][:, 0]), False)
+
+  def per_image(module, condition, target, noise):
+    posterior = module.recognition(target, condition)
+    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
+    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
+    return (nll(module.generation(z, condition))
+            + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
+            + nll(module.baseline(condition)))
+
+  side = config.image_size // seg_models.downsampling_factor(
+      config.network.first_stride, config.network.pools)
+  noise = np.random.default_rng(1).standard_normal(
+      (config.batch_size, side, side, config.network.latent_channels), np.float32)
+  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_image))(
+      params, batch["condition"], batch["target"],
+      jnp.asarray(noise.reshape(config.batch_size, -1))))
+  with torch.no_grad():
+    torch_loss = torch_model(
+        torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
+        torch.from_numpy(arrays["masks"]),
+        torch.from_numpy(noise).permute(0, 3, 1, 2)).numpy()
+  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
 
 
 def augment(images, masks, omission_rate: float, flip: bool):

@@ -31,7 +31,6 @@ of configs not run this time (so the slow CUB config can be its own run):
       --json=docs/segmentation_speed_cpu.json
 """
 
-import functools
 import time
 
 from absl import app, flags
@@ -39,8 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import speed_harness
-from cvae_jax import distributions
+from benchmarks import pytorch_segmentation, speed_harness
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as offline_config
@@ -70,52 +68,6 @@ _NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type":
                 "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
-def _channels(config) -> int:
-  return 1 if config.dataset == segmentation.OFFLINE_DATASET else 3
-
-
-def _random_arrays(config) -> dict[str, np.ndarray]:
-  """{"image" [B, H, W, C] uniform, "masks" [B, 1, H, W] binary}."""
-  rng = np.random.default_rng(0)
-  b, s = config.batch_size, config.image_size
-  return {"image": rng.random((b, s, s, _channels(config)), np.float32),
-          "masks": (rng.random((b, 1, s, s)) < 0.3).astype(np.float32)}
-
-
-def _check_same_model(config, params, torch_model, arrays) -> float:
-  """Largest relative difference between the per-image losses of the flax
-  model (its own recognition / prior / generation / baseline) and the PyTorch
-  model given the flax weights, at the same z noise, no augmentation."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_segmentation  # pylint: disable=g-import-not-at-top
-  model = segmentation.make_model(config)
-  pytorch_segmentation.load_flax_params(torch_model, params)
-  batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
-                                       jnp.asarray(arrays["masks"][:, 0]), False)
-
-  def per_image(module, condition, target, noise):
-    posterior = module.recognition(target, condition)
-    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
-    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
-    return (nll(module.generation(z, condition))
-            + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
-            + nll(module.baseline(condition)))
-
-  side = config.image_size // seg_models.downsampling_factor(
-      config.network.first_stride, config.network.pools)
-  noise = np.random.default_rng(1).standard_normal(
-      (config.batch_size, side, side, config.network.latent_channels), np.float32)
-  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_image))(
-      params, batch["condition"], batch["target"],
-      jnp.asarray(noise.reshape(config.batch_size, -1))))
-  with torch.no_grad():
-    torch_loss = torch_model(
-        torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
-        torch.from_numpy(arrays["masks"]),
-        torch.from_numpy(noise).permute(0, 3, 1, 2)).numpy()
-  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
-
-
 def _jax_runner(config, loss_fn, arrays, compiler_options=None):
   """(params, compile seconds, run(num_steps) -> seconds per step)."""
   model = segmentation.make_model(config)
@@ -130,14 +82,15 @@ def _jax_runner(config, loss_fn, arrays, compiler_options=None):
 
 def _torch_runner(config, threads, arrays):
   """(model, run(num_steps) -> seconds per step) at `threads` torch threads."""
-  from benchmarks import pytorch_common, pytorch_segmentation  # pylint: disable=g-import-not-at-top
-  return pytorch_common.step_runner(pytorch_segmentation.make_train_step, config, _channels(config),
-                                    threads, arrays)
+  from benchmarks import pytorch_common  # pylint: disable=g-import-not-at-top
+  return pytorch_common.step_runner(pytorch_segmentation.make_train_step, config,
+                                    pytorch_segmentation.in_channels(config), threads,
+                                    arrays)
 
 
 def _time_config(name: str, num_steps: int) -> dict:
   config = _CONFIG_MODULES[name].get_config()
-  arrays = _random_arrays(config)
+  arrays = pytorch_segmentation.random_arrays(config)
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
     loss_fn = segmentation.make_loss_fn
@@ -151,7 +104,8 @@ def _time_config(name: str, num_steps: int) -> dict:
     model, runners[f"torch_{threads}_threads"] = _torch_runner(config, threads, arrays)
     torch_params = pytorch_common.check_parameter_count(name, model, jax_params)
     # The same starting weights; checks the two models compute the same loss.
-    loss_difference = _check_same_model(config, params, model, arrays)
+    loss_difference = pytorch_segmentation.check_same_model(config, params, model,
+                                                            arrays)
     if loss_difference > 1e-4:
       raise AssertionError(f"{name}: per-image losses differ by up to "
                            f"{loss_difference:.2g} (relative)")
@@ -162,7 +116,8 @@ def _time_config(name: str, num_steps: int) -> dict:
     evaluation = _time_evaluation(config, model, arrays, _EVAL_SAMPLES.value)
   return {
       "evaluation": evaluation,
-      "image_size": config.image_size, "channels": _channels(config),
+      "image_size": config.image_size,
+      "channels": pytorch_segmentation.in_channels(config),
       "batch_size": b,
       "parameters": {"jax": jax_params, "torch": torch_params},
       "max_relative_loss_difference_same_weights_and_noise": loss_difference,
@@ -184,7 +139,7 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   Also records the largest difference between the two frameworks' mean
   figures over the batch (different draws: Monte-Carlo noise, not 0)."""
   import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import pytorch_common, pytorch_segmentation  # pylint: disable=g-import-not-at-top
+  from benchmarks import pytorch_common  # pylint: disable=g-import-not-at-top
   from cvae_jax import estimators, metrics, sampling  # pylint: disable=g-import-not-at-top
   model = segmentation.make_model(config)
   batch_size = config.eval.batch_size if config.image_size <= 64 else 2
@@ -217,25 +172,15 @@ def _time_evaluation(config, torch_model, arrays, num_samples: int) -> dict:
   noise = torch.randn(num_samples, batch_size, config.network.latent_channels,
                       side, side)
   rng = jax.random.PRNGKey(2)
-  results = {}
-  for name, jax_fn, torch_fn in (
-      ("best_of_iou", jax_best_of, pytorch_segmentation.best_of_samples_iou),
-      ("importance_sampled_nll", jax_nll, pytorch_segmentation.importance_sampled_nll)):
-    with torch.no_grad():
-      gap = float(abs(np.mean(jax_fn(params, rng))
-                      - torch_fn(torch_model, timages, tmasks, noise).mean().item()))
-    runners = {"jax": pytorch_common.call_runner(
-        lambda f=jax_fn: jax.block_until_ready(f(params, rng)))}
-    for threads in map(int, _TORCH_THREADS.value):
-      runners[f"torch_{threads}_threads"] = pytorch_common.call_runner(
-          lambda f=torch_fn: f(torch_model, timages, tmasks, noise), threads)
-    best = speed_harness.interleaved_best(runners, 1, _REPEATS.value)
-    results[name] = {"seconds": best, "mean_difference": gap,
-                     "images_per_s": {k: batch_size / v for k, v in best.items()}}
-    print(f"  evaluation {name}: " + ", ".join(
-        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
-          + f" (means differ by {gap:.3g})", flush=True)
-  return {"images": batch_size, "samples_per_image": num_samples, **results}
+  cases = {
+      "best_of_iou": (lambda: jax_best_of(params, rng), lambda: (
+          pytorch_segmentation.best_of_samples_iou(torch_model, timages, tmasks, noise))),
+      "importance_sampled_nll": (lambda: jax_nll(params, rng), lambda: (
+          pytorch_segmentation.importance_sampled_nll(torch_model, timages, tmasks,
+                                                      noise)))}
+  return {"images": batch_size, "samples_per_image": num_samples,
+          **pytorch_common.compare_evaluations(
+              cases, list(map(int, _TORCH_THREADS.value)), _REPEATS.value, batch_size)}
 
 
 def _layer_breakdown(repeats: int = 2, batch: int = 8) -> dict:

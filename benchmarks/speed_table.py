@@ -104,35 +104,32 @@ def rows(parts: dict) -> list[dict]:
   return records
 
 
+# The evaluations each part times: {part: (example, {key: what it computes})}.
+EVALUATIONS = {
+    "prob_unet": ("Probabilistic U-Net", {
+        "ged": "z ~ p(z|x) -> masks -> GED",
+        "importance_sampled_nll": "z ~ q(z|x,y_g) -> IS -log p(y_g|x), 4 graders"}),
+    "segmentation": ("segmentation CVAE", {
+        "best_of_iou": "z ~ p(z|x) -> masks -> best-of-S IoU",
+        "importance_sampled_nll": "z ~ q(z|x,y) -> IS -log p(y|x)"})}
+
+
 def evaluation_rows(parts: dict) -> list[dict]:
-  """Evaluation throughput where a part measured it, in samples/s (S draws
-  per image): the Prob U-Net's z ~ p(z|x) -> masks -> GED, the segmentation
-  CVAE's z ~ p(z|x) -> masks -> best-of-S IoU and its importance-sampled
-  -log p(y|x)."""
+  """Evaluation throughput where a part measured it (EVALUATIONS), in
+  samples/s (S draws per image)."""
   records = []
-
-  def add(example, what, config, result, evaluation, rate):
-    records.append({
-        "example": example, "what": what,
-        "config": f"{config}, {result['image_size']}x{result['image_size']}",
-        "images": evaluation["images"], "samples": evaluation["samples_per_image"],
-        "jax": rate["jax"], "torch_1": rate.get("torch_1_threads"),
-        "torch_2": rate.get("torch_2_threads")})
-
-  for config, result in parts["prob_unet"].items():
-    if isinstance(result, dict) and result.get("evaluation"):
-      e = result["evaluation"]
-      add("Probabilistic U-Net", "z ~ p(z|x) -> masks -> GED", config, result, e,
-          e["samples_per_s"])
-  for config, result in parts["segmentation"].items():
-    if isinstance(result, dict) and result.get("evaluation"):
-      e = result["evaluation"]
-      for key, what in (("best_of_iou", "z ~ p(z|x) -> masks -> best-of-S IoU"),
-                        ("importance_sampled_nll", "z ~ q(z|x,y) -> IS -log p(y|x)")):
-        add("segmentation CVAE", what, config, result, e,
-            {k: v * e["samples_per_image"] for k, v in e[key]["images_per_s"].items()})
-  for r in records:
-    r["ratio"] = r["jax"] / max(r["torch_1"] or 0, r["torch_2"] or 0)
+  for part, (example, whats) in EVALUATIONS.items():
+    for config, result in parts[part].items():
+      e = result.get("evaluation") if isinstance(result, dict) else None
+      for key, what in whats.items() if e else ():
+        rate = {k: v * e["samples_per_image"] for k, v in e[key]["images_per_s"].items()}
+        records.append({
+            "example": example, "what": what,
+            "config": f"{config}, {result['image_size']}x{result['image_size']}",
+            "images": e["images"], "samples": e["samples_per_image"],
+            "jax": rate["jax"], "torch_1": rate["torch_1_threads"],
+            "torch_2": rate["torch_2_threads"],
+            "ratio": rate["jax"] / max(rate["torch_1_threads"], rate["torch_2_threads"])})
   return records
 
 

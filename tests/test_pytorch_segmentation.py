@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import pytorch_common, pytorch_segmentation, segmentation_speed
+from benchmarks import pytorch_common, pytorch_segmentation
 from cvae_jax import distributions, estimators, metrics
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
@@ -23,7 +23,7 @@ from train.configs import segmentation as segmentation_config
 def _setup(batch_size=3):
   config = segmentation_config.get_config()
   config.batch_size = batch_size
-  arrays = segmentation_speed._random_arrays(config)  # pylint: disable=protected-access
+  arrays = pytorch_segmentation.random_arrays(config)
   model = segmentation.make_model(config)
   batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
                                        jnp.asarray(arrays["masks"][:, 0]), False)
@@ -38,8 +38,8 @@ def test_same_parameters_and_losses_as_flax():
   config, arrays, _, _, params, torch_model = _setup()
   assert pytorch_common.num_params(torch_model) == sum(
       x.size for x in jax.tree.leaves(params))
-  assert segmentation_speed._check_same_model(  # pylint: disable=protected-access
-      config, params, torch_model, arrays) < 1e-5
+  assert pytorch_segmentation.check_same_model(config, params, torch_model,
+                                              arrays) < 1e-5
 
 
 def test_evaluation_functions_match_the_library_at_the_same_draws():
