@@ -11,15 +11,20 @@ def _conv(x, w, stride=1):
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def test_forward_input_and_weight_gradients_are_told_apart():
-  # A c -> c conv (its input gradient has the forward's shapes) after a strided one.
+def _records():
+  """The conv records of a c -> c conv (its input gradient has the forward's
+  shapes) after a strided one."""
   def loss(params, x):
     return jnp.sum(_conv(jax.nn.relu(_conv(x, params[0], 2)), params[1]) ** 2)
   params = (jnp.ones((3, 3, 2, 4)), jnp.ones((3, 3, 4, 4)))
   x = jnp.ones((2, 8, 8, 2))
-  records = profile_step.conv_records(
+  return profile_step.conv_records(
       jax.make_jaxpr(loss)(params, x).jaxpr,
       jax.make_jaxpr(jax.value_and_grad(loss))(params, x).jaxpr)
+
+
+def test_forward_input_and_weight_gradients_are_told_apart():
+  records = _records()
   directions = sorted(r["direction"] for r in records for _ in range(r["count"]))
   # 2 forward, 2 weight gradients, 1 input gradient (x itself needs none).
   assert directions == ["forward"] * 2 + ["input gradient"] + ["weight gradient"] * 2
@@ -28,13 +33,7 @@ def test_forward_input_and_weight_gradients_are_told_apart():
 
 
 def test_every_gradient_convolution_is_matched_to_its_forward():
-  def loss(params, x):
-    return jnp.sum(_conv(jax.nn.relu(_conv(x, params[0], 2)), params[1]) ** 2)
-  params = (jnp.ones((3, 3, 2, 4)), jnp.ones((3, 3, 4, 4)))
-  x = jnp.ones((2, 8, 8, 2))
-  records = profile_step.conv_records(
-      jax.make_jaxpr(loss)(params, x).jaxpr,
-      jax.make_jaxpr(jax.value_and_grad(loss))(params, x).jaxpr)
+  records = _records()
   forwards = [r for r in records if r["direction"] == "forward"]
   for record in records:
     forward = profile_step._forward_of(record, forwards)  # pylint: disable=protected-access
