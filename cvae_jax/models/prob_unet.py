@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.models import resampling
 from cvae_jax.models.cvae import CVAE
 
 
@@ -57,7 +58,7 @@ class DownPath(nn.Module):
     features = []
     for i, c in enumerate(self.channels):
       if i:
-        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+        x = resampling.average_pool_2x(x)
       for _ in range(self.convs_per_block):
         x = nn.relu(nn.Conv(c, (3, 3), padding="SAME")(x))
       features.append(x)
@@ -77,8 +78,7 @@ class UNet(nn.Module):
     x = skips[-1]
     for i in reversed(range(len(self.channels) - 1)):
       skip = skips[i]
-      x = jax.image.resize(x, (x.shape[0], *skip.shape[1:3], x.shape[-1]),
-                           "bilinear")
+      x = resampling.upsample_bilinear_2x(x)  # The down path halves exactly.
       x = jnp.concatenate([x, skip], axis=-1)
       for j in range(self.convs_per_block):
         x = nn.relu(nn.Conv(self.channels[i], (3, 3), padding="SAME",
