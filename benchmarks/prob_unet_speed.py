@@ -12,9 +12,9 @@ train step (forward + backward + Adam, one z ~ q, a random grader per
 image), steady state:
   * jax: the task's `make_loss_fn` and the config's optax optimiser through
     the trainer's `train_step`, jitted, state donated;
-  * jax_no_ynn_conv (diagnostic, --jax_variants): the same step compiled with
-    YNNPACK off for convolutions (`_NO_YNN_CONV`, as
-    XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution);
+  * jax_ynnpack, jax_eigen (diagnostic, --jax_variants): the same step with
+    its convolutions on that library (`backends.library_options`), whatever
+    `cpu_convolutions` chooses;
   * torch_<n>_threads: the PyTorch model, torch.set_num_threads(n), started
     from the flax weights; the parameter counts must be equal and the
     per-image losses at the same z noise must agree (both checked; the check
@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import speed_harness
-from cvae_jax import distributions
+from cvae_jax import backends, distributions
 from cvae_jax.tasks import prob_unet
 from train.configs import prob_unet as offline_config
 from train.configs import prob_unet_lidc as lidc_config
@@ -55,7 +55,7 @@ _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["1", "2"],
                                    "torch.set_num_threads values; [] skips torch.")
 _JAX_VARIANTS = flags.DEFINE_list(
     "jax_variants", [], "Diagnostic variants timed beside the plain jax step: "
-    "jax_no_ynn_conv (see the docstring).")
+    "jax_ynnpack and/or jax_eigen (see the docstring).")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
 _EVAL_SAMPLES = flags.DEFINE_integer(
     "eval_samples", 100, "S of the evaluation timing (0: no evaluation timing).")
@@ -63,11 +63,6 @@ _EVAL_SAMPLES = flags.DEFINE_integer(
 _CONFIG_MODULES = {"lidc": lidc_config, "offline": offline_config}
 _DEFAULT_STEPS = {"lidc": 2, "offline": 10}
 _GRADERS = 4
-# Compiler options of the *_no_ynn_conv variant: YNNPACK fusions for dots
-# only, so convolutions take XLA's Eigen path. Same as
-# XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution.
-_NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type":
-                "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def _config(name: str):
@@ -238,7 +233,8 @@ def _time_config(name: str, num_steps: int) -> dict:
   arrays = random_arrays(config)
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
-    options = _NO_YNN_CONV if variant == "jax_no_ynn_conv" else None
+    options = (None if variant == "jax" else
+               backends.library_options(variant.removeprefix("jax_")))
     params, compile_seconds[variant], runners[variant] = _jax_runner(
         config, arrays, options)
     print(f"  compiled {variant} in {compile_seconds[variant]:.1f} s", flush=True)

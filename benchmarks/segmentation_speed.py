@@ -10,9 +10,9 @@ images and masks of those shapes: images/s and ms/step of one train step
 (forward + backward + Adam, one latent sample), steady state:
   * jax: the task's `make_loss_fn` and the config's optax optimiser through
     the trainer's `train_step`, jitted, state donated;
-  * jax_no_ynn_conv: the same step compiled with
-    YNNPACK off for convolutions (`_NO_YNN_CONV`: its weight-gradient
-    convolutions are slow on large images, which loses CUB to PyTorch);
+  * jax_ynnpack, jax_eigen (diagnostic, --jax_variants): the same step with
+    its convolutions on that library (`backends.library_options`), whatever
+    `cpu_convolutions` chooses;
   * torch_<n>_threads: the PyTorch model, torch.set_num_threads(n), started
     from the flax weights; the parameter counts must be equal and the
     per-image losses at the same z noise must agree (both checked).
@@ -27,7 +27,7 @@ of configs not run this time (so the slow CUB config can be its own run):
   python -m benchmarks.segmentation_speed --configs=offline --steps=10 \
       --json=docs/segmentation_speed_cpu.json
   python -m benchmarks.segmentation_speed --configs=cub --steps=1 --repeats=2 \
-      --jax_variants=jax_no_ynn_conv --nolayer_breakdown \
+      --jax_variants=jax_ynnpack --nolayer_breakdown \
       --json=docs/segmentation_speed_cpu.json
 """
 
@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import pytorch_segmentation, speed_harness
+from cvae_jax import backends
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as offline_config
@@ -51,8 +52,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Rounds; the best one counts.")
 _TORCH_THREADS = flags.DEFINE_list("torch_threads", ["2", "1"],
                                    "torch.set_num_threads values; [] skips torch.")
 _JAX_VARIANTS = flags.DEFINE_list(
-    "jax_variants", ["jax_no_ynn_conv"],
-    "Diagnostic variants timed beside the plain jax step (see the docstring).")
+    "jax_variants", [], "Diagnostic variants timed beside the plain jax step: "
+    "jax_ynnpack and/or jax_eigen (see the docstring).")
 _LAYER_BREAKDOWN = flags.DEFINE_bool(
     "layer_breakdown", True, "Also time the CUB decoder's 48->48 conv alone.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
@@ -60,12 +61,6 @@ _EVAL_SAMPLES = flags.DEFINE_integer(
     "eval_samples", 100, "S of the evaluation timing (0: no evaluation timing).")
 
 _CONFIG_MODULES = {"offline": offline_config, "cub": cub_config}
-# Compiler options of the *_no_ynn_conv variants: YNNPACK fusions for dots
-# only, so convolutions take XLA's Eigen path (jaxlib 0.10.2 sends them to
-# YNNPACK, whose weight-gradient convolutions are slow at large images). Same
-# as XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=-individual_convolution.
-_NO_YNN_CONV = {"xla_cpu_experimental_ynn_fusion_type":
-                "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 
 def _jax_runner(config, loss_fn, arrays, compiler_options=None):
@@ -94,7 +89,8 @@ def _time_config(name: str, num_steps: int) -> dict:
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
     loss_fn = segmentation.make_loss_fn
-    options = _NO_YNN_CONV if "no_ynn_conv" in variant else None
+    options = (None if variant == "jax" else
+               backends.library_options(variant.removeprefix("jax_")))
     params, compile_seconds[variant], runners[variant] = _jax_runner(
         config, loss_fn, arrays, options)
   jax_params = sum(x.size for x in jax.tree.leaves(params))
@@ -212,7 +208,8 @@ def _layer_breakdown(repeats: int = 2, batch: int = 8) -> dict:
   }
   runners = {}
   for op, fn in jax_fns.items():
-    for variant, options in (("jax", None), ("jax_no_ynn_conv", _NO_YNN_CONV)):
+    for variant in ("jax_ynnpack", "jax_eigen"):
+      options = backends.library_options(variant.removeprefix("jax_"))
       compiled = fn.lower(jx, jw).compile(options)
       runners[f"{variant} {op}"] = lambda f=compiled: f(jx, jw).block_until_ready()
     runners[f"torch {op}"] = torch_fns[op]

@@ -47,6 +47,12 @@ def convolution_library(config) -> str:
   return choice
 
 
+def library_options(library: str) -> dict:
+  """The compiler options that put convolutions on `library` ({} for
+  "ynnpack", XLA's default), whatever the backend and XLA_FLAGS."""
+  return dict(_EIGEN_CONVOLUTIONS) if library == "eigen" else {}
+
+
 def compiler_options(config) -> dict | None:
   """The train step's XLA compiler options for `config`, or None (XLA's
   defaults: off CPU, for YNNPACK, or when XLA_FLAGS already decides)."""
@@ -54,4 +60,4 @@ def compiler_options(config) -> dict | None:
   if (jax.default_backend() != "cpu" or library == "ynnpack"
       or _FLAG in os.environ.get("XLA_FLAGS", "")):
     return None
-  return dict(_EIGEN_CONVOLUTIONS)
+  return library_options(library)
