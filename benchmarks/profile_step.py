@@ -8,8 +8,10 @@ Per model (the speed scripts' configs and random batches; JAX compiled as
 the trainer compiles it, `cvae_jax.backends`):
   * phases: forward (the loss), forward + backward (`jax.value_and_grad`),
     the whole train step (Adam included): backward = (f + b) - f,
-    optimiser = step - (f + b), beside Adam's update timed alone (what is
-    above it is the cost of compiling the update into the step);
+    optimiser = step - (f + b), beside Adam's update timed alone (both
+    differences of separately timed calls: within this machine's noise,
+    ~5%, they can come out negative; timed in turns in one process, the
+    step with Adam and the gradients alone differ by less than that);
   * every convolution of the forward + backward jaxpr, each timed alone as
     its own jitted op on inputs of its shapes, under YNNPACK and Eigen
     (`backends`), with XLA's FLOP count: by direction (forward: the same

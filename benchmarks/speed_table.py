@@ -5,6 +5,7 @@ threads, measured on this machine by one command.
   pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
   python -m benchmarks.speed_table            # ~25 min on 2 cores
   python -m benchmarks.speed_table --quick    # 32x32 / 64x64 configs, fewer steps
+  python -m benchmarks.speed_table --from_json=docs/speed_table.json  # re-render
 
 Rows (each part runs as its own process, so every one starts a fresh XLA
 backend and torch thread pool, one after another):
@@ -34,6 +35,9 @@ from absl import app, flags
 
 _OUTPUT = flags.DEFINE_string("output", "docs/speed_table.md", "The Markdown table.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small configs, few steps: checks the script.")
+_FROM_JSON = flags.DEFINE_string(
+    "from_json", None, "Measure nothing: rewrite --output (and its JSON) from "
+    "the JSON a finished run wrote.")
 
 GOALS = {"label": 4.0, "conv": 1.25}
 
@@ -151,7 +155,8 @@ def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
     lines += ["", "| evaluation | config | JAX samples/s | PyTorch, 1 thread | "
               "PyTorch, 2 threads | JAX / PyTorch's best |", "|---|---|---|---|---|---|"]
     for r in evaluations:
-      lines.append(f"| {r['example']}: {r['what']}, {r['samples']} samples x "
+      what = r["what"].replace("|", "\\|")  # A bare | would end the cell.
+      lines.append(f"| {r['example']}: {what}, {r['samples']} samples x "
                    f"{r['images']} images | {r['config']} | {r['jax']:,.0f} | "
                    f"{r['torch_1']:,.0f} | {r['torch_2']:,.0f} | {r['ratio']:.2f}x |")
   return ("\n".join(lines) + f"\n\n{info['date']}, jax {info['jax']}, torch "
@@ -164,15 +169,19 @@ def main(argv):
   del argv
   output = Path(_OUTPUT.value)
   output.parent.mkdir(parents=True, exist_ok=True)
-  start, load_before = time.time(), os.getloadavg()[0]
-  with tempfile.TemporaryDirectory() as scratch:
-    parts = measure(Path(scratch), _QUICK.value)
-  import jax  # pylint: disable=g-import-not-at-top
-  import torch  # pylint: disable=g-import-not-at-top
-  info = {"date": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
-          "torch": torch.__version__, "cpu_count": os.cpu_count(),
-          "load_before": load_before, "load_after": os.getloadavg()[0],
-          "wall_minutes": (time.time() - start) / 60, "quick": _QUICK.value}
+  if _FROM_JSON.value:  # Re-render a finished run.
+    finished = json.loads(Path(_FROM_JSON.value).read_text())
+    parts, info = finished["parts"], finished["info"]
+  else:
+    start, load_before = time.time(), os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as scratch:
+      parts = measure(Path(scratch), _QUICK.value)
+    import jax  # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top
+    info = {"date": time.strftime("%Y-%m-%d %H:%M"), "jax": jax.__version__,
+            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "load_before": load_before, "load_after": os.getloadavg()[0],
+            "wall_minutes": (time.time() - start) / 60, "quick": _QUICK.value}
   records, evaluations = rows(parts), evaluation_rows(parts)
   output.write_text(markdown(records, evaluations, info))
   output.with_suffix(".json").write_text(json.dumps(

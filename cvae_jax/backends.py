@@ -4,7 +4,7 @@ XLA:CPU hands convolutions to one of two libraries: YNNPACK (XLA's default
 in this jaxlib) or its older Eigen path. Measured on a 2-core x86 CPU
 (docs/speed.md, train steps of both compiled in one process and timed in
 turns): with every sub-network computed once per step, Eigen's train step is
-the faster for the Prob U-Net and Sohn et al.'s CNN at every size, by 8-12%
+the faster for the Prob U-Net and Sohn et al.'s CNN at every size, by 5-12%
 at 32 x 32 and 1.4-1.6x at 128 x 128 (where YNNPACK's weight-gradient
 convolutions are 4-6x slower); the box CVAE (64 x 64, strided first conv)
 is within 5% either way, so its config keeps YNNPACK. `config.cpu_convolutions`
