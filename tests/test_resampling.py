@@ -43,3 +43,32 @@ def test_bilinear_upsampling_is_jax_image_resize(shape):
   # Not nearest-neighbour: the check can fail.
   nearest = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
   assert h == w == 1 or float(jnp.max(jnp.abs(ours[0] - nearest))) > 0.1
+
+
+@pytest.mark.parametrize("shape,window", [((2, 6, 4, 3), 2), ((1, 7, 9, 2), 3)])
+def test_max_pool_is_flax_max_pool(shape, window):
+  x = _random(shape)  # Continuous values: no ties.
+  out_shape = (shape[0], shape[1] // window, shape[2] // window, shape[3])
+  cotangent = _random(out_shape, 1)
+  ours = _values_and_gradients(lambda x: resampling.max_pool(x, window), x, cotangent)
+  theirs = _values_and_gradients(
+      lambda x: nn.max_pool(x, (window, window), strides=(window, window)), x, cotangent)
+  chex.assert_shape(ours[0], out_shape)
+  chex.assert_trees_all_close(ours, theirs, atol=1e-6)
+
+
+def test_max_pool_gives_a_conv_net_the_same_gradients_over_a_constant_background():
+  """Ties (a conv of a zero background after a ReLU with a positive bias)
+  split the gradient differently, but the conv's inputs there are equal, so
+  its parameters get the same gradients."""
+  net = lambda pool: nn.Sequential([nn.Conv(4, (3, 3)), nn.relu, pool,
+                                    nn.Conv(2, (3, 3)), nn.relu, pool])
+  ours = net(lambda x: resampling.max_pool(x, 2))
+  theirs = net(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
+  image = jnp.zeros((2, 16, 16, 1)).at[:, 4:9, 5:11].set(_random((2, 5, 6, 1)))
+  params = ours.init(jax.random.PRNGKey(0), image)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # Positive biases: ties above 0.
+  grads = [jax.grad(lambda p, m=m: jnp.sum(m.apply(p, image) ** 2))(params)
+           for m in (ours, theirs)]
+  assert float(jnp.sum(jnp.abs(grads[0]["params"]["layers_0"]["bias"]))) > 0
+  chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-5, atol=1e-6)

@@ -1,13 +1,30 @@
-"""x2 average pooling and bilinear upsampling, written as the ops XLA runs
-fastest: a reshape and a mean, and shifted weighted sums. Each computes what
-its library counterpart computes (`nn.avg_pool(x, (2, 2), strides=(2, 2))`,
-`jax.image.resize(x, 2x, "bilinear")`, to float rounding: tests check both),
-but their gradients are a broadcast and slices where the counterparts'
-are a padded window reduction and dense interpolation matrices.
-Maps are [batch, H, W, C]."""
+"""Pooling and x2 bilinear upsampling written as the ops XLA:CPU runs fastest:
+a reshape and a max or mean, and shifted weighted sums. Each computes what its
+library counterpart computes (`nn.max_pool` / `nn.avg_pool` with the stride
+equal to the window, `jax.image.resize(x, 2x, "bilinear")`; tests check
+values and gradients), but their gradients are a comparison, a broadcast and
+slices, where the counterparts' are XLA's select-and-scatter (the box CVAE's
+train step took 9.7 ms with it, 6.0 ms with `max_pool`), a padded window
+reduction and dense interpolation matrices. Maps are [batch, H, W, C]."""
 
 import jax
 import jax.numpy as jnp
+
+
+def max_pool(x: jax.Array, window: int) -> jax.Array:
+  """[N, H, W, C] -> [N, H // window, W // window, C]: the max of each
+  window x window block ("VALID": rows and columns past the last whole block
+  are dropped), as nn.max_pool(x, (window,) * 2, strides=(window,) * 2).
+
+  Where several entries of a block tie for the max, the gradient is split
+  evenly between them (jnp.max's rule) instead of going to one; the loss is
+  the same, and so is the gradient of any layer whose inputs at the tied
+  entries are equal (a conv over a constant background, the usual source of
+  ties after a ReLU)."""
+  n, h, w, c = x.shape
+  h, w = h // window, w // window
+  x = x[:, :h * window, :w * window]
+  return x.reshape(n, h, window, w, window, c).max(axis=(2, 4))
 
 
 def average_pool_2x(x: jax.Array) -> jax.Array:

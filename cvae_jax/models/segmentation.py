@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.models import resampling
 from cvae_jax.models.cvae import CVAE
 
 
@@ -99,7 +100,7 @@ class ConvEncoder(nn.Module):
       stride = self.first_stride if i == 0 else 1
       x = nn.relu(nn.Conv(c, (k, k), strides=(stride, stride), padding="SAME")(x))
       if pool > 1:
-        x = nn.max_pool(x, (pool, pool), strides=(pool, pool))
+        x = resampling.max_pool(x, pool)
     return x
 
 
@@ -224,7 +225,7 @@ class SegmentationCVAE(CVAE):
     features = encoder(inputs)
     pool = self.pools[len(self.encoder_channels)]
     if pool > 1:
-      features = nn.max_pool(features, (pool, pool), strides=(pool, pool))
+      features = resampling.max_pool(features, pool)
     return features
 
   def _gaussian_map(self, head, features: jax.Array) -> DiagonalGaussian:
