@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
-from cvae_jax.models import resampling
 from cvae_jax.models.cvae import CVAE
 
 
@@ -58,7 +57,7 @@ class DownPath(nn.Module):
     features = []
     for i, c in enumerate(self.channels):
       if i:
-        x = resampling.average_pool_2x(x)
+        x = nn.avg_pool(x, (2, 2), strides=(2, 2))
       for _ in range(self.convs_per_block):
         x = nn.relu(nn.Conv(c, (3, 3), padding="SAME")(x))
       features.append(x)
@@ -78,7 +77,8 @@ class UNet(nn.Module):
     x = skips[-1]
     for i in reversed(range(len(self.channels) - 1)):
       skip = skips[i]
-      x = resampling.upsample_bilinear_2x(x)  # The down path halves exactly.
+      x = jax.image.resize(x, (x.shape[0], *skip.shape[1:3], x.shape[-1]),
+                           "bilinear")
       x = jnp.concatenate([x, skip], axis=-1)
       for j in range(self.convs_per_block):
         x = nn.relu(nn.Conv(self.channels[i], (3, 3), padding="SAME",
