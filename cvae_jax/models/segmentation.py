@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
-from cvae_jax.models import resampling
+from cvae_jax.models import pooling
 from cvae_jax.models.cvae import CVAE
 
 
@@ -100,7 +100,7 @@ class ConvEncoder(nn.Module):
       stride = self.first_stride if i == 0 else 1
       x = nn.relu(nn.Conv(c, (k, k), strides=(stride, stride), padding="SAME")(x))
       if pool > 1:
-        x = resampling.max_pool(x, pool)
+        x = pooling.max_pool(x, pool)
     return x
 
 
@@ -225,7 +225,7 @@ class SegmentationCVAE(CVAE):
     features = encoder(inputs)
     pool = self.pools[len(self.encoder_channels)]
     if pool > 1:
-      features = resampling.max_pool(features, pool)
+      features = pooling.max_pool(features, pool)
     return features
 
   def _gaussian_map(self, head, features: jax.Array) -> DiagonalGaussian:

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvae_jax.models import resampling
+from cvae_jax.models import pooling
 
 
 def _random(shape, seed=0):
@@ -24,7 +24,7 @@ def test_max_pool_is_flax_max_pool(shape, window):
   x = _random(shape)  # Continuous values: no ties.
   out_shape = (shape[0], shape[1] // window, shape[2] // window, shape[3])
   cotangent = _random(out_shape, 1)
-  ours = _values_and_gradients(lambda x: resampling.max_pool(x, window), x, cotangent)
+  ours = _values_and_gradients(lambda x: pooling.max_pool(x, window), x, cotangent)
   theirs = _values_and_gradients(
       lambda x: nn.max_pool(x, (window, window), strides=(window, window)), x, cotangent)
   chex.assert_shape(ours[0], out_shape)
@@ -37,7 +37,7 @@ def test_max_pool_gives_a_conv_net_the_same_gradients_over_a_constant_background
   its parameters get the same gradients."""
   net = lambda pool: nn.Sequential([nn.Conv(4, (3, 3)), nn.relu, pool,
                                     nn.Conv(2, (3, 3)), nn.relu, pool])
-  ours = net(lambda x: resampling.max_pool(x, 2))
+  ours = net(lambda x: pooling.max_pool(x, 2))
   theirs = net(lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
   image = jnp.zeros((2, 16, 16, 1)).at[:, 4:9, 5:11].set(_random((2, 5, 6, 1)))
   params = ours.init(jax.random.PRNGKey(0), image)
