@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import speed_harness
-from cvae_jax import backends, distributions
+from cvae_jax import distributions
 from cvae_jax.tasks import prob_unet
 from train.configs import prob_unet as offline_config
 from train.configs import prob_unet_lidc as lidc_config
@@ -233,8 +233,7 @@ def _time_config(name: str, num_steps: int) -> dict:
   arrays = random_arrays(config)
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
-    options = (None if variant == "jax" else
-               backends.library_options(variant.removeprefix("jax_")))
+    options = speed_harness.variant_options(variant)
     params, compile_seconds[variant], runners[variant] = _jax_runner(
         config, arrays, options)
     print(f"  compiled {variant} in {compile_seconds[variant]:.1f} s", flush=True)

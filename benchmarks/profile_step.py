@@ -39,7 +39,6 @@ from absl import app, flags
 import jax
 from jax.extend import core as jax_core
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -167,8 +166,7 @@ def conv_records(forward_jaxpr, full_jaxpr) -> list[dict]:
 def time_convolution(record: dict, library: str, repeats: int, calls: int) -> dict:
   """Seconds and FLOPs of one convolution alone under `library`."""
   eqn = record["eqn"]
-  options = backends.compiler_options(ml_collections.ConfigDict(
-      dict(cpu_convolutions=library)))
+  options = backends.library_options(library)
   fn = jax.jit(lambda *args: eqn.primitive.bind(*args, **eqn.params),
                compiler_options=options)
   rng = np.random.default_rng(0)

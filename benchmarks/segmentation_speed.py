@@ -39,7 +39,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import pytorch_segmentation, speed_harness
-from cvae_jax import backends
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as offline_config
@@ -89,8 +88,7 @@ def _time_config(name: str, num_steps: int) -> dict:
   runners, compile_seconds = {}, {}
   for variant in ["jax", *_JAX_VARIANTS.value]:
     loss_fn = segmentation.make_loss_fn
-    options = (None if variant == "jax" else
-               backends.library_options(variant.removeprefix("jax_")))
+    options = speed_harness.variant_options(variant)
     params, compile_seconds[variant], runners[variant] = _jax_runner(
         config, loss_fn, arrays, options)
   jax_params = sum(x.size for x in jax.tree.leaves(params))
@@ -209,7 +207,7 @@ def _layer_breakdown(repeats: int = 2, batch: int = 8) -> dict:
   runners = {}
   for op, fn in jax_fns.items():
     for variant in ("jax_ynnpack", "jax_eigen"):
-      options = backends.library_options(variant.removeprefix("jax_"))
+      options = speed_harness.variant_options(variant)
       compiled = fn.lower(jx, jw).compile(options)
       runners[f"{variant} {op}"] = lambda f=compiled: f(jx, jw).block_until_ready()
     runners[f"torch {op}"] = torch_fns[op]

@@ -46,6 +46,14 @@ def jax_step_runner(config, params, loss_fn, arrays, compiler_options=None):
   return compile_seconds, run
 
 
+def variant_options(variant: str) -> dict | None:
+  """The compiler options of a scripts' --jax_variants entry: "jax" (None:
+  as the trainer compiles), "jax_ynnpack" or "jax_eigen" (that library for
+  the convolutions, `backends.library_options`)."""
+  return None if variant == "jax" else backends.library_options(
+      variant.removeprefix("jax_"))
+
+
 def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
   """Best seconds per step of each runner over `repeats` interleaved rounds,
   after one warm-up step each."""
