@@ -102,6 +102,10 @@ def batch_log_likelihood(likelihood, batch: dict) -> jax.Array:
       event_ndim=batch["target"].ndim - 1)
 
 
+def _is_image(condition) -> bool:
+  return any(leaf.ndim >= 4 for leaf in jax.tree.leaves(condition))
+
+
 def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
                         num_samples: int, proposal: str = "recognition",
                         chunk_size: int | None = None,
@@ -114,7 +118,8 @@ def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
   Args:
     proposal: "recognition" samples q(z | x, y) (importance sampling);
       "prior" samples p(z | x) (the plain Monte-Carlo estimate, far noisier).
-    chunk_size, rows_per_slice: as in `importance_sampled_log_likelihood`.
+    chunk_size, rows_per_slice: as in `importance_sampled_log_likelihood`;
+      with an image condition (arrays of rank 4) each chunk is one slice.
     features: `model.encode(batch["condition"])` when the caller has it
       (e.g. several targets of one image); computed here otherwise.
 
@@ -123,6 +128,10 @@ def cvae_log_likelihood(model: nn.Module, params, batch: dict, rng: jax.Array,
   """
   if proposal not in ("recognition", "prior"):
     raise ValueError(f"proposal must be 'recognition' or 'prior', got {proposal!r}")
+  if rows_per_slice is None and _is_image(batch["condition"]):
+    # Whole chunks: XLA:CPU runs convolutions inside a loop slowly.
+    chunk = min(num_samples, 100) if chunk_size is None else chunk_size
+    rows_per_slice = chunk * len(batch["target"])
   apply = functools.partial(model.apply, params)
   if features is None:
     features = apply(batch["condition"], method="encode")

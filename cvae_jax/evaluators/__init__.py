@@ -1,9 +1,12 @@
 """Evaluators: small modules, each computing one group of test figures,
 named in a config's `evals` list (as big_vision names its evaluators).
 
-The library's own (`LIBRARY`) serve every task whose model is a
-`cvae_jax.models.cvae.CVAE`; a task adds its own (pictures, task metrics)
-under further names. `build` turns the names into the evaluators to run.
+By domain: `likelihood` (estimates of -log p(y | x) for any CVAE, from a
+`Context`), `ambiguity` (samples of an ambiguous segmentation against its
+graders, for any model's `cvae_jax.predictors.Predictor`), `segmentation`,
+`boxes` and `pictures`. A task builds the ones that apply to its model into
+{name: Evaluator} (`library(ctx)` gives the likelihood ones); `build` picks
+those a config's `evals` names.
 """
 
 import dataclasses
@@ -26,8 +29,13 @@ LIBRARY: dict[str, Callable[[Context], Evaluator | None]] = {
 }
 
 
-def build(names: Sequence[str], defaults: Sequence[str], ctx: Context,
-          own: Mapping[str, Evaluator | None]) -> list[Evaluator]:
+def library(ctx: Context, names: Sequence[str] = tuple(LIBRARY)) -> dict:
+  """{name: the likelihood evaluator, or None where it does not apply}."""
+  return {name: LIBRARY[name](ctx) for name in names}
+
+
+def build(names: Sequence[str], defaults: Sequence[str],
+          available: Mapping[str, Evaluator | None]) -> list[Evaluator]:
   """The evaluators `names` asks for, in that order, that apply to the model.
 
   Args:
@@ -36,19 +44,18 @@ def build(names: Sequence[str], defaults: Sequence[str], ctx: Context,
       its position among the default ones that apply to the model (so leaving
       one out of `names` changes no other's figures); evaluators outside the
       defaults come after them, in the order of `names`.
-    ctx: what the library evaluators need to know of the task.
-    own: the task's own evaluators by name (None where one does not apply).
+    available: the task's evaluators by name (None where one does not apply).
 
   Raises:
-    ConfigError: a name that is neither the task's nor the library's.
+    ConfigError: a name the task does not have.
   """
-  unknown = [n for n in names if n not in own and n not in LIBRARY]
+  unknown = [n for n in names if n not in available]
   if unknown:
     raise ConfigError(
         f"evals: unknown evaluator(s) {', '.join(map(repr, unknown))}; this "
-        f"task has {', '.join(sorted({*own, *LIBRARY}))}; set --config.evals")
-  made = {name: own[name] if name in own else LIBRARY[name](ctx)
-          for name in dict.fromkeys([*defaults, *names])}
+        f"task has {', '.join(sorted(available))}; set --config.evals")
+  made = {name: available[name] for name in dict.fromkeys([*defaults, *names])
+          if name in available}
   order = [n for n, e in made.items() if e is not None and e.stream == "test"]
   return [dataclasses.replace(made[n], index=order.index(n))
           if made[n].stream == "test" else made[n]
@@ -56,7 +63,7 @@ def build(names: Sequence[str], defaults: Sequence[str], ctx: Context,
 
 
 __all__ = ["CVAE", "DETERMINISTIC", "GSNN", "KINDS", "LIBRARY", "Context",
-           "Evaluator", "build", "measured", "picture"]
+           "Evaluator", "build", "evaluate_cvae", "library", "measured", "picture"]
 
 
 def evaluate_cvae(model, params, data: dict, rng, num_samples: int = 100,

@@ -28,21 +28,21 @@ KINDS = (DETERMINISTIC, GSNN, CVAE)
 class Evaluator:
   """One group of test figures.
 
-  name: what it computes (also its key in results.json's "eval_seconds").
-  keys: config keys (dotted, or groups) its figures depend on, beyond the
-    trained parameters and the runner's common evaluation keys; a rerun of a
-    finished run recomputes it only when one of them changed.
-  run: (params, test arrays, rng, workdir) -> {figure: per-example values
-    [N] or a float}; per-example values are averaged by the runner. It may
-    also write files into workdir (pictures) and return {}.
+  name: what it computes (its key in results.json's "eval_seconds" and
+    "figures_by_evaluator", and in a config's `evals`).
+  run: (params, test arrays, rng, workdir or None) -> {figure: per-example
+    values [N] or a float}; per-example values are averaged by the runner.
+    It may also write files into the workdir (pictures; none without one).
   stream: the named RNG stream it draws from ("test" or "pictures").
-  index: set by the runner: which key of the test stream it gets.
+  index: set by `evaluators.build`: which key of the test stream it gets.
+  estimators: figure -> how it was estimated (e.g. "importance-sampled from
+    q(z|x,y), S=100"), written to results.json beside the figures.
   """
   name: str
-  keys: tuple[str, ...]
-  run: Callable[[Any, dict, jax.Array, Path], dict]
+  run: Callable[[Any, dict, jax.Array, Path | None], dict]
   stream: str = "test"
   index: int = 0
+  estimators: dict = dataclasses.field(default_factory=dict)
 
 
 def _identity(arrays: dict) -> dict:
@@ -62,8 +62,6 @@ class Context:
   names: library figure name -> the task's name for it in results.json.
   settings: setting ("batch_size", "num_samples", ...) -> its dotted config
     key; a setting not named here is "eval.<setting>".
-  rows_per_slice: pass S x batch rows per generation slice to the sampling
-    estimators (conv nets, where XLA:CPU slows convs inside loops).
   """
   config: ml_collections.ConfigDict
   model: Any
@@ -73,7 +71,6 @@ class Context:
   noun: str = "images"
   names: dict = dataclasses.field(default_factory=dict)
   settings: dict = dataclasses.field(default_factory=dict)
-  rows_per_slice: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:

@@ -24,8 +24,8 @@ from cvae_jax import estimators, objectives
 from cvae_jax.evaluators.base import CVAE, DETERMINISTIC, Context, Evaluator, measured
 
 
-def _evaluator(ctx: Context, name: str, settings: tuple[str, ...], label: str,
-               per_example, num_images: int = 0) -> Evaluator:
+def _evaluator(ctx: Context, name: str, label: str, per_example,
+               num_images: int = 0) -> Evaluator:
   """An Evaluator of one figure: per_example(params, batch, rng) -> [B]."""
   figure, batch_size = ctx.figure(name), ctx.require("batch_size", name)
 
@@ -38,35 +38,33 @@ def _evaluator(ctx: Context, name: str, settings: tuple[str, ...], label: str,
                       lambda p, a, r: per_example(p, ctx.batch(a), r),
                       params, arrays, rng, batch_size)
     return {figure: values}
-  return Evaluator(name, tuple(ctx.key(s) for s in settings), run)
+  return Evaluator(name, run, estimators={figure: label})
 
 
 def _sampled(ctx: Context, name: str, label: str, proposal: str,
-             samples_setting: str, extra: tuple[str, ...] = (),
-             num_images: int = 0) -> Evaluator:
+             samples_setting: str, num_images: int = 0) -> Evaluator:
   num_samples = ctx.require(samples_setting, name)
   chunk = min(ctx.get("chunk_size") or num_samples, num_samples)
   model = ctx.model
 
   def per_example(params, batch, rng):
-    rows = chunk * len(batch["target"]) if ctx.rows_per_slice else None
     return -estimators.cvae_log_likelihood(model, params, batch, rng, num_samples,
-                                           proposal, chunk, rows_per_slice=rows)
-  return _evaluator(ctx, name, (samples_setting, "chunk_size", *extra),
-                    f"{label}, S={num_samples}", per_example, num_images)
+                                           proposal, chunk)
+  return _evaluator(ctx, name, f"{label}, S={num_samples}", per_example,
+                    num_images)
 
 
 def make_exact(ctx: Context) -> Evaluator | None:
   if ctx.kind != DETERMINISTIC:
     return None
-  return _evaluator(ctx, "exact", (), "exact -log p(y|x)", lambda p, b, r: (
+  return _evaluator(ctx, "exact", "exact -log p(y|x)", lambda p, b, r: (
       objectives.baseline_negative_log_likelihood(ctx.model, p, b)))
 
 
 def make_prior_mean(ctx: Context) -> Evaluator | None:
   if ctx.kind == DETERMINISTIC:
     return None
-  return _evaluator(ctx, "prior_mean", (), "(a) -log p(y|x, z=E[z|x])",
+  return _evaluator(ctx, "prior_mean", "(a) -log p(y|x, z=E[z|x])",
                     lambda p, b, r: -estimators.log_likelihood_at_prior_mean(
                         ctx.model, p, b))
 
@@ -90,15 +88,13 @@ def make_importance_sampled_large(ctx: Context) -> Evaluator | None:
     return None
   return _sampled(ctx, "importance_sampled_large",
                   "(c) importance-sampled -log p(y|x)", "recognition",
-                  "large_num_samples", ("large_num_images",),
-                  ctx.get("large_num_images") or 0)
+                  "large_num_samples", ctx.get("large_num_images") or 0)
 
 
 def make_negative_elbo(ctx: Context) -> Evaluator | None:
   if ctx.kind != CVAE:
     return None
   samples = ctx.require("elbo_samples", "negative_elbo")
-  return _evaluator(ctx, "negative_elbo", ("elbo_samples",),
-                    f"negative ELBO, S={samples}",
+  return _evaluator(ctx, "negative_elbo", f"negative ELBO, S={samples}",
                     lambda p, b, r: objectives.mean_negative_elbo(
                         ctx.model, p, b, r, samples))

@@ -17,3 +17,21 @@ from cvae_jax.models.quadrant import BaselineNet, QuadrantCVAE
 from cvae_jax.models.segmentation import BaselineCNN, SegmentationCVAE
 
 MODELS = {"label_cvae": LabelCVAE}
+
+
+def import_model(spec: str):
+  """The object "package.module:name" names (a model factory, config ->
+  flax module); ConfigError in one line when it cannot be imported."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from cvae_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  module_name, _, name = spec.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ConfigError(f"model {spec!r}: cannot import {module_name!r} ({e}); "
+                      "set --config.model to a built-in name or "
+                      "package.module:factory on the Python path") from None
+  if not callable(getattr(module, name, None)):
+    raise ConfigError(f"model {spec!r}: {module_name} has no callable {name!r}; "
+                      "set --config.model=package.module:factory")
+  return getattr(module, name)

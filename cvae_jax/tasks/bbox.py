@@ -225,7 +225,7 @@ def context(config, model) -> evaluators.Context:
                                                                 None)[0],
       noun="canvases", names={"exact": "nll_exact",
                               "importance_sampled": "nll_importance_sampled"},
-      rows_per_slice=True)
+)
 
 
 def own_evaluators(config, model) -> dict:
@@ -253,11 +253,9 @@ def own_evaluators(config, model) -> dict:
     return figures
 
   return {
-      "boxes": evaluators.Evaluator(
-          "boxes", ("eval.num_box_samples", "eval.best_of"), boxes),
+      "boxes": evaluators.Evaluator("boxes", boxes),
       "pictures": evaluators.picture(
-          "pictures", ("eval.figure_images", "eval.figure_class",
-                       "eval.num_box_samples"),
+          "pictures",
           lambda params, test, rng: figure_boxes(config, model, params, test, rng),
           "boxes.png", save=plotting.save_box_panel)}
 
@@ -280,14 +278,6 @@ def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
           "valid": np.asarray(valid), "samples": np.asarray(samples)}
 
 
-def is_cvae(config) -> bool:
-  return config.model not in ("regressor", "mdn")
-
-
-def make_init_batch(config, example: dict) -> dict:
-  return objective_batch(config, example, None)[0]
-
-
 def header(config, test: dict) -> dict:
   return {"model": config.model, "condition": config.condition,
           "dataset": config.dataset,
@@ -298,8 +288,15 @@ def header(config, test: dict) -> dict:
 UNITS = {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
          "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
          "nll_*": "nats per box (density over normalised cx, cy, w, h)"}
-UNIT = "nats/box"
-EXAMPLE_NOUN = "canvases"
-TEST_STREAMS = 2
-TASK = runner.Task.from_namespace("bbox", globals())
+TASK = runner.Task(
+    name="bbox", validate=validate, make_model=make_model, load_splits=load_splits,
+    make_init_batch=lambda config, example: objective_batch(config, example,
+                                                            None)[0],
+    make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
+    run_identity=run_identity,
+    evaluators=lambda config, model: {
+        **evaluators.library(context(config, model)),
+        **own_evaluators(config, model)},
+    evals=EVALS, header=header, units=UNITS, unit="nats/box",
+    example_noun="canvases", test_streams=2)
 train_and_evaluate = TASK.train_and_evaluate

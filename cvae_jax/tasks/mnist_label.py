@@ -12,7 +12,8 @@ the end writes `results.json`, `samples.png` and `reconstructions.png`.
 
 `validate(config, workdir)` checks a config without importing TensorFlow.
 Rerunning a finished workdir prints its figures from results.json; with other
-evaluation settings (`EVALUATION_KEYS`) it recomputes only what they change.
+evaluation settings (`EVALUATION_KEYS`) it says how to evaluate again
+(`python -m cvae_jax.evaluate`).
 """
 
 import functools
@@ -188,22 +189,14 @@ def own_evaluators(config, model) -> dict:
         workdir / "reconstructions.png")
     return {}
 
-  return {"test_loss": evaluators.Evaluator(
-              "test_loss", ("reference_test_batch_size",), final_test_loss),
-          "pictures": evaluators.Evaluator(
-              "pictures", ("sample_columns",), pictures, stream="pictures")}
-
-
-def is_cvae(config) -> bool:
-  return True
-
-
-def make_init_batch(config, example: dict) -> dict:
-  return example
+  return {"test_loss": evaluators.Evaluator("test_loss", final_test_loss),
+          "pictures": evaluators.Evaluator("pictures", pictures, stream="pictures")}
 
 
 def make_loss_fn(config, model):
-  return functools.partial(objectives.summed_negative_elbo_loss, model)
+  del config
+  return lambda params, batch, rng, step: objectives.summed_negative_elbo_loss(
+      model, params, batch, rng)
 
 
 def run_identity(config) -> None:
@@ -228,8 +221,16 @@ UNITS = {"test_loss_reference_unit": "the reference's 'Test set loss': the "
          "negative ELBO summed over reference_test_batch_size images, mean "
          "over batches", "negative_elbo": "nats per image (1 sample)",
          "importance_sampled": "-log p(image | label), nats per image"}
-RUNTIME_KEYS = ("in_memory",)
-TASK = runner.Task.from_namespace("mnist_label", globals(),
-                                  report=format_train_log,
-                                  report_eval=format_eval_log)
+TASK = runner.Task(
+    name="mnist_label", validate=validate, make_model=make_model,
+    load_splits=load_splits, make_init_batch=lambda config, example: example,
+    make_loss_fn=make_loss_fn, validation=epoch_evaluation,
+    run_identity=run_identity,
+    evaluators=lambda config, model: {
+        **evaluators.library(context(config, model)),
+        **own_evaluators(config, model)},
+    evals=EVALS, header=header, units=UNITS, training_data=training_data,
+    reading=reading, evaluation_keys=EVALUATION_KEYS, runtime_keys=("in_memory",),
+    report=format_train_log, report_eval=format_eval_log,
+    loading_message=loading_message, summary=summary)
 train_and_evaluate = TASK.train_and_evaluate

@@ -200,9 +200,8 @@ def own_evaluators(config, model) -> dict:
     baseline_params = (params if config.model == "baseline"
                        else {"params": params["params"]["baseline"]})
     return completion_grid(config, model, params, baseline_params, test, rng)
-  return {"completions": evaluators.picture(
-      "completions", ("eval.figure_images", "eval.figure_samples"), draw,
-      "completions.png")}
+  return {"completions": evaluators.picture("completions", draw,
+                                            "completions.png")}
 
 
 def completion_grid(config, model, params, baseline_params, test: dict,
@@ -248,20 +247,20 @@ def header(config, test: dict) -> dict:
           config.eval.large_num_images or count, count)}
 
 
-def is_cvae(config) -> bool:
-  return config.model != "baseline"
-
-
-def make_init_batch(config, example: dict) -> dict:
-  return example
-
-
 def loading_message(config) -> str:
   return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
 
 
 UNITS = {"*": "-log p(y|x), nats per image over the hidden pixels"}
-TEST_STREAMS = 5
-validation_loss_fn = per_example_objective
-TASK = runner.Task.from_namespace("mnist_quadrant", globals())
+TASK = runner.Task(
+    name="mnist_quadrant", validate=validate, make_model=make_model,
+    load_splits=load_splits, make_init_batch=lambda config, example: example,
+    make_loss_fn=make_loss_fn,
+    validation=runner.validation_loss(per_example_objective),
+    run_identity=run_identity,
+    evaluators=lambda config, model: {
+        **evaluators.library(context(config, model)),
+        **own_evaluators(config, model)},
+    evals=EVALS, header=header, units=UNITS, pretrained=pretrained,
+    loading_message=loading_message, test_streams=5)
 train_and_evaluate = TASK.train_and_evaluate

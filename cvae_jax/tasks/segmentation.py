@@ -291,7 +291,7 @@ def context(config, model) -> evaluators.Context:
       batch=lambda arrays: _test_batch(config, arrays),
       names={"prior_monte_carlo": "nll_prior_monte_carlo",
              "importance_sampled": "nll_importance_sampled"},
-      rows_per_slice=True)
+)
 
 
 def own_evaluators(config, model) -> dict:
@@ -343,14 +343,14 @@ def own_evaluators(config, model) -> dict:
 
   baseline = config.model == "baseline"
   return {
-      "deterministic": (evaluators.Evaluator("deterministic", (), deterministic)
+      "deterministic": (evaluators.Evaluator("deterministic", deterministic)
                         if baseline else None),
       "prior_mean": (None if baseline else
-                     evaluators.Evaluator("prior_mean", (), at_prior_mean)),
+                     evaluators.Evaluator("prior_mean", at_prior_mean)),
       "best_of": (None if baseline else
-                  evaluators.Evaluator("best_of", ("eval.best_of",), best_of)),
+                  evaluators.Evaluator("best_of", best_of)),
       "panel": evaluators.picture(
-          "panel", ("eval.figure_images", "eval.figure_samples"),
+          "panel",
           lambda params, test, rng: panel(config, model, params, test, rng),
           "panel.png")}
 
@@ -381,14 +381,6 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   return np.stack(rows)
 
 
-def make_init_batch(config, example: dict) -> dict:
-  return objective_batch(config, example["image"], example["masks"][:, 0], False)
-
-
-def is_cvae(config) -> bool:
-  return config.model != "baseline"
-
-
 def header(config, test: dict) -> dict:
   return {"model": config.model, "dataset": config.dataset,
           "occlusion_blocks": config.occlusion.blocks,
@@ -398,7 +390,16 @@ def header(config, test: dict) -> dict:
 
 UNITS = {"pixel_error": "share of pixels", "iou": "foreground IoU",
          "nll_*": "nats per image"}
-TEST_STREAMS = 4
-TRAINING_KEYS = ("image", "masks")
-TASK = runner.Task.from_namespace("segmentation", globals())
+TASK = runner.Task(
+    name="segmentation", validate=validate, make_model=make_model,
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: objective_batch(
+        config, example["image"], example["masks"][:, 0], False),
+    make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
+    run_identity=run_identity,
+    evaluators=lambda config, model: {
+        **evaluators.library(context(config, model)),
+        **own_evaluators(config, model)},
+    evals=EVALS, header=header, units=UNITS, training_keys=("image", "masks"),
+    test_streams=4)
 train_and_evaluate = TASK.train_and_evaluate

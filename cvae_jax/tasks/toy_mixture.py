@@ -43,10 +43,6 @@ def make_model(config) -> ToyMixtureCVAE:
                         config.network.latent_size)
 
 
-def is_cvae(config) -> bool:
-  return True
-
-
 def load_splits(config) -> dict:
   d = config.data
   return toy_mixture.splits(d.seed, d.train_size, d.validation_size, d.test_size)
@@ -54,10 +50,6 @@ def load_splits(config) -> dict:
 
 def objective_batch(arrays: dict) -> dict:
   return {"condition": arrays["x"], "target": arrays["y"]}
-
-
-def make_init_batch(config, example: dict) -> dict:
-  return objective_batch(example)
 
 
 def make_loss_fn(config, model):
@@ -153,12 +145,10 @@ def own_evaluators(config, model) -> dict:
       _samples_picture(config, model, params, rng, workdir / "samples.png")
     return {}
 
-  return {"true_nll": evaluators.Evaluator("true_nll", (), true_nll),
-          "model_nll": (evaluators.Evaluator("model_nll", ("eval.quadrature_points",),
-                                             model_nll)
+  return {"true_nll": evaluators.Evaluator("true_nll", true_nll),
+          "model_nll": (evaluators.Evaluator("model_nll", model_nll)
                         if config.network.latent_size == 2 else None),
-          "samples": evaluators.Evaluator("samples", ("eval.figure_samples",),
-                                          samples, stream="pictures")}
+          "samples": evaluators.Evaluator("samples", samples, stream="pictures")}
 
 
 def loading_message(config) -> str:
@@ -185,8 +175,17 @@ def summary(results: dict, workdir: Path) -> str:
 
 UNITS = {"*": "-log p(y|x), nats per example (y in R^2; negative: a density "
          "above 1)"}
-UNIT = "nats/example"
-EXAMPLE_NOUN = "examples"
-TEST_STREAMS = 5
-TASK = runner.Task.from_namespace("toy_mixture", globals())
+TASK = runner.Task(
+    name="toy_mixture", validate=validate, make_model=make_model,
+    load_splits=load_splits,
+    make_init_batch=lambda config, example: objective_batch(example),
+    make_loss_fn=make_loss_fn,
+    validation=runner.validation_loss(validation_loss_fn),
+    run_identity=run_identity,
+    evaluators=lambda config, model: {
+        **evaluators.library(context(config, model)),
+        **own_evaluators(config, model)},
+    evals=EVALS, header=header, units=UNITS, unit="nats/example",
+    loading_message=loading_message, summary=summary, example_noun="examples",
+    test_streams=5)
 train_and_evaluate = TASK.train_and_evaluate

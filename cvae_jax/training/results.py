@@ -6,8 +6,8 @@ run ends, and starts with `finished_run(workdir, config, evaluation_keys)`:
   * same config (up to keys that change no figure): the run is finished; the
     task prints its figures from results.json and returns them (seconds, and
     TensorFlow is never imported);
-  * only evaluation keys differ: training is finished; the task recomputes
-    what those keys change and says so (`FinishedRun.changed`);
+  * only evaluation keys differ: the saved figures are printed all the same,
+    with the command that evaluates again (`cvae_jax.evaluate`);
   * anything else (no results.json, more epochs, another model): None, and
     the task trains or resumes as usual.
 """
@@ -91,9 +91,11 @@ def finished_run(workdir: str | Path, config: ml_collections.ConfigDict,
 def announce(workdir: Path, finished: FinishedRun) -> None:
   """The line a rerun of a finished workdir starts with."""
   if finished.changed:
-    print(f"{workdir} holds a finished run; evaluation settings changed "
-          f"({finished.describe_changes()}): recomputing what they change, "
-          "no training", flush=True)
+    print(f"{workdir} holds a finished run; evaluation settings differ "
+          f"({finished.describe_changes()}): these are its saved figures. To "
+          f"evaluate it again with them: python -m cvae_jax.evaluate "
+          f"--workdir={workdir} [--config.evals=...] and the same --config "
+          "overrides", flush=True)
   else:
     print(f"{workdir} holds a finished run of this config: its figures from "
           f"{RESULTS_FILE} (nothing recomputed; a new --workdir trains anew)",

@@ -21,10 +21,13 @@ from cvae_jax import configs
 
 def get_config() -> ml_collections.ConfigDict:
   config = configs.trainer_defaults()  # Every trainer field; ours below.
-  config.model = "prob_unet"  # unet | prob_unet | sohn_cvae
+  config.model = "prob_unet"  # unet | prob_unet | sohn_cvae | package.module:factory
   config.dataset = "mnist_ambiguous"  # or lidc (prob_unet_lidc.py)
   config.image_size = 32  # Must divide by 2^(len(network.channels) - 1).
-  config.beta = 1.0  # Weight of KL(q || p) in the Prob U-Net's loss.
+  config.beta = 1.0  # Weight of KL(q || p) in a CVAE's loss.
+  # A model with no latent that estimates its own -log p(y|x) (e.g. a
+  # Gaussian over logits) trains on it with this many draws.
+  config.likelihood_samples = 16
 
   config.data = ml_collections.ConfigDict(dict(
       digit_size=14, num_graders=4,

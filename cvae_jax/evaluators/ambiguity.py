@@ -1,0 +1,338 @@
+"""Ambiguous segmentation (Kohl et al. 2018): figures of the distribution of
+masks a model draws for an image, for any model through its `Predictor`.
+
+Data: {"image" [N, H, W, C], "masks" [N, G, H, W] (G graders)} and, where
+the grader distribution is known exactly (the offline set), "candidates"
+[N, K, H, W] and "probabilities" [N, K]: then each evaluator also reports
+the true distribution's own figures (`ideal_*`) and the exact floor. A
+prediction becomes a mask where p(y = 1) > 0.5 (`masks_of`); a grader's mask
+is a target of the predictor's `log_likelihood` as flat float pixels
+[B, H * W] (`flat_target`).
+
+Evaluators (each `make_*` returns an `Evaluator`; figures per image, with
+their spread over images under "<name>_std"):
+  samples      ged_S for S in `ged_samples` (d = 1 - IoU, i = j pairs
+               included, `metrics.generalized_energy_distance`), the terms at
+               the largest S (cross, samples_diversity, graders_diversity),
+               hungarian_iou over `hungarian_samples` samples and the G
+               graders; known distribution: floor_ged_S (exact expected GED
+               of the truth), ideal_* (S draws of the truth);
+  likelihoods  ce_per_pixel: -log p(y_g | x) per pixel of the point
+               prediction, nll: -log p(y_g | x) per image from the
+               predictor's log-likelihood (its label is in results.json's
+               "estimators"); both means over the graders; ideal_nll: the
+               truth's exact -log p(y_g | x);
+  calibration  ece of the pixel-wise marginal of `num_samples` samples (10
+               bins), variance_ncc (PHiSeg's S_NCC, over the images where it
+               is defined; variance_ncc_defined: their share), dice of the
+               point prediction with each grader (dice_grader_g) and their mean;
+  modes        (known distribution only) each of `num_samples` samples
+               assigned to its nearest candidate by IoU, or to none below
+               `iou_threshold`: mode_tv per image and mode_tv_pooled against
+               the true frequencies, the unmatched share, and
+               mode_frequency_<candidate> beside true_mode_frequency_<candidate>;
+               draws modes.png.
+`epoch_evaluation` gives the per-epoch figures (validation GED and NLL) that
+early stopping can select on.
+"""
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cvae_jax import distributions, evaluation, metrics, plotting
+from cvae_jax.evaluators.base import Evaluator, measured
+from cvae_jax.predictors import Predictor
+
+KNOWN_DISTRIBUTION = ("candidates", "probabilities")
+
+
+def masks_of(prediction, size: int) -> jax.Array:
+  """[..., H, W] bool: the pixels where p(y = 1) > 0.5 of a prediction with
+  flat pixels [..., H * W] (Bernoulli: logits > 0)."""
+  logits = getattr(prediction, "logits", None)
+  on = logits > 0 if logits is not None else distributions.mean_of(prediction) > 0.5
+  return on.reshape(*on.shape[:-1], size, size)
+
+
+def flat_target(masks: jax.Array, dtype=jnp.float32) -> jax.Array:
+  """[B, H, W] masks -> [B, H * W] float targets."""
+  return masks.reshape(masks.shape[0], -1).astype(dtype)
+
+
+def true_negative_log_likelihood(candidates, probabilities, masks) -> jax.Array:
+  """[B] the known grader distribution's exact -log p(y_g | x) in nats, mean
+  over the graders' masks [B, G, H, W]: -log of the mass of the candidates
+  [B, K, H, W] (probabilities [B, K]) equal to y_g."""
+  same = jnp.all(candidates[:, None] == (masks > 0.5)[:, :, None], axis=(-2, -1))
+  return -jnp.log(jnp.sum(same * probabilities[:, None], -1)).mean(-1)  # [B, G, K] -> [B]
+
+
+def true_samples(candidates, probabilities, rng, num_samples) -> jax.Array:
+  """[B, S, H, W] masks drawn from each image's known grader distribution."""
+  choice = jax.random.categorical(rng, jnp.log(probabilities),
+                                  shape=(num_samples, len(probabilities)))
+  return jnp.take_along_axis(candidates, choice.T[:, :, None, None], axis=1)
+
+
+def negative_log_likelihood(predictor: Predictor, params, images, masks, rng,
+                            num_samples: int) -> jax.Array:
+  """[B] -log p(y_g | x) in nats per image, mean over the G graders of masks
+  [B, G, H, W]; grader g's estimate draws S = `num_samples` from
+  fold_in(rng, g)."""
+  return jnp.stack([-predictor.log_likelihood(
+      params, {"condition": images, "target": flat_target(g, images.dtype)},
+      jax.random.fold_in(rng, i), num_samples)
+                    for i, g in enumerate(jnp.moveaxis(masks, 1, 0))]).mean(0)
+
+
+def _sampled_masks(predictor, params, images, rng, num_samples, size):
+  """[B, S, H, W] masks of S predictions per image."""
+  samples = predictor.samples(params, images, rng, num_samples)
+  return jnp.moveaxis(masks_of(samples, size), 0, 1)
+
+
+def _ged_columns(prefix: str, samples, graders, counts) -> dict:
+  """{prefix}ged_S etc. for the first S of samples [B, S_max, H, W]."""
+  columns = {}
+  for s in counts:
+    terms = metrics.generalized_energy_distance(samples[:, :s], graders)
+    columns[f"{prefix}ged_{s}"] = terms.ged
+    if s == max(counts):
+      columns[f"{prefix}cross"] = terms.cross
+      columns[f"{prefix}samples_diversity"] = terms.samples_diversity
+      columns[f"{prefix}graders_diversity"] = terms.graders_diversity
+  return columns
+
+
+def with_spread(per_image: dict) -> dict:
+  """Per-image values and their spread over images under "<name>_std"."""
+  return {**per_image, **{f"{k}_std": float(np.std(v)) for k, v in per_image.items()}}
+
+
+def _arrays(test: dict) -> dict:
+  return {k: test[k] for k in ("image", "masks", *KNOWN_DISTRIBUTION) if k in test}
+
+
+def _known(test: dict) -> bool:
+  return all(k in test for k in KNOWN_DISTRIBUTION)
+
+
+def make_samples(predictor: Predictor, image_size: int, batch_size: int,
+                 num_samples: int = 100,
+                 ged_samples: Sequence[int] = (1, 4, 16, 100),
+                 hungarian_samples: int = 16) -> Evaluator:
+  """GED at each S of `ged_samples` (the first S of `num_samples` draws per
+  image), its terms, Hungarian IoU; see above."""
+  counts = tuple(ged_samples)
+  most = max(num_samples, *counts, hungarian_samples)
+
+  def sampled(params, arrays, rng):
+    samples = _sampled_masks(predictor, params, arrays["image"], rng, most,
+                             image_size)
+    graders = arrays["masks"] > 0.5
+    columns = _ged_columns("", samples, graders, counts)
+    if "candidates" in arrays:
+      truth = true_samples(arrays["candidates"], arrays["probabilities"],
+                           jax.random.fold_in(rng, 1), most)
+      columns.update(_ged_columns("ideal_", truth, graders, counts))
+      for s in counts:
+        columns[f"floor_ged_{s}"] = metrics.expected_ged_of_distribution(
+            arrays["candidates"], arrays["probabilities"], graders, s).ged
+      columns["ideal_samples"] = truth[:, :hungarian_samples]
+    columns["samples"] = samples[:, :hungarian_samples]
+    return columns
+
+  def run(params, test, rng, workdir):
+    del workdir
+    arrays = _arrays(test) if _known(test) else {k: test[k] for k in ("image", "masks")}
+    columns = measured("samples: GED, diversity, Hungarian IoU", "images",
+                       sampled, params, arrays, rng, batch_size, as_dict=True)
+    per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
+    graders = test["masks"] > 0.5
+    per_image["hungarian_iou"] = metrics.hungarian_matched_iou(columns["samples"],
+                                                               graders)
+    if "ideal_samples" in columns:
+      per_image["ideal_hungarian_iou"] = metrics.hungarian_matched_iou(
+          columns["ideal_samples"], graders)
+    return with_spread(per_image)
+  return Evaluator("samples", run)
+
+
+def make_likelihoods(predictor: Predictor, image_size: int, batch_size: int,
+                     num_samples: int = 100) -> Evaluator:
+  """Per-pixel CE of the point prediction and -log p(y | x) from
+  `num_samples` draws where the predictor estimates it; see above."""
+  label = predictor.log_likelihood_label
+  if label is not None and label != "exact":
+    label = f"{label}, S={num_samples}"
+
+  def likelihoods(params, arrays, rng):
+    images, masks = arrays["image"], arrays["masks"]
+    point = predictor.point(params, images)
+    targets = masks.reshape(*masks.shape[:2], -1)  # [B, G, H * W]
+    ce = -point.log_prob(jnp.moveaxis(targets, 1, 0)) / image_size**2  # [G, B]
+    columns = {"ce_per_pixel": ce.mean(0)}
+    if label is not None:
+      columns["nll"] = negative_log_likelihood(predictor, params, images, masks,
+                                               rng, num_samples)
+    if "candidates" in arrays:
+      columns["ideal_nll"] = true_negative_log_likelihood(
+          arrays["candidates"], arrays["probabilities"], masks)
+    return columns
+
+  def run(params, test, rng, workdir):
+    del workdir
+    title = "per-pixel CE" + (f" and -log p(y|x) ({label})" if label else "")
+    columns = measured(title, "images", likelihoods, params, _arrays(test), rng,
+                       batch_size, as_dict=True)
+    return with_spread(columns)
+  return Evaluator("likelihoods", run, estimators={"nll": label} if label else {})
+
+
+def make_calibration(predictor: Predictor, image_size: int, batch_size: int,
+                     num_samples: int = 100) -> Evaluator:
+  """ECE, S_NCC and Dice; see above."""
+
+  def calibrated(params, arrays, rng):
+    samples = _sampled_masks(predictor, params, arrays["image"], rng, num_samples,
+                             image_size)
+    graders = arrays["masks"] > 0.5
+    point = masks_of(predictor.point(params, arrays["image"]), image_size)
+    by_grader = metrics.dice(point[:, None], graders)  # [B, G]
+    columns = {"ece": metrics.expected_calibration_error(samples, graders),
+               "variance_ncc": metrics.variance_ncc(samples, graders),
+               "dice": jnp.mean(by_grader, axis=-1),
+               **{f"dice_grader_{g}": by_grader[:, g]
+                  for g in range(graders.shape[1])}}
+    if "candidates" in arrays:
+      truth = true_samples(arrays["candidates"], arrays["probabilities"],
+                           jax.random.fold_in(rng, 1), num_samples)
+      columns["ideal_ece"] = metrics.expected_calibration_error(truth, graders)
+      columns["ideal_variance_ncc"] = metrics.variance_ncc(truth, graders)
+    return columns
+
+  def run(params, test, rng, workdir):
+    del workdir
+    columns = measured(f"calibration: ECE, S_NCC, Dice (S={num_samples})",
+                       "images", calibrated, params, _arrays(test), rng,
+                       batch_size, as_dict=True)
+    figures = {}
+    for name, values in columns.items():
+      values = np.asarray(values)
+      if name.endswith("variance_ncc"):  # NaN: no uncertainty to correlate.
+        defined = ~np.isnan(values)
+        figures[f"{name}_defined"] = float(np.mean(defined))
+        if defined.any():  # (Never for a deterministic net: its samples are one.)
+          figures[name] = float(np.mean(values[defined]))
+          figures[f"{name}_std"] = float(np.std(values[defined]))
+      else:
+        figures[name], figures[f"{name}_std"] = values, float(np.std(values))
+    return figures
+  return Evaluator("calibration", run)
+
+
+def make_modes(predictor: Predictor, image_size: int, batch_size: int,
+               num_samples: int = 100,
+               iou_threshold: float = metrics.MODE_IOU_THRESHOLD,
+               candidate_names: Sequence[str] | None = None,
+               title: str = "model") -> Evaluator:
+  """Kohl et al.'s mode calibration, exact where the data has candidates
+  (nothing elsewhere); modes.png titled by `title` (the model's name)."""
+
+  def mode_columns(params, arrays, rng):
+    samples = _sampled_masks(predictor, params, arrays["image"], rng, num_samples,
+                             image_size)
+    candidates, probabilities = arrays["candidates"], arrays["probabilities"]
+    truth = true_samples(candidates, probabilities, jax.random.fold_in(rng, 1),
+                         num_samples)
+    return {"sampled": metrics.mode_frequencies(samples, candidates, iou_threshold),
+            "ideal": metrics.mode_frequencies(truth, candidates, iou_threshold),
+            "true": metrics.true_mode_frequencies(candidates, probabilities,
+                                                  iou_threshold)}
+
+  def run(params, test, rng, workdir: Path | None):
+    if not _known(test):
+      return {}
+    columns = measured(
+        f"modes: frequencies of the candidates (S={num_samples}, IoU >= "
+        f"{iou_threshold})", "images", mode_columns, params, _arrays(test), rng,
+        batch_size, as_dict=True)
+    true = np.asarray(columns["true"])
+    figures, means = {}, {"true": true.mean(0)}
+    for prefix, label in (("", title), ("ideal_", "true distribution, sampled")):
+      frequencies = np.asarray(columns["sampled" if prefix == "" else "ideal"])
+      tv = np.asarray(metrics.total_variation(frequencies, true))
+      figures.update({f"{prefix}mode_tv": tv, f"{prefix}mode_tv_std": float(np.std(tv)),
+                      f"{prefix}mode_tv_pooled": float(metrics.total_variation(
+                          frequencies.mean(0), true.mean(0))),
+                      f"{prefix}unmatched": frequencies[:, -1],
+                      f"{prefix}unmatched_std": float(np.std(frequencies[:, -1]))})
+      means[label] = frequencies.mean(0)
+    num_candidates = true.shape[-1] - 1
+    names = [*(candidate_names or [f"candidate {k}" for k in range(num_candidates)]),
+             "unmatched"]
+    for k, name in enumerate(names):
+      slug = name.replace(" ", "_")
+      figures[f"mode_frequency_{slug}"] = float(means[title][k])
+      figures[f"true_mode_frequency_{slug}"] = float(means["true"][k])
+    if workdir is not None:
+      plotting.save_bar_chart(
+          names, {label: means[label] for label in (
+              title, "true distribution, sampled", "true")},
+          Path(workdir) / "modes.png", "share of samples (mean over images)",
+          f"{title}: samples assigned to the nearest candidate "
+          f"(IoU >= {iou_threshold})")
+    return figures
+  return Evaluator("modes", run)
+
+
+def epoch_evaluation(predictor: Predictor, validation_loss: Callable,
+                     validation: dict, rng: jax.Array, image_size: int,
+                     batch_size: int, num_images: int = 0,
+                     num_samples: int = 16) -> Callable[..., dict]:
+  """The trainer's per-epoch evaluation, with the same draws every epoch (so
+  epochs compare fairly): validation_loss (`validation_loss(params, arrays,
+  rng) -> [B]` over the validation split) and, over its first `num_images`
+  images (0: all) with S = `num_samples`, validation_ged (d = 1 - IoU) and,
+  where the predictor has one, validation_nll (-log p(y_g | x), nats per
+  image, mean over graders). With a known distribution also the floor's GED
+  and the truth's NLL on those images (constants: the learning curves'
+  targets). Returns (state, epoch) -> {name: float}."""
+  loss = evaluation.validation_loss_evaluator(validation_loss, validation, rng,
+                                              batch_size)
+  count = num_images or len(validation["image"])
+  subset = {k: v[:count] for k, v in validation.items() if k in ("image", "masks")}
+  has_nll = predictor.log_likelihood_label is not None
+
+  def figures(params, arrays, rng):
+    samples = _sampled_masks(predictor, params, arrays["image"], rng, num_samples,
+                             image_size)
+    columns = {"ged": metrics.generalized_energy_distance(
+        samples, arrays["masks"] > 0.5).ged}
+    if has_nll:
+      columns["nll"] = negative_log_likelihood(
+          predictor, params, arrays["image"], arrays["masks"],
+          jax.random.fold_in(rng, 1), num_samples)
+    return columns
+
+  targets = {}
+  if _known(validation):
+    graders = validation["masks"][:count] > 0.5
+    candidates = validation["candidates"][:count]
+    probabilities = validation["probabilities"][:count]
+    targets["validation_floor_ged"] = float(np.mean(
+        metrics.expected_ged_of_distribution(candidates, probabilities, graders,
+                                             num_samples).ged))
+    targets["validation_ideal_nll"] = float(np.mean(true_negative_log_likelihood(
+        candidates, probabilities, graders)))
+
+  def evaluate(state, epoch: int) -> dict[str, float]:
+    values = evaluation.map_dict_over_batches(
+        figures, state.params, subset, jax.random.fold_in(rng, 1), batch_size)
+    return {**loss(state, epoch), **{f"validation_{k}": float(np.mean(v))
+                                     for k, v in values.items()}, **targets}
+  return evaluate
