@@ -14,23 +14,16 @@ An entry point, the project's `train/<task>.py` or your own script, is:
 ml_collections ConfigDict; `--config.<key>=<value>` overrides any key of it
 (dotted for nested keys: `--config.eval.num_samples=10`), parsed as a Python
 literal of the key's type; a key the config lacks is refused with the
-closest match. Your task module (any importable module: `runner.Task.from_namespace`
-makes one) must define `validate` and `train_and_evaluate`.
-
-Its task module imports no TensorFlow at import time (data modules get it on
-first use from `cvae_jax.data.tf_import.tensorflow()`) and provides:
+closest match. Your task module (any importable module) defines `TASK`, a
+`cvae_jax.runner.Task`, and the two functions `run` calls:
 
   validate(config, workdir)  raises UserError / ConfigError; imports nothing
       heavy, so a bad value answers in about the time `import jax` takes;
-  train_and_evaluate(config, workdir)  the run. It starts with
-      `finished = cvae_jax.training.results.finished_run(workdir, config,
-      evaluation_keys)`: a finished workdir prints its figures from
-      results.json and returns (no TensorFlow, no data), and a change of
-      evaluation keys only recomputes what they change; it announces long
-      phases ("loading ...", "<estimator>, S=..., N images...") and passes a
-      `description` to `evaluation.map_over_batches` for a progress bar; it
-      reads TFDS inside `mnist.unreadable_records_as_user_errors(data_dir,
-      name)` and writes results with `results.write_results`.
+  train_and_evaluate(config, workdir)  the run (`TASK.train_and_evaluate`:
+      the runner prints a finished workdir's figures from results.json with
+      no TensorFlow and no data, trains or resumes, evaluates, writes
+      results.json). `python -m cvae_jax.evaluate --workdir=DIR` evaluates a
+      finished run again.
 
 What `run` does, in order: parses the flags (a mistyped key is
 `error: unknown config key 'learnin_rate' (did you mean 'learning_rate'?);
@@ -69,7 +62,7 @@ from cvae_jax.errors import Interrupted, UserError
 _OVERRIDE = "--config."
 
 
-def _fail(message: str, code: int = 2, distributed_started: bool = False):
+def fail(message: str, code: int = 2, distributed_started: bool = False):
   print(f"error: {message}", file=sys.stderr)
   if distributed_started:
     # A normal exit would wait (up to 5 min) in jax.distributed's shutdown
@@ -102,7 +95,7 @@ def _load_config(path: str):
     return None
 
 
-def _unknown_key(name: str, config) -> str | None:
+def unknown_key(name: str, config) -> str | None:
   """Why the dotted `name` is not in `config`, or None if it is there."""
   node, parts = config, name.split(".")
   for depth, part in enumerate(parts):
@@ -124,7 +117,7 @@ def _bad_override_message(argv, default_config: str, error: Exception) -> str:
   config = _load_config(config_path)
   for arg in argv[1:]:
     if arg.startswith(_OVERRIDE) and config is not None:
-      reason = _unknown_key(arg[len(_OVERRIDE):].split("=")[0], config)
+      reason = unknown_key(arg[len(_OVERRIDE):].split("=")[0], config)
       if reason is not None:
         return f"{reason}; the keys are in {config_path}"
   first_line = str(error).strip("'\"").splitlines()[0].strip("'\"")
@@ -143,11 +136,11 @@ def _parse_flags(argv, default_config: str):
   try:
     return flags.FLAGS(argv)
   except (OSError, ImportError, SyntaxError) as e:  # The file, with an override.
-    _fail(_cannot_load(e, default_config))
+    fail(_cannot_load(e, default_config))
   except (KeyError, AttributeError, TypeError) as e:  # An override naming no key.
-    _fail(_bad_override_message(argv, default_config, e))
+    fail(_bad_override_message(argv, default_config, e))
   except flags.Error as e:
-    _fail(f"{e}; see --helpfull")
+    fail(f"{e}; see --helpfull")
 
 
 def run(task, default_config: str) -> None:
@@ -165,9 +158,9 @@ def run(task, default_config: str) -> None:
     config_flag = config_flags.DEFINE_config_file(
         "config", default_config, "Training configuration (a .py file).")
   except (OSError, ImportError, SyntaxError) as e:
-    _fail(_cannot_load(e, default_config))
+    fail(_cannot_load(e, default_config))
   except (KeyError, AttributeError, TypeError) as e:
-    _fail(_bad_override_message(sys.argv, default_config, e))
+    fail(_bad_override_message(sys.argv, default_config, e))
   workdir_flag = flags.DEFINE_string(
       "workdir", None, "Checkpoints, TensorBoard logs and results go here; "
       "rerunning with the same workdir resumes.", required=True)
@@ -196,7 +189,7 @@ def run(task, default_config: str) -> None:
       config = config_flag.value
       config.get("seed")  # Reading it reports a config file that failed to load.
     except (OSError, ImportError, SyntaxError) as e:
-      _fail(_cannot_load(e, default_config))
+      fail(_cannot_load(e, default_config))
     workdir = workdir_flag.value
     from cvae_jax import distributed  # pylint: disable=g-import-not-at-top
     try:
@@ -215,10 +208,10 @@ def run(task, default_config: str) -> None:
       print(str(e), file=sys.stderr)
       sys.exit(e.exit_code)
     except KeyboardInterrupt as e:  # Before training, or a second signal.
-      _fail("interrupted; checkpoints already in --workdir are kept, rerun the "
+      fail("interrupted; checkpoints already in --workdir are kept, rerun the "
             "same command to resume",
             128 + getattr(e, "signum", signal.SIGINT))
     except UserError as e:
-      _fail(str(e), distributed_started=distributed.joined())
+      fail(str(e), distributed_started=distributed.joined())
 
   app.run(main, flags_parser=lambda argv: _parse_flags(argv, default_config))
