@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax import distributions, estimators, sampling
+from cvae_jax.errors import ConfigError
 from cvae_jax.models.cvae import CVAE
 
 
@@ -171,7 +172,7 @@ def predictor(model: nn.Module, **options) -> Predictor:
   if defined:
     if len(defined) < len(PROTOCOL_METHODS):
       missing = sorted(set(PROTOCOL_METHODS) - set(defined))
-      raise TypeError(f"{type(model).__name__} defines {defined[0]} but not "
+      raise ConfigError(f"{type(model).__name__} defines {defined[0]} but not "
                       f"{', '.join(missing)}; a model that makes its own "
                       "predictions defines both (cvae_jax.predictors)")
     return ModulePredictor(model)
