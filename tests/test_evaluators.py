@@ -76,8 +76,9 @@ def _build(names, kind=evaluators.CVAE, config=None, own=None, model=None):
   model = model or (MarginalRegressor() if kind == evaluators.DETERMINISTIC
                     else LinearGaussianCVAE())
   ctx = evaluators.Context(config, model, kind)
+  available = {**evaluators.library(ctx), **(own or {})}
   return {e.name: e for e in evaluators.build(
-      names, tuple(evaluators.LIBRARY), ctx, own or {})}, model
+      names, tuple(evaluators.LIBRARY), available)}, model
 
 
 def _params(model, test):
@@ -181,9 +182,9 @@ def test_stream_keys_do_not_depend_on_which_evaluators_run():
 
 
 def test_a_tasks_own_evaluator_takes_the_place_of_the_librarys():
-  own = evaluators.Evaluator("prior_mean", ("eval.x",), lambda *a: {"mine": 1.0})
+  own = evaluators.Evaluator("prior_mean", lambda *a: {"mine": 1.0})
   found, _ = _build(["prior_mean"], own={"prior_mean": own})
-  assert found["prior_mean"].keys == ("eval.x",)
+  assert found["prior_mean"].run() == {"mine": 1.0}
 
 
 def test_settings_and_figure_names_come_from_the_context(tmp_path):
@@ -196,21 +197,22 @@ def test_settings_and_figure_names_come_from_the_context(tmp_path):
       names={"importance_sampled": "nll"},
       settings={"batch_size": "eval_batch_size", "num_samples": "importance_samples",
                 "chunk_size": "importance_chunk_size"})
-  (evaluator,) = evaluators.build(["importance_sampled"], (), ctx, {})
-  assert set(evaluator.keys) == {"importance_samples", "importance_chunk_size"}
+  (evaluator,) = evaluators.build(["importance_sampled"], (),
+                                  evaluators.library(ctx))
+  assert evaluator.estimators == {
+      "nll": "(c) importance-sampled -log p(y|x), S=20"}
   test = _data(32)
   figure, values = _run(evaluator, ctx.model, test, tmp_path)
   assert figure == "nll"
   chex.assert_shape(values, (32,))
 
 
-def test_evaluators_declare_the_settings_they_read():
+def test_each_figure_names_its_estimator():
   found, _ = _build(list(evaluators.LIBRARY))
-  assert set(found["importance_sampled"].keys) == {"eval.num_samples", "eval.chunk_size"}
-  assert set(found["importance_sampled_large"].keys) == {
-      "eval.large_num_samples", "eval.large_num_images", "eval.chunk_size"}
-  assert found["negative_elbo"].keys == ("eval.elbo_samples",)
-  assert found["prior_mean"].keys == ()
+  assert found["importance_sampled"].estimators == {
+      "importance_sampled": "(c) importance-sampled -log p(y|x), S=50"}
+  assert found["prior_monte_carlo"].estimators == {
+      "prior_monte_carlo": "(b) prior Monte Carlo -log p(y|x), S=50"}
 
 
 def test_a_setting_the_config_lacks_is_one_config_error():

@@ -1,7 +1,8 @@
 """cvae_jax.runner, once for every task spec: a run, a rerun of the finished
-run (nothing recomputed), a rerun with one evaluator's setting changed (only
-its figures recomputed, no training), a resume to more epochs, and SIGTERM
-mid-training (a checkpoint, no results, the rerun resumes)."""
+run (nothing recomputed), a rerun with one evaluator's setting changed (the
+saved figures; `runner.evaluate` recomputes only that evaluator's, no
+training), a resume to more epochs, and SIGTERM mid-training (a checkpoint,
+no results, the rerun resumes)."""
 
 import json
 import os
@@ -16,16 +17,14 @@ import pytest
 from cvae_jax import runner
 from cvae_jax.errors import Interrupted
 from cvae_jax.tasks import bbox, mnist_label, prob_unet, mnist_quadrant, segmentation
-import test_bbox
-import test_mnist_quadrant
-import test_prob_unet
-import test_segmentation
+from helpers import (tiny_box_config, tiny_prob_unet_config, tiny_quadrant_config,
+                     tiny_segmentation_config)
 from train.configs import mnist_label as label_config
 from train.configs import mnist_quadrant as quadrant_config
 
 
 def _segmentation(data_dir):
-  config = test_segmentation.tiny_config(
+  config = tiny_segmentation_config(
       model="cvae", data_dir=str(data_dir), download=False, validation_size=100,
       image_size=32, num_epochs=1)
   config.data.update(max_train_examples=32, max_eval_examples=16)
@@ -33,21 +32,21 @@ def _segmentation(data_dir):
 
 
 def _prob_unet(data_dir):
-  config = test_prob_unet.tiny_config(model="prob_unet", data_dir=str(data_dir),
-                                      download=False, validation_size=100)
+  config = tiny_prob_unet_config(model="prob_unet", data_dir=str(data_dir),
+                                 download=False, validation_size=100)
   config.data.update(max_train_examples=32, max_eval_examples=8)
   return config, ("eval.hungarian_samples", 2), {"samples"}
 
 
 def _bbox(data_dir):
-  config = test_bbox.tiny_config(model="cvae", data_dir=str(data_dir),
-                                 download=False, validation_size=100)
+  config = tiny_box_config(model="cvae", data_dir=str(data_dir),
+                           download=False, validation_size=100)
   config.data.update(max_train_examples=32, max_eval_examples=16)
   return config, ("eval.num_samples", 8), {"importance_sampled"}
 
 
 def _quadrant(data_dir):
-  config = test_mnist_quadrant._tiny(  # pylint: disable=protected-access
+  config = tiny_quadrant_config(
       quadrant_config.get_config(), data_dir, model="cvae", num_epochs=1,
       baseline_training="joint")
   return config, ("eval.elbo_samples", 3), {"negative_elbo"}
@@ -104,11 +103,16 @@ def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, 
   assert again["test"] == first["test"]
   assert before == {p: p.stat().st_mtime_ns for p in workdir.rglob("*") if p.is_file()}
 
-  # An evaluation setting changed: only the evaluators that read it run again.
+  # An evaluation setting changed: the saved figures, and the command that
+  # evaluates again; runner.evaluate reruns the named evaluators only.
   _set(config, key, value)
-  second = module.train_and_evaluate(config, workdir)
+  unchanged = module.train_and_evaluate(config, workdir)
   out = capsys.readouterr().out
-  assert "evaluation settings changed" in out and not _trained(out, 0)
+  assert "evaluation settings differ" in out and "cvae_jax.evaluate" in out
+  assert unchanged["test"] == first["test"] and not _trained(out, 0)
+  second = runner.evaluate(module.TASK, config, workdir, sorted(changed))
+  out = capsys.readouterr().out
+  assert not _trained(out, 0)
   rerun = {f for e in changed for f in second["figures_by_evaluator"][e]}
   for figure, old in first["test"].items():
     if figure not in rerun:
@@ -118,6 +122,10 @@ def test_run_rerun_changed_evaluator_and_resume(name, tmp_path, tiny_mnist_dir, 
     assert (second["eval_seconds"][evaluator] != seconds) == (
         evaluator in changed), evaluator
   assert second["train_seconds_this_run"] == first["train_seconds_this_run"]
+  assert json.loads((workdir / "results.json").read_text())["test"] == second["test"]
+  # Now a finished run of the changed config.
+  assert module.train_and_evaluate(config, workdir)["test"] == second["test"]
+  assert "holds a finished run of this config" in capsys.readouterr().out
 
   # More epochs: training resumes from the last checkpoint, then evaluates all.
   config.num_epochs += 1
@@ -187,21 +195,17 @@ def test_the_runner_names_every_random_stream():
   assert len(set(runner.RNG_STREAMS.values())) == len(runner.RNG_STREAMS)
 
 
-def test_a_task_is_made_of_its_module_names():
-  # Every field of the five tasks comes from a module name of that field (or
-  # in capitals), unless given; a module that lacks a required one is told
-  # which.
+def test_a_task_is_an_explicit_spec():
   for module in (bbox, mnist_label, prob_unet, mnist_quadrant, segmentation):
+    assert isinstance(module.TASK, runner.Task)
     assert module.TASK.validate is module.validate
-    assert module.TASK.evals == module.EVALS
-    assert module.TASK.units == module.UNITS
-  assert segmentation.TASK.test_streams == segmentation.TEST_STREAMS == 4
+  assert segmentation.TASK.test_streams == 4
   assert mnist_label.TASK.test_streams == 1  # The field's default.
-  assert mnist_label.TASK.report is mnist_label.format_train_log  # Given.
-  namespace = {name: value for name, value in vars(bbox).items()
-               if name != "make_loss_fn"}
-  with pytest.raises(TypeError, match="neither 'make_loss_fn' nor 'MAKE_LOSS_FN'"):
-    runner.Task.from_namespace("mine", namespace)
-  task = runner.Task.from_namespace("mine", namespace, make_loss_fn=len,
-                                    test_streams=7)
-  assert (task.name, task.make_loss_fn, task.test_streams) == ("mine", len, 7)
+  fields = {f: getattr(bbox.TASK, f) for f in (
+      "name", "validate", "make_model", "load_splits", "make_init_batch",
+      "make_loss_fn", "validation", "run_identity", "evaluators", "evals",
+      "header", "units")}
+  with pytest.raises(TypeError, match="evaluater"):  # A misspelt field.
+    runner.Task(**fields, evaluater=None)
+  with pytest.raises(TypeError, match="units"):  # A missing one.
+    runner.Task(**{k: v for k, v in fields.items() if k != "units"})

@@ -10,6 +10,7 @@ those a config's `evals` names.
 """
 
 import dataclasses
+import functools
 from typing import Callable, Mapping, Sequence
 
 from cvae_jax.errors import ConfigError
@@ -29,9 +30,10 @@ LIBRARY: dict[str, Callable[[Context], Evaluator | None]] = {
 }
 
 
-def library(ctx: Context, names: Sequence[str] = tuple(LIBRARY)) -> dict:
-  """{name: the likelihood evaluator, or None where it does not apply}."""
-  return {name: LIBRARY[name](ctx) for name in names}
+def library(ctx: Context) -> dict:
+  """{name: () -> the likelihood evaluator, or None where it does not apply}:
+  each is built when named (it may need settings only its config has)."""
+  return {name: functools.partial(make, ctx) for name, make in LIBRARY.items()}
 
 
 def build(names: Sequence[str], defaults: Sequence[str],
@@ -44,7 +46,9 @@ def build(names: Sequence[str], defaults: Sequence[str],
       its position among the default ones that apply to the model (so leaving
       one out of `names` changes no other's figures); evaluators outside the
       defaults come after them, in the order of `names`.
-    available: the task's evaluators by name (None where one does not apply).
+    available: the task's evaluators by name: an Evaluator, None where one
+      does not apply, or a callable that returns either (built only when
+      `names` or `defaults` name it).
 
   Raises:
     ConfigError: a name the task does not have.
@@ -54,8 +58,12 @@ def build(names: Sequence[str], defaults: Sequence[str],
     raise ConfigError(
         f"evals: unknown evaluator(s) {', '.join(map(repr, unknown))}; this "
         f"task has {', '.join(sorted(available))}; set --config.evals")
-  made = {name: available[name] for name in dict.fromkeys([*defaults, *names])
-          if name in available}
+  made = {}
+  for name in dict.fromkeys([*defaults, *names]):
+    if name in available:
+      made[name] = available[name]
+      if callable(made[name]) and not isinstance(made[name], Evaluator):
+        made[name] = made[name]()
   order = [n for n, e in made.items() if e is not None and e.stream == "test"]
   return [dataclasses.replace(made[n], index=order.index(n))
           if made[n].stream == "test" else made[n]
