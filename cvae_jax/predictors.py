@@ -11,7 +11,8 @@ deterministic net. A `Predictor` gives, for a batch of conditions x:
       S predictions, batch shape [S, batch] (x is encoded once);
   point(params, condition)
       the model's point prediction, batch shape [batch] (a CVAE's at
-      z = E[z | x], Sohn et al.'s deterministic inference);
+      z = E[z | x], Sohn et al.'s deterministic inference); `point_name`
+      says which ("prior_mean", "exact" for a deterministic net, "point");
   log_likelihood(params, batch, rng, num_samples)
       [batch] log p(y | x) in nats of batch {"condition", "target", ...}:
       exact, or an estimate from `num_samples` draws; `log_likelihood_label`
@@ -48,6 +49,7 @@ class Predictor(Protocol):
   """See the module docstring."""
 
   log_likelihood_label: str | None
+  point_name: str
 
   def samples(self, params, condition, rng: jax.Array, num_samples: int) -> Any:
     ...
@@ -86,6 +88,7 @@ class CVAEPredictor:
   model: CVAE
   proposal: str = "recognition"
   chunk_size: int | None = None
+  point_name = "prior_mean"  # The point prediction is at z = E[z | x].
 
   def __post_init__(self):
     if self.proposal not in ("recognition", "prior"):
@@ -119,6 +122,7 @@ class DeterministicPredictor:
   log-likelihood is exact."""
   model: nn.Module
   log_likelihood_label: str = "exact"
+  point_name = "exact"  # The point prediction is the model's likelihood.
 
   def point(self, params, condition):
     return as_likelihood(self.model.apply(params, condition))
@@ -138,6 +142,7 @@ class ModulePredictor:
   """A module that implements the protocol itself (see the module
   docstring); `log_likelihood` is None when it defines none."""
   model: nn.Module
+  point_name = "point"
 
   @property
   def log_likelihood_label(self) -> str | None:

@@ -11,9 +11,8 @@ import pytest
 
 from cvae_jax import runner
 from cvae_jax.tasks import bbox, mnist_label, prob_unet, segmentation
-import test_bbox
-import test_prob_unet
-import test_segmentation
+from helpers import (box_arrays, init_box_model, prob_unet_arrays, segmentation_arrays,
+                     tiny_box_config, tiny_prob_unet_config, tiny_segmentation_config)
 from train.configs import mnist_label as label_config
 
 
@@ -28,9 +27,9 @@ def _evaluate(task, config, model, params, test, tmp_path, seed=0) -> dict:
 
 
 def _segmentation(model_kind):
-  config = test_segmentation.tiny_config(model=model_kind)
+  config = tiny_segmentation_config(model=model_kind)
   model = segmentation.make_model(config)
-  test = test_segmentation._arrays(8)  # pylint: disable=protected-access
+  test = segmentation_arrays(8)
   example = segmentation.TASK.make_init_batch(
       config, {k: jnp.asarray(v[:1]) for k, v in test.items()})
   if model_kind == "baseline":
@@ -43,9 +42,9 @@ def _segmentation(model_kind):
 def test_segmentation_cvae_evaluators(tmp_path):
   config, model, params, test = _segmentation("cvae")
   figures = _evaluate(segmentation.TASK, config, model, params, test, tmp_path)
-  assert list(figures) == ["prior_mean", "best_of", "prior_monte_carlo",
+  assert list(figures) == ["point", "best_of", "prior_monte_carlo",
                            "importance_sampled", "panel"]
-  at_mean = figures["prior_mean"]
+  at_mean = figures["point"]
   assert np.all((0 <= at_mean["pixel_error"]) & (at_mean["pixel_error"] <= 1))
   assert np.all((0 <= at_mean["iou"]) & (at_mean["iou"] <= 1))
   assert np.all(at_mean["nll_prior_mean"] > 0)
@@ -59,18 +58,19 @@ def test_segmentation_cvae_evaluators(tmp_path):
 def test_segmentation_baseline_best_of_is_its_one_iou(tmp_path):
   config, model, params, test = _segmentation("baseline")
   figures = _evaluate(segmentation.TASK, config, model, params, test, tmp_path)
-  assert list(figures) == ["deterministic", "panel"]
-  values = figures["deterministic"]
+  assert list(figures) == ["point", "best_of", "panel"]
+  values = figures["point"]
   for s in config.eval.best_of:
-    np.testing.assert_array_equal(values[f"best_of_{s}_iou"], values["iou"])
+    np.testing.assert_array_equal(figures["best_of"][f"best_of_{s}_iou"],
+                                  values["iou"])
   assert np.all(values["nll_exact"] > 0)
 
 
 @pytest.mark.parametrize("model_kind", ["cvae", "mdn"])
 def test_box_evaluators(model_kind, tmp_path):
-  config = test_bbox.tiny_config(model=model_kind)
-  test = test_bbox._arrays(8)  # pylint: disable=protected-access
-  model, params, _ = test_bbox._init(config, test)  # pylint: disable=protected-access
+  config = tiny_box_config(model=model_kind)
+  test = box_arrays(8)
+  model, params, _ = init_box_model(config, test)
   figures = _evaluate(bbox.TASK, config, model, params, test, tmp_path)
   nll = "importance_sampled" if model_kind == "cvae" else "exact"
   assert list(figures) == ["boxes", nll, "pictures"]
@@ -88,13 +88,13 @@ def test_box_evaluators(model_kind, tmp_path):
 
 
 def test_prob_unet_evaluators(tmp_path):
-  config = test_prob_unet.tiny_config(image_size=16)
+  config = tiny_prob_unet_config(image_size=16)
   config.dataset = "lidc"  # Graders only (no known distribution to compare to).
   config.eval.update(num_samples=4, chunk_size=4, ged_samples=(1, 4),
                      hungarian_samples=2, batch_size=4, figure_images=2,
                      figure_samples=2)
   model = prob_unet.make_model(config)
-  test = test_prob_unet._arrays(4)  # pylint: disable=protected-access
+  test = prob_unet_arrays(4)
   example = prob_unet.objective_batch(jnp.asarray(test["image"][:1]),
                                       jnp.asarray(test["masks"][:1, 0]))
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])

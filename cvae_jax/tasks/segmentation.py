@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluators, metrics, objectives, runner, sampling, schedules
+from cvae_jax import (evaluators, objectives, predictors, runner, sampling,
+                      schedules)
+from cvae_jax.evaluators import segmentation as segmentation_evaluators
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import segmentation as seg_models
@@ -260,103 +262,42 @@ def run_identity(config) -> dict:
   return identity
 
 
-def _prediction_masks(logits: jax.Array, size: int) -> jax.Array:
-  """[..., pyramid_size] logits -> [..., H, W] binary prediction (p > 0.5)."""
-  return seg_models.full_resolution(logits, size, size) > 0
-
-
 def _test_batch(config, arrays: dict) -> dict:
   return objective_batch(config, arrays["image"], arrays["masks"][:, 0],
                          training=False)
 
 
-def _truth(config, batch) -> jax.Array:
-  size = config.image_size
-  return seg_models.full_resolution(batch["target"], size, size) > 0.5
+# The config's default `evals`: the point prediction's figures (at z = E[z|x]
+# for a CVAE), best-of-S IoU, the library's estimates (b) and (c), panel.png.
+EVALS = ("point", "best_of", "prior_monte_carlo", "importance_sampled", "panel")
 
 
-# The config's default `evals`. "prior_mean" is the task's own (the pixel
-# figures and the NLL of the prediction at z = E[z|x]); (b) and (c) are the
-# library's estimators.
-EVALS = ("deterministic", "prior_mean", "best_of", "prior_monte_carlo",
-         "importance_sampled", "panel")
-
-
-def context(config, model) -> evaluators.Context:
-  """The library's estimators see the first grader's mask, at full weight."""
+def task_evaluators(config, model) -> dict:
+  """The segmentation evaluators for the model's predictions (a GSNN's
+  recognition net is untrained: its likelihood comes from the prior), the
+  library's likelihood estimates of the first grader's mask at full weight,
+  and panel.png."""
+  size, ev = config.image_size, config.eval
   kind = {"baseline": evaluators.DETERMINISTIC,
           "gsnn": evaluators.GSNN}.get(config.model, evaluators.CVAE)
-  return evaluators.Context(
-      config, model, kind, arrays=_first_grader,
-      batch=lambda arrays: _test_batch(config, arrays),
-      names={"prior_monte_carlo": "nll_prior_monte_carlo",
-             "importance_sampled": "nll_importance_sampled"},
-)
-
-
-def own_evaluators(config, model) -> dict:
-  """The pixel figures and best-of-S IoU of the module docstring, and
-  panel.png; None where one does not apply to the model."""
-  size, ev = config.image_size, config.eval
-
-  def prediction_figures(likelihood, batch):
-    """[B, 3]: pixel error, IoU and log-likelihood of one prediction."""
-    prediction = _prediction_masks(likelihood.logits, size)
-    return jnp.stack([
-        metrics.pixel_error(prediction, _truth(config, batch)),
-        metrics.intersection_over_union(prediction, _truth(config, batch)),
-        likelihood.log_prob(batch["target"], batch["target_mask"])], -1)
-
-  def measured(label, fn, params, test, rng):
-    return evaluators.measured(label, "images",
-                           lambda p, a, r: fn(p, _test_batch(config, a), r),
-                           params, _first_grader(test), rng, ev.batch_size)
-
-  def deterministic(params, test, rng, workdir):
-    fn = lambda params, batch, rng: prediction_figures(
-        model.apply(params, batch["condition"]), batch)
-    values = measured("baseline: pixel error, IoU, exact NLL", fn, params, test, rng)
-    return {"pixel_error": values[:, 0], "iou": values[:, 1],
-            **{f"best_of_{s}_iou": values[:, 1] for s in ev.best_of},
-            "nll_exact": -values[:, 2]}
-
-  def at_prior_mean(params, test, rng, workdir):
-    def fn(params, batch, rng):
-      return prediction_figures(sampling.prior_predictive(
-          model, params, batch["condition"], None, with_mean=True)[0], batch)
-    values = measured("prediction at z = E[z|x]: pixel error, IoU, NLL", fn,
-                      params, test, rng)
-    return {"pixel_error": values[:, 0], "iou": values[:, 1],
-            "nll_prior_mean": -values[:, 2]}
-
-  def best_of(params, test, rng, workdir):
-    def fn(params, batch, rng):
-      # All samples in one call: XLA:CPU slows convs inside loops (lax.map).
-      logits = sampling.prior_predictive(model, params, batch["condition"], rng,
-                                         max(ev.best_of))[0].logits
-      ious = metrics.intersection_over_union(_prediction_masks(logits, size),
-                                             _truth(config, batch)[None])  # [S, B]
-      return jnp.stack([jnp.max(ious[:s], axis=0) for s in ev.best_of], -1)
-    values = measured(f"best-of-S IoU over {ev.num_samples} prior samples", fn,
-                      params, test, rng)
-    return {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
-
-  baseline = config.model == "baseline"
+  predict = predictors.predictor(
+      model, proposal="prior" if kind == evaluators.GSNN else "recognition",
+      chunk_size=ev.chunk_size)
+  batch_of = lambda arrays: _test_batch(config, arrays)
+  full = lambda values: seg_models.full_resolution(values, size, size)
+  ctx = evaluators.Context(
+      config, model, kind, arrays=segmentation_evaluators.first_grader,
+      batch=batch_of, names={"prior_monte_carlo": "nll_prior_monte_carlo",
+                             "importance_sampled": "nll_importance_sampled"})
   return {
-      "deterministic": (evaluators.Evaluator("deterministic", deterministic)
-                        if baseline else None),
-      "prior_mean": (None if baseline else
-                     evaluators.Evaluator("prior_mean", at_prior_mean)),
-      "best_of": (None if baseline else
-                  evaluators.Evaluator("best_of", best_of)),
+      **evaluators.library(ctx),
+      "point": segmentation_evaluators.make_point(predict, batch_of, ev.batch_size,
+                                                  full),
+      "best_of": segmentation_evaluators.make_best_of(
+          predict, batch_of, ev.batch_size, tuple(ev.best_of), full),
       "panel": evaluators.picture(
-          "panel",
-          lambda params, test, rng: panel(config, model, params, test, rng),
+          "panel", lambda params, test, rng: panel(config, model, params, test, rng),
           "panel.png")}
-
-
-def _first_grader(test: dict) -> dict:
-  return {"image": test["image"], "masks": test["masks"][:, :1]}
 
 
 def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
@@ -371,7 +312,7 @@ def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
   rows = [grey, test["masks"][:count, 0]]
   probabilities = lambda logits: np.asarray(jax.nn.sigmoid(
       seg_models.full_resolution(logits, size, size)))
-  if config.model == "baseline":
+  if not isinstance(model, seg_models.SegmentationCVAE):
     rows.append(probabilities(model.apply(params, images).logits))
   else:
     likelihood, features = sampling.prior_predictive(
@@ -397,9 +338,7 @@ TASK = runner.Task(
         config, example["image"], example["masks"][:, 0], False),
     make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
     run_identity=run_identity,
-    evaluators=lambda config, model: {
-        **evaluators.library(context(config, model)),
-        **own_evaluators(config, model)},
-    evals=EVALS, header=header, units=UNITS, training_keys=("image", "masks"),
+    evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
+    training_keys=("image", "masks"),
     test_streams=4)
 train_and_evaluate = TASK.train_and_evaluate

@@ -69,8 +69,9 @@ def get_config() -> ml_collections.ConfigDict:
       chunk_size=100,
       best_of=(1, 10, 100),
       figure_images=10, figure_samples=5))
-  # Evaluators to run (cvae_jax.evaluators and the task's own; those that do
-  # not apply to the model are skipped: a baseline gets "deterministic").
-  config.evals = ("deterministic", "prior_mean", "best_of", "prior_monte_carlo",
-                  "importance_sampled", "panel")
+  # Evaluators to run (cvae_jax.evaluators.segmentation and .likelihood, and
+  # panel.png; those that do not apply to the model are skipped: a baseline
+  # has no (b) or (c), and its point prediction's NLL is exact).
+  config.evals = ("point", "best_of", "prior_monte_carlo", "importance_sampled",
+                  "panel")
   return config
