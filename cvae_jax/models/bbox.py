@@ -137,6 +137,8 @@ class BoxMixtureDensityNet(_EncoderFields):
   num_components: int = 5
   box_std: float = 0.0  # Fixed std of every component; 0: learned (>= min_std).
 
+  log_likelihood_label = "exact"
+
   @nn.compact
   def __call__(self, condition: dict) -> GaussianMixture:
     h = nn.relu(nn.Dense(self.hidden)(self.make_encoder()(condition)))
@@ -144,6 +146,28 @@ class BoxMixtureDensityNet(_EncoderFields):
         nn.Dense(self.num_components, name="logits")(h),
         GaussianHead(BOX_SIZE, self.min_std, self.num_components,
                      fixed_std=self.box_std)(h))
+
+  # The prediction protocol (`cvae_jax.predictors`): one prediction is one
+  # component, drawn from the mixture weights.
+  def sample_predictions(self, condition: dict, rng: jax.Array,
+                         num_samples: int) -> DiagonalGaussian:
+    """S drawn components, fields [S, batch, 4]."""
+    mixture = self(condition)
+    k = jax.random.categorical(rng, mixture.logits,
+                               shape=(num_samples, *mixture.logits.shape[:-1]))
+    pick = lambda field: jnp.take_along_axis(field[None], k[..., None, None],
+                                             axis=2)[:, :, 0]
+    return DiagonalGaussian(pick(mixture.components.mean),
+                            pick(mixture.components.log_variance))
+
+  def point_prediction(self, condition: dict) -> GaussianMixture:
+    return self(condition)
+
+  def log_likelihood(self, target: jax.Array, condition: dict, rng: jax.Array,
+                     num_samples: int) -> jax.Array:
+    """[batch] exact log p(box | x) in nats."""
+    del rng, num_samples
+    return self(condition).log_prob(target)
 
 
 def _narrow_posterior_bias(key, shape, dtype=jnp.float32):

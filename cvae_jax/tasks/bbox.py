@@ -30,11 +30,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (box_metrics, evaluators, objectives, plotting, runner,
-                      sampling, schedules)
+from cvae_jax import evaluators, objectives, plotting, predictors, runner, schedules
+from cvae_jax.evaluators import boxes as box_evaluators
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.models import bbox as bbox_models
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import trainer
 
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
@@ -184,23 +185,6 @@ def validation_loss_fn(config, model):
       params, objective_batch(config, arrays, None)[0], rng)
 
 
-def sample_boxes(config, model, params, condition: dict, rng: jax.Array,
-                 num_samples: int) -> jax.Array:
-  """[K, B, 4] boxes: the regressor's mean K times; the mean of an MDN
-  component drawn from its weights; the mean of p(y | x, z), z ~ p(z | x)."""
-  if config.model == "regressor":
-    mean = model.apply(params, condition).mean
-    return jnp.broadcast_to(mean, (num_samples, *mean.shape))
-  if config.model == "mdn":
-    mixture = model.apply(params, condition)
-    component = jax.random.categorical(
-        rng, mixture.logits, shape=(num_samples, *mixture.logits.shape[:-1]))
-    means = mixture.components.mean  # [B, C, 4]
-    return jnp.take_along_axis(means[None], component[..., None, None], axis=2)[:, :, 0]
-  return sampling.prior_predictive(model, params, condition, rng,
-                                  num_samples)[0].mean
-
-
 def run_identity(config) -> dict:
   """Settings the checkpoints depend on beyond their shapes."""
   identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
@@ -216,51 +200,28 @@ def run_identity(config) -> dict:
 EVALS = ("boxes", "exact", "importance_sampled", "pictures")
 
 
-def context(config, model) -> evaluators.Context:
-  """The library's NLL estimators score each canvas's first valid box."""
-  kind = (evaluators.DETERMINISTIC if config.model in ("regressor", "mdn")
-          else evaluators.CVAE)
-  return evaluators.Context(
-      config, model, kind, batch=lambda arrays: objective_batch(config, arrays,
-                                                                None)[0],
+def task_evaluators(config, model) -> dict:
+  """The box evaluator for the model's predictions, the library's
+  -log p(box | x) of each canvas's query box (exact for a net with no
+  latent), and boxes.png."""
+  ev, predict = config.eval, predictors.predictor(model)
+  batch_of = lambda arrays: objective_batch(config, arrays, None)
+  kind = evaluators.CVAE if isinstance(model, CVAE) else evaluators.DETERMINISTIC
+  ctx = evaluators.Context(
+      config, model, kind, batch=lambda arrays: batch_of(arrays)[0],
       noun="canvases", names={"exact": "nll_exact",
-                              "importance_sampled": "nll_importance_sampled"},
-)
-
-
-def own_evaluators(config, model) -> dict:
-  """Best-of-k IoU, coverage and precision of sampled boxes; boxes.png."""
-  ev = config.eval
-
-  def boxes(params, test, rng, workdir):
-    def fn(params, arrays, rng):
-      batch, valid = objective_batch(config, arrays, None)
-      samples = sample_boxes(config, model, params, batch["condition"], rng,
-                             ev.num_box_samples)
-      return jnp.stack(
-          [box_metrics.best_of_k_iou(samples[:k], arrays["boxes"], valid)
-           for k in ev.best_of]
-          + [box_metrics.coverage(samples, arrays["boxes"], valid),
-             box_metrics.precision(samples, arrays["boxes"], valid),
-             jnp.sum(valid, axis=-1).astype(jnp.float32)], -1)
-    values = evaluators.measured(
-        f"best-of-k IoU, coverage, precision, K={ev.num_box_samples}",
-        "canvases", fn, params, test, rng, ev.batch_size)
-    k = ev.num_box_samples
-    figures = {f"best_of_{s}_iou": values[:, i] for i, s in enumerate(ev.best_of)}
-    figures.update({f"coverage_at_{k}": values[:, -3], f"precision_at_{k}": values[:, -2],
-                    "valid_boxes": values[:, -1]})
-    return figures
-
+                              "importance_sampled": "nll_importance_sampled"})
   return {
-      "boxes": evaluators.Evaluator("boxes", boxes),
+      **evaluators.library(ctx),
+      "boxes": box_evaluators.make_boxes(predict, batch_of, ev.batch_size,
+                                         ev.num_box_samples, tuple(ev.best_of)),
       "pictures": evaluators.picture(
           "pictures",
-          lambda params, test, rng: figure_boxes(config, model, params, test, rng),
+          lambda params, test, rng: figure_boxes(config, predict, params, test, rng),
           "boxes.png", save=plotting.save_box_panel)}
 
 
-def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
+def figure_boxes(config, predict, params, test: dict, rng: jax.Array) -> dict:
   """The first `eval.figure_images` test canvases, their valid boxes and
   `eval.num_box_samples` sampled boxes, as numpy arrays (for `plotting`)."""
   count = config.eval.figure_images
@@ -272,8 +233,8 @@ def figure_boxes(config, model, params, test: dict, rng: jax.Array) -> dict:
     valid = arrays["labels"] == config.eval.figure_class
   else:
     batch, valid = objective_batch(config, arrays, None)
-  samples = sample_boxes(config, model, params, batch["condition"], rng,
-                         config.eval.num_box_samples)
+  samples = box_evaluators.sample_boxes(predict, params, batch["condition"], rng,
+                                       config.eval.num_box_samples)
   return {"image": np.asarray(arrays["image"]), "boxes": np.asarray(arrays["boxes"]),
           "valid": np.asarray(valid), "samples": np.asarray(samples)}
 
@@ -294,9 +255,7 @@ TASK = runner.Task(
                                                             None)[0],
     make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
     run_identity=run_identity,
-    evaluators=lambda config, model: {
-        **evaluators.library(context(config, model)),
-        **own_evaluators(config, model)},
-    evals=EVALS, header=header, units=UNITS, unit="nats/box",
+    evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
+    unit="nats/box",
     example_noun="canvases", test_streams=2)
 train_and_evaluate = TASK.train_and_evaluate
