@@ -190,6 +190,13 @@ def per_example_objective(kind: str, model: nn.Module, alpha: float = 0.5,
   return objective
 
 
+def objective_settings(kind: str, alpha: float, gsnn_samples: int) -> dict:
+  """The settings of objective `kind` its trained parameters depend on: the
+  GSNN term's samples (gsnn, hybrid) and the hybrid's alpha."""
+  settings = {"gsnn_samples": gsnn_samples} if kind in ("gsnn", "hybrid") else {}
+  return {**settings, **({"hybrid_alpha": alpha} if kind == "hybrid" else {})}
+
+
 def summed_negative_elbo_loss(model: nn.Module, params, batch: dict,
                               rng: jax.Array) -> tuple[jax.Array, dict]:
   """The reference loss: negative ELBO summed over the batch (nats per batch).

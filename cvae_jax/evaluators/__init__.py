@@ -16,8 +16,8 @@ from typing import Callable, Mapping, Sequence
 from cvae_jax.errors import ConfigError
 from cvae_jax.evaluators import likelihood
 from cvae_jax.evaluators.pictures import picture
-from cvae_jax.evaluators.base import (CVAE, DETERMINISTIC, GSNN, KINDS, Context,
-                                      Evaluator, measured)
+from cvae_jax.evaluators.base import (CVAE, DETERMINISTIC, GSNN, KIND_OF_OBJECTIVE,
+                                      KINDS, Context, Evaluator, measured)
 
 # name -> (Context -> Evaluator, or None where it does not apply to the model).
 LIBRARY: dict[str, Callable[[Context], Evaluator | None]] = {
@@ -70,7 +70,8 @@ def build(names: Sequence[str], defaults: Sequence[str],
           for n in names if made[n] is not None]
 
 
-__all__ = ["CVAE", "DETERMINISTIC", "GSNN", "KINDS", "LIBRARY", "Context",
+__all__ = ["CVAE", "DETERMINISTIC", "GSNN", "KIND_OF_OBJECTIVE", "KINDS", "LIBRARY",
+           "Context",
            "Evaluator", "build", "evaluate_cvae", "library", "measured", "picture"]
 
 

@@ -22,6 +22,9 @@ from cvae_jax.errors import ConfigError
 # Which networks of a model are trained, and so which estimates mean something.
 DETERMINISTIC, GSNN, CVAE = "deterministic", "gsnn", "cvae"
 KINDS = (DETERMINISTIC, GSNN, CVAE)
+# The nets each objective of `objectives.OBJECTIVES` trains.
+KIND_OF_OBJECTIVE = {"baseline": DETERMINISTIC, "gsnn": GSNN, "cvae": CVAE,
+                     "hybrid": CVAE}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -190,7 +190,7 @@ def run_identity(config) -> dict:
   identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
                                      "validation_size")}
   identity.update(data=config.data.to_dict(), network=config.network.to_dict())
-  if config.model == "hybrid":
+  if config.model == "hybrid":  # (Its GSNN term has one sample.)
     identity["hybrid_alpha"] = config.hybrid_alpha
   return identity
 

@@ -189,8 +189,7 @@ EVALS = ("exact", "prior_mean", "prior_monte_carlo", "importance_sampled",
 def context(config, model) -> evaluators.Context:
   """For the library's estimators: the arrays are the batch; a GSNN's
   recognition net is untrained, so it gets (a) and (b) only."""
-  kind = {"baseline": evaluators.DETERMINISTIC,
-          "gsnn": evaluators.GSNN}.get(config.model, evaluators.CVAE)
+  kind = evaluators.KIND_OF_OBJECTIVE[config.model]
   return evaluators.Context(config, model, kind)
 
 

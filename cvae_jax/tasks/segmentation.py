@@ -255,10 +255,8 @@ def run_identity(config) -> dict:
       "multiscale_weight")}
   identity.update(data=config.data.to_dict(), occlusion=config.occlusion.to_dict(),
                   network=config.network.to_dict())
-  if config.model in ("gsnn", "hybrid"):
-    identity["gsnn_samples"] = config.gsnn_samples
-  if config.model == "hybrid":
-    identity["hybrid_alpha"] = config.hybrid_alpha
+  identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
+                                                config.gsnn_samples))
   return identity
 
 
@@ -278,8 +276,7 @@ def task_evaluators(config, model) -> dict:
   library's likelihood estimates of the first grader's mask at full weight,
   and panel.png."""
   size, ev = config.image_size, config.eval
-  kind = {"baseline": evaluators.DETERMINISTIC,
-          "gsnn": evaluators.GSNN}.get(config.model, evaluators.CVAE)
+  kind = evaluators.KIND_OF_OBJECTIVE[config.model]
   predict = predictors.predictor(
       model, proposal="prior" if kind == evaluators.GSNN else "recognition",
       chunk_size=ev.chunk_size)
