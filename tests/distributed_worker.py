@@ -21,7 +21,8 @@ import numpy as np
 from cvae_jax import evaluation, objectives
 from cvae_jax.models import LabelCVAE
 from cvae_jax.tasks import mnist_quadrant
-from cvae_jax.training import InMemoryData, StreamingData, trainer
+from cvae_jax.training import InMemoryData, trainer
+from helpers import streaming_data
 from train.configs import mnist_quadrant as quadrant_config
 
 NUM_EXAMPLES = 48
@@ -73,14 +74,6 @@ def config(epochs: int) -> ml_collections.ConfigDict:
       checkpoint_every_steps=2, keep_checkpoints=10))
 
 
-def streamed(data):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  def make_dataset(seed):
-    return tf.data.Dataset.from_tensor_slices(data).shuffle(
-        len(data["target"]), seed=seed, reshuffle_each_iteration=False)
-  return StreamingData(make_dataset, len(data["target"]))
-
-
 def main(port, count, index, workdir, epochs, path, example, seconds_per_log="0"):
   jax.distributed.initialize(coordinator_address=f"localhost:{port}",
                              num_processes=int(count), process_id=int(index))
@@ -97,7 +90,7 @@ def main(port, count, index, workdir, epochs, path, example, seconds_per_log="0"
     logged.append(metrics["loss"])
     time.sleep(float(seconds_per_log))
 
-  source = InMemoryData(data) if path == "in_memory" else streamed(data)
+  source = InMemoryData(data) if path == "in_memory" else streaming_data(data)
   state = trainer.train(config(int(epochs)), Path(workdir), init_fn,
                         loss_fn, source, report=report)
   leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]

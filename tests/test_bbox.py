@@ -7,50 +7,18 @@ import json
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from scipy import stats
 
-from cvae_jax import box_metrics, configs, distributions, objectives
+from cvae_jax import box_metrics, distributions, objectives
 from cvae_jax.data import mnist_boxes
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import bbox
-from cvae_jax.training import InMemoryData, trainer
-from train.configs import bbox as bbox_config
-
-SIZE = 56  # Two 28 x 28 cells a side: up to 4 digits.
-
-
-def tiny_config(**overrides) -> ml_collections.ConfigDict:
-  """The offline config at 56 x 56 with a few channels and tiny evaluation."""
-  config = bbox_config.get_config()
-  config.image_size = SIZE
-  config.network.update(dict(channels=(4,), kernels=(3,), pools=(4,),
-                             features=16, hidden=16, num_components=3))
-  config.update(batch_size=8, num_epochs=1, log_every_steps=2,
-                checkpoint_every_steps=4)
-  config.eval.update(batch_size=8, num_box_samples=4, best_of=(1, 4),
-                     num_samples=4, figure_images=4)
-  return configs.with_overrides(config, overrides)
-
-
-def _digits(n, seed=0):
-  """[n, 28, 28] blobs of different sizes with a zero border, and labels."""
-  rng = np.random.default_rng(seed)
-  digits = np.zeros((n, 28, 28), np.float32)
-  for i in range(n):
-    top, left = rng.integers(2, 8, 2)
-    height, width = rng.integers(10, 20, 2)
-    digits[i, top:top + height, left:left + width] = rng.random((height, width)) * 0.9 + 0.1
-  return digits, rng.integers(0, 10, n).astype(np.int32)
-
-
-def _arrays(n=8, seed=0):
-  digits, labels = _digits(4 * n, seed)
-  canvases = mnist_boxes.draw_canvases(digits, labels, mnist_boxes.CanvasSpec(size=SIZE),
-                                       np.random.default_rng(seed))
-  return {k: v[:n] for k, v in canvases.items()}
+from cvae_jax.training import InMemoryData
+from helpers import BOX_SIZE as SIZE
+from helpers import (assert_one_and_four_devices_train_alike, box_arrays, box_digits,
+                     init_box_model, tiny_box_config)
 
 
 class BoxIouTest(chex.TestCase):
@@ -131,7 +99,7 @@ class LikelihoodTest(chex.TestCase):
 class OfflineSetTest(chex.TestCase):
 
   def test_digits_are_where_their_boxes_say(self):
-    digits, labels = _digits(60)
+    digits, labels = box_digits(60)
     spec = mnist_boxes.CanvasSpec(size=SIZE, max_box_iou=0.1)
     a = mnist_boxes.draw_canvases(digits, labels, spec, np.random.default_rng(3))
     n = len(a["image"])
@@ -167,9 +135,9 @@ class OfflineSetTest(chex.TestCase):
     assert not np.array_equal(a["image"], c["image"])
 
   def test_training_targets_are_valid_boxes_and_classes_select_them(self):
-    arrays = {k: jnp.asarray(v) for k, v in _arrays(8).items()}
+    arrays = {k: jnp.asarray(v) for k, v in box_arrays(8).items()}
     for condition in bbox.CONDITIONS:
-      config = tiny_config(condition=condition)
+      config = tiny_box_config(condition=condition)
       batch, valid = bbox.objective_batch(config, arrays, jax.random.PRNGKey(0))
       iou = box_metrics.box_iou(batch["target"][:, None], arrays["boxes"])
       hit = jnp.any((iou > 0.999) & valid, axis=1)
@@ -181,25 +149,16 @@ class OfflineSetTest(chex.TestCase):
       else:
         np.testing.assert_array_equal(valid, arrays["labels"] >= 0)
     # Evaluation asks for the fixed query box.
-    batch, _ = bbox.objective_batch(tiny_config(), arrays, None)
+    batch, _ = bbox.objective_batch(tiny_box_config(), arrays, None)
     np.testing.assert_allclose(
         batch["target"], np.asarray(arrays["boxes"])[np.arange(8), np.asarray(arrays["query"])])
-
-
-def _init(config, arrays):
-  model = bbox.make_model(config)
-  batch, _ = bbox.objective_batch(config, {k: jnp.asarray(v) for k, v in arrays.items()},
-                                  None)
-  if config.model in ("regressor", "mdn"):
-    return model, model.init(jax.random.PRNGKey(0), batch["condition"]), batch
-  return model, model.init(jax.random.PRNGKey(0), batch["target"], batch["condition"]), batch
 
 
 class ModelTest(chex.TestCase):
 
   def test_cvae_shapes_and_class_embedding(self):
-    config = tiny_config(condition="class")
-    model, params, batch = _init(config, _arrays())
+    config = tiny_box_config(condition="class")
+    model, params, batch = init_box_model(config, box_arrays())
     z = jax.random.normal(jax.random.PRNGKey(1), (3, 8, config.network.latent))
     boxes = model.apply(params, z, batch["condition"], method="generation")
     chex.assert_shape([boxes.mean, boxes.log_variance], (3, 8, 4))
@@ -212,19 +171,19 @@ class ModelTest(chex.TestCase):
     chex.assert_shape(nll, (8,))
 
   def test_mdn_samples_are_component_means_and_regressor_repeats(self):
-    arrays = _arrays()
-    config = tiny_config(model="mdn")
-    model, params, batch = _init(config, arrays)
+    arrays = box_arrays()
+    config = tiny_box_config(model="mdn")
+    model, params, batch = init_box_model(config, arrays)
     samples = bbox.sample_boxes(config, model, params, batch["condition"],
                                 jax.random.PRNGKey(0), 50)
     means = model.apply(params, batch["condition"]).components.mean  # [B, C, 4]
-    fixed = bbox.make_model(tiny_config(model="mdn", **{"network.mdn_box_std": 0.03}))
+    fixed = bbox.make_model(tiny_box_config(model="mdn", **{"network.mdn_box_std": 0.03}))
     variances = fixed.apply(params, batch["condition"]).components.log_variance
     np.testing.assert_allclose(variances, 2 * np.log(0.03), rtol=1e-6)
     distance = jnp.min(jnp.abs(samples[:, :, None] - means[None]).sum(-1), axis=-1)
     assert float(jnp.max(distance)) < 1e-6
-    config = tiny_config(model="regressor")
-    model, params, batch = _init(config, arrays)
+    config = tiny_box_config(model="regressor")
+    model, params, batch = init_box_model(config, arrays)
     samples = bbox.sample_boxes(config, model, params, batch["condition"],
                                 jax.random.PRNGKey(0), 3)
     chex.assert_trees_all_equal(samples[0], samples[2])
@@ -249,7 +208,7 @@ class ModelTest(chex.TestCase):
 ])
 def test_impossible_settings_are_one_line_config_errors(tmp_path, overrides, expected):
   with pytest.raises(ConfigError) as error:
-    bbox.validate(tiny_config(**overrides), tmp_path / "w")
+    bbox.validate(tiny_box_config(**overrides), tmp_path / "w")
   assert expected in str(error.value)
   assert "\n" not in str(error.value)
 
@@ -258,16 +217,13 @@ def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
   # The MDN: the smallest graph to compile that draws a target box per canvas
   # inside the sharded step (the trainer's device equality for a CVAE is in
   # tests/test_segmentation.py).
-  config = tiny_config(model="mdn", condition="class")
+  config = tiny_box_config(model="mdn", condition="class")
   config.early_stopping_metric = ""
-  model, _, batch = _init(config, _arrays())
+  model, _, batch = init_box_model(config, box_arrays())
   init_fn = lambda rng: model.init(rng, jax.tree.map(lambda a: a[:1], batch["condition"]))
-  data = InMemoryData(_arrays(16, seed=1))
-  states = [trainer.train(config, tmp_path / name, init_fn, bbox.make_loss_fn(config, model),
-                          data, devices=devices, report=lambda *_: None)
-            for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices()))]
-  assert len(jax.devices()) == 4
-  chex.assert_trees_all_close(states[0].params, states[1].params, atol=1e-5)
+  data = InMemoryData(box_arrays(16, seed=1))
+  assert_one_and_four_devices_train_alike(
+      config, tmp_path, init_fn, bbox.make_loss_fn(config, model), data)
 
 
 # "hybrid" runs the CVAE objective end to end (with the GSNN term); a
@@ -275,8 +231,8 @@ def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
 @pytest.mark.parametrize("model_kind, condition", [
     ("regressor", "image"), ("mdn", "class"), ("hybrid", "class")])
 def test_end_to_end_on_tiny_mnist(tmp_path, tiny_mnist_dir, model_kind, condition):
-  config = tiny_config(model=model_kind, condition=condition, data_dir=str(tiny_mnist_dir),
-                       download=False, validation_size=100)
+  config = tiny_box_config(model=model_kind, condition=condition,
+                           data_dir=str(tiny_mnist_dir), download=False, validation_size=100)
   config.data.update(max_train_examples=32, max_eval_examples=16)
   if condition == "class":
     config.eval.figure_class = 3

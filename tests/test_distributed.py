@@ -20,9 +20,9 @@ import pytest
 
 from cvae_jax.errors import UserError
 from cvae_jax import distributed, evaluation
-from cvae_jax.training import InMemoryData, StreamingData, trainer
+from cvae_jax.training import InMemoryData, trainer
+from helpers import streaming_data, truncate_checkpoint
 from tests import distributed_worker as worker
-from tests.test_trainer import _truncate_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +150,7 @@ def test_a_kill_then_a_restart_of_both_processes_resumes(tmp_path):
       p.communicate()
   saved = _saved_steps(workdir)
   assert 4 <= saved[-1] < 12, saved  # Killed mid-run.
-  _truncate_checkpoint(workdir / "checkpoints" / str(saved[-1]))
+  truncate_checkpoint(workdir / "checkpoints" / str(saved[-1]))
 
   results, outputs = _run_processes(workdir, epochs=2)
   assert f"checkpoint {saved[-1]} is unreadable" in outputs[0]
@@ -166,10 +166,7 @@ def test_a_kill_then_a_restart_of_both_processes_resumes(tmp_path):
 
 
 def test_streamed_data_is_read_in_disjoint_shards_that_cover_the_epoch(tmp_path):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  data = {"index": np.arange(48)}
-  stream = StreamingData(lambda seed: tf.data.Dataset.from_tensor_slices(data).shuffle(
-      48, seed=seed, reshuffle_each_iteration=False), 48)
+  stream = streaming_data({"index": np.arange(48)})
   shards = [np.concatenate([b["index"] for b in stream.batches(7, 4, 0, (i, 2))])
             for i in range(2)]
   assert not set(shards[0]) & set(shards[1])

@@ -1,6 +1,6 @@
 """The LIDC loader on small generated pickles of the real file's structure.
 
-`write_example_file` writes what data_lidc.pickle holds: a dict of crops,
+`helpers.write_lidc_file` writes what data_lidc.pickle holds: a dict of crops,
 key `LIDC-IDRI-NNNN_<series>_slice<k>` -> {"image": float32 [S, S] in [0, 1],
 "masks": a list of 4 uint8 [S, S] masks (random blobs, some empty),
 "series_uid": str}.
@@ -14,41 +14,14 @@ import pytest
 
 from cvae_jax.data import lidc
 from cvae_jax.errors import ConfigError, UserError
-
-SIZE = 16
-GRADERS = 4
-
-
-def make_records(num_patients=6, crops=(2, 4), size=SIZE, seed=0):
-  """{key: crop} like data_lidc.pickle; patient p has 2..4 crops."""
-  rng = np.random.default_rng(seed)
-  yy, xx = np.mgrid[:size, :size]
-  records = {}
-  for p in range(1, num_patients + 1):
-    series_uid = f"1.3.6.1.4.1.14519.5.2.1.6279.6001.{rng.integers(10**11)}"
-    for k in range(int(rng.integers(crops[0], crops[1] + 1))):
-      centre = rng.uniform(size / 4, 3 * size / 4, 2)
-      masks = []
-      for _ in range(GRADERS):
-        radius = rng.uniform(0, size / 4)  # Below ~1 px: an empty mask.
-        blob = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < radius ** 2
-        masks.append(blob.astype(np.uint8))
-      image = rng.uniform(0, 1, (size, size)).astype(np.float32)
-      records[f"LIDC-IDRI-{p:04d}_{series_uid[-6:]}_slice{k}"] = {
-          "image": image, "masks": masks, "series_uid": series_uid}
-  return records
-
-
-def write_example_file(path, records=None, **kwargs):
-  records = make_records(**kwargs) if records is None else records
-  with open(path, "wb") as f:
-    pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
-  return path
+from helpers import LIDC_GRADERS as GRADERS
+from helpers import LIDC_SIZE as SIZE
+from helpers import make_lidc_records, write_lidc_file
 
 
 @pytest.fixture(name="pickle_path")
 def fixture_pickle_path(tmp_path):
-  return write_example_file(tmp_path / "data_lidc.pickle")
+  return write_lidc_file(tmp_path / "data_lidc.pickle")
 
 
 def _patients_per_example(arrays_ids):
@@ -56,7 +29,7 @@ def _patients_per_example(arrays_ids):
 
 
 def test_shapes_dtypes_and_values(pickle_path):
-  records = make_records()
+  records = make_lidc_records()
   splits = lidc.load_lidc_splits(pickle_path)
   assert set(splits) == set(lidc.SPLITS)
   total = 0
@@ -76,7 +49,7 @@ def test_shapes_dtypes_and_values(pickle_path):
 
 
 def test_examples_match_their_crops(pickle_path):
-  records = make_records()
+  records = make_lidc_records()
   arrays, ids = lidc.split_arrays(lidc.read_lidc_records(pickle_path))
   for name in lidc.SPLITS:
     for i, key in enumerate(ids[name]["key"]):
@@ -116,7 +89,7 @@ def test_deterministic_under_seed_and_different_under_another(pickle_path):
 
 
 def test_each_positive_split_gets_a_patient_and_zero_fractions_none():
-  records = make_records(num_patients=3)
+  records = make_lidc_records(num_patients=3)
   patients = lidc.split_patients(records, (0.98, 0.01, 0.01))
   assert [len(patients[name]) for name in lidc.SPLITS] == [1, 1, 1]
   patients = lidc.split_patients(records, (0.5, 0.5, 0.0))
@@ -150,19 +123,17 @@ def test_max_examples_shortens_each_split(pickle_path):
 
 
 def test_folder_of_chunks_is_merged(tmp_path):
-  records = make_records()
+  records = make_lidc_records()
   keys = sorted(records)
   folder = tmp_path / "data"
   folder.mkdir()
-  write_example_file(folder / "data_lidc_0.pickle",
-                     {k: records[k] for k in keys[:7]})
-  write_example_file(folder / "data_lidc_1.pickle",
-                     {k: records[k] for k in keys[7:]})
+  write_lidc_file(folder / "data_lidc_0.pickle", {k: records[k] for k in keys[:7]})
+  write_lidc_file(folder / "data_lidc_1.pickle", {k: records[k] for k in keys[7:]})
   (folder / "README.txt").write_text("not a chunk")
-  write_example_file(tmp_path / "whole.pickle", records)
+  write_lidc_file(tmp_path / "whole.pickle", records)
   chex.assert_trees_all_equal(lidc.load_lidc_splits(folder),
                               lidc.load_lidc_splits(tmp_path / "whole.pickle"))
-  write_example_file(folder / "data_lidc_2.pickle", {keys[0]: records[keys[0]]})
+  write_lidc_file(folder / "data_lidc_2.pickle", {keys[0]: records[keys[0]]})
   with pytest.raises(UserError, match=f"crop '{keys[0]}' is in both"):
     lidc.read_lidc_records(folder)
 
@@ -192,7 +163,7 @@ def _bad_file(tmp_path, payload, raw=False):
 
 @pytest.mark.parametrize("payload, raw, fragment", [
     (b"this is not a pickle", True, "is not a readable LIDC pickle"),
-    (pickle.dumps(make_records(num_patients=1))[:-50], True,
+    (pickle.dumps(make_lidc_records(num_patients=1))[:-50], True,
      "is not a readable LIDC pickle"),  # Truncated download.
     (pickle.dumps({"k": _RunsCode()}), True,
      "holds builtins.print, not only arrays and strings"),
@@ -242,7 +213,7 @@ def test_bad_fractions_are_config_errors(pickle_path, fractions):
 
 
 def test_python2_style_protocol_and_bool_masks_load(tmp_path):
-  records = make_records(num_patients=3)
+  records = make_lidc_records(num_patients=3)
   for record in records.values():
     record["masks"] = np.stack(record["masks"]).astype(bool)  # An array, bool.
     record["image"] = record["image"].astype(np.float64)

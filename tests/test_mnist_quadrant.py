@@ -11,29 +11,17 @@ from pathlib import Path
 
 import jax
 import matplotlib.pyplot as plt
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import mnist_quadrant
+from helpers import tiny_quadrant_config
 from train.configs import mnist_quadrant as quadrant_config
 from train.configs import mnist_quadrant_sohn
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tiny(config, data_dir, **overrides) -> ml_collections.ConfigDict:
-  config.update(dict(data_dir=str(data_dir), download=False, validation_size=100,
-                     batch_size=20, num_epochs=2, steps_per_dispatch=15,
-                     log_every_steps=5, checkpoint_every_steps=15))
-  config.network.update(hidden_sizes=(16, 16), latent_size=4)
-  config.eval.update(batch_size=52, num_samples=10, large_num_samples=20,
-                     chunk_size=10, elbo_samples=2, large_num_images=30,
-                     figure_images=4, figure_samples=3)
-  config.update(overrides)
-  return config
 
 
 def _best_params(workdir: Path) -> dict:
@@ -46,7 +34,8 @@ def _best_params(workdir: Path) -> dict:
 def baseline_dir(tmp_path_factory, tiny_mnist_dir):
   workdir = tmp_path_factory.mktemp("quadrant") / "baseline"
   results = mnist_quadrant.train_and_evaluate(
-      _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline"), workdir)
+      tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, model="baseline"),
+      workdir)
   assert np.isfinite(results["test"]["exact"])
   return workdir
 
@@ -54,8 +43,8 @@ def baseline_dir(tmp_path_factory, tiny_mnist_dir):
 @pytest.mark.parametrize("model", ["cvae", "gsnn", "hybrid"])
 def test_each_model_trains_and_reports_every_estimator(tmp_path, tiny_mnist_dir,
                                                        baseline_dir, model):
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model=model,
-                 baseline_workdir=str(baseline_dir))
+  config = tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, model=model,
+                                baseline_workdir=str(baseline_dir))
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
   figures = results["test"]
   expected = {"prior_mean", "prior_monte_carlo"}
@@ -75,8 +64,8 @@ def test_each_model_trains_and_reports_every_estimator(tmp_path, tiny_mnist_dir,
 
 def test_joint_baseline_trains_inside_the_cvae_on_the_sohn_protocol(
     tmp_path, tiny_mnist_dir):
-  config = _tiny(mnist_quadrant_sohn.get_config(), tiny_mnist_dir,
-                 baseline_training="joint", num_quadrants=2, num_epochs=1)
+  config = tiny_quadrant_config(mnist_quadrant_sohn.get_config(), tiny_mnist_dir,
+                                baseline_training="joint", num_quadrants=2, num_epochs=1)
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
   assert not (tmp_path / "baseline").exists()  # Nothing pre-trained.
   assert results["test"]["importance_sampled"] > 0
@@ -97,7 +86,7 @@ def test_joint_baseline_trains_inside_the_cvae_on_the_sohn_protocol(
     (dict(validation_size=400), "validation_size must be between"),
 ])
 def test_bad_config_is_a_config_error(tmp_path, tiny_mnist_dir, overrides, message):
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, **overrides)
+  config = tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, **overrides)
   with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
     mnist_quadrant.train_and_evaluate(config, tmp_path)
 
@@ -110,8 +99,8 @@ def test_bad_config_is_a_config_error(tmp_path, tiny_mnist_dir, overrides, messa
 ])
 def test_bad_network_or_optimiser_is_a_config_error(tmp_path, tiny_mnist_dir, model,
                                                      overrides, network, message):
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model=model,
-                 **overrides)
+  config = tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, model=model,
+                                **overrides)
   config.network.update(network)
   with pytest.raises(ConfigError, match=message):
     mnist_quadrant.train_and_evaluate(config, tmp_path)
@@ -123,8 +112,8 @@ def test_resuming_with_other_quadrants_is_refused(tmp_path, tiny_mnist_dir,
   workdir = tmp_path / "baseline"
   shutil.copytree(baseline_dir, workdir)
   before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
-                 num_quadrants=3)
+  config = tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
+                                num_quadrants=3)
   with pytest.raises(ConfigError, match="num_quadrants 1 -> 3"):
     mnist_quadrant.train_and_evaluate(config, workdir)
   assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == before
@@ -132,8 +121,8 @@ def test_resuming_with_other_quadrants_is_refused(tmp_path, tiny_mnist_dir,
 
 def test_without_early_stopping_the_last_epoch_is_evaluated(tmp_path,
                                                             tiny_mnist_dir):
-  config = _tiny(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
-                 num_epochs=1, early_stopping_metric="")
+  config = tiny_quadrant_config(quadrant_config.get_config(), tiny_mnist_dir, model="baseline",
+                                num_epochs=1, early_stopping_metric="")
   results = mnist_quadrant.train_and_evaluate(config, tmp_path)
   assert results["best_epoch"] is None and results["steps"] == 300 // 20
   assert np.isfinite(results["test"]["exact"])

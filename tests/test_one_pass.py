@@ -13,8 +13,8 @@ from cvae_jax.models import bbox as bbox_models
 from cvae_jax.models import prob_unet as prob_unet_models
 from cvae_jax.tasks import bbox as bbox_task
 from cvae_jax.tasks import segmentation as seg_task
+from helpers import segmentation_arrays, tiny_segmentation_config
 from train.configs import bbox as bbox_config
-import test_segmentation
 
 
 # ------------------------------------------------ the old formulation (reference)
@@ -88,13 +88,8 @@ def _quadrant_case(**fields):
   return model, batch
 
 
-def _segmentation_config(multiscale_levels=1):
-  """The segmentation tests' tiny network, 16 x 16 images."""
-  return test_segmentation.tiny_config(multiscale_levels=multiscale_levels)
-
-
 def _segmentation_case(multiscale_levels=1):
-  config = _segmentation_config(multiscale_levels)
+  config = tiny_segmentation_config(multiscale_levels=multiscale_levels)
   model = seg_task.make_model(config)
   rng = np.random.default_rng(2)
   images = jnp.asarray(rng.random((4, 16, 16, 1)), jnp.float32)
@@ -215,12 +210,9 @@ def _step_convolutions(loss_fn, params, arrays) -> tuple[int, int]:
 
 @pytest.mark.parametrize("kind", ["cvae", "hybrid"])
 def test_a_segmentation_step_runs_each_convolution_the_minimum_number_of_times(kind):
-  config = _segmentation_config(multiscale_levels=1)
-  config.model = kind
+  config = tiny_segmentation_config(multiscale_levels=1, model=kind)
   model = seg_task.make_model(config)
-  rng = np.random.default_rng(0)
-  arrays = {"image": jnp.asarray(rng.random((4, 16, 16, 1)), jnp.float32),
-            "masks": jnp.asarray(rng.random((4, 1, 16, 16)) > 0.6, jnp.float32)}
+  arrays = {k: jnp.asarray(v) for k, v in segmentation_arrays(4).items()}
   batch = seg_task.objective_batch(config, arrays["image"], arrays["masks"][:, 0], True)
   params = model.init(jax.random.PRNGKey(0), batch["target"], batch["condition"])
   layers = _conv_layers(params)

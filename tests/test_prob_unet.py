@@ -11,29 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvae_jax import configs, distributions, metrics, objectives
+from cvae_jax import distributions, metrics, objectives
 from cvae_jax.data import mnist_ambiguous
 from cvae_jax.errors import UserError
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import prob_unet
 from cvae_jax.training import InMemoryData, trainer
-from tests import test_lidc
-from train.configs import prob_unet as prob_unet_config
-
-
-def tiny_config(**overrides):
-  config = prob_unet_config.get_config()
-  config.network.update(channels=(4, 8), convs_per_block=1, fcomb_convs=1)
-  config.sohn_network.update(
-      encoder_channels=(4, 4, 4), decoder_channels=(4, 4, 4, 4),
-      baseline_encoder_channels=(4, 4, 4), baseline_middle_channels=4,
-      baseline_decoder_channels=(4, 4, 4))
-  config.update(batch_size=8, num_epochs=1, log_every_steps=1,
-                checkpoint_every_steps=4)
-  config.eval.update(batch_size=4, num_images=8, num_samples=8, chunk_size=8,
-                     ged_samples=(1, 4, 8), hungarian_samples=4,
-                     figure_images=2, figure_samples=2, validation_samples=4)
-  return configs.with_overrides(config, overrides)
+from helpers import (assert_one_and_four_devices_train_alike, prob_unet_arrays,
+                     tiny_prob_unet_config, write_lidc_file)
 
 
 def _masks(*rows):
@@ -300,40 +285,30 @@ def test_impossible_settings_are_one_line_errors(tmp_path, overrides, expected):
 
 
 def test_lidc_images_of_another_size_are_a_one_line_error(tmp_path):
-  path = test_lidc.write_example_file(tmp_path / "lidc.pickle")
-  config = tiny_config(dataset="lidc", image_size=32)
+  path = write_lidc_file(tmp_path / "lidc.pickle")
+  config = tiny_prob_unet_config(dataset="lidc", image_size=32)
   config.data.lidc_path = str(path)
   with pytest.raises(UserError, match="set --config.image_size=16") as error:
     prob_unet.load_splits(config)
   assert "\n" not in str(error.value)
 
 
-def _arrays(n=16, size=16, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"image": rng.random((n, size, size, 1)).astype(np.float32),
-          "masks": (rng.random((n, 4, size, size)) > 0.5).astype(np.float32)}
-
-
 def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
-  config = tiny_config(image_size=16)
+  config = tiny_prob_unet_config(image_size=16)
   config.early_stopping_metric = ""
   model = prob_unet.make_model(config)
   example = prob_unet.objective_batch(jnp.zeros((1, 16, 16, 1)), jnp.zeros((1, 16, 16)))
   init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
-  data = InMemoryData(_arrays(32))
-  states = [trainer.train(config, tmp_path / name, init_fn,
-                          prob_unet.make_loss_fn(config, model), data,
-                          devices=devices, report=lambda *_: None)
-            for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices()))]
-  assert len(jax.devices()) == 4
-  chex.assert_trees_all_close(states[0].params, states[1].params, atol=1e-5)
+  data = InMemoryData(prob_unet_arrays(32))
+  assert_one_and_four_devices_train_alike(
+      config, tmp_path, init_fn, prob_unet.make_loss_fn(config, model), data)
 
 
 # The Prob U-Net runs end to end in the LIDC test below (CI time).
 @pytest.mark.parametrize("model_kind", ["unet", "sohn_cvae"])
 def test_end_to_end_on_tiny_mnist(tmp_path, tiny_mnist_dir, model_kind):
-  config = tiny_config(model=model_kind, data_dir=str(tiny_mnist_dir),
-                       download=False, validation_size=100)
+  config = tiny_prob_unet_config(model=model_kind, data_dir=str(tiny_mnist_dir),
+                                 download=False, validation_size=100)
   config.data.update(max_train_examples=32, max_eval_examples=8)
   results = prob_unet.train_and_evaluate(config, tmp_path / model_kind)
   saved = json.loads((tmp_path / model_kind / "results.json").read_text())
@@ -359,7 +334,7 @@ def test_lidc_config_trains_on_a_generated_file(tmp_path):
   """The LIDC config (Kohl et al.'s net, narrowed for CI) end to end on a
   generated pickle of the real file's structure, split by patient."""
   from train.configs import prob_unet_lidc  # pylint: disable=g-import-not-at-top
-  path = test_lidc.write_example_file(tmp_path / "lidc.pickle")
+  path = write_lidc_file(tmp_path / "lidc.pickle")
   config = prob_unet_lidc.get_config()
   config.update(image_size=16, batch_size=4, num_epochs=1,
                 checkpoint_every_steps=2, log_every_steps=1)
@@ -377,9 +352,9 @@ def test_lidc_config_trains_on_a_generated_file(tmp_path):
 def test_bfloat16_loss_is_close_to_float32():
   """Mixed precision on the conv model: the Kohl loss of the same batch and
   z noise with bfloat16 activations is finite and within 1% of float32's."""
-  config = tiny_config(image_size=16)
+  config = tiny_prob_unet_config(image_size=16)
   model = prob_unet.make_model(config)
-  arrays = {k: jnp.asarray(v) for k, v in _arrays(8).items()}
+  arrays = {k: jnp.asarray(v) for k, v in prob_unet_arrays(8).items()}
   example = prob_unet.objective_batch(arrays["image"][:1], arrays["masks"][:1, 0])
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
   loss_fn = prob_unet.make_loss_fn(config, model)

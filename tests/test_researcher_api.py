@@ -22,7 +22,7 @@ from cvae_jax.errors import ConfigError
 from cvae_jax.models.toy_mixture import ToyMixtureCVAE
 from cvae_jax.tasks import toy_mixture
 from cvae_jax.training import InMemoryData, hooks, optimizers, trainer
-from train.configs import toy_mixture as toy_config
+from helpers import tiny_toy_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,22 +245,11 @@ def test_the_model_checker_names_what_is_wrong(model, message):
   model_check.check_model(ToyMixtureCVAE(), batch)  # The right one passes.
 
 
-def _tiny_toy(**overrides):
-  config = toy_config.get_config()
-  config.data.update(train_size=200, validation_size=50, test_size=40)
-  config.update(num_epochs=2, batch_size=20, steps_per_dispatch=5,
-                log_every_steps=5, checkpoint_every_steps=10)
-  config.network.hidden_sizes = (16,)
-  config.eval.update(batch_size=20, num_samples=16, chunk_size=16,
-                     elbo_samples=2, figure_samples=50, quadrature_points=32)
-  return configs.with_overrides(config, overrides)
-
-
 def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path):
-  toy_mixture.train_and_evaluate(_tiny_toy(), tmp_path)
+  toy_mixture.train_and_evaluate(tiny_toy_config(), tmp_path)
   # Accepted and recorded: more epochs at another learning rate.
   results = toy_mixture.train_and_evaluate(
-      _tiny_toy(num_epochs=3, learning_rate=1e-3), tmp_path)
+      tiny_toy_config(num_epochs=3, learning_rate=1e-3), tmp_path)
   history = results["history"]
   assert [(s["from_step"], s["to_step"]) for s in history] == [(0, 20), (20, 30)]
   assert history[0]["settings"]["learning_rate"] == 3e-3
@@ -270,7 +259,7 @@ def test_resume_with_changed_settings_is_refused_or_recorded(tmp_path):
   for change, text in ((dict(gradient_clip_norm=1.0), "gradient_clipping False -> True"),
                        (dict(optimizer="sgd"), "optimizer adam -> sgd")):
     with pytest.raises(ConfigError, match=text):
-      toy_mixture.train_and_evaluate(_tiny_toy(num_epochs=4, **change), tmp_path)
+      toy_mixture.train_and_evaluate(tiny_toy_config(num_epochs=4, **change), tmp_path)
   assert hooks.read_history(tmp_path) == history
   # restore: the last parameters and the run's config.
   restored = runner.restore(tmp_path)
@@ -305,8 +294,8 @@ import sys
 from cvae_jax.tasks import toy_mixture
 from cvae_jax import plotting
 sys.path.insert(0, "tests")
-import test_researcher_api as t
-toy_mixture.train_and_evaluate(t._tiny_toy(), {str(tmp_path)!r})
+from helpers import tiny_toy_config
+toy_mixture.train_and_evaluate(tiny_toy_config(), {str(tmp_path)!r})
 assert "tensorflow" not in sys.modules, "TensorFlow was imported"
 # TensorBoard's own reader (what plotting uses) may import TensorFlow.
 scalars = plotting.read_scalars({str(tmp_path)!r})

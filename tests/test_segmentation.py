@@ -6,49 +6,25 @@ import json
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from scipy import special
 
-from cvae_jax import configs, distributions, metrics, objectives
+from cvae_jax import distributions, metrics, objectives
 from cvae_jax.data import mnist_segmentation
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.tasks import segmentation
-from cvae_jax.training import InMemoryData, trainer
-from train.configs import segmentation as segmentation_config
-
-SIZE = 16
-
-
-def tiny_config(**overrides) -> ml_collections.ConfigDict:
-  """The offline config scaled to 16 x 16 images and a few channels."""
-  config = segmentation_config.get_config()
-  config.image_size = SIZE
-  config.network.update(dict(
-      encoder_channels=(4, 6), encoder_kernels=(3, 3), latent_channels=2,
-      latent_kernel=3, decoder_channels=(6, 4), decoder_kernels=(3, 3, 3),
-      first_stride=2, pools=(2, 1, 1), baseline_encoder_channels=(4, 6),
-      baseline_middle_channels=6, baseline_decoder_channels=(6, 4),
-      baseline_kernels=(3, 3, 3, 3, 3, 3)))
-  config.update(batch_size=8, num_epochs=2, steps_per_dispatch=1,
-                log_every_steps=2, checkpoint_every_steps=4)
-  config.eval.update(batch_size=8, num_samples=4, chunk_size=2,
-                     best_of=(1, 4), figure_images=3, figure_samples=2)
-  return configs.with_overrides(config, overrides)
-
-
-def _arrays(n=8, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"image": rng.random((n, SIZE, SIZE, 1)).astype(np.float32),
-          "masks": (rng.random((n, 1, SIZE, SIZE)) > 0.6).astype(np.float32)}
+from cvae_jax.training import InMemoryData
+from helpers import SEGMENTATION_SIZE as SIZE
+from helpers import (assert_one_and_four_devices_train_alike, segmentation_arrays,
+                     tiny_segmentation_config)
 
 
 def _model_and_params(config):
   model = segmentation.make_model(config)
-  arrays = _arrays()
+  arrays = segmentation_arrays()
   batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
                                        jnp.asarray(arrays["masks"][:, 0]), False)
   if config.model == "baseline":
@@ -62,7 +38,7 @@ class WiringTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_output_is_baseline_plus_generation_logits(self):
     for levels in (0, 1):
-      config = tiny_config(multiscale_levels=levels)
+      config = tiny_segmentation_config(multiscale_levels=levels)
       model, params, batch = _model_and_params(config)
       z = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 4 * 4 * 2))
       generation = self.variant(lambda p, z, x: model.apply(
@@ -77,7 +53,7 @@ class WiringTest(chex.TestCase):
       assert float(jnp.std(correction)) > 0 and float(jnp.std(baseline)) > 0
 
   def test_prior_sees_the_baseline_guess_without_gradient_and_never_y(self):
-    config = tiny_config()
+    config = tiny_segmentation_config()
     model, params, batch = _model_and_params(config)
     prior = model.apply(params, batch["condition"], method="prior")
     chex.assert_shape([prior.mean, prior.log_variance], (8, 4 * 4 * 2))
@@ -132,7 +108,7 @@ class _LatentBernoulli(CVAE):
 class GsnnObjectiveTest(chex.TestCase):
 
   def test_single_sample_is_minus_log_likelihood_at_one_prior_draw(self):
-    config = tiny_config(model="gsnn")
+    config = tiny_segmentation_config(model="gsnn")
     model, params, batch = _model_and_params(config)
     rng = jax.random.PRNGKey(3)
     prior = model.apply(params, batch["condition"], method="prior")
@@ -251,8 +227,8 @@ class OfflineSetTest(chex.TestCase):
 ])
 def test_impossible_settings_are_config_errors(tmp_path, overrides, expected):
   with pytest.raises(ConfigError) as error:
-    segmentation.validate(tiny_config(**{"image_size": 32, **overrides}),
-                          tmp_path / "w")
+    segmentation.validate(
+        tiny_segmentation_config(**{"image_size": 32, **overrides}), tmp_path / "w")
   assert expected in str(error.value)
   assert "\n" not in str(error.value)
 
@@ -260,8 +236,8 @@ def test_impossible_settings_are_config_errors(tmp_path, overrides, expected):
 class AugmentTest(chex.TestCase):
 
   def test_omission_noise_and_flips_only_in_training(self):
-    config = tiny_config(input_omission_rate=0.5, horizontal_flip=True)
-    arrays = {k: jnp.asarray(v) for k, v in _arrays().items()}
+    config = tiny_segmentation_config(input_omission_rate=0.5, horizontal_flip=True)
+    arrays = {k: jnp.asarray(v) for k, v in segmentation_arrays().items()}
     images, masks = segmentation.augment(arrays["image"], arrays["masks"][:, 0],
                                          jax.random.PRNGKey(0), 0.5, True)
     dropped = float(jnp.mean(images == 0))
@@ -269,7 +245,7 @@ class AugmentTest(chex.TestCase):
     # Evaluation (validation and test) never augments: the validation loss
     # is the same with and without omission noise in the config.
     model, params, _ = _model_and_params(config)
-    plain = tiny_config()
+    plain = tiny_segmentation_config()
     losses = [segmentation.validation_loss_fn(c, model)(
         params, arrays, jax.random.PRNGKey(1)) for c in (config, plain)]
     chex.assert_trees_all_close(losses[0], losses[1])
@@ -280,26 +256,22 @@ class AugmentTest(chex.TestCase):
 
 
 def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
-  config = tiny_config(model="cvae", input_omission_rate=0.3, num_epochs=1)
+  config = tiny_segmentation_config(model="cvae", input_omission_rate=0.3, num_epochs=1)
   config.early_stopping_metric = ""
   model, params, batch = _model_and_params(config)
   del params
   init_fn = lambda rng: model.init(rng, batch["target"][:1], batch["condition"][:1])
-  data = InMemoryData(_arrays(32, seed=1))
-  states = [trainer.train(config, tmp_path / name, init_fn,
-                          segmentation.make_loss_fn(config, model), data,
-                          devices=devices, report=lambda *_: None)
-            for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices()))]
-  assert len(jax.devices()) == 4
-  chex.assert_trees_all_close(states[0].params, states[1].params, atol=1e-5)
+  data = InMemoryData(segmentation_arrays(32, seed=1))
+  assert_one_and_four_devices_train_alike(
+      config, tmp_path, init_fn, segmentation.make_loss_fn(config, model), data)
 
 
 @pytest.mark.parametrize("model_kind", ["baseline", "hybrid"])
 def test_end_to_end_on_tiny_mnist(tmp_path, tiny_mnist_dir, model_kind):
-  config = tiny_config(model=model_kind, data_dir=str(tiny_mnist_dir),
-                       download=False, validation_size=100, image_size=32,
-                       multiscale_levels=1, input_omission_rate=0.2,
-                       gsnn_samples=2)
+  config = tiny_segmentation_config(model=model_kind, data_dir=str(tiny_mnist_dir),
+                                    download=False, validation_size=100, image_size=32,
+                                    multiscale_levels=1, input_omission_rate=0.2,
+                                    gsnn_samples=2)
   config.occlusion.blocks = 1
   config.data.update(max_train_examples=64, max_eval_examples=16)
   results = segmentation.train_and_evaluate(config, tmp_path / model_kind)

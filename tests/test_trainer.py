@@ -5,7 +5,6 @@ import functools
 import os
 import signal
 import sys
-from pathlib import Path
 
 import chex
 import jax
@@ -13,13 +12,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from cvae_jax import objectives
 from cvae_jax.errors import ConfigError, TrainingDivergedError, UserError
 from cvae_jax.models import LabelCVAE
-from cvae_jax.training import InMemoryData, Interrupted, StreamingData, hooks, optimizers, trainer
+from cvae_jax.training import InMemoryData, Interrupted, hooks, optimizers, trainer
 from cvae_jax.training.checkpointing import Checkpointer
+from helpers import streaming_data, truncate_checkpoint
 
 
 def _config(**overrides):
@@ -40,13 +39,6 @@ def _arrays(num_examples=48, seed=0):
 MODEL = LabelCVAE(hidden_size=16, latent_size=2)
 INIT_FN = lambda rng: MODEL.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))
 LOSS_FN = functools.partial(objectives.summed_negative_elbo_loss, MODEL)
-
-
-def _streaming(arrays):
-  def make_dataset(seed):
-    return tf.data.Dataset.from_tensor_slices(arrays).shuffle(
-        len(arrays["condition"]), seed=seed, reshuffle_each_iteration=False)
-  return StreamingData(make_dataset, len(arrays["condition"]))
 
 
 def _train(workdir, config=None, data=None, **kwargs):
@@ -74,7 +66,7 @@ def test_four_devices_match_one_device(tmp_path):
 def test_resume_after_a_signal_equals_uninterrupted(tmp_path, data_kind, signum):
   arrays = _arrays()
   make_data = {"in_memory": lambda: InMemoryData(arrays),
-               "streaming": lambda: _streaming(arrays)}[data_kind]
+               "streaming": lambda: streaming_data(arrays)}[data_kind]
   uninterrupted, logged = _train(tmp_path / "a", data=make_data())
 
   def interrupt_at_step_8(progress, metrics):
@@ -179,17 +171,10 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
   assert np.isfinite(restored.params) and abs(float(restored.params)) > 1e20
 
 
-def _truncate_checkpoint(directory: Path):
-  files = [p for p in directory.rglob("*") if p.is_file() and p.stat().st_size > 0]
-  assert files
-  for path in files:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-
-
 def test_truncated_latest_checkpoint_falls_back_to_previous(tmp_path):
   uninterrupted, _ = _train(tmp_path / "a")
   _train(tmp_path / "b", config=_config(num_epochs=1))  # Saves 2, 4 and 6.
-  _truncate_checkpoint(tmp_path / "b" / "checkpoints" / "6")
+  truncate_checkpoint(tmp_path / "b" / "checkpoints" / "6")
   resumed, logged = _train(tmp_path / "b")
   assert logged[0][0] == 4  # Restarted from step 4, not 6 nor 0.
   assert (tmp_path / "b" / "unreadable_checkpoints" / "6").is_dir()  # Kept.
