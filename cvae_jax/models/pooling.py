@@ -2,7 +2,7 @@
 It computes what `nn.max_pool` computes with the stride equal to the window
 (tests check values and gradients), but its gradient is a comparison where
 nn.max_pool's is XLA's select-and-scatter, the box CVAE's largest non-conv
-cost (`benchmarks/pooling_speed.py`: its step 1.49x faster, the
+cost (docs/speed.md: its step 1.49x faster, the
 segmentation CNN's 1.20x at 32 x 32). Maps are [batch, H, W, C]."""
 
 import jax
