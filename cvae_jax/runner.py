@@ -274,10 +274,11 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
     data = InMemoryData(data)
   start = time.time()
   state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
-                        data, evaluate=evaluate,
-                        report=task.report or _report(task.unit),
-                        report_eval=task.report_eval or _report_eval(task.unit),
-                        run_identity=task.run_identity(config))
+                        data, hooks=hooks.standard(
+                            config, evaluate=evaluate,
+                            report=task.report or _report(task.unit),
+                            report_eval=task.report_eval or _report_eval(task.unit),
+                            identity=task.run_identity(config)))
   return state, time.time() - start
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from cvae_jax import evaluation, objectives
 from cvae_jax.models import LabelCVAE
 from cvae_jax.tasks import mnist_quadrant
-from cvae_jax.training import InMemoryData, trainer
+from cvae_jax.training import InMemoryData, hooks, trainer
 from helpers import streaming_data
 from train.configs import mnist_quadrant as quadrant_config
 
@@ -34,7 +34,10 @@ def _label(rng):
   model = LabelCVAE(hidden_size=16, latent_size=2)
   init_fn = lambda key: model.init(key, jnp.zeros((1, 784)),
                                    jnp.zeros((1,), jnp.int32))
-  return arrays, init_fn, functools.partial(objectives.summed_negative_elbo_loss, model)
+  def loss_fn(params, batch, rng, step):
+    del step  # The reference loss does not anneal.
+    return objectives.summed_negative_elbo_loss(model, params, batch, rng)
+  return arrays, init_fn, loss_fn
 
 
 def _quadrant(rng):
@@ -91,8 +94,9 @@ def main(port, count, index, workdir, epochs, path, example, seconds_per_log="0"
     time.sleep(float(seconds_per_log))
 
   source = InMemoryData(data) if path == "in_memory" else streaming_data(data)
-  state = trainer.train(config(int(epochs)), Path(workdir), init_fn,
-                        loss_fn, source, report=report)
+  run_config = config(int(epochs))
+  state = trainer.train(run_config, Path(workdir), init_fn, loss_fn, source,
+                        hooks=hooks.standard(run_config, report=report))
   leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
   np.savez(Path(workdir) / f"process_{index}.npz", losses=np.array(logged),
            **{f"param_{i}": leaf for i, leaf in enumerate(leaves)})

@@ -20,7 +20,7 @@ import pytest
 
 from cvae_jax.errors import UserError
 from cvae_jax import distributed, evaluation
-from cvae_jax.training import InMemoryData, trainer
+from cvae_jax.training import InMemoryData, hooks, trainer
 from helpers import streaming_data, truncate_checkpoint
 from tests import distributed_worker as worker
 
@@ -89,9 +89,10 @@ def _params(result):
 def _one_process(workdir, epochs, example="label"):
   arrays, init_fn, loss_fn = worker.setup(example)
   logged = []
-  state = trainer.train(worker.config(epochs), workdir, init_fn, loss_fn,
-                        InMemoryData(arrays),
-                        report=lambda progress, m: logged.append(m["loss"]),
+  config = worker.config(epochs)
+  state = trainer.train(config, workdir, init_fn, loss_fn, InMemoryData(arrays),
+                        hooks=hooks.standard(
+                            config, report=lambda progress, m: logged.append(m["loss"])),
                         devices=jax.devices()[:2])
   return np.array(logged), [np.asarray(x) for x in jax.tree.leaves(state.params)]
 

@@ -35,9 +35,9 @@ def _trainer_config(**overrides):
   return config
 
 
-def _linear_loss(params, batch, rng):
+def _linear_loss(params, batch, rng, step):
   """d loss / d params = 1 at every step: params fall by the learning rate."""
-  del batch, rng
+  del batch, rng, step
   return params, {}
 
 
@@ -53,7 +53,7 @@ def test_a_learning_rate_schedule_changes_the_rate_as_written(tmp_path):
                                name="linear", warmup_steps=4, decay_steps=10,
                                end_factor=0.1))
   state = trainer.train(config, tmp_path, lambda rng: jnp.zeros(()), _linear_loss,
-                        _constant_data(4), report=lambda *a: None)
+                        _constant_data(4))
   by_hand = [0.1 * t / 4 for t in range(4)] + [
       0.1 + (0.01 - 0.1) * (t - 4) / 6 for t in range(4, 10)]
   np.testing.assert_allclose(float(state.params), -sum(by_hand), rtol=1e-5)
@@ -66,13 +66,13 @@ def test_any_optax_transformation_can_be_passed(tmp_path):
   transform = optax.chain(optax.clip_by_global_norm(0.5), optax.sgd(0.2))
   state = trainer.train(_trainer_config(num_epochs=3), tmp_path,
                         lambda rng: jnp.zeros(()), _linear_loss, _constant_data(4),
-                        report=lambda *a: None, optimizer=transform)
+                        optimizer=transform)
   np.testing.assert_allclose(float(state.params), -0.5 * 0.2 * 3, rtol=1e-6)
   # Gradient clipping from the config does the same.
   config = _trainer_config(num_epochs=3, optimizer="sgd", learning_rate=0.2,
                            gradient_clip_norm=0.5)
   state = trainer.train(config, tmp_path / "config", lambda rng: jnp.zeros(()),
-                        _linear_loss, _constant_data(4), report=lambda *a: None)
+                        _linear_loss, _constant_data(4))
   np.testing.assert_allclose(float(state.params), -0.5 * 0.2 * 3, rtol=1e-6)
 
 
@@ -92,7 +92,8 @@ def test_the_loss_sees_the_step_and_the_kl_weight_follows_its_schedule(
   def loss_fn(params, batch, rng, step):
     return params * 0.0, {"weight": weight_at(step), "step": step}
   trainer.train(config, tmp_path, lambda rng: jnp.zeros(()), loss_fn,
-                _constant_data(4), report=lambda p, m: logged.append(m))
+                _constant_data(4),
+                hooks=hooks.standard(config, report=lambda p, m: logged.append(m)))
   assert [m["step"] for m in logged] == list(range(6))
   np.testing.assert_allclose([m["weight"] for m in logged], expected, atol=1e-6)
 
@@ -114,7 +115,8 @@ def test_log_lines_show_the_mean_since_the_previous_line(tmp_path):
   config = _trainer_config(num_epochs=1, log_every_steps=3, log_metrics="mean")
   trainer.train(config, tmp_path, lambda rng: jnp.zeros(()),
                 lambda p, b, r, step: (p * 0.0, {"step": step.astype(jnp.float32)}),
-                _constant_data(24), report=lambda p, m: seen.append((p.step, m["step"])))
+                _constant_data(24), hooks=hooks.standard(
+                    config, report=lambda p, m: seen.append((p.step, m["step"]))))
   # Lines at steps 0 and 3: the mean of steps {0} and {1, 2, 3}.
   assert seen == [(0, 0.0), (3, 2.0)]
 

@@ -1,7 +1,8 @@
 """The generic trainer on small problems: multi-device equivalence, exact
-resume, divergence, corrupt checkpoints, config errors."""
+resume, divergence, corrupt checkpoints, config errors, and the hooks its
+loop calls."""
 
-import functools
+import dataclasses
 import os
 import signal
 import sys
@@ -38,16 +39,26 @@ def _arrays(num_examples=48, seed=0):
 
 MODEL = LabelCVAE(hidden_size=16, latent_size=2)
 INIT_FN = lambda rng: MODEL.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))
-LOSS_FN = functools.partial(objectives.summed_negative_elbo_loss, MODEL)
 
 
-def _train(workdir, config=None, data=None, **kwargs):
+def LOSS_FN(params, batch, rng, step):  # pylint: disable=invalid-name
+  del step  # No annealing.
+  return objectives.summed_negative_elbo_loss(MODEL, params, batch, rng)
+
+
+def _train(workdir, config=None, data=None, evaluate=None, extra_hooks=(),
+           **kwargs):
+  """A run with the standard hooks (and `extra_hooks` after them); returns
+  (state, [(step, loss) of each logged step])."""
   logged = []
   def report(progress, metrics):
     logged.append((progress.step, metrics["loss"]))
     return None
-  state = trainer.train(config or _config(), workdir, INIT_FN, LOSS_FN,
-                        data or InMemoryData(_arrays()), report=report, **kwargs)
+  config = config or _config()
+  state = trainer.train(config, workdir, INIT_FN, LOSS_FN,
+                        data or InMemoryData(_arrays()),
+                        hooks=[*hooks.standard(config, evaluate=evaluate, report=report),
+                               *extra_hooks], **kwargs)
   return state, logged
 
 
@@ -74,7 +85,7 @@ def test_resume_after_a_signal_equals_uninterrupted(tmp_path, data_kind, signum)
       os.kill(os.getpid(), signum)
   with pytest.raises(Interrupted) as interrupted:
     trainer.train(_config(), tmp_path / "b", INIT_FN, LOSS_FN, make_data(),
-                  report=interrupt_at_step_8)
+                  hooks=hooks.standard(_config(), report=interrupt_at_step_8))
   assert interrupted.value.signum == signum
   assert interrupted.value.exit_code == 128 + signum  # 130 or 143.
   saved = Checkpointer(tmp_path / "b", 10).latest_step()
@@ -120,7 +131,7 @@ def test_a_log_line_is_shown_before_the_next_dispatch(tmp_path, monkeypatch):
   config = _config(steps_per_dispatch=100, log_every_steps=4,
                    checkpoint_every_steps=100)
   trainer.train(config, tmp_path, INIT_FN, LOSS_FN, InMemoryData(_arrays()),
-                report=lambda progress, _: f"step {progress.step}")
+                hooks=hooks.standard(config, report=lambda progress, _: f"step {progress.step}"))
   # 6 steps per epoch; logged steps 0 and 4 of each epoch.
   compiling = "compiling the train step ({} steps per dispatch)...\n"
   assert events == [
@@ -130,9 +141,9 @@ def test_a_log_line_is_shown_before_the_next_dispatch(tmp_path, monkeypatch):
       ("dispatch", 10, 2), ("shown", "step 10\n")]
 
 
-def _order_sensitive_loss(params, batch, rng):
+def _order_sensitive_loss(params, batch, rng, step):
   """No randomness: SGD on it ends elsewhere only if the batch order differs."""
-  del rng
+  del rng, step
   return jnp.sum((params - jnp.mean(batch["x"], axis=0)) ** 2) * params[0], {}
 
 
@@ -142,15 +153,15 @@ def test_seed_sets_the_data_order(tmp_path, monkeypatch):
   def run(workdir, seed):
     return trainer.train(_config(seed=seed, optimizer="sgd", learning_rate=0.1),
                          workdir, lambda rng: jnp.ones(3), _order_sensitive_loss,
-                         data, report=lambda *a: None).params
+                         data).params
   a, same, other = run("relative/a", 3), run("relative/b", 3), run("c", 4)
   assert (tmp_path / "relative" / "a" / "checkpoints" / "12").is_dir()
   np.testing.assert_array_equal(a, same)
   assert not np.allclose(a, other)
 
 
-def _quartic_loss(params, batch, rng):
-  del batch, rng
+def _quartic_loss(params, batch, rng, step):
+  del batch, rng, step
   loss = jnp.sum(params ** 4)
   return loss, {}
 
@@ -161,8 +172,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
                    num_epochs=5, steps_per_dispatch=1, checkpoint_every_steps=2)
   with pytest.raises(TrainingDivergedError, match="last good checkpoint"):
     trainer.train(config, tmp_path, lambda rng: jnp.ones(()), _quartic_loss,
-                  InMemoryData({"x": np.zeros((4, 1), np.float32)}),
-                  report=lambda *a: None)
+                  InMemoryData({"x": np.zeros((4, 1), np.float32)}))
   checkpointer = Checkpointer(tmp_path, 10)
   assert checkpointer.latest_step() == 4
   template = trainer.TrainState.create(jnp.ones(()), optimizers.make_optimizer("sgd", 1.0),
@@ -203,7 +213,7 @@ def test_resuming_with_another_model_or_batch_size_is_refused(tmp_path):
     trainer.train(_config(), tmp_path,
                   lambda rng: other_model.init(rng, jnp.zeros((1, 784)),
                                                jnp.zeros((1,), jnp.int32)),
-                  LOSS_FN, InMemoryData(_arrays()), report=lambda *a: None)
+                  LOSS_FN, InMemoryData(_arrays()), hooks=hooks.standard(_config()))
   with pytest.raises(ConfigError, match="batch_size 8 -> 4"):
     _train(tmp_path, config=_config(batch_size=4))
   # Nothing was moved or deleted.
@@ -274,24 +284,45 @@ def test_unknown_compute_dtype_is_a_config_error(tmp_path):
 
 
 class _Recorder(hooks.Hook):
-  """Records every call the loop makes; asks to stop after `stop_after` steps."""
+  """Records every call the loop makes, with its arguments; evaluates
+  {"score": epoch} when `evaluates`, asks for a checkpoint at the steps in
+  `checkpoint_at` and to stop at step `stop_at`."""
 
-  def __init__(self, stop_after=None):
-    self.calls, self.steps, self.epochs = [], [], []
-    self._stop_after = stop_after
+  def __init__(self, evaluates=False, checkpoint_at=(), stop_at=None):
+    self.calls = []
+    self._evaluates, self._checkpoint_at = evaluates, checkpoint_at
+    self._stop_at = stop_at
+
+  def start(self, run):
+    self.calls.append(("start", run))
 
   def begin(self, state, resumed):
     self.calls.append(("begin", int(state.step), resumed))
 
-  def after_steps(self, steps, metrics):
-    assert all(len(v) == len(steps) for v in metrics.values())
-    self.steps.extend(p.step for p in steps)
-
-  def after_epoch(self, state, epoch, metrics):
-    self.epochs.append((epoch, int(state.step), sorted(metrics)))
+  def message(self, line):
+    self.calls.append(("message", line))
 
   def should_stop(self, step):
-    return self._stop_after is not None and step >= self._stop_after
+    self.calls.append(("should_stop", step))
+    return step == self._stop_at
+
+  def after_steps(self, steps, metrics):
+    assert all(len(v) == len(steps) for v in metrics.values())
+    self.calls.append(("after_steps", [p.step for p in steps], sorted(metrics)))
+
+  def evaluate(self, state, epoch):
+    self.calls.append(("evaluate", int(state.step), epoch))
+    return {"score": float(epoch)} if self._evaluates else None
+
+  def after_epoch(self, state, epoch, metrics):
+    self.calls.append(("after_epoch", int(state.step), epoch, metrics))
+
+  def wants_checkpoint(self, step):
+    self.calls.append(("wants_checkpoint", step))
+    return step in self._checkpoint_at
+
+  def after_checkpoint(self, step, directory):
+    self.calls.append(("after_checkpoint", step, directory))
 
   def end(self, state):
     self.calls.append(("end", int(state.step)))
@@ -301,36 +332,103 @@ class _Recorder(hooks.Hook):
     self.calls.append(("close",))
 
 
-def test_a_callers_hook_sees_every_point_of_the_loop(tmp_path):
-  recorder = _Recorder()
-  evaluate = lambda state, epoch: {"score": float(epoch)}
-  state, _ = _train(tmp_path, evaluate=evaluate, hooks=[recorder])
-  steps_per_epoch = 48 // 8
-  assert recorder.steps == list(range(2 * steps_per_epoch))  # Every step once.
-  assert recorder.epochs == [(0, steps_per_epoch, ["score"]),
-                             (1, 2 * steps_per_epoch, ["score"])]
-  assert recorder.calls == [("begin", 0, False), ("end", 12), ("close",)]
+def test_the_loop_calls_a_callers_hook_at_every_point(tmp_path, capsys):
+  """With only the caller's hook: each point in order with its arguments, an
+  extra checkpoint where the hook asks for one; nothing printed and no file
+  written but the checkpoints."""
+  recorder = _Recorder(evaluates=True, checkpoint_at=(4,))
+  config = _config(checkpoint_every_steps=100)  # Else only at epoch ends.
+  state = trainer.train(config, tmp_path, INIT_FN, LOSS_FN, InMemoryData(_arrays()),
+                        hooks=[recorder])
+  directory = tmp_path / "checkpoints"
+  run = hooks.Run(config, tmp_path, steps_per_epoch=6, total_steps=12,
+                  num_examples=48, latest_checkpoint=None,
+                  identity=dict(batch_size=8, seed=3, num_examples=48,
+                                **optimizers.structure(config)))
+  expected = [("start", run), ("begin", 0, False)]
+  for step in range(0, 12, 2):  # Dispatches of 2 steps: steps_per_dispatch.
+    expected.append(("should_stop", step))
+    if step == 0:
+      expected.append(("message", "compiling the train step (2 steps per dispatch)..."))
+    expected.append(("after_steps", [step, step + 1], ["kl", "loss", "reconstruction"]))
+    done = step + 2
+    if done % 6 == 0:
+      epoch = done // 6 - 1
+      expected += [("evaluate", done, epoch),
+                   ("after_epoch", done, epoch, {"score": float(epoch)})]
+    expected.append(("wants_checkpoint", done))
+    if done in (4, 6, 12):
+      expected.append(("after_checkpoint", done, directory))
+  expected += [("end", 12), ("close",)]
+  assert recorder.calls == expected
   assert int(state.step) == 12
+  assert sorted(int(p.name) for p in directory.iterdir()) == [4, 6, 12]
+  assert [p.name for p in tmp_path.iterdir()] == ["checkpoints"]
+  assert capsys.readouterr().out == ""
 
-  # Resumed at the end: begin says so, no step runs.
-  again = _Recorder()
-  _train(tmp_path, evaluate=evaluate, hooks=[again])
-  assert again.calls[0] == ("begin", 12, True) and again.steps == []
+  # Resumed at the end: the run says so, begin says so, no step runs.
+  again = _Recorder(evaluates=True)
+  trainer.train(config, tmp_path, INIT_FN, LOSS_FN, InMemoryData(_arrays()),
+                hooks=[again])
+  assert again.calls == [
+      ("start", dataclasses.replace(run, latest_checkpoint=12)),
+      ("begin", 12, True),
+      ("message", f"resumed from checkpoint of step 12 in {directory}"),
+      ("end", 12), ("close",)]
+
+
+class _Stop(Exception):
+  pass
+
+
+class _StopAtFirstCheckpoint(hooks.Hook):
+  def after_checkpoint(self, step, directory):
+    raise _Stop(step)
 
 
 def test_a_hook_can_stop_training_and_close_runs_after_an_error(tmp_path):
-  stopper = _Recorder(stop_after=4)
-  state, _ = _train(tmp_path / "stop", hooks=[stopper])
-  assert int(state.step) == 4 and stopper.steps == [0, 1, 2, 3]
+  stopper = _Recorder(stop_at=4)
+  state, _ = _train(tmp_path / "stop", extra_hooks=[stopper])
+  assert int(state.step) == 4
+  assert [c[1] for c in stopper.calls if c[0] == "after_steps"] == [[0, 1], [2, 3]]
+  assert stopper.calls[-2:] == [("end", 4), ("close",)]
+
+  # Raising after a checkpoint (as StopSignals does) ends the run there.
+  closing = _Recorder()
+  with pytest.raises(_Stop):
+    _train(tmp_path / "raise", extra_hooks=[_StopAtFirstCheckpoint(), closing])
+  assert Checkpointer(tmp_path / "raise", 10).latest_step() == 2
+  assert closing.calls[-1] == ("close",) and ("end", 2) not in closing.calls
+  _, logged = _train(tmp_path / "raise")
+  assert logged[0][0] == 2  # Resumed there.
 
   failing = _Recorder()
-  def diverge(params, batch, rng):
-    loss, metrics = LOSS_FN(params, batch, rng)
+  def diverge(params, batch, rng, step):
+    loss, metrics = LOSS_FN(params, batch, rng, step)
     return loss * jnp.nan, metrics
   with pytest.raises(TrainingDivergedError):
     trainer.train(_config(), tmp_path / "nan", INIT_FN, diverge,
                   InMemoryData(_arrays()), hooks=[failing])
-  assert failing.calls[-1] == ("close",) and ("end", 0) not in failing.calls
+  assert failing.calls[-1] == ("close",)
+  assert not any(call[0] == "end" for call in failing.calls)
+
+
+def test_the_loss_gets_the_global_step(tmp_path):
+  """In dispatches of 4 and 2 steps (a scan each), over two epochs."""
+  seen = []
+
+  class Steps(hooks.Hook):
+    def after_steps(self, steps, metrics):
+      seen.extend(zip([p.step for p in steps], metrics["step"].tolist()))
+
+  def loss_fn(params, batch, rng, step):
+    del batch, rng
+    return jnp.sum(params) * 0.0, {"step": step}
+  config = _config(steps_per_dispatch=4, log_every_steps=100,
+                   checkpoint_every_steps=100)
+  trainer.train(config, tmp_path, lambda rng: jnp.zeros(()), loss_fn,
+                InMemoryData({"x": np.zeros((48, 1), np.float32)}), hooks=[Steps()])
+  assert seen == [(step, step) for step in range(12)]
 
 
 def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
@@ -342,8 +440,8 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
   net = nn.Sequential([nn.Conv(4, (3, 3)), nn.relu, nn.Conv(1, (3, 3), strides=2)])
   init_fn = lambda rng: net.init(rng, jnp.zeros((1, 8, 8, 1)))
 
-  def loss_fn(params, batch, rng):
-    del rng
+  def loss_fn(params, batch, rng, step):
+    del rng, step
     return jnp.mean((net.apply(params, batch["image"]) - batch["target"]) ** 2), {}
 
   rng = np.random.default_rng(0)
@@ -353,8 +451,7 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
   states = {}
   for library in ("ynnpack", "eigen"):
     config.cpu_convolutions = library
-    states[library] = trainer.train(config, tmp_path / library, init_fn, loss_fn, data,
-                                    report=lambda *_: None)
+    states[library] = trainer.train(config, tmp_path / library, init_fn, loss_fn, data)
   chex.assert_trees_all_close(states["ynnpack"].params, states["eigen"].params,
                               atol=1e-5, rtol=1e-5)
   auto = lambda **fields: backends.convolution_library(
@@ -364,7 +461,7 @@ def test_both_convolution_libraries_train_alike(tmp_path, monkeypatch):
   monkeypatch.setattr(backends, "compiler_options", lambda config: {
       "xla_cpu_experimental_ynn_fusion_type": "NOT_A_FUSION_TYPE"})
   with pytest.raises(Exception, match="NOT_A_FUSION_TYPE"):
-    trainer.train(config, tmp_path / "bad", init_fn, loss_fn, data, report=lambda *_: None)
+    trainer.train(config, tmp_path / "bad", init_fn, loss_fn, data)
 
 
 def test_an_unknown_convolution_library_is_a_config_error(tmp_path):

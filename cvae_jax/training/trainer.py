@@ -1,15 +1,16 @@
 """The one generic training loop.
 
 It knows nothing about CVAEs: it gets `init_fn(rng) -> params`, a loss
-function `loss_fn(params, batch, rng) -> (scalar, {name: scalar})` (or
-`loss_fn(params, batch, rng, step)`: a loss that anneals, e.g. a KL weight,
-gets the step it is at, traced), training data and a config, and runs
-data-parallel over every device with `jax.jit` on a 1-D mesh (batch sharded,
-parameters replicated). The same code runs on CPU, GPU and TPU, in one process
-or in several under `jax.distributed` (hosts of a TPU pod or a GPU cluster):
-there the mesh spans every process's devices, device-resident data is on every
-host and each process gathers its slice of the same global permutation (so the
-run equals the one-process run with the same global batch), streamed data is
+function `loss_fn(params, batch, rng, step) -> (scalar, {name: scalar})`
+(`step`: the global step, traced, for a loss that anneals, e.g. a KL
+weight; a loss that does not anneal ignores it), training data, a config
+and the hooks to call, and runs data-parallel over every device with
+`jax.jit` on a 1-D mesh (batch sharded, parameters replicated). The same
+code runs on CPU, GPU and TPU, in one process or in several under
+`jax.distributed` (hosts of a TPU pod or a GPU cluster): there the mesh
+spans every process's devices, device-resident data is on every host and
+each process gathers its slice of the same global permutation (so the run
+equals the one-process run with the same global batch), streamed data is
 read by each process from its own shard of the epoch, every process saves
 checkpoints (orbax writes one set of files), and only process 0 prints and
 writes logs and metric files.
@@ -19,15 +20,19 @@ device-resident data is gathered by a permutation inside jit, streamed data is
 stacked on the host. A dispatch also ends at every `log_every_steps` boundary,
 so each log line is printed as soon as its step is done (one dispatch per 100
 steps costs nothing measurable). Checkpoints are written every
-`checkpoint_every_steps`, at each epoch end, on SIGINT / SIGTERM and at the
-end; a rerun with the same workdir resumes from the latest and ends with the
-same result as an uninterrupted run.
+`checkpoint_every_steps`, at each epoch end, when a hook asks (a stop
+signal) and at the end; a rerun with the same workdir resumes from the
+latest and ends with the same result as an uninterrupted run.
 
-The loop itself only dispatches steps, checks the losses are finite,
-evaluates after each epoch and checkpoints; everything around it is a hook
-(`cvae_jax.training.hooks`): the run-identity check, the log lines and
-progress bar, TensorBoard scalars, early stopping and the stop signals. A
-caller adds its own with `train(..., hooks=[...])`.
+The loop itself only restores, dispatches steps, checks the losses and
+parameters are finite and checkpoints; everything else is a hook
+(`cvae_jax.training.hooks`) that the caller passes and the loop calls at
+fixed points without knowing which it is: the per-epoch evaluation, the
+run-identity check, the run history, the log lines and progress bar,
+TensorBoard scalars, early stopping. `hooks.standard(config, evaluate=...,
+report=..., identity=...)` is the set a training command uses; the loop
+adds `hooks.StopSignals` itself (SIGINT / SIGTERM become a checkpoint and
+`Interrupted`).
 
 Config fields read (`cvae_jax.configs.trainer_defaults()` has each at its
 default; a missing required one is a ConfigError naming it): batch_size,
@@ -38,16 +43,16 @@ pass any optax transformation as `optimizer`), log_metrics ("mean", the
 default: a log line and a TensorBoard point show the mean of each metric
 over the steps since the previous one; "last": that step's own values),
 compute_dtype ("float32", the default, or "bfloat16": mixed
-precision, see `mixed_precision`) and early_stopping_metric /
-early_stopping_patience: when the metric
-(a key of `evaluate`'s result, lower is better) has not improved for `patience`
-epochs, training stops; the best epoch's state is kept in `workdir/best` and
-is what `train` returns; cpu_convolutions ("auto", "ynnpack" or "eigen":
-the library XLA:CPU runs the step's convolutions on, `cvae_jax.backends`).
+precision, see `mixed_precision`), early_stopping_metric /
+early_stopping_patience (validated here, acted on by `hooks.EarlyStopping`:
+when the metric, a key of the evaluated metrics, lower is better, has not
+improved for `patience` epochs, training stops and the best epoch's state,
+kept in `workdir/best`, is what `train` returns) and cpu_convolutions
+("auto", "ynnpack" or "eigen": the library XLA:CPU runs the step's
+convolutions on, `cvae_jax.backends`).
 """
 
 import functools
-import inspect
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -57,8 +62,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from cvae_jax.errors import (ConfigError, Interrupted,
-                             TrainingDivergedError, require_positive_ints)
+from cvae_jax.errors import (ConfigError, TrainingDivergedError,
+                             require_positive_ints)
 from cvae_jax import backends, schedules, sharding
 from cvae_jax.training import hooks as hooks_lib
 from cvae_jax.training.checkpointing import Checkpointer
@@ -68,32 +73,8 @@ from cvae_jax.training import optimizers
 from cvae_jax.training.state import TrainState
 
 _MAX_STREAMED_STEPS = 100
-LossFn = Callable[..., tuple[jax.Array, dict]]
-
-
-def with_step(loss_fn: LossFn) -> LossFn:
-  """`loss_fn` as (params, batch, rng, step): as it is when it takes a 4th
-  positional parameter or one named `step`, else ignoring the step."""
-  try:
-    parameters = inspect.signature(loss_fn).parameters
-  except (TypeError, ValueError):  # No signature: a builtin or a C callable.
-    return lambda params, batch, rng, step=0: loss_fn(params, batch, rng)
-  positional = [p for p in parameters.values() if p.kind in (
-      p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-  if "step" in parameters or len(positional) >= 4 or any(
-      p.kind == p.VAR_POSITIONAL for p in parameters.values()):
-    return loss_fn
-  return lambda params, batch, rng, step=0: loss_fn(params, batch, rng)
-
-
-def _default_report(progress: Progress, metrics: dict[str, float]) -> str:
-  values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
-  return f"epoch {progress.epoch} step {progress.step}: {values}"
-
-
-def _default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
-  values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
-  return f"epoch {epoch} eval: {values}"
+# (params, batch, rng, step) -> (scalar loss, {name: scalar}).
+LossFn = Callable[[Any, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]
 
 
 REQUIRED_FIELDS = ("batch_size", "num_epochs", "seed", "optimizer", "learning_rate",
@@ -157,7 +138,6 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
   returned as float32. bfloat16 is the setting for TPUs (and recent GPUs);
   on CPU it runs, but is not faster.
   """
-  loss_fn = with_step(loss_fn)
   if dtype == jnp.float32:
     return loss_fn
 
@@ -170,9 +150,9 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
 
 def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-  """One update; `loss_fn` as `with_step` makes it (the step is the state's)."""
+  """One update; `loss_fn` gets the state's step."""
   rng = jax.random.fold_in(state.rng, state.step)
-  (loss, metrics), grads = jax.value_and_grad(with_step(loss_fn), has_aux=True)(
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params, batch, rng, state.step)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -302,41 +282,34 @@ def _streaming_runner(step_fn, data: StreamingData, batch_size: int,
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path,
           init_fn: Callable[[jax.Array], Any], loss_fn: LossFn,
-          train_data: InMemoryData | StreamingData,
-          evaluate: Callable[[TrainState, int], dict[str, float]] | None = None,
-          report: Callable[[Progress, dict[str, float]], str | None] = _default_report,
-          report_eval: Callable[[int, dict[str, float]], str | None] = _default_report_eval,
-          devices: Sequence[jax.Device] | None = None,
-          run_identity: dict | None = None,
+          data: InMemoryData | StreamingData,
           hooks: Sequence[hooks_lib.Hook] = (),
-          optimizer: optax.GradientTransformation | None = None) -> TrainState:
+          optimizer: optax.GradientTransformation | None = None,
+          devices: Sequence[jax.Device] | None = None) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
   Args:
     config: the trainer fields listed in the module docstring.
-    workdir: checkpoints and TensorBoard event files go here.
+    workdir: checkpoints (and whatever the hooks write) go here.
     init_fn: rng -> params.
-    loss_fn: (params, batch, rng) -> (scalar loss, dict of scalar metrics),
-      or (params, batch, rng, step) -> the same (`step`: the global step, an
-      int32 scalar under jit); `batch` is a dict of [batch_size, ...] arrays.
-    train_data: device-resident or streamed examples.
-    evaluate: (state, epoch) -> metrics, run after every epoch.
-    report: formats the line printed every `log_every_steps` steps of an
-      epoch from the metrics (`log_metrics`: their mean since the previous
-      line, or that step's own, before its update).
-    report_eval: formats the line printed after `evaluate`.
-    devices: the mesh's devices (default: every device of every process).
-    run_identity: JSON-able task settings that the checkpoints depend on
-      beyond their array shapes (e.g. which pixels are the input); resuming
-      a workdir saved with other values is refused.
-    hooks: more `hooks.Hook`s, called after the trainer's own at each point
-      of the loop (see `cvae_jax.training.hooks`).
+    loss_fn: (params, batch, rng, step) -> (scalar loss, dict of scalar
+      metrics); `batch` is a dict of [batch_size, ...] arrays, `step` the
+      global step (an int32 scalar under jit).
+    data: device-resident or streamed training examples.
+    hooks: `hooks.Hook`s, called in this order at each point of the loop
+      (see `cvae_jax.training.hooks`); `hooks.standard(config, ...)` is the
+      usual set. `hooks.StopSignals` is added after them.
     optimizer: any optax transformation (a chain, a schedule inside); None:
       `optimizers.from_config(config)`. A passed one is recorded in the run
-      history as "custom"; resuming needs the same state structure.
+      identity as "custom"; resuming needs the same state structure.
+    devices: the mesh's devices (default: every device of every process).
+
+  Returns:
+    The state the last hook's `end` returned (the final one, or the best
+    epoch's under early stopping), as numpy arrays.
 
   Raises:
-    ConfigError: impossible config values.
+    ConfigError: impossible config values, or a hook refusing the run.
     TrainingDivergedError: a non-finite loss; the last good checkpoint is kept.
     Interrupted: SIGINT or SIGTERM (its `signum`); a checkpoint was saved first.
     SecondSignal: a second one; nothing was saved.
@@ -344,16 +317,17 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   validate_trainer_config(config, devices)
   mesh = sharding.make_mesh(devices)
   batch_size = config.batch_size
-  steps_per_epoch = train_data.num_examples // batch_size
+  steps_per_epoch = data.num_examples // batch_size
   if steps_per_epoch == 0:
     raise ConfigError(f"batch_size={batch_size} is larger than the "
-                      f"{train_data.num_examples} training examples; lower "
+                      f"{data.num_examples} training examples; lower "
                       "--config.batch_size")
   total_steps = config.num_epochs * steps_per_epoch
   workdir = Path(workdir).expanduser().absolute()
 
-  identity = dict(run_identity or {}, batch_size=batch_size, seed=config.seed,
-                  num_examples=train_data.num_examples)
+  # What a checkpoint's step and optimiser state mean (hooks.RunIdentity).
+  identity = dict(batch_size=batch_size, seed=config.seed,
+                  num_examples=data.num_examples)
   if optimizer is None:
     optimizer = optimizers.from_config(config, total_steps)
     identity.update(optimizers.structure(config))
@@ -365,78 +339,67 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
   state = jax.jit(
       lambda rng: TrainState.create(init_fn(rng), optimizer, train_rng),
       out_shardings=replicated)(init_rng)
-  checkpointer = Checkpointer(workdir, config.keep_checkpoints)
-  identity_hook = hooks_lib.RunIdentity(workdir, identity)
-  if checkpointer.latest_step() is not None:
-    try:
-      identity_hook.check()  # Before restoring: other settings touch nothing.
-    except ConfigError:
-      checkpointer.close()
-      raise
-  restored = checkpointer.restore_latest(state)
-  if restored is not None:
-    state = restored
 
   step_fn = functools.partial(
       train_step, mixed_precision(loss_fn, compute_dtype(config)), optimizer)
-
-  make_runner = (_in_memory_runner if isinstance(train_data, InMemoryData)
+  make_runner = (_in_memory_runner if isinstance(data, InMemoryData)
                  else _streaming_runner)
-  run_chunk = make_runner(step_fn, train_data, batch_size, mesh, data_rng,
+  run_chunk = make_runner(step_fn, data, batch_size, mesh, data_rng,
                           backends.compiler_options(config))
 
-  log_mode = config.get("log_metrics", "mean")
-  log = hooks_lib.LogLines(report, report_eval, config.log_every_steps, total_steps,
-                           log_mode)
-  signals = hooks_lib.StopSignals()
-  own = [identity_hook,
-         hooks_lib.RunHistory(workdir, config),
-         log, hooks_lib.MetricWriter(workdir, config.log_every_steps, log_mode)]
-  if config.get("early_stopping_metric"):
-    if evaluate is None:
-      raise ConfigError("early_stopping_metric is set but this task evaluates "
-                        "nothing; set --config.early_stopping_metric=''")
-    own.append(hooks_lib.EarlyStopping(
-        workdir, config.early_stopping_metric, config.early_stopping_patience,
-        steps_per_epoch, total_steps, log.print))
-  every_hook = [*own, signals, *hooks]
+  checkpointer = Checkpointer(workdir, config.keep_checkpoints)
+  every_hook = [*hooks, hooks_lib.StopSignals()]
+  run = hooks_lib.Run(config, workdir, steps_per_epoch, total_steps,
+                      data.num_examples, identity, checkpointer.latest_step())
 
-  step = int(state.step)
+  def tell(line):
+    for hook in every_hook:
+      hook.message(line)
+
   try:
+    for hook in every_hook:
+      hook.start(run)
+    restored = checkpointer.restore_latest(state)
+    if restored is not None:
+      state = restored
+    step = int(state.step)
     for hook in every_hook:
       hook.begin(state, resumed=restored is not None)
     if restored is not None:
-      log.print(f"resumed from checkpoint of step {step} in {checkpointer.directory}")
+      tell(f"resumed from checkpoint of step {step} in {checkpointer.directory}")
     compiled = set()
-    while step < total_steps and not any(h.should_stop(step) for h in every_hook):
+    while step < total_steps:
+      if any([h.should_stop(step) for h in every_hook]):  # Each is asked.
+        break
       epoch, start = divmod(step, steps_per_epoch)
       num_steps = dispatch_end(config, step, steps_per_epoch) - start
       if num_steps not in compiled:  # jit compiles per scan length.
         compiled.add(num_steps)
-        log.print(f"compiling the train step ({num_steps} steps per dispatch)...")
+        tell(f"compiling the train step ({num_steps} steps per dispatch)...")
       state, metrics = run_chunk(state, epoch, start, num_steps)
       metrics = jax.device_get(metrics)
       _check_finite_losses(metrics["loss"], step, checkpointer)
       steps = [Progress(step + i, epoch, start + i, steps_per_epoch, batch_size,
-                        train_data.num_examples) for i in range(num_steps)]
+                        data.num_examples) for i in range(num_steps)]
       for hook in every_hook:
         hook.after_steps(steps, metrics)
       step += num_steps
       epoch_done = step % steps_per_epoch == 0
-      if epoch_done and evaluate is not None:
-        eval_metrics = evaluate(state, epoch)
-        for hook in every_hook:
-          hook.after_epoch(state, epoch, eval_metrics)
-      if (epoch_done or step % config.checkpoint_every_steps == 0
-          or signals.raised):
+      if epoch_done:
+        eval_metrics = _evaluate(every_hook, state, epoch)
+        if eval_metrics is not None:
+          for hook in every_hook:
+            hook.after_epoch(state, epoch, eval_metrics)
+      wanted = any([h.wants_checkpoint(step) for h in every_hook])  # Each is asked.
+      if epoch_done or step % config.checkpoint_every_steps == 0 or wanted:
         if not _all_finite(state.params):
           raise TrainingDivergedError(
               f"parameters became non-finite by step {step}; the last good "
               f"checkpoint (step {checkpointer.latest_step()}) is kept in "
               f"{checkpointer.directory}; lower --config.learning_rate")
         checkpointer.save(state)
-      if signals.raised:
-        raise Interrupted(step, checkpointer.directory, signals.signum)
+        for hook in every_hook:
+          hook.after_checkpoint(step, checkpointer.directory)
     for hook in every_hook:
       state = hook.end(state)
   finally:
@@ -445,3 +408,20 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
     checkpointer.close()
   # Under jax.distributed, as numpy: the task evaluates on its local devices.
   return sharding.to_host(state)
+
+
+def _evaluate(every_hook: Sequence[hooks_lib.Hook], state: TrainState,
+              epoch: int) -> dict[str, float] | None:
+  """The metrics of every hook that evaluates, in one dict; None when no
+  hook evaluates (then no hook's `after_epoch` is called)."""
+  merged = None
+  for hook in every_hook:
+    metrics = hook.evaluate(state, epoch)
+    if metrics is None:
+      continue
+    merged = {} if merged is None else merged
+    clash = sorted(set(merged) & set(metrics))
+    if clash:  # Silently keeping one would hide a mistake.
+      raise ValueError(f"two evaluating hooks return the metrics {clash}")
+    merged.update(metrics)
+  return merged
