@@ -6,9 +6,9 @@ parameters, with evaluation settings of your choice.
 
 The run's task and config come from DIR/results.json. `--evals` names the
 evaluators (default: the config's `evals`); `--config.<key>=<value>`
-overrides an evaluation setting (a key under `eval`, `evals`, or one the
-task lists as evaluation-only); a key that changes training is refused in
-one line. The evaluators' figures replace theirs in results.json (the others
+overrides an evaluation setting (a key under `eval`, `evals`, one the task
+lists as evaluation-only, or a runtime key such as `data_dir`); a key that
+changes training is refused in one line. The evaluators' figures replace theirs in results.json (the others
 are kept) and the summary line is printed. Exit codes as `cvae_jax.cli`: 2
 for a user error, with one line on stderr.
 """
@@ -70,8 +70,9 @@ def _apply(config, overrides: dict, evaluation_keys: tuple, source: str) -> None
     if not any(key == k or key.startswith(f"{k}.")
                for k in ("eval", "evals", *evaluation_keys)):
       raise UserError(f"--config.{key} changes training, not the evaluation; "
-                      "evaluate takes eval.*, evals and the task's evaluation "
-                      "settings (train anew with the task's command)")
+                      "evaluate takes eval.*, evals, the task's evaluation "
+                      "settings and runtime keys such as data_dir (train anew "
+                      "with the task's command)")
     *parents, leaf = key.split(".")
     node = config
     for part in parents:
@@ -104,7 +105,8 @@ def evaluate(argv: list[str]) -> dict:
   except (ImportError, AttributeError):
     raise UserError(f"cannot import the task {module_name!r} (a module with a "
                     "TASK); pass --task=package.module") from None
-  _apply(config, overrides, task.evaluation_keys, str(path))
+  _apply(config, overrides, (*task.evaluation_keys, *results_file.RUNTIME_KEYS,
+                             *task.runtime_keys), str(path))
   names = flags["evals"].split(",") if flags.get("evals") else None
   return runner.evaluate(task, config, workdir, names)
 

@@ -172,16 +172,32 @@ def test_rerun_of_a_finished_workdir_reports_it_and_recomputes_nothing(
   assert _snapshot(workdir) == before
 
 
-def test_rerun_with_other_evaluation_settings_recomputes_only_those(
+def test_rerun_with_other_evaluation_settings_and_evaluate_again(
     tmp_path, reference, tiny):
   workdir = tmp_path / "finished"
   shutil.copytree(reference[0], workdir)
   before = _snapshot(workdir)
   result = _run(workdir, *tiny, "--config.importance_samples=40")
   assert result.returncode == 0, result.stderr
-  assert (f"{workdir} holds a finished run; evaluation settings changed "
-          "(importance_samples 20 -> 40): recomputing what they change, no "
-          "training") in result.stdout
+  assert (f"{workdir} holds a finished run; evaluation settings differ "
+          "(importance_samples 20 -> 40): these are its saved figures. To "
+          "evaluate it again with them: python -m cvae_jax.evaluate "
+          f"--workdir={workdir}") in result.stdout
+  assert "Train Epoch" not in result.stdout and _snapshot(workdir) == before
+
+  result = subprocess.run(
+      [sys.executable, "-m", "cvae_jax.evaluate", f"--workdir={workdir}",
+       "--config.num_epochs=9"],
+      cwd=REPO, capture_output=True, text=True, timeout=600, env=_env())
+  assert result.returncode == 2 and result.stderr == (
+      "error: --config.num_epochs changes training, not the evaluation; "
+      "evaluate takes eval.*, evals, the task's evaluation settings and "
+      "runtime keys such as data_dir (train anew with the task's command)\n")
+  result = subprocess.run(
+      [sys.executable, "-m", "cvae_jax.evaluate", f"--workdir={workdir}",
+       "--evals=importance_sampled", "--config.importance_samples=40"],
+      cwd=REPO, capture_output=True, text=True, timeout=600, env=_env())
+  assert result.returncode == 0, result.stderr
   assert "Train Epoch" not in result.stdout
   assert ("(c) importance-sampled -log p(y|x), S=40, 100 test images..."
           in result.stdout)
@@ -192,63 +208,13 @@ def test_rerun_with_other_evaluation_settings_recomputes_only_those(
   assert new["importance_sampled"] != old["importance_sampled"]
   assert (new_results["importance_samples"]
           == new_results["config"]["importance_samples"] == 40)
+  assert new_results["estimators"]["importance_sampled"].endswith("S=40")
   after = _snapshot(workdir)
   for unchanged in ("samples.png", "reconstructions.png"):
     assert after[unchanged] == before[unchanged], unchanged
   for kept in ("checkpoints", "events.out.tfevents"):  # No step, no new file.
     assert ({k for k in after if k.startswith(kept)}
             == {k for k in before if k.startswith(kept)}), kept
-  again = _run(workdir, *tiny, "--config.importance_samples=40")
-  assert "holds a finished run of this config" in again.stdout
-
-
-@pytest.mark.parametrize("entry_point, signum, code", [
-    ("mnist_label", signal.SIGINT, 130),
-    ("mnist_label", signal.SIGTERM, 143),
-    ("mnist_quadrant", signal.SIGTERM, 143),
-])
-def test_a_signal_saves_a_checkpoint_and_exits_128_plus_its_number(
-    tmp_path, tiny_mnist_dir, entry_point, signum, code):
-  workdir = tmp_path / "w"
-  process = subprocess.Popen(
-      _command(workdir, *LONG[entry_point], f"--config.data_dir={tiny_mnist_dir}",
-               "--config.download=False", entry_point=entry_point),
-      cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-      text=True)
-  checkpoints = workdir / "checkpoints"
-  deadline = time.time() + 300
-  while process.poll() is None and not (
-      checkpoints.is_dir() and any(checkpoints.iterdir())):
-    assert time.time() < deadline
-    time.sleep(0.005)
-  process.send_signal(signum)
-  _, stderr = process.communicate(timeout=300)
-  assert process.returncode == code, stderr
-  assert (f"interrupted by {signal.Signals(signum).name}: checkpoint of step"
-          in stderr)
-  assert "Traceback" not in stderr
-  assert not (workdir / "results.json").exists()
-
-
-@pytest.mark.parametrize("entry_point", ["mnist_label", "mnist_quadrant"])
-def test_truncated_tfds_record_is_one_line_and_the_workdir_is_kept(
-    tmp_path, tiny_mnist_dir, reference, tiny, entry_point):
-  data_dir = tmp_path / "tfds"
-  shutil.copytree(tiny_mnist_dir, data_dir)
-  record = next(data_dir.glob("mnist/*/mnist-train.tfrecord-*"))
-  os.truncate(record, record.stat().st_size // 2)
-  workdir = tmp_path / "w"
-  shutil.copytree(reference[0], workdir)  # Files that must survive.
-  before = _snapshot(workdir)
-  overrides = (tiny if entry_point == "mnist_label" else LONG[entry_point])
-  result = _run(workdir, *overrides, "--config.num_epochs=4",
-                f"--config.data_dir={data_dir}", entry_point=entry_point)
-  assert result.returncode == 2, result.stderr
-  assert result.stderr == (
-      f"error: the TFDS record file {record} is truncated or corrupt; delete "
-      f"{record.parent} and rerun to rebuild it (by hand: `python -m "
-      f"cvae_jax.data.offline_mnist --data_dir={data_dir}`)\n")
-  assert _snapshot(workdir) == before
 
 
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path, reference, tiny):

@@ -216,7 +216,7 @@ class OfflineSetTest(chex.TestCase):
     ({"image_size": 18}, "cannot be downsampled evenly"),
     ({"occlusion.blocks": 1, "occlusion.size": 40},
      "occlusion.size=40 must be in 1..32 (the image side)"),
-    ({"image_size": 16}, "image_size must be at least 28"),
+    ({"image_size": 16}, "image_size=16 is too small for an MNIST digit"),
     ({"input_omission_rate": 1.0}, "input_omission_rate must be in [0, 1)"),
     ({"input_omission_rate": -0.1}, "input_omission_rate must be in [0, 1)"),
     ({"batch_size": 6}, "does not divide by the 4 local devices"),

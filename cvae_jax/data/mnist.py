@@ -159,3 +159,52 @@ def unreadable_records_as_user_errors(data_dir: str | Path, name: str = "mnist")
                f"--data_dir={data_dir}`)" if name == "mnist" else "")
     raise UserError(f"the TFDS record file {path} is truncated or corrupt; "
                     f"delete {folder} and rerun to rebuild it{rebuild}") from e
+
+
+DIGIT_SIDE = 28  # MNIST digits are 28 x 28.
+
+
+def check_canvas_fits_a_digit(size: int) -> None:
+  """ConfigError unless a canvas of side `size` holds an MNIST digit."""
+  if size < DIGIT_SIDE:
+    raise ConfigError(f"image_size={size} is too small for an MNIST digit "
+                      f"({DIGIT_SIDE} x {DIGIT_SIDE}); set --config.image_size "
+                      f"to at least {DIGIT_SIDE}")
+
+
+def write_example_figure(example_grid, description: str, figure: str) -> None:
+  """The command line of an offline set's example picture (`python -m
+  cvae_jax.data.<set>`): --data_dir, --figure; draws `example_grid(data_dir)`."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
+  parser.add_argument("--figure", default=figure)
+  args = parser.parse_args()
+  prepare_mnist(args.data_dir)
+  plotting.save_image_grid(example_grid(args.data_dir), args.figure, scale=3)
+  print(f"wrote {args.figure}")
+
+
+def offline_splits(data_dir: str | Path, validation_size: int, seed: int, draw,
+                   max_examples: dict[str, int] | None = None,
+                   digits_per_example: int = 1) -> dict[str, dict[str, np.ndarray]]:
+  """An offline set drawn from MNIST: {"train", "validation", "test"} ->
+  `draw(MNIST arrays of the split, rng)`, with the rng seeded (seed, the
+  split's index) and the validation split held out of TFDS train
+  (`held_out_splits`).
+
+  Args:
+    max_examples: split name -> keep only its first n examples (0/None: all),
+      drawn from its first n * `digits_per_example` digits.
+  """
+  tfds_splits = held_out_splits(data_dir, validation_size)
+  result = {}
+  for index, name in enumerate(("train", "validation", "test")):
+    arrays = load_mnist_arrays(data_dir, tfds_splits[name])
+    limit = (max_examples or {}).get(name)
+    if limit:
+      arrays = {k: v[:limit * digits_per_example] for k, v in arrays.items()}
+    drawn = draw(arrays, np.random.default_rng((seed, index)))
+    result[name] = {k: v[:limit] for k, v in drawn.items()} if limit else drawn
+  return result

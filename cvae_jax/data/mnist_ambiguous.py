@@ -189,14 +189,4 @@ def example_grid(data_dir: str | Path, count: int = 8,
 
 
 if __name__ == "__main__":
-  import argparse  # pylint: disable=g-import-not-at-top
-  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      description="Draws test images of the ambiguous set and their graders' "
-      "distribution.")
-  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
-  parser.add_argument("--figure", default="docs/ambiguous_examples.png")
-  args = parser.parse_args()
-  mnist.prepare_mnist(args.data_dir)
-  plotting.save_image_grid(example_grid(args.data_dir), args.figure, scale=3)
-  print(f"wrote {args.figure}")
+  mnist.write_example_figure(example_grid, "Draws test images of the ambiguous set and their graders' distribution.", "docs/ambiguous_examples.png")

@@ -37,18 +37,17 @@ _PLACEMENT_TRIES = 200  # Random offsets tried for a digit before a restart.
 
 @dataclasses.dataclass(frozen=True)
 class CanvasSpec:
-  """How canvases are drawn; every field is a config value."""
+  """How a canvas is drawn: min_digits..max_digits digits whose boxes
+  overlap by at most `max_box_iou`; every field is a config value."""
   size: int = 64
   min_digits: int = 2
   max_digits: int = 4
   max_box_iou: float = 0.1
 
   def check(self) -> None:
-    """Raises ConfigError naming the field for impossible values."""
-    if self.size < DIGIT_SIDE:
-      raise ConfigError(f"image_size={self.size} is too small for an MNIST digit "
-                        f"({DIGIT_SIDE} x {DIGIT_SIDE}); set --config.image_size "
-                        f"to at least {DIGIT_SIDE}")
+    """Raises ConfigError naming the field for impossible values: a canvas
+    must hold max_digits digits side by side."""
+    mnist.check_canvas_fits_a_digit(self.size)
     if not 1 <= self.min_digits <= self.max_digits:
       raise ConfigError(f"data.min_digits={self.min_digits} and data.max_digits="
                         f"{self.max_digits} must satisfy 1 <= min <= max; set "
@@ -157,20 +156,12 @@ def load_box_splits(data_dir: str | Path, spec: CanvasSpec, validation_size: int
     max_examples: split name -> keep only its first n canvases (0/None: all).
   """
   spec.check()
-  tfds_splits = mnist.held_out_splits(data_dir, validation_size)
-  result = {}
-  for index, name in enumerate(SPLITS):
-    limit = (max_examples or {}).get(name)
-    arrays = mnist.load_mnist_arrays(data_dir, tfds_splits[name])
-    if limit:  # Enough digits for `limit` canvases.
-      arrays = {k: v[:limit * spec.max_digits] for k, v in arrays.items()}
+
+  def draw(arrays, rng):  # Up to max_digits digits per canvas, with labels.
     digits = arrays["target"].reshape(-1, DIGIT_SIDE, DIGIT_SIDE)
-    canvases = draw_canvases(digits, arrays["condition"], spec,
-                             np.random.default_rng((seed, index)))
-    if limit:
-      canvases = {k: v[:limit] for k, v in canvases.items()}
-    result[name] = canvases
-  return result
+    return draw_canvases(digits, arrays["condition"], spec, rng)
+  return mnist.offline_splits(data_dir, validation_size, seed, draw, max_examples,
+                              digits_per_example=spec.max_digits)
 
 
 def example_grid(data_dir: str | Path, count: int = 8, seed: int = 0) -> np.ndarray:
@@ -196,13 +187,4 @@ def example_grid(data_dir: str | Path, count: int = 8, seed: int = 0) -> np.ndar
 
 
 if __name__ == "__main__":
-  import argparse  # pylint: disable=g-import-not-at-top
-  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      description="Draws test canvases of the offline box set with their boxes.")
-  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
-  parser.add_argument("--figure", default="docs/bbox_examples.png")
-  args = parser.parse_args()
-  mnist.prepare_mnist(args.data_dir)
-  plotting.save_image_grid(example_grid(args.data_dir), args.figure, scale=3)
-  print(f"wrote {args.figure}")
+  mnist.write_example_figure(example_grid, 'Draws test canvases of the offline box set with their boxes.', "docs/bbox_examples.png")

@@ -38,7 +38,9 @@ SPLITS = ("train", "validation", "test")
 
 @dataclasses.dataclass(frozen=True)
 class CanvasSpec:
-  """How canvases are drawn; every field is a config value."""
+  """How a canvas is drawn: one digit among `num_fragments` fragments of
+  others, pixel noise, and `occlusion_blocks` grey blocks over it; every
+  field is a config value (sizes in pixels)."""
   size: int = 32
   num_fragments: int = 3
   fragment_size: int = 12
@@ -48,10 +50,7 @@ class CanvasSpec:
 
   def check(self) -> None:
     """Raises ConfigError naming the field for impossible values."""
-    if self.size < DIGIT_SIDE:
-      raise ConfigError(f"image_size must be at least {DIGIT_SIDE} (an MNIST "
-                        f"digit) for the offline set, got {self.size}; set "
-                        "--config.image_size")
+    mnist.check_canvas_fits_a_digit(self.size)
     if not 0 < self.fragment_size <= DIGIT_SIDE:
       raise ConfigError(f"data.fragment_size must be in 1..{DIGIT_SIDE}, got "
                         f"{self.fragment_size}; set --config.data.fragment_size")
@@ -113,16 +112,11 @@ def load_segmentation_splits(data_dir: str | Path, spec: CanvasSpec,
     max_examples: split name -> keep only its first n digits (0/None: all).
   """
   spec.check()
-  tfds_splits = mnist.held_out_splits(data_dir, validation_size)
-  result = {}
-  for index, name in enumerate(SPLITS):
-    pixels = mnist.load_mnist_arrays(data_dir, tfds_splits[name])["target"]
-    limit = (max_examples or {}).get(name)
-    if limit:
-      pixels = pixels[:limit]
-    digits = pixels.reshape(-1, DIGIT_SIDE, DIGIT_SIDE)
-    result[name] = draw_canvases(digits, spec, np.random.default_rng((seed, index)))
-  return result
+  return mnist.offline_splits(
+      data_dir, validation_size, seed,
+      lambda arrays, rng: draw_canvases(
+          arrays["target"].reshape(-1, DIGIT_SIDE, DIGIT_SIDE), spec, rng),
+      max_examples)
 
 
 def example_grid(data_dir: str | Path, count: int = 10, seed: int = 0,
@@ -142,13 +136,4 @@ def example_grid(data_dir: str | Path, count: int = 10, seed: int = 0,
 
 
 if __name__ == "__main__":
-  import argparse  # pylint: disable=g-import-not-at-top
-  from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      description="Draws test examples of the offline segmentation set.")
-  parser.add_argument("--data_dir", default="~/tensorflow_datasets")
-  parser.add_argument("--figure", default="docs/segmentation_examples.png")
-  args = parser.parse_args()
-  mnist.prepare_mnist(args.data_dir)
-  plotting.save_image_grid(example_grid(args.data_dir), args.figure, scale=3)
-  print(f"wrote {args.figure}")
+  mnist.write_example_figure(example_grid, 'Draws test examples of the offline segmentation set.', "docs/segmentation_examples.png")

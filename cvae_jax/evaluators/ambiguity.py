@@ -48,6 +48,22 @@ from cvae_jax.evaluators.base import Evaluator, measured
 from cvae_jax.predictors import Predictor
 
 KNOWN_DISTRIBUTION = ("candidates", "probabilities")
+# What each figure is measured in (results.json's "units").
+UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
+         "*mode_tv": "total variation between one image's sampled and true "
+                     "candidate frequencies (S = eval.num_samples: includes "
+                     "sampling noise, compare ideal_mode_tv)",
+         "*mode_tv_pooled": "the same for the frequencies averaged over images",
+         "*unmatched": "share of samples with IoU < eval.mode_iou_threshold to "
+                       "every candidate",
+         "*mode_frequency_*": "share of samples assigned to the candidate, mean "
+                              "over images",
+         "hungarian_iou": "mean matched IoU",
+         "*ece": "expected calibration error of the pixel-wise marginal, 10 bins",
+         "*variance_ncc": "PHiSeg's S_NCC in [-1, 1], over the images where it is "
+                          "defined (*_defined: their share)",
+         "dice": "mean Dice of the point prediction with each grader",
+         "ce_per_pixel": "nats per pixel", "nll": "nats per image"}
 
 
 def masks_of(prediction, size: int) -> jax.Array:

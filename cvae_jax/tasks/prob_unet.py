@@ -283,22 +283,6 @@ def summary(results: dict, workdir: Path) -> str:
           f"{workdir / 'results.json'}")
 
 
-UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
-         "*mode_tv": "total variation between one image's sampled and true "
-                     "candidate frequencies (S = eval.num_samples: includes "
-                     "sampling noise, compare ideal_mode_tv)",
-         "*mode_tv_pooled": "the same for the frequencies averaged over images",
-         "*unmatched": "share of samples with IoU < eval.mode_iou_threshold to "
-                       "every candidate",
-         "*mode_frequency_*": "share of samples assigned to the candidate, mean "
-                              "over images",
-         "hungarian_iou": "mean matched IoU",
-         "*ece": "expected calibration error of the pixel-wise marginal, 10 bins",
-         "*variance_ncc": "PHiSeg's S_NCC in [-1, 1], over the images where it is "
-                          "defined (*_defined: their share)",
-         "dice": "mean Dice of the point prediction with each grader",
-         "ce_per_pixel": "nats per pixel", "nll": "nats per image"}
-
 TASK = runner.Task(
     name="prob_unet", validate=validate, make_model=make_model,
     load_splits=load_splits,
@@ -307,7 +291,7 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn, validation=validation, run_identity=run_identity,
     evaluators=evaluators, evals=EVALS,
     header=lambda config, test: {"model": config.model, "dataset": config.dataset},
-    units=UNITS, training_keys=("image", "masks"), report_eval=report_eval,
+    units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=report_eval,
     loading_message=lambda config: f"loading {config.dataset}...",
     summary=summary, test_streams=4)
 train_and_evaluate = TASK.train_and_evaluate
