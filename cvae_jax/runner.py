@@ -1,20 +1,21 @@
-"""One runner for every task: a task is a small spec (`Task`), the runner
-owns the rest.
+"""One runner for every task: a task is a small explicit spec (`Task`), the
+runner owns the rest.
 
-A task supplies what is its own: its config checks, its models, its data
-splits, how a batch for `init` is made from the arrays, its training and
-per-epoch losses, the settings its checkpoints depend on, and its own test
-evaluators; the library's evaluators (`cvae_jax.evaluators`) serve every task,
-and the config's `evals` names which run. The runner does, for every task,
-in this order:
+A task supplies what is its own: its config checks, its model, its data
+splits, how a batch for `init` is made from the arrays, its training loss and
+per-epoch evaluation, the settings its checkpoints depend on, and its
+evaluators by name (library evaluators from `cvae_jax.evaluators`, built for
+its model's `cvae_jax.predictors.Predictor`, and its pictures); the config's
+`evals` names which run. The runner does, for every task, in this order:
 
   1. validate the config, its `evals` and the workdir (before any data is
      touched);
   2. the finished-run check: a workdir whose results.json has this config
-     prints its figures and returns; when only evaluation settings changed,
-     only the evaluators that read a changed key run again;
+     (evaluation settings aside) prints its saved figures and returns; when
+     evaluation settings differ it says so and names the command that
+     evaluates again (`evaluate`, `python -m cvae_jax.evaluate`);
   3. load the splits, build the model, train (or resume), with early
-     stopping on the validation loss when the config asks for it;
+     stopping on a per-epoch figure when the config asks for it;
   4. run the evaluators on the first `eval.num_images` test examples;
   5. write results.json and print the summary line.
 
@@ -37,8 +38,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluation, evaluators, model_check
-from cvae_jax.evaluators import Evaluator
+from cvae_jax import evaluation, model_check
+from cvae_jax.errors import UserError
+from cvae_jax.evaluators import Evaluator, build as build_evaluators_by_name
+from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import InMemoryData, hooks, trainer
 from cvae_jax.training import results as results_file
 
@@ -52,93 +55,71 @@ def rng_stream(config: ml_collections.ConfigDict, name: str) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """What a task is made of; see the module docstring.
+  """A task: each field a callable taking the config first, or a constant.
 
-  Callables take the config first. `validate(config, workdir)` raises a
-  ConfigError / UserError for settings that cannot work and loads no data
-  (it ends with `trainer.validate_trainer_config`). `make_init_batch(config,
-  test arrays of one example)` returns the {"condition", "target"} batch
-  `init` sees; deterministic models (`is_cvae(config)` False) are
-  initialised on the condition alone. `header(config, test arrays)` gives
-  results.json's leading fields and `units` its "units" entry; `unit` is the
-  loss's unit in log lines ("nats/image"); `example_noun` names a test
-  example in messages.
+  validate(config, workdir): raises ConfigError / UserError for settings
+    that cannot work, loads no data (ends with
+    `trainer.validate_trainer_config`).
+  make_model(config): the flax module (the only place a task reads
+    `config.model`).
+  load_splits(config): {"train", "validation", "test"} -> {name: array}.
+  make_init_batch(config, test arrays of one example): the {"condition",
+    "target"} batch `init` sees (a `CVAE` is initialised on both, any other
+    module on the condition).
+  make_loss_fn(config, model): the trainer's loss (params, arrays, rng, step).
+  validation(config, model, splits, rng): the trainer's per-epoch
+    evaluation, (state, epoch) -> {figure: float}; early stopping may select
+    on any of its figures.
+  run_identity(config): settings the checkpoints depend on beyond their
+    shapes (resuming with others is refused).
+  evaluators(config, model): {name: Evaluator, or None where it does not
+    apply to the model}; `evals` is the config's default list of them, and
+    fixes each evaluator's test-stream key (`evaluators.build`).
+  header(config, test arrays): results.json's leading fields; `units` its
+    "units" entry.
 
-  Evaluation: `context(config, model)` tells the library's evaluators
-  (`cvae_jax.evaluators`) about the task; `own_evaluators(config, model)`
-  are the task's own by name (None where one does not apply); `evals` is the
-  default of the config's `evals` (the evaluators run, in order), and fixes
-  each evaluator's test-stream key (see `evaluators.build`).
+  Optional: `training_data(config, splits)` (default: InMemoryData of the
+  train split's `training_keys`); `pretrained(config, workdir, splits)`
+  (params to put over the initial ones); `reading(config)` (a context
+  manager turning the data source's read errors into UserErrors);
+  `evaluation_keys` (config keys beyond "eval" and "evals" that change the
+  evaluation only) and `runtime_keys` (keys that change nothing, beyond
+  `results.RUNTIME_KEYS`); the log lines (`unit`, `report`, `report_eval`,
+  `loading_message`), the final line (`summary(results, workdir)`) and
+  `example_noun`; `test_streams`, the number of keys the test stream is split
+  into.
   """
   name: str
   validate: Callable[[ml_collections.ConfigDict, Path], None]
   make_model: Callable[[ml_collections.ConfigDict], Any]
-  is_cvae: Callable[[ml_collections.ConfigDict], bool]
   load_splits: Callable[[ml_collections.ConfigDict], dict]
   make_init_batch: Callable[[ml_collections.ConfigDict, dict], dict]
   make_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
+  validation: Callable[..., Callable]
   run_identity: Callable[[ml_collections.ConfigDict], dict | None]
-  context: Callable[[ml_collections.ConfigDict, Any], evaluators.Context]
-  own_evaluators: Callable[[ml_collections.ConfigDict, Any], dict]
+  evaluators: Callable[[ml_collections.ConfigDict, Any], dict]
   evals: tuple[str, ...]
   header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
-  unit: str = "nats/image"
-  example_noun: str = "images"  # A test example in messages.
-  test_streams: int = 1
-  # (config, model) -> per-example loss on the validation split (early
-  # stopping); or `epoch_evaluation(config, model, splits, rng)` -> the
-  # trainer's (state, epoch) -> metrics hook, for a task with its own.
-  validation_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
-  epoch_evaluation: Callable[..., Callable] | None = None
-  # (config, splits) -> the trainer's data; None: InMemoryData of the train
-  # split's `training_keys` (None: all its arrays).
   training_data: Callable[[ml_collections.ConfigDict, dict], Any] | None = None
   training_keys: tuple[str, ...] | None = None
-  # (config, workdir, splits) -> params to put over the initial ones (a
-  # pre-trained sub-network, e.g. {"params": {"baseline": ...}}), or None.
   pretrained: Callable[[ml_collections.ConfigDict, Path, dict], dict | None] | None = None
-  # The trainer's log lines; None: "epoch E [n/N] loss L unit".
-  report: Callable[[trainer.Progress, dict], str] | None = None
-  report_eval: Callable[[int, dict], str] | None = None
-  # Config keys beyond "eval" and "evals" that change the evaluation only,
-  # and keys that change nothing (beyond results.RUNTIME_KEYS).
+  reading: Callable[[ml_collections.ConfigDict], Any] | None = None
   evaluation_keys: tuple[str, ...] = ()
   runtime_keys: tuple[str, ...] = ()
-  summary_figures: Callable[[dict], list[str]] | None = None  # None: all.
-  # (results, workdir) -> the lines a run ends with; None: `summary_line`.
-  summary: Callable[[dict, Path], str] | None = None
-  # config -> a context manager around loading and training that turns the
-  # data source's read errors into UserErrors; None: none.
-  reading: Callable[[ml_collections.ConfigDict], Any] | None = None
+  unit: str = "nats/image"
+  report: Callable[[trainer.Progress, dict], str] | None = None
+  report_eval: Callable[[int, dict], str] | None = None
   loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
-
-  @classmethod
-  def from_namespace(cls, name: str, namespace: dict, **fields) -> "Task":
-    """The task made of a task module's names (pass its `globals()`): each
-    field is the module's name of that field (`validate`, `make_model`,
-    `context`, ...) or, for a constant, that name in capitals (`EVALS`,
-    `UNITS`, `TEST_STREAMS`); `fields` are taken as given, over the module's
-    names. A required field the module lacks is a TypeError naming it."""
-    for field in dataclasses.fields(cls)[1:]:
-      for key in (field.name, field.name.upper()):
-        if field.name not in fields and key in namespace:
-          fields[field.name] = namespace[key]
-      if field.name not in fields and field.default is dataclasses.MISSING:
-        raise TypeError(f"task {name!r}: the module defines neither "
-                        f"{field.name!r} nor {field.name.upper()!r}")
-    return cls(name=name, **fields)
+  summary: Callable[[dict, Path], str] | None = None
+  example_noun: str = "images"
+  test_streams: int = 1
 
   def train_and_evaluate(self, config: ml_collections.ConfigDict,
                          workdir: str | Path) -> dict:
     """Trains (resuming from `workdir` if it holds checkpoints), evaluates on
     the test split and writes results.json and the task's pictures there;
-    returns the results.
-
-    A finished workdir is not trained or evaluated again: its results.json
-    is printed and returned, or, when only evaluation settings differ, the
-    evaluators they change run again.
-    """
+    returns the results. A finished workdir prints its saved figures."""
     return run(self, config, workdir)
 
 
@@ -201,31 +182,43 @@ def _report_eval(unit: str):
 
 
 def summary_line(task: Task, results: dict, workdir: Path) -> str:
-  """The final figures, as the end of a run prints them."""
+  """The final figures, as the end of a run prints them (without "_std"
+  spreads and per-candidate frequencies)."""
   if task.summary is not None:
     return task.summary(results, workdir)
   test = results["test"]
-  shown = task.summary_figures(test) if task.summary_figures else list(test)
+  shown = [k for k in test if not k.endswith("_std") and "mode_frequency_" not in k]
   values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
   return (f"test ({results['num_test_images']} {task.example_noun}): {values}; "
           f"results in {workdir / results_file.RESULTS_FILE}")
 
 
-def build_evaluators(task: Task, config: ml_collections.ConfigDict,
-                     model) -> list[Evaluator]:
-  """The evaluators the config's `evals` (default: the task's) names that
-  apply to its model; ConfigError for an unknown name (no data touched)."""
-  names = tuple(config.get("evals", task.evals))
-  return evaluators.build(names, task.evals, task.context(config, model),
-                          task.own_evaluators(config, model))
+def validation_loss(per_example_loss: Callable) -> Callable:
+  """A `Task.validation` from `per_example_loss(config, model) ->
+  (params, arrays, rng) -> [B]`: its mean over the validation split, batches
+  of eval.batch_size, the same draws every epoch."""
+  def validation(config, model, splits, rng):
+    return evaluation.validation_loss_evaluator(
+        per_example_loss(config, model), splits["validation"], rng,
+        config.eval.batch_size)
+  return validation
 
 
-def _must_rerun(evaluator: Evaluator, finished, common: tuple[str, ...]) -> bool:
-  """Whether a finished run's figures of `evaluator` are stale (or missing)."""
-  if (finished is None or evaluator.name not in
-      finished.results.get("figures_by_evaluator", {})):
-    return True
-  return finished.changes(*common, *evaluator.keys)
+def build_evaluators(task: Task, config: ml_collections.ConfigDict, model,
+                     names=None) -> list[Evaluator]:
+  """The evaluators `names` (default: the config's `evals`, else the task's)
+  asks for that apply to the model; ConfigError for an unknown name (no
+  data touched)."""
+  names = tuple(config.get("evals", task.evals) if names is None else names)
+  return build_evaluators_by_name(names, task.evals, task.evaluators(config, model))
+
+
+def init_params(model, rng: jax.Array, batch: dict):
+  """`model.init` on a batch: a `CVAE` on (target, condition), which runs
+  every one of its nets; any other module on the condition."""
+  if isinstance(model, CVAE):
+    return model.init(rng, batch["target"], batch["condition"])
+  return model.init(rng, batch["condition"])
 
 
 def _merge(params: dict, over: dict) -> dict:
@@ -246,25 +239,15 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
   model = task.make_model(config) if model is None else model
   example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
                                           for k, v in splits["test"].items()})
-  if task.is_cvae(config):
+  if isinstance(model, CVAE):
     model_check.check_model(model, example)  # One line on what is wrong.
   pretrained = task.pretrained(config, workdir, splits) if task.pretrained else None
 
   def init_fn(rng):
-    if task.is_cvae(config):
-      params = model.init(rng, example["target"], example["condition"])
-    else:
-      params = model.init(rng, example["condition"])
+    params = init_params(model, rng, example)
     return params if pretrained is None else _merge(params, pretrained)
 
-  if task.epoch_evaluation is not None:
-    evaluate = task.epoch_evaluation(config, model, splits,
-                                     rng_stream(config, "validation"))
-  else:
-    evaluate = evaluation.validation_loss_evaluator(
-        task.validation_loss_fn(config, model), splits["validation"],
-        rng_stream(config, "validation"),
-        task.context(config, model).get("batch_size"))
+  evaluate = task.validation(config, model, splits, rng_stream(config, "validation"))
   if task.training_data is not None:
     data = task.training_data(config, splits)
   else:
@@ -282,6 +265,34 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
   return state, time.time() - start
 
 
+def _test_arrays(config, splits: dict) -> dict:
+  """The first `eval.num_images` test examples (0 or none: all)."""
+  count = config.get("eval", {}).get("num_images", 0) or None
+  return {k: v[:count] for k, v in splits["test"].items()}
+
+
+def _evaluate(task: Task, config, to_run: list[Evaluator], params, test: dict,
+              workdir: Path) -> tuple[dict, dict, dict, dict]:
+  """Runs `to_run`; returns (figures, seconds, figure names, estimators), by
+  evaluator name for the last three."""
+  test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
+  figures, seconds, by_evaluator, estimators = {}, {}, {}, {}
+  for evaluator in to_run:
+    if evaluator.stream == "test":
+      rng = (test_keys[evaluator.index] if evaluator.index < task.test_streams
+             else jax.random.fold_in(rng_stream(config, "test"), evaluator.index))
+    else:
+      rng = rng_stream(config, evaluator.stream)
+    begin = time.time()
+    values = evaluator.run(params, test, rng, workdir)
+    seconds[evaluator.name] = time.time() - begin
+    values = {k: float(np.mean(v)) for k, v in values.items()}
+    figures.update(values)
+    by_evaluator[evaluator.name] = list(values)
+    estimators.update({k: v for k, v in evaluator.estimators.items() if k in values})
+  return figures, seconds, by_evaluator, estimators
+
+
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates and writes results.json
   there; returns the results (see the module docstring)."""
@@ -289,58 +300,29 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   task.validate(config, workdir)  # The task's checks end with the trainer's.
   model = task.make_model(config)
   to_run = build_evaluators(task, config, model)  # Unknown names fail here.
-  ctx = task.context(config, model)
-  common = (ctx.key("num_images"), ctx.key("batch_size"))
   finished = results_file.finished_run(
       workdir, config, ("eval", "evals", *task.evaluation_keys),
       runtime_keys=task.runtime_keys)
   if finished is not None:
-    if "figures_by_evaluator" not in finished.results:
-      print(f"{workdir} holds a finished run written by an earlier version: "
-            "evaluating it again (no training)", flush=True)
-    else:
-      results_file.announce(workdir, finished)
-      if not finished.changed:
-        print(summary_line(task, finished.results, workdir), flush=True)
-        return finished.results
+    results_file.announce(workdir, finished)
+    print(summary_line(task, finished.results, workdir), flush=True)
+    return finished.results
   workdir.mkdir(parents=True, exist_ok=True)
   print(task.loading_message(config) if task.loading_message else
         f"loading the {task.name} data...", flush=True)
   with task.reading(config) if task.reading else contextlib.nullcontext():
     splits = task.load_splits(config)
     state, train_seconds = train(task, config, workdir, splits, model)
-  if finished is not None:
-    train_seconds = finished.results.get("train_seconds_this_run", train_seconds)
-
-  test = {k: v[:ctx.get("num_images", 0) or None]
-          for k, v in splits["test"].items()}
-  previous = finished.results if finished is not None else {}
-  test_keys = jax.random.split(rng_stream(config, "test"), task.test_streams)
-  figures, seconds, by_evaluator = {}, {}, {}
-  for evaluator in to_run:
-    if not _must_rerun(evaluator, finished, common):
-      names = previous["figures_by_evaluator"][evaluator.name]
-      figures.update({k: previous["test"][k] for k in names})
-      if evaluator.name in previous.get("eval_seconds", {}):
-        seconds[evaluator.name] = previous["eval_seconds"][evaluator.name]
-      by_evaluator[evaluator.name] = names
-      continue
-    if evaluator.stream == "test":
-      rng = (test_keys[evaluator.index] if evaluator.index < task.test_streams
-             else jax.random.fold_in(rng_stream(config, "test"), evaluator.index))
-    else:
-      rng = rng_stream(config, evaluator.stream)
-    begin = time.time()
-    values = evaluator.run(state.params, test, rng, workdir)
-    seconds[evaluator.name] = time.time() - begin
-    values = {k: float(np.mean(v)) for k, v in values.items()}
-    figures.update(values)
-    by_evaluator[evaluator.name] = list(values)
+  test = _test_arrays(config, splits)
+  figures, seconds, by_evaluator, estimators = _evaluate(
+      task, config, to_run, state.params, test, workdir)
   history = hooks.read_history(workdir)
   results = {
+      "task": task.name,
       **task.header(config, test),
       "test": figures,
       "units": task.units,
+      "estimators": estimators,
       "num_test_images": len(next(iter(test.values()))),
       "eval_seconds": {k: v for k, v in seconds.items() if by_evaluator.get(k)},
       "figures_by_evaluator": by_evaluator,
@@ -349,6 +331,51 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
       # "steps" is the evaluated (best) state's step; this, all steps trained.
       "steps_trained": hooks.steps_trained(history, state.step),
   }
+  results_file.write_results(workdir, results)
+  print(summary_line(task, results, workdir), flush=True)
+  return results
+
+
+def evaluate(task: Task, config: ml_collections.ConfigDict, workdir: str | Path,
+             names=None) -> dict:
+  """Runs the named evaluators (default: the config's `evals`) again on the
+  finished run in `workdir`, with `config`'s evaluation settings, and
+  updates its results.json: those evaluators' figures are replaced, the
+  others kept, and the config's evaluation settings recorded. Returns the
+  results. UserError when the workdir holds no finished run of `config`
+  (settings other than evaluation ones differ)."""
+  workdir = Path(workdir).expanduser().absolute()
+  task.validate(config, workdir)
+  model = task.make_model(config)
+  to_run = build_evaluators(task, config, model, names)
+  finished = results_file.finished_run(
+      workdir, config, ("eval", "evals", *task.evaluation_keys),
+      runtime_keys=task.runtime_keys)
+  if finished is None:
+    raise UserError(f"{workdir} holds no finished run of this config (no "
+                    f"{results_file.RESULTS_FILE}, or training settings differ); "
+                    "train it first with the task's command")
+  restored = restore(workdir)
+  print(f"evaluating the run in {workdir} again: "
+        f"{', '.join(e.name for e in to_run)}", flush=True)
+  with task.reading(config) if task.reading else contextlib.nullcontext():
+    splits = task.load_splits(config)
+  test = _test_arrays(config, splits)
+  figures, seconds, by_evaluator, estimators = _evaluate(
+      task, config, to_run, restored.params, test, workdir)
+  results = {**finished.results, **task.header(config, test)}
+  stale = {f for name in by_evaluator
+           for f in results.get("figures_by_evaluator", {}).get(name, [])}
+  results["test"] = {**{k: v for k, v in results["test"].items() if k not in stale},
+                     **figures}
+  results["estimators"] = {**{k: v for k, v in results.get("estimators", {}).items()
+                              if k not in stale}, **estimators}
+  results["eval_seconds"] = {**results.get("eval_seconds", {}), **{
+      k: v for k, v in seconds.items() if by_evaluator.get(k)}}
+  results["figures_by_evaluator"] = {**results.get("figures_by_evaluator", {}),
+                                     **by_evaluator}
+  results["num_test_images"] = len(next(iter(test.values())))
+  results["config"] = config.to_dict()
   results_file.write_results(workdir, results)
   print(summary_line(task, results, workdir), flush=True)
   return results
