@@ -19,6 +19,7 @@ from cvae_jax.tasks import prob_unet
 from cvae_jax.training import InMemoryData, trainer
 from helpers import (assert_one_and_four_devices_train_alike, prob_unet_arrays,
                      tiny_prob_unet_config, write_lidc_file)
+from train.configs import prob_unet as prob_unet_config
 
 
 def _masks(*rows):
