@@ -35,10 +35,6 @@ class FinishedRun:
   results: dict
   changed: dict
 
-  def changes(self, *keys: str) -> bool:
-    """Whether any of `keys` (dotted names or groups, e.g. "eval") changed."""
-    return any(_matches(k, keys) for k in self.changed)
-
   def describe_changes(self) -> str:
     return ", ".join(f"{k} {old!r} -> {new!r}"
                      for k, (old, new) in self.changed.items())
