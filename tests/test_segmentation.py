@@ -11,7 +11,7 @@ import pytest
 from scipy import special
 
 from cvae_jax import distributions, metrics, objectives
-from cvae_jax.data import mnist_segmentation
+from cvae_jax.data import augmentation, mnist_segmentation
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.models.cvae import CVAE
@@ -238,7 +238,7 @@ class AugmentTest(chex.TestCase):
   def test_omission_noise_and_flips_only_in_training(self):
     config = tiny_segmentation_config(input_omission_rate=0.5, horizontal_flip=True)
     arrays = {k: jnp.asarray(v) for k, v in segmentation_arrays().items()}
-    images, masks = segmentation.augment(arrays["image"], arrays["masks"][:, 0],
+    images, masks = augmentation.augment(arrays["image"], arrays["masks"][:, 0],
                                          jax.random.PRNGKey(0), 0.5, True)
     dropped = float(jnp.mean(images == 0))
     assert 0.35 < dropped < 0.65, dropped

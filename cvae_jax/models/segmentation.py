@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.errors import ConfigError
 from cvae_jax.models import pooling
 from cvae_jax.models.cvae import CVAE
 
@@ -78,6 +79,46 @@ def pyramid_weights(height: int, width: int, levels: int,
 def full_resolution(logits: jax.Array, height: int, width: int) -> jax.Array:
   """[..., pyramid_size] -> [..., H, W], the full-resolution prediction."""
   return logits[..., :height * width].reshape(*logits.shape[:-1], height, width)
+
+
+def check_network_geometry(net, size: int, multiscale_levels: int) -> None:
+  """ConfigError naming the field when the network config `net` (the
+  segmentation config's `network` block) cannot map size x size images to
+  themselves: kernels per conv, a downsampling factor that divides the size,
+  enough decoder convs to upsample back, and the multiscale levels."""
+  factor = downsampling_factor(net.first_stride, net.pools)
+  if len(net.pools) != len(net.encoder_channels) + 1:
+    raise ConfigError(f"network.pools needs one entry per encoder conv and one "
+                      f"for the latent conv ({len(net.encoder_channels) + 1}), "
+                      f"got {tuple(net.pools)}")
+  kernels = {  # field -> (kernels it has, kernels it needs).
+      "encoder_kernels": (len(net.encoder_kernels), len(net.encoder_channels)),
+      "decoder_kernels": (len(net.decoder_kernels), len(net.decoder_channels) + 1),
+      "baseline_kernels": (len(net.baseline_kernels),
+                           len(net.baseline_encoder_channels) + 2
+                           + len(net.baseline_decoder_channels))}
+  for name, (have, need) in kernels.items():
+    if have != need:
+      raise ConfigError(f"network.{name} needs {need} sizes (one per conv, "
+                        f"output conv included), got {have}; set "
+                        f"--config.network.{name}")
+  if factor & (factor - 1) or size % factor:
+    raise ConfigError(
+        f"image_size={size} cannot be downsampled evenly by the encoder "
+        f"(first_stride x pools = {factor}, which must be a power of 2 that "
+        f"divides it); set --config.image_size to a multiple of {factor}")
+  steps = factor.bit_length() - 1  # Upsamplings by 2 back to full size.
+  for name, convs in (("decoder", net.decoder_channels),
+                      ("baseline decoder", net.baseline_decoder_channels)):
+    if steps > len(convs) + 1:
+      raise ConfigError(f"the {name} has {len(convs)} convs, too few to upsample "
+                        f"by {factor}; add channels or lower the pools")
+  if not 0 <= multiscale_levels < steps:
+    raise ConfigError(f"multiscale_levels must be in 0..{steps - 1} for this "
+                      f"network, got {multiscale_levels}")
+  if size < 2 ** multiscale_levels:
+    raise ConfigError(f"image_size={size} is too small for "
+                      f"multiscale_levels={multiscale_levels}")
 
 
 def _flatten_batch(x: jax.Array, event_ndim: int = 3):

@@ -37,7 +37,9 @@ from cvae_jax import distributions, objectives, predictors, runner, schedules
 from cvae_jax.errors import (ConfigError, UserError, check_workdir,
                              require_choice, require_positive_ints)
 from cvae_jax.evaluators import ambiguity, picture
+from cvae_jax.data import augmentation
 from cvae_jax.models import import_model, prob_unet as models
+from cvae_jax.models import segmentation as seg_models
 from cvae_jax.models.cvae import CVAE, forward
 from cvae_jax.tasks import segmentation as seg_task
 from cvae_jax.training import trainer
@@ -119,8 +121,10 @@ def make_model(config):
     return import_model(config.model)(config)
   require_choice(config, "model", MODELS)
   if config.model == "sohn_cvae":
-    seg_task.check_network_geometry(sohn_config(config))
-    return seg_task.make_model(sohn_config(config))
+    sohn = sohn_config(config)
+    seg_models.check_network_geometry(sohn.network, sohn.image_size,
+                                      sohn.multiscale_levels)
+    return seg_task.make_model(sohn)
   if config.model == "unet":
     return models.DeterministicUNet(tuple(net.channels), net.convs_per_block)
   return models.ProbabilisticUNet(
@@ -193,7 +197,7 @@ def make_loss_fn(config, model):
 
   def loss_fn(params, arrays, rng, step=0):
     grader_rng, objective_rng = jax.random.split(rng)
-    masks = seg_task.pick_grader(arrays["masks"], grader_rng)
+    masks = augmentation.pick_grader(arrays["masks"], grader_rng)
     loss, terms = per_example(params, objective_batch(arrays["image"], masks),
                               objective_rng, kl_weight(step))
     return jnp.mean(loss), {k: jnp.mean(v) for k, v in terms.items()}

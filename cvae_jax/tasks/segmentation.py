@@ -27,6 +27,7 @@ import numpy as np
 
 from cvae_jax import (evaluators, objectives, predictors, runner, sampling,
                       schedules)
+from cvae_jax.data import augmentation
 from cvae_jax.evaluators import segmentation as segmentation_evaluators
 from cvae_jax.errors import (ConfigError, check_workdir,
                              require_choice, require_positive_ints)
@@ -50,43 +51,6 @@ def canvas_spec(config):
                     occlusion_size=config.occlusion.size)
 
 
-def check_network_geometry(config) -> None:
-  net, size = config.network, config.image_size
-  factor = seg_models.downsampling_factor(net.first_stride, net.pools)
-  if len(net.pools) != len(net.encoder_channels) + 1:
-    raise ConfigError(f"network.pools needs one entry per encoder conv and one "
-                      f"for the latent conv ({len(net.encoder_channels) + 1}), "
-                      f"got {tuple(net.pools)}")
-  kernels = {  # field -> (kernels it has, kernels it needs).
-      "encoder_kernels": (len(net.encoder_kernels), len(net.encoder_channels)),
-      "decoder_kernels": (len(net.decoder_kernels), len(net.decoder_channels) + 1),
-      "baseline_kernels": (len(net.baseline_kernels),
-                           len(net.baseline_encoder_channels) + 2
-                           + len(net.baseline_decoder_channels))}
-  for name, (have, need) in kernels.items():
-    if have != need:
-      raise ConfigError(f"network.{name} needs {need} sizes (one per conv, "
-                        f"output conv included), got {have}; set "
-                        f"--config.network.{name}")
-  if factor & (factor - 1) or size % factor:
-    raise ConfigError(
-        f"image_size={size} cannot be downsampled evenly by the encoder "
-        f"(first_stride x pools = {factor}, which must be a power of 2 that "
-        f"divides it); set --config.image_size to a multiple of {factor}")
-  steps = factor.bit_length() - 1  # Upsamplings by 2 back to full size.
-  for name, convs in (("decoder", net.decoder_channels),
-                      ("baseline decoder", net.baseline_decoder_channels)):
-    if steps > len(convs) + 1:
-      raise ConfigError(f"the {name} has {len(convs)} convs, too few to upsample "
-                        f"by {factor}; add channels or lower the pools")
-  if not 0 <= config.multiscale_levels < steps:
-    raise ConfigError(f"multiscale_levels must be in 0..{steps - 1} for this "
-                      f"network, got {config.multiscale_levels}")
-  if size < 2 ** config.multiscale_levels:
-    raise ConfigError(f"image_size={size} is too small for "
-                      f"multiscale_levels={config.multiscale_levels}")
-
-
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
   workdir = Path(workdir).expanduser()
@@ -103,7 +67,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   require_positive_ints(config, ("image_size", "gsnn_samples"))
   require_positive_ints(config.network, ("latent_channels", "first_stride"),
                         "network.")
-  check_network_geometry(config)
+  seg_models.check_network_geometry(config.network, config.image_size,
+                                    config.multiscale_levels)
   if config.dataset == OFFLINE_DATASET:
     canvas_spec(config).check()
   elif config.occlusion.blocks:
@@ -170,35 +135,6 @@ def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
                                         limits)}
 
 
-def augment(images: jax.Array, masks: jax.Array, rng: jax.Array,
-            omission_rate: float, flip: bool) -> tuple[jax.Array, jax.Array]:
-  """Training-time input omission noise and horizontal flips.
-
-  Args:
-    images: [B, H, W, C]; each pixel (all channels) is set to 0 with
-      probability `omission_rate` (Sohn et al.'s input omission noise).
-    masks: [B, H, W]; flipped with its image.
-  """
-  omit_rng, flip_rng = jax.random.split(rng)
-  if omission_rate:
-    keep = jax.random.bernoulli(omit_rng, 1.0 - omission_rate, images.shape[:-1])
-    images = images * keep[..., None]
-  if flip:
-    flips = jax.random.bernoulli(flip_rng, 0.5, images.shape[:1])
-    images = jnp.where(flips[:, None, None, None], images[:, :, ::-1], images)
-    masks = jnp.where(flips[:, None, None], masks[:, :, ::-1], masks)
-  return images, masks
-
-
-def pick_grader(masks: jax.Array, rng: jax.Array | None) -> jax.Array:
-  """[B, G, H, W] -> [B, H, W]: one grader's mask per example, at random
-  (rng) or the first (rng None)."""
-  if rng is None or masks.shape[1] == 1:
-    return masks[:, 0]
-  choice = jax.random.randint(rng, masks.shape[:1], 0, masks.shape[1])
-  return jnp.take_along_axis(masks, choice[:, None, None, None], axis=1)[:, 0]
-
-
 def objective_batch(config, images: jax.Array, masks: jax.Array,
                     training: bool) -> dict:
   """{condition, target (mask pyramid), target_mask (pyramid weights)}."""
@@ -228,7 +164,8 @@ def make_loss_fn(config, model):
 
   def loss_fn(params, arrays, rng, step=0):
     grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
-    images, masks = augment(arrays["image"], pick_grader(arrays["masks"], grader_rng),
+    images, masks = augmentation.augment(
+        arrays["image"], augmentation.pick_grader(arrays["masks"], grader_rng),
                             augment_rng, config.input_omission_rate,
                             config.horizontal_flip)
     batch = objective_batch(config, images, masks, training=True)
