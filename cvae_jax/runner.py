@@ -85,7 +85,8 @@ class Task:
   `evaluation_keys` (config keys beyond "eval" and "evals" that change the
   evaluation only) and `runtime_keys` (keys that change nothing, beyond
   `results.RUNTIME_KEYS`); the log lines (`unit`, `report`, `report_eval`,
-  `loading_message`), the final line (`summary(results, workdir)`) and
+  `loading_message`), the final line (`summary(results, workdir)`, or the
+  figures `headline` names: names, or prefixes ending in "_") and
   `example_noun`; `test_streams`, the number of keys the test stream is split
   into.
   """
@@ -112,6 +113,7 @@ class Task:
   report_eval: Callable[[int, dict], str] | None = None
   loading_message: Callable[[ml_collections.ConfigDict], str] | None = None
   summary: Callable[[dict, Path], str] | None = None
+  headline: tuple[str, ...] | None = None
   example_noun: str = "images"
   test_streams: int = 1
 
@@ -187,7 +189,9 @@ def summary_line(task: Task, results: dict, workdir: Path) -> str:
   if task.summary is not None:
     return task.summary(results, workdir)
   test = results["test"]
-  shown = [k for k in test if not k.endswith("_std") and "mode_frequency_" not in k]
+  shown = [k for k in test if not k.endswith("_std") and "mode_frequency_" not in k
+           and (task.headline is None or k in task.headline or any(
+               k.startswith(p) for p in task.headline if p.endswith("_")))]
   values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
   return (f"test ({results['num_test_images']} {task.example_noun}): {values}; "
           f"results in {workdir / results_file.RESULTS_FILE}")

@@ -352,3 +352,21 @@ def epoch_evaluation(predictor: Predictor, validation_loss: Callable,
     return {**loss(state, epoch), **{f"validation_{k}": float(np.mean(v))
                                      for k, v in values.items()}, **targets}
   return evaluate
+
+
+def epoch_line(epoch: int, values: dict) -> str:
+  """The log line of `epoch_evaluation`'s figures, targets in brackets."""
+  line = (f"epoch {epoch} validation loss {values['validation_loss']:.4f} "
+          f"nats/image, GED {values['validation_ged']:.4f}")
+  if "validation_floor_ged" in values:
+    line += f" (floor {values['validation_floor_ged']:.4f})"
+  if "validation_nll" in values:
+    line += f", -log p(y|x) {values['validation_nll']:.3f}"
+  if "validation_ideal_nll" in values:
+    line += f" (ideal {values['validation_ideal_nll']:.3f})"
+  return line
+
+
+# The figures a run's final line shows (a name, or a prefix ending in "_").
+HEADLINE = ("ged_", "floor_ged_", "samples_diversity", "hungarian_iou",
+            "ce_per_pixel", "nll", "mode_tv_pooled", "unmatched")

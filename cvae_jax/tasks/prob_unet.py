@@ -262,31 +262,6 @@ def panel(config, predict, params, test: dict, rng: jax.Array) -> np.ndarray:
                          np.moveaxis(test["masks"][:count], 1, 0), probabilities])
 
 
-def report_eval(epoch: int, values: dict) -> str:
-  line = (f"epoch {epoch} validation loss {values['validation_loss']:.4f} "
-          f"nats/image, GED {values['validation_ged']:.4f}")
-  if "validation_floor_ged" in values:
-    line += f" (floor {values['validation_floor_ged']:.4f})"
-  if "validation_nll" in values:
-    line += f", -log p(y|x) {values['validation_nll']:.3f}"
-  if "validation_ideal_nll" in values:
-    line += f" (ideal {values['validation_ideal_nll']:.3f})"
-  return line
-
-
-def summary(results: dict, workdir: Path) -> str:
-  """The headline figures: GED and its floor, diversity, Hungarian IoU, the
-  likelihoods and the mode calibration."""
-  test = results["test"]
-  shown = [k for k in test if not k.endswith("_std") and (
-      k.startswith(("ged_", "floor_ged_")) or k in (
-          "samples_diversity", "hungarian_iou", "ce_per_pixel", "nll",
-          "mode_tv_pooled", "unmatched"))]
-  values = ", ".join(f"{k} {test[k]:.4g}" for k in shown)
-  return (f"test ({results['num_test_images']} images): {values}; results in "
-          f"{workdir / 'results.json'}")
-
-
 TASK = runner.Task(
     name="prob_unet", validate=validate, make_model=make_model,
     load_splits=load_splits,
@@ -295,7 +270,7 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn, validation=validation, run_identity=run_identity,
     evaluators=evaluators, evals=EVALS,
     header=lambda config, test: {"model": config.model, "dataset": config.dataset},
-    units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=report_eval,
+    units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=ambiguity.epoch_line,
     loading_message=lambda config: f"loading {config.dataset}...",
-    summary=summary, test_streams=4)
+    headline=ambiguity.HEADLINE, test_streams=4)
 train_and_evaluate = TASK.train_and_evaluate
