@@ -16,9 +16,10 @@ table to --output, the records as JSON next to it, and copies the boxes.png
 of some rows next to them (bbox_samples_<condition>_<row>.png).
 """
 
+import functools
 import shutil
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from benchmarks import harness
 from cvae_jax.tasks import bbox
@@ -26,8 +27,8 @@ from train.configs import bbox as bbox_config
 
 _TABLE = harness.define_table_flags(
     "bbox_table", "1 epoch on 256 canvases, S=10.")
-_CONDITIONS = flags.DEFINE_list("conditions", list(bbox.CONDITIONS),
-                                "Conditions, one table part each.")
+_CONDITIONS = harness.define_list("conditions", list(bbox.CONDITIONS),
+                                  "Conditions, one table part each.", bbox.CONDITIONS)
 _FIGURE_ROWS = flags.DEFINE_list(
     "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
     "Workdir names whose boxes.png is copied next to the table, one per "
@@ -77,7 +78,7 @@ def markdown_table(records: list[dict]) -> str:
   samples = records[0]["num_samples"]
   header = (["condition", "model"] + [name for _, name in COLUMNS]
             + ["valid boxes / canvas", "best epoch / cap", "wall time"])
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  rows = []
   for r in records:
     figures = r["test"]
     cells = []
@@ -87,12 +88,10 @@ def markdown_table(records: list[dict]) -> str:
         cells.append(f"{value:.2f} ({how}{f', S={samples}' if how == 'IS' else ''})")
       else:
         cells.append(f"{figures[key]:.3f}")
-    lines.append("| " + " | ".join(
-        [r["condition"], r["row"]] + cells
-        + [f"{figures['valid_boxes']:.2f}",
-           f"{r['best_epoch']} / {r['max_epochs']}",
-           f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
-  return "\n".join(lines) + "\n"
+    rows.append([r["condition"], r["row"], *cells, f"{figures['valid_boxes']:.2f}",
+                 f"{r['best_epoch']} / {r['max_epochs']}",
+                 f"{r['wall_seconds'] / 60:.1f} min"])
+  return harness.markdown(header, rows)
 
 
 def _sort_key(record: dict) -> tuple:
@@ -102,24 +101,17 @@ def _sort_key(record: dict) -> tuple:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  output = harness.output_path(_TABLE.output.value, _TABLE.root.value, _TABLE.quick.value, "bbox_table")
-  records = harness.load_records(output, lambda r: (r["condition"], r["row"]))
-  for condition in _CONDITIONS.value:
-    rows = dict(ROWS)
-    if condition == "image":
-      rows.update(ABLATION_ROWS)
-    for label, overrides in rows.items():
-      records[(condition, label)] = run_row(condition, label, overrides,
-                                            records.get((condition, label)))
-      harness.save(output, records, _sort_key, markdown_table)
+  rows = [((condition, label), functools.partial(run_row, condition, label, overrides))
+          for condition in _CONDITIONS.value for label, overrides in {
+              **ROWS, **(ABLATION_ROWS if condition == "image" else {})}.items()]
+  output, _ = _TABLE.run_table(lambda r: (r["condition"], r["row"]), rows, _sort_key,
+                            markdown_table)
   for condition in _CONDITIONS.value:
     for name in _FIGURE_ROWS.value:
       picture = _TABLE.workdir(condition, name) / "boxes.png"
       if picture.exists():
         shutil.copyfile(picture,
                         output.parent / f"bbox_samples_{condition}_{name}.png")
-  print(markdown_table(sorted(records.values(), key=_sort_key)))
 
 
 if __name__ == "__main__":

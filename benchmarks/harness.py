@@ -1,5 +1,6 @@
 """What every table script shares: where its table goes, the rows it has
-recorded, one row's timed run, and writing the table after every row.
+recorded, one row's timed run, writing the table after every row, its
+Markdown; and the list flags of every benchmark script.
 
 A table script defines only its rows (configs and workdirs), the record it
 keeps of a run's results.json, and its Markdown layout.
@@ -12,34 +13,30 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from absl import flags
+from absl import flags, logging
 
 from cvae_jax import configs
 
 
-def output_path(output: str | None, root: str, quick: bool, name: str) -> Path:
-  """--output, else docs/NAME.md, or ROOT/quick/NAME.md with --quick."""
-  path = Path(output or (Path(root) / "quick" / f"{name}.md" if quick
-                         else f"docs/{name}.md"))
-  path.parent.mkdir(parents=True, exist_ok=True)
-  return path
+def define_list(name: str, default: list[str] | None, help_text: str,
+                choices=None, minimum: int = 1):
+  """A comma-separated list flag whose every entry is one of `choices` (None:
+  a whole number >= `minimum`); anything else is refused in one line when
+  the flags are parsed."""
+  allowed = (", ".join(map(str, choices)) if choices
+             else f"whole numbers >= {minimum}")
+  ok = (lambda v: v in set(map(str, choices))) if choices else (
+      lambda v: v.isdigit() and int(v) >= minimum)
+  holder = flags.DEFINE_list(name, default, f"{help_text} Any of: {allowed}.")
+  flags.register_validator(name, lambda values: all(map(ok, values or ())),
+                           message=f"--{name} takes a comma-separated list of {allowed}")
+  return holder
 
 
-def load_records(output: Path, key: Callable[[dict], tuple]) -> dict:
-  """The rows recorded in the JSON beside the table, by `key(record)`."""
-  path = output.with_suffix(".json")
-  if not path.exists():
-    return {}
-  return {key(r): r for r in json.loads(path.read_text())}
-
-
-def save(output: Path, records: dict, sort_key: Callable[[dict], tuple],
-         markdown: Callable[[list[dict]], str]) -> list[dict]:
-  """Writes the table and its JSON (rows sorted by `sort_key`); returns them."""
-  ordered = sorted(records.values(), key=sort_key)
-  output.write_text(markdown(ordered))
-  output.with_suffix(".json").write_text(json.dumps(ordered, indent=2) + "\n")
-  return ordered
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+  """A Markdown table: the header, its rule, a line of cells per row."""
+  return "\n".join("| " + " | ".join(cells) + " |" for cells in
+                   [header, ["---"] * len(header), *rows]) + "\n"
 
 
 def timed_run(train_and_evaluate, config, workdir: Path, title: str,
@@ -68,37 +65,40 @@ def timed_run(train_and_evaluate, config, workdir: Path, title: str,
   return json.loads(results_path.read_text()), spent
 
 
-def command(entry_point: str, overrides: dict) -> str:
-  """The command line of a row: `python -m train.<entry_point>` with its
-  config file and --config.<key>=<value> for each override."""
-  return " ".join([f"python -m train.{entry_point}",
-                   f"--config=train/configs/{entry_point}.py",
-                   *(f"--config.{k}={v}" for k, v in overrides.items())])
-
-
-def run_row(train_and_evaluate, config, workdir: Path, title: str,
-            recorded: dict | None, rerun_recorded: bool, fields: dict) -> dict:
-  """One row's record: `fields` (what names the row), the run's test
-  figures and training facts, and its wall seconds. A finished run in
-  `workdir` is reused; when the workdir is gone, so is `recorded` (the row
-  as an earlier table kept it), unless `rerun_recorded`."""
-  if not workdir.exists() and recorded is not None and not rerun_recorded:
-    return recorded
-  results, spent = timed_run(train_and_evaluate, config, workdir, title)
-  return {**fields, "test": results["test"], "best_epoch": results["best_epoch"],
-          "max_epochs": results["config"]["num_epochs"], "steps": results["steps"],
-          "num_test_images": results["num_test_images"],
-          "num_samples": results["num_samples"], "wall_seconds": spent}
-
-
 @dataclasses.dataclass(frozen=True)
 class TableFlags:
-  """The flags every table script has (absl FlagHolders)."""
+  """The flags every table script has (absl FlagHolders) and its name."""
+  name: str
   root: Any
   output: Any
   quick: Any
   data_dir: Any
   rerun_recorded: Any = None
+
+  def run_table(self, key: Callable[[dict], tuple], rows, sort_key: Callable,
+                markdown_table: Callable[[list[dict]], str]) -> tuple[Path, list]:
+    """Runs the table's `rows`, (key, run(recorded row or None) -> record)
+    pairs, writing the table (`markdown_table` of the records sorted by
+    `sort_key`) and its JSON after each, and prints it: --output, else
+    docs/NAME.md, or ROOT/quick/NAME.md with --quick. The records already
+    in the JSON, by `key(record)`, are kept. Returns the table's path and
+    its records in order."""
+    logging.set_verbosity(logging.WARNING)
+    output = Path(self.output.value or (
+        Path(self.root.value) / "quick" / f"{self.name}.md" if self.quick.value
+        else f"docs/{self.name}.md"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    recorded = output.with_suffix(".json")
+    records = ({key(r): r for r in json.loads(recorded.read_text())}
+               if recorded.exists() else {})
+    for row_key, run in rows:
+      records[row_key] = run(records.get(row_key))
+      ordered = sorted(records.values(), key=sort_key)
+      output.write_text(markdown_table(ordered))
+      recorded.write_text(json.dumps(ordered, indent=2) + "\n")
+    ordered = sorted(records.values(), key=sort_key)
+    print(markdown_table(ordered))
+    return output, ordered
 
   def workdir(self, part: str, label: str) -> Path:
     """ROOT/{quick,full}/PART/<the row label as a name>: parentheses, "="
@@ -111,16 +111,28 @@ class TableFlags:
   def run_row(self, task, get_config: Callable, overrides: dict, quick: dict,
               part: str, label: str, title: str, recorded: dict | None,
               fields: dict) -> dict:
-    """`run_row` for the row `label` of table part `part`: task module
-    `task`'s default config (`get_config()`) with the dotted `overrides`,
-    --data_dir and, with --quick, the `quick` overrides; its record keeps
-    `fields` and the row's command line."""
+    """The record of the row `label` of table part `part`: `fields` (what
+    names the row), its command line, the run's test figures and training
+    facts, and its wall seconds. The run is task module `task`'s default
+    config (`get_config()`) with the dotted `overrides`, --data_dir and,
+    with --quick, the `quick` overrides; a finished run in its workdir is
+    reused; when the workdir is gone, so is `recorded` (the row as an
+    earlier table kept it), unless --rerun_recorded."""
+    workdir = self.workdir(part, label)
+    if not workdir.exists() and recorded is not None and not self.rerun_recorded.value:
+      return recorded
     config = configs.with_overrides(get_config(), {
         **overrides, "data_dir": self.data_dir.value,
         **(quick if self.quick.value else {})})
-    return run_row(task.train_and_evaluate, config, self.workdir(part, label),
-                   title, recorded, bool(self.rerun_recorded.value), {
-                       **fields, "command": command(task.TASK.name, overrides)})
+    results, spent = timed_run(task.train_and_evaluate, config, workdir, title)
+    name = task.TASK.name
+    command = " ".join([f"python -m train.{name}", f"--config=train/configs/{name}.py",
+                        *(f"--config.{k}={v}" for k, v in overrides.items())])
+    return {**fields, "command": command, "test": results["test"],
+            "best_epoch": results["best_epoch"],
+            "max_epochs": results["config"]["num_epochs"], "steps": results["steps"],
+            "num_test_images": results["num_test_images"],
+            "num_samples": results["num_samples"], "wall_seconds": spent}
 
 
 def define_table_flags(name: str, quick: str, rerun_recorded: bool = True
@@ -128,7 +140,7 @@ def define_table_flags(name: str, quick: str, rerun_recorded: bool = True
   """--root (workdirs/NAME), --output, --quick (`quick` says what it runs),
   --data_dir and, unless told otherwise, --rerun_recorded."""
   return TableFlags(
-      root=flags.DEFINE_string("root", f"workdirs/{name}", "Workdirs go here."),
+      name=name, root=flags.DEFINE_string("root", f"workdirs/{name}", "Workdirs go here."),
       output=flags.DEFINE_string(
           "output", None, f"Markdown table; default docs/{name}.md, or "
           f"ROOT/quick/{name}.md with --quick."),

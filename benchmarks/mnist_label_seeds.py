@@ -16,7 +16,9 @@ from pathlib import Path
 from absl import app, flags
 import numpy as np
 
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to run.")
+from benchmarks import harness
+
+_SEEDS = harness.define_list("seeds", ["0", "1", "2"], "Seeds to run.", minimum=0)
 _ROOT = flags.DEFINE_string("root", "workdirs/seeds", "One workdir per seed here.")
 _EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.X=Y flags.")
 
@@ -43,12 +45,10 @@ def main(argv):
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     results[seed] = json.loads((workdir / "results.json").read_text())
 
-  header = "| figure | " + " | ".join(f"seed {s}" for s in results) + " | mean |"
-  print(header + "\n|" + " --- |" * (len(results) + 2))
-  for key, name in FIGURES:
-    values = [_figure(r, key) for r in results.values()]
-    print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values)
-          + f" | {np.mean(values):.2f} |")
+  values = {name: [_figure(r, key) for r in results.values()] for key, name in FIGURES}
+  print(harness.markdown(["figure", *(f"seed {s}" for s in results), "mean"], [
+      [name, *(f"{v:.2f}" for v in row), f"{np.mean(row):.2f}"]
+      for name, row in values.items()]))
 
 
 if __name__ == "__main__":

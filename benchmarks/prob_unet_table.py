@@ -13,10 +13,11 @@ kept. Wall times add up in each workdir's wall_seconds.json. Writes the
 markdown table to --output and the records as JSON next to it.
 """
 
+import functools
 import shutil
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import app
 import ml_collections
 import numpy as np
 
@@ -28,24 +29,22 @@ from train.configs import prob_unet as prob_unet_config
 
 _TABLE = harness.define_table_flags(
     "prob_unet_table", "1 epoch on 256 images, S <= 16.", rerun_recorded=False)
-_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
-                                     _TABLE.data_dir)
 ORDER = ("unet", "sohn_cvae", "prob_unet")
-_MODELS = flags.DEFINE_list("models", list(ORDER), "Rows to run.")
+_MODELS = harness.define_list("models", list(ORDER), "Rows to run.", ORDER)
 
 LABELS = {"unet": "deterministic U-Net", "sohn_cvae": "Sohn et al. conv CVAE",
           "prob_unet": "Probabilistic U-Net"}
 
 
 def workdir_of(model: str) -> Path:
-  return Path(_ROOT.value) / ("quick" if _QUICK.value else "") / model
+  return Path(_TABLE.root.value) / ("quick" if _TABLE.quick.value else "") / model
 
 
 def make_config(model: str) -> ml_collections.ConfigDict:
   config = prob_unet_config.get_config()
   config.model = model
-  config.data_dir = _DATA_DIR.value
-  if _QUICK.value:
+  config.data_dir = _TABLE.data_dir.value
+  if _TABLE.quick.value:
     config.num_epochs = 1
     config.data.update(max_train_examples=256, max_eval_examples=64)
     config.eval.update(num_samples=16, chunk_size=16, ged_samples=(1, 4, 16))
@@ -246,23 +245,15 @@ def save_curves(records: list[dict], path: Path) -> None:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
-                               "prob_unet_table")
-  records = harness.load_records(output, lambda r: r["model"])
-  order = list(ORDER)
-  for model in _MODELS.value:
-    if model not in order:
-      raise app.UsageError(f"--models: unknown model {model!r}; one of {order}")
-    records[model] = run_row(model, records.get(model))
-    ordered = harness.save(output, records, lambda r: order.index(r["model"]),
-                           markdown_table)
+  output, ordered = _TABLE.run_table(
+      lambda r: r["model"], [(model, functools.partial(run_row, model))
+                             for model in _MODELS.value],
+      lambda r: ORDER.index(r["model"]), markdown_table)
   for picture in ("panel", "modes"):
     path = workdir_of("prob_unet") / f"{picture}.png"
     if path.exists():
       shutil.copyfile(path, output.parent / f"prob_unet_{picture}.png")
   save_curves(ordered, output.parent / "prob_unet_curves.png")
-  print(markdown_table(ordered))
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ in its GSNN objective (--gsnn_samples) are extra rows, "gsnn (S=10)", with
 workdirs such as q1/gsnn_s10; a record without "gsnn_samples" has S = 1.
 """
 
+import functools
 import json
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import app, flags
 import ml_collections
 
 from benchmarks import harness
@@ -32,18 +33,18 @@ from train.configs import mnist_quadrant_sohn as sohn_config
 
 _TABLE = harness.define_table_flags(
     "quadrant_table", "1 epoch, S=10: checks the pipeline.")
-_ROOT, _OUTPUT, _QUICK, _DATA_DIR = (_TABLE.root, _TABLE.output, _TABLE.quick,
-                                     _TABLE.data_dir)
-_RERUN_RECORDED = _TABLE.rerun_recorded
-_MAX_EPOCHS = flags.DEFINE_list(
+_MAX_EPOCHS = harness.define_list(
     "max_epochs", ["30", "20"], "Cap on epochs per run, one per protocol (early "
     "stopping may end sooner; the configs' own cap is 101).")
 _LARGE_NUM_IMAGES = flags.DEFINE_integer(
     "large_num_images", 1000, "Test images for the S=1000 importance sampling.")
-_PROTOCOLS = flags.DEFINE_list("protocols", ["pyro", "sohn"], "Protocols.")
-_QUADRANTS = flags.DEFINE_list("quadrants", ["1", "2", "3"], "Given quadrants.")
-_MODELS = flags.DEFINE_list("models", list(mnist_quadrant.MODEL_KINDS), "Models.")
-_GSNN_SAMPLES = flags.DEFINE_list(
+_PROTOCOLS = harness.define_list("protocols", ["pyro", "sohn"], "Protocols.",
+                                 ("pyro", "sohn"))
+_QUADRANTS = harness.define_list("quadrants", ["1", "2", "3"], "Given quadrants.",
+                                 (1, 2, 3))
+_MODELS = harness.define_list("models", list(mnist_quadrant.MODEL_KINDS), "Models.",
+                              mnist_quadrant.MODEL_KINDS)
+_GSNN_SAMPLES = harness.define_list(
     "gsnn_samples", ["1"], "S of the GSNN objective for the gsnn and hybrid "
     "rows, one row per value (baseline and cvae rows ignore it).")
 
@@ -91,18 +92,18 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
   config = CONFIGS[protocol]()
   config.model, config.num_quadrants = model, quadrants
   config.gsnn_samples = gsnn_samples
-  config.data_dir = _DATA_DIR.value
-  config.num_epochs = 1 if _QUICK.value else max_epochs
+  config.data_dir = _TABLE.data_dir.value
+  config.num_epochs = 1 if _TABLE.quick.value else max_epochs
   config.eval.large_num_images = _LARGE_NUM_IMAGES.value
-  if _QUICK.value:
+  if _TABLE.quick.value:
     config.eval.update(num_samples=10, large_num_samples=20, chunk_size=10,
                        elbo_samples=2)
     config.eval.large_num_images = 200
-  root = Path(_ROOT.value) / ("quick" if _QUICK.value else "full") / protocol
+  root = Path(_TABLE.root.value) / ("quick" if _TABLE.quick.value else "full") / protocol
   config.baseline_workdir = str(root / f"q{quadrants}" / "baseline")
   workdir = root / f"q{quadrants}" / (
       model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))
-  if (not workdir.exists() and recorded is not None and not _RERUN_RECORDED.value
+  if (not workdir.exists() and recorded is not None and not _TABLE.rerun_recorded.value
       and recorded["max_epochs"] == config.num_epochs):
     return recorded
   results_path = workdir / "results.json"
@@ -138,7 +139,7 @@ def markdown_table(rows: list[dict]) -> str:
            f"{COLUMNS[4][1]} ({samples['negative_elbo']} samples)"]
   header = (["protocol", "quadrants", "model"] + names
             + ["Pyro published (-ELBO)", "best epoch / cap", "wall time"])
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines = []
   for r in rows:
     figures = r["test_negative_cll_nats_per_image"]
     if r["model"] == "baseline":  # Deterministic: every estimator is exact.
@@ -148,11 +149,10 @@ def markdown_table(rows: list[dict]) -> str:
                for key, _ in COLUMNS]
     published = (PYRO_PUBLISHED.get((r["model"], r["num_quadrants"]))
                  if r["protocol"] == "pyro" else None)
-    lines.append("| " + " | ".join(
-        [r["protocol"], str(r["num_quadrants"]), _label(r), *cells,
-         _cell(published), f"{r['best_epoch']} / {r['max_epochs']}",
-         f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
-  return "\n".join(lines) + "\n"
+    lines.append([r["protocol"], str(r["num_quadrants"]), _label(r), *cells,
+                  _cell(published), f"{r['best_epoch']} / {r['max_epochs']}",
+                  f"{r['wall_seconds'] / 60:.1f} min"])
+  return harness.markdown(header, lines)
 
 
 def _sort_key(record: dict) -> tuple:
@@ -164,27 +164,17 @@ def _sort_key(record: dict) -> tuple:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   if len(_MAX_EPOCHS.value) != len(_PROTOCOLS.value):
-    raise app.UsageError("--max_epochs needs one value per --protocols entry")
-  if not all(s.isdigit() and int(s) > 0 for s in _GSNN_SAMPLES.value):
-    raise app.UsageError("--gsnn_samples must be positive integers, got "
-                         f"{','.join(_GSNN_SAMPLES.value)}")
-  output = harness.output_path(_OUTPUT.value, _ROOT.value, _QUICK.value,
-                               "quadrant_table")
-  records = harness.load_records(output, _key)
-  for protocol, max_epochs in zip(_PROTOCOLS.value, map(int, _MAX_EPOCHS.value)):
-    for quadrants in map(int, _QUADRANTS.value):
-      # The baseline first: the CVAE-family runs reuse it, frozen.
-      models = sorted(_MODELS.value, key=lambda m: m != "baseline")
-      runs = [(model, samples) for model in models for samples in (
-          map(int, _GSNN_SAMPLES.value) if model in GSNN_KINDS else [1])]
-      for model, samples in runs:
-        key = (protocol, quadrants, model, samples)
-        records[key] = run_config(protocol, quadrants, model, max_epochs,
-                                  records.get(key), samples)
-        rows = harness.save(output, records, _sort_key, markdown_table)
-  print(markdown_table(rows))
+    raise SystemExit("error: --max_epochs needs one value per --protocols entry")
+  # The baseline first: the CVAE-family runs reuse it, frozen.
+  models = sorted(_MODELS.value, key=lambda m: m != "baseline")
+  _TABLE.run_table(_key, [
+      ((protocol, quadrants, model, samples), functools.partial(
+          run_config, protocol, quadrants, model, max_epochs, gsnn_samples=samples))
+      for protocol, max_epochs in zip(_PROTOCOLS.value, map(int, _MAX_EPOCHS.value))
+      for quadrants in map(int, _QUADRANTS.value) for model in models
+      for samples in (map(int, _GSNN_SAMPLES.value) if model in GSNN_KINDS else [1])],
+                   _sort_key, markdown_table)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ wall_seconds.json. Writes the markdown table to --output and the records as
 JSON next to it; records of configurations outside this invocation are kept.
 """
 
+import functools
 import shutil
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from benchmarks import harness
 from cvae_jax.tasks import segmentation
@@ -24,11 +25,12 @@ from train.configs import segmentation as segmentation_config
 
 _TABLE = harness.define_table_flags(
     "segmentation_table", "1 epoch on 256 images, S=10.")
-_OCCLUSIONS = flags.DEFINE_list("occlusions", ["0", "1", "2"],
-                                "Occlusion blocks per image, one table part each.")
-_MULTI_SAMPLE_OCCLUSIONS = flags.DEFINE_list(
+_OCCLUSIONS = harness.define_list("occlusions", ["0", "1", "2"],
+                                  "Occlusion blocks per image, one table part each.",
+                                  minimum=0)
+_MULTI_SAMPLE_OCCLUSIONS = harness.define_list(
     "multi_sample_occlusions", ["2"],
-    "Occlusion levels that also get the S=10 GSNN and hybrid rows.")
+    "Occlusion levels that also get the S=10 GSNN and hybrid rows.", minimum=0)
 _FIGURE_ROW = flags.DEFINE_string(
     "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
     "per occlusion level (segmentation_panel_occlusion<N>.png).")
@@ -84,18 +86,17 @@ def markdown_table(records: list[dict]) -> str:
             + [name + (f" S={samples}" if key.startswith("nll") else "")
                for key, name in COLUMNS]
             + ["best epoch / cap", "wall time"])
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  rows = []
   for r in records:
     figures = dict(r["test"])
     if r["row"] == "baseline":  # Deterministic: (b) and (c) are its exact NLL.
       figures.update(nll_prior_monte_carlo=figures["nll_exact"],
                      nll_importance_sampled=figures["nll_exact"])
-    lines.append("| " + " | ".join(
-        [str(r["occlusion_blocks"]), r["row"]]
-        + [_cell(figures, key) for key, _ in COLUMNS]
-        + [f"{r['best_epoch']} / {r['max_epochs']}",
-           f"{r['wall_seconds'] / 60:.1f} min"]) + " |")
-  return "\n".join(lines) + "\n"
+    rows.append([str(r["occlusion_blocks"]), r["row"],
+                 *(_cell(figures, key) for key, _ in COLUMNS),
+                 f"{r['best_epoch']} / {r['max_epochs']}",
+                 f"{r['wall_seconds'] / 60:.1f} min"])
+  return harness.markdown(header, rows)
 
 
 def _sort_key(record: dict) -> tuple:
@@ -105,23 +106,17 @@ def _sort_key(record: dict) -> tuple:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  output = harness.output_path(_TABLE.output.value, _TABLE.root.value, _TABLE.quick.value,
-                               "segmentation_table")
-  records = harness.load_records(output, lambda r: (r["occlusion_blocks"], r["row"]))
-  for occlusion in map(int, _OCCLUSIONS.value):
-    rows = dict(ROWS)
-    if str(occlusion) in _MULTI_SAMPLE_OCCLUSIONS.value:
-      rows.update(MULTI_SAMPLE_ROWS)
-    for label, overrides in rows.items():
-      records[(occlusion, label)] = run_row(occlusion, label, overrides,
-                                            records.get((occlusion, label)))
-      harness.save(output, records, _sort_key, markdown_table)
-  for occlusion in map(int, _OCCLUSIONS.value):
+  occlusions = list(map(int, _OCCLUSIONS.value))
+  rows = [((occlusion, label), functools.partial(run_row, occlusion, label, overrides))
+          for occlusion in occlusions for label, overrides in {
+              **ROWS, **(MULTI_SAMPLE_ROWS if str(occlusion) in
+                         _MULTI_SAMPLE_OCCLUSIONS.value else {})}.items()]
+  output, _ = _TABLE.run_table(lambda r: (r["occlusion_blocks"], r["row"]), rows,
+                            _sort_key, markdown_table)
+  for occlusion in occlusions:
     panel = _TABLE.workdir(f"occlusion{occlusion}", _FIGURE_ROW.value) / "panel.png"
     if panel.exists():
       shutil.copyfile(panel, output.parent / f"segmentation_panel_occlusion{occlusion}.png")
-  print(markdown_table(sorted(records.values(), key=_sort_key)))
 
 
 if __name__ == "__main__":

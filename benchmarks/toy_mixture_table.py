@@ -15,6 +15,8 @@ Carlo (K = 1000), the 10-sample -ELBO; then how far the model is from the
 truth, and each estimator from the model's exact figure.
 """
 
+import functools
+
 import numpy as np
 from absl import app, flags, logging
 
@@ -24,7 +26,7 @@ from train.configs import toy_mixture as toy_config
 
 _TABLE = harness.define_table_flags(
     "toy_mixture_table", "2 epochs on 500 examples, K=16.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of each row.")
+_SEEDS = harness.define_list("seeds", ["0", "1", "2"], "Seeds of each row.", minimum=0)
 _CHECK_QUADRATURE = flags.DEFINE_bool(
     "check_quadrature", False, "Only print the model's -log p(y|x) by quadrature "
     "at 64, 128 and 256 points per axis, for the first row's first seed (its "
@@ -61,25 +63,22 @@ def _cell(values: list[float]) -> str:
 
 
 def markdown_table(records: list[dict]) -> str:
-  lines = ["| training | " + " | ".join(name for _, name in COLUMNS)
-           + " | model - truth | IS-NLL - model | prior MC - model | seeds | epochs "
-           "| wall per run |", "|" + " --- |" * (len(COLUMNS) + 7)]
+  header = ["training", *(name for _, name in COLUMNS), "model - truth",
+            "IS-NLL - model", "prior MC - model", "seeds", "epochs", "wall per run"]
+  lines = []
   for label in ROWS:
     rows = [r for r in records if r["row"] == label]
-    if not rows:
-      continue
-    cells = [_cell([r["test"][key] for r in rows]) for key, _ in COLUMNS]
-    gap = " | ".join(_cell([r["test"][a] - r["test"][b] for r in rows]) for a, b in (
-        ("model_nll_quadrature", "true_nll"),
-        ("nll_importance_sampled", "model_nll_quadrature"),
-        ("nll_prior_monte_carlo", "model_nll_quadrature")))
-    wall = np.mean([r["wall_seconds"] for r in rows])
-    lines.append(f"| {label} | " + " | ".join(cells) + f" | {gap} | {len(rows)} | "
-                 f"{rows[0]['max_epochs']} ({rows[0]['steps']:,} steps) | "
-                 f"{wall:.0f} s |")
+    if rows:
+      lines.append([label, *(_cell([r["test"][key] for r in rows]) for key, _ in COLUMNS),
+                    *(_cell([r["test"][a] - r["test"][b] for r in rows]) for a, b in (
+                        ("model_nll_quadrature", "true_nll"),
+                        ("nll_importance_sampled", "model_nll_quadrature"),
+                        ("nll_prior_monte_carlo", "model_nll_quadrature"))),
+                    str(len(rows)), f"{rows[0]['max_epochs']} ({rows[0]['steps']:,} steps)",
+                    f"{np.mean([r['wall_seconds'] for r in rows]):.0f} s"])
   return ("nats per example, mean over the test examples, then over seeds "
           "[min, max over seeds]; lower is better, the true -log p(y|x) is the "
-          "floor on average.\n\n" + "\n".join(lines) + "\n")
+          "floor on average.\n\n" + harness.markdown(header, lines))
 
 
 def _sort_key(record: dict) -> tuple:
@@ -104,18 +103,13 @@ def check_quadrature() -> None:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   if _CHECK_QUADRATURE.value:
+    logging.set_verbosity(logging.WARNING)
     check_quadrature()
     return
-  output = harness.output_path(_TABLE.output.value, _TABLE.root.value,
-                               _TABLE.quick.value, "toy_mixture_table")
-  records = harness.load_records(output, lambda r: (r["row"], r["seed"]))
-  for label in ROWS:
-    for seed in map(int, _SEEDS.value):
-      records[(label, seed)] = run_row(label, seed, records.get((label, seed)))
-      harness.save(output, records, _sort_key, markdown_table)
-  print(markdown_table(sorted(records.values(), key=_sort_key)))
+  _TABLE.run_table(lambda r: (r["row"], r["seed"]), [
+      ((label, seed), functools.partial(run_row, label, seed))
+      for label in ROWS for seed in map(int, _SEEDS.value)], _sort_key, markdown_table)
 
 
 if __name__ == "__main__":
