@@ -266,15 +266,15 @@ def test_gsnn_samples_reaches_the_objective(model):
   assert np.all(np.abs(objective(10) - objective(1)) > 1e-3)
 
 
-def test_gsnn_samples_is_named_in_the_run_identity_only_when_not_1():
-  """Workdirs saved before gsnn_samples existed (S=1) must still resume."""
+def test_the_run_identity_names_the_objectives_own_settings():
+  """A GSNN or hybrid checkpoint depends on its S (and a hybrid's on its
+  alpha): resuming with another is refused."""
   config = quadrant_config.get_config()
   for model in ("cvae", "gsnn", "hybrid"):
-    config.model, config.gsnn_samples = model, 1
-    assert "gsnn_samples" not in mnist_quadrant.run_identity(config)
-    config.gsnn_samples = 10
-    assert (mnist_quadrant.run_identity(config).get("gsnn_samples")
-            == (None if model == "cvae" else 10))
+    config.model, config.gsnn_samples = model, 10
+    identity = mnist_quadrant.run_identity(config)
+    assert identity.get("gsnn_samples") == (None if model == "cvae" else 10)
+    assert ("hybrid_alpha" in identity) == (model == "hybrid")
 
 
 @pytest.mark.parametrize("value", [0, -1])

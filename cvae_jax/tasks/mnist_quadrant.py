@@ -16,7 +16,6 @@ workdir prints its figures from results.json; with other `eval.*` settings it
 recomputes only the figures those change.
 """
 
-import json
 from pathlib import Path
 
 import jax
@@ -90,7 +89,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
     if config.eval[name] % min(config.eval.chunk_size, config.eval[name]):
       raise ConfigError(f"eval.{name}={config.eval[name]} must be a multiple "
                         f"of eval.chunk_size={config.eval.chunk_size}")
-  _check_gsnn_samples(config, workdir)
   trainer.validate_trainer_config(config)  # Before loading data: fail fast.
 
 
@@ -129,9 +127,7 @@ def make_loss_fn(config: ml_collections.ConfigDict, model):
 def run_identity(config: ml_collections.ConfigDict) -> dict:
   """The settings a checkpoint of `config.model` depends on beyond its
   shapes: which pixels are given, how they are binarised, what is trained.
-  A shared baseline depends on the data and its own net only. `gsnn_samples`
-  is named only when it is not 1, so workdirs saved before it existed (S=1)
-  still resume (`_check_gsnn_samples` refuses S>1 checkpoints at S=1)."""
+  A shared baseline depends on the data and its own net only."""
   identity = {k: config[k] for k in (
       "model", "num_quadrants", "quadrant_order", "binarisation",
       "validation_size")}
@@ -141,27 +137,9 @@ def run_identity(config: ml_collections.ConfigDict) -> dict:
   else:
     identity["network"] = config.network.to_dict()
     identity["baseline_training"] = config.baseline_training
-  if config.model == "hybrid":
-    identity["hybrid_alpha"] = config.hybrid_alpha
-  if config.model in ("gsnn", "hybrid") and config.gsnn_samples != 1:
-    identity["gsnn_samples"] = config.gsnn_samples
+  identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
+                                                config.gsnn_samples))
   return identity
-
-
-def _check_gsnn_samples(config, workdir: Path) -> None:
-  """The trainer compares only the identity keys it is given, and
-  `run_identity` omits gsnn_samples=1: refuse here to resume a GSNN or hybrid
-  checkpoint saved with another S."""
-  saved = workdir / "run_identity.json"
-  checkpoints = workdir / "checkpoints"
-  if (config.model not in ("gsnn", "hybrid") or not saved.exists()
-      or not checkpoints.is_dir() or not any(checkpoints.iterdir())):
-    return
-  previous = json.loads(saved.read_text()).get("gsnn_samples", 1)
-  if previous != config.gsnn_samples:
-    raise ConfigError(f"{workdir} holds a run with other settings (gsnn_samples "
-                      f"{previous} -> {config.gsnn_samples}); pass a new "
-                      "--workdir or the original values")
 
 
 def pretrained(config, workdir: Path, splits) -> dict | None:
