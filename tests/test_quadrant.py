@@ -285,14 +285,3 @@ def test_bad_gsnn_samples_is_a_one_line_config_error(tmp_path, value):
   with pytest.raises(ConfigError, match="--config.gsnn_samples") as error:
     mnist_quadrant.train_and_evaluate(config, tmp_path)  # Before any data.
   assert "\n" not in str(error.value)
-
-
-def test_resuming_a_multi_sample_gsnn_at_1_sample_is_refused(tmp_path):
-  """The trainer compares the keys of the new identity only, which lacks
-  gsnn_samples at S=1; the task refuses it itself."""
-  (tmp_path / "checkpoints" / "390").mkdir(parents=True)
-  (tmp_path / "run_identity.json").write_text('{"gsnn_samples": 10}\n')
-  config = quadrant_config.get_config()
-  config.model, config.download = "hybrid", False
-  with pytest.raises(ConfigError, match="gsnn_samples 10 -> 1"):
-    mnist_quadrant.train_and_evaluate(config, tmp_path)
