@@ -108,7 +108,7 @@ def per_example_objective(config: ml_collections.ConfigDict, model):
   `baseline_training="joint"` the baseline's own -log p(y | x) is added, so it
   learns alongside; when pre-trained, its parameters get no gradient.
   """
-  joint = config.model != "baseline" and config.baseline_training == "joint"
+  joint = isinstance(model, QuadrantCVAE) and config.baseline_training == "joint"
   return objectives.per_example_objective(
       config.model, model, config.hybrid_alpha, config.gsnn_samples,
       joint_baseline=joint)
@@ -174,7 +174,7 @@ def context(config, model) -> evaluators.Context:
 def own_evaluators(config, model) -> dict:
   """completions.png (see `completion_grid`)."""
   def draw(params, test, rng):
-    baseline_params = (params if config.model == "baseline"
+    baseline_params = (params if not isinstance(model, QuadrantCVAE)
                        else {"params": params["params"]["baseline"]})
     return completion_grid(config, model, params, baseline_params, test, rng)
   return {"completions": evaluators.picture("completions", draw,
@@ -193,7 +193,7 @@ def completion_grid(config, model, params, baseline_params, test: dict,
                          initialisation=config.network.initialisation)
   rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
           fill_hidden(x, baseline.apply(baseline_params, x).probabilities)]
-  if config.model != "baseline":
+  if isinstance(model, QuadrantCVAE):
     means = sampling.prior_predictive(model, params, x, rng,
                                       config.eval.figure_samples,
                                       with_mean=True)[0].probabilities

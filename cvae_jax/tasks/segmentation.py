@@ -155,7 +155,7 @@ def per_example_objective(config, model):
   """
   return objectives.per_example_objective(
       config.model, model, config.hybrid_alpha, config.gsnn_samples,
-      joint_baseline=config.model != "baseline")
+      joint_baseline=isinstance(model, seg_models.SegmentationCVAE))
 
 
 def make_loss_fn(config, model):
