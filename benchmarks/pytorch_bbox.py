@@ -1,36 +1,26 @@
 """The box CVAE in PyTorch, the same model as cvae_jax.models.bbox.BoxCVAE,
-for speed comparisons on one machine.
+for speed comparisons on one machine (`python -m benchmarks.bbox_speed`).
 
-  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
-  python -m benchmarks.pytorch_bbox [--threads=2]
-
-Built from train/configs/bbox.py (model=cvae, condition=image): the same
-layers (the image plus two coordinate channels, convs with ReLU and max
-pooling, the first strided with flax's "SAME" padding, a dense ReLU layer
-shared by the three nets; prior and recognition MLPs to a diagonal Gaussian
-over z, the target embedded by its own dense layer; a 2-layer generation MLP
-and a Gaussian head over the box whose std is fixed at `cvae_box_std`, its
-unused log-variance layer kept so that the parameter counts are equal) and
-the same training loss per box: -log N(y; mean, box_std^2) summed over the 4
-coordinates + the analytic KL(q || p), one z ~ q; Adam. The encoder's map is
-flattened in flax's (H, W, C) order so that `load_flax_params` gives the same
-function (`check_same_model`). `bbox_speed` times it beside the JAX step.
+Built from train/configs/bbox.py (model=cvae, condition=image): the image
+plus two coordinate channels, convs with ReLU and max pooling (the first
+strided, flax's "SAME" padding), a dense ReLU layer shared by the three nets;
+prior and recognition MLPs to a diagonal Gaussian over z, the target embedded
+by its own dense layer; a 2-layer generation MLP and a Gaussian over the box
+with std fixed at `cvae_box_std` (its unused log-variance layer kept, so that
+the parameter counts are equal). The loss per box: -log N(y; mean, std^2)
+summed over the 4 coordinates + KL(q || p), one z ~ q; Adam. The encoder's
+map is flattened in flax's (H, W, C) order, so `load_flax_params` gives the
+same function; `PEER` is what `bbox_speed` times (`pytorch_common`).
 """
 
-import functools
 import math
 
-from absl import app, flags
-import jax
-import jax.numpy as jnp
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
 from benchmarks.pytorch_segmentation import ConvEncoder
-from cvae_jax import distributions
 from cvae_jax.tasks import bbox
 from train.configs import bbox as bbox_config
 
@@ -44,10 +34,6 @@ def with_coordinates(images: torch.Tensor) -> torch.Tensor:
                           torch.linspace(0.0, 1.0, width), indexing="ij")
   grid = torch.stack([xs, ys]).expand(batch, 2, height, width)
   return torch.cat([images, grid], 1)
-
-
-def _gaussian(out: torch.Tensor):
-  return out.chunk(2, dim=-1)  # (mean, log variance)
 
 
 class BoxCVAE(nn.Module):
@@ -82,16 +68,14 @@ class BoxCVAE(nn.Module):
 
   def forward(self, images, boxes, noise):
     h = self.encode(images)
-    p_mean, p_log_var = _gaussian(self.prior_net(h))
+    p_mean, p_log_var = self.prior_net(h).chunk(2, -1)
     y = F.relu(self.target_embedding(boxes))
-    q_mean, q_log_var = _gaussian(self.recognition_net(torch.cat([h, y], -1)))
+    q_mean, q_log_var = self.recognition_net(torch.cat([h, y], -1)).chunk(2, -1)
     z = q_mean + torch.exp(0.5 * q_log_var) * noise
     mean = self.box_mean(self.generation_net(torch.cat([h, z], -1)))
     nll = 0.5 * torch.sum((boxes - mean) ** 2 / math.exp(self.log_variance)
                           + self.log_variance + math.log(2 * math.pi), -1)
-    kl = 0.5 * torch.sum(p_log_var - q_log_var - 1.0 + (
-        torch.exp(q_log_var) + (q_mean - p_mean) ** 2) / torch.exp(p_log_var), -1)
-    return nll + kl
+    return nll + pytorch_common.gaussian_kl(q_mean, q_log_var, p_mean, p_log_var, -1)
 
 
 def load_flax_params(model: BoxCVAE, params) -> None:
@@ -122,14 +106,6 @@ def make_train_step(config, in_channels: int = 1):
   return model, pytorch_common.adam_step(model, config.learning_rate, loss_of)
 
 
-def random_arrays(config, seed: int = 0) -> dict[str, np.ndarray]:
-  """{"image" [B, H, W, 1] uniform in [0, 1], "boxes" [B, 4] in (0, 1)}."""
-  rng = np.random.default_rng(seed)
-  b, s = config.batch_size, config.image_size
-  return {"image": rng.random((b, s, s, 1), np.float32),
-          "boxes": rng.uniform(0.1, 0.9, (b, BOX_SIZE)).astype(np.float32)}
-
-
 def get_config():
   """train/configs/bbox.py with model=cvae, condition=image."""
   config = bbox_config.get_config()
@@ -137,60 +113,5 @@ def get_config():
   return config
 
 
-def task_arrays(arrays: dict) -> dict:
-  """The box task's arrays with one (valid) box per canvas."""
-  batch = len(arrays["boxes"])
-  return {"image": arrays["image"], "boxes": arrays["boxes"][:, None],
-          "labels": np.zeros((batch, 1), np.int32),
-          "query": np.zeros(batch, np.int32)}
-
-
-def init_params(config, model):
-  """The flax BoxCVAE's initial weights for config's image size."""
-  condition = {"image": jnp.zeros((1, config.image_size, config.image_size, 1)),
-               "class": jnp.zeros((1,), jnp.int32)}
-  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)), condition)
-
-
-def check_same_model(config, params, torch_model, arrays) -> float:
-  """The largest relative difference between the flax model's per-box -ELBO
-  and the PyTorch model's, given the flax weights and the same z noise.
-  Loads `params` into `torch_model`."""
-  model = bbox.make_model(config)
-  load_flax_params(torch_model, params)
-  condition = {"image": jnp.asarray(arrays["image"]),
-               "class": jnp.zeros(len(arrays["boxes"]), jnp.int32)}
-
-  def per_box(module, condition, target, noise):
-    posterior = module.recognition(target, condition)
-    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
-    nll = -module.generation(z, condition).log_prob(target)
-    return nll + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
-
-  noise = np.random.default_rng(1).standard_normal(
-      (len(arrays["boxes"]), config.network.latent), np.float32)
-  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_box))(
-      params, condition, jnp.asarray(arrays["boxes"]), jnp.asarray(noise)))
-  with torch.no_grad():
-    torch_loss = torch_model(torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
-                             torch.from_numpy(arrays["boxes"]),
-                             torch.from_numpy(noise)).numpy()
-  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
-
-
-def main(argv):
-  del argv
-  args = flags.FLAGS
-  torch.set_num_threads(args.threads)
-  config = get_config()
-  model, step = make_train_step(config)
-  arrays = random_arrays(config)
-  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays["boxes"]))
-  pytorch_common.report("Box CVAE (offline)", config, model, step, batch,
-                        args.steps, args.repeats, warmup=1)
-
-
-if __name__ == "__main__":
-  pytorch_common.define_flags({"offline": "bbox"}, steps=50)
-  app.run(main)
+PEER = pytorch_common.Peer("box CVAE", bbox, {"offline": get_config}, {"offline": 50},
+                           make_train_step, load_flax_params)

@@ -1,35 +1,106 @@
 """What the PyTorch peers share (benchmark only; torch is not a dependency
-of cvae_jax): parameter counts, random batches of a config's shapes, step
-timing and the scripts' one-line report."""
+of cvae_jax): a `Peer` (a library model and its port), the check that both
+compute the same function, the timing of both side by side in one process
+(`time_peer`) and the speed scripts' command line (`speed_main`).
 
-import importlib
+A port's model takes NCHW images; its `forward(images, target, noise)`
+returns the per-example training loss at z = mean + std * noise, noise in
+flax's layout of the latent ([B, latent], a latent map flattened in (H, W,
+C) order); its `make_train_step(config, in_channels)` returns (model,
+step(images, target) -> loss): forward, backward and Adam.
+"""
+
+import dataclasses
+import functools
 import math
 import time
+from typing import Any, Callable
 
-from absl import flags
+from absl import app, flags
+import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
+
+from benchmarks import fake_data, harness, speed_harness
+from cvae_jax import distributions, estimators
+
+
+@dataclasses.dataclass(frozen=True)
+class Peer:
+  """A library model and its PyTorch port: what a speed script times.
+
+  task: its cvae_jax.tasks module; configs: {name: () -> config}, the first
+  the default; steps: {config name: timed steps per round by default};
+  make_train_step, load_flax_params: the port's (see the module docstring);
+  evaluations: {name: (jax_fn(config, model, params, arrays, rng,
+  num_samples), torch_fn(torch model, images, target, noise [S, images,
+  *latent_shape(config)]))}, each returning [images] figures;
+  large_eval_images: the images evaluated at once above 64x64 (memory; else
+  config.eval.batch_size).
+  """
+  title: str
+  task: Any
+  configs: dict[str, Callable]
+  steps: dict[str, int]
+  make_train_step: Callable
+  load_flax_params: Callable
+  evaluations: dict[str, tuple[Callable, Callable]] = dataclasses.field(
+      default_factory=dict)
+  latent_shape: Callable | None = None
+  large_eval_images: int = 0
 
 
 def num_params(module: torch.nn.Module) -> int:
   return sum(p.numel() for p in module.parameters())
 
 
-def random_batch(config, in_channels: int = 1, graders: int = 1, seed: int = 0):
-  """Images uniform in [0, 1], binary masks [B, G, H, W]; NCHW."""
-  generator = torch.Generator().manual_seed(seed)
-  size, batch = config.image_size, config.batch_size
-  images = torch.rand(batch, in_channels, size, size, generator=generator)
-  masks = (torch.rand(batch, graders, size, size, generator=generator) < 0.3).float()
-  return images, masks
+def torch_batch(arrays: dict) -> tuple[torch.Tensor, torch.Tensor]:
+  """(images NCHW, target) of fake_data arrays: every grader's masks
+  [B, G, H, W], or the query box [B, 4] (the first)."""
+  target = arrays["masks"] if "masks" in arrays else arrays["boxes"][:, 0]
+  return (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
+          torch.from_numpy(np.ascontiguousarray(target)))
 
 
-def time_steps(step, batch, num_steps: int) -> float:
-  """Seconds per step over `num_steps` consecutive steps."""
-  start = time.perf_counter()
-  for _ in range(num_steps):
-    step(*batch)
-  return (time.perf_counter() - start) / num_steps
+def runner(fn, threads: int | None = None):
+  """run(n) -> seconds per call of fn() over n calls, at `threads` torch
+  threads (None: as they are)."""
+  def run(num_calls):
+    if threads is not None:
+      torch.set_num_threads(threads)
+    start = time.perf_counter()
+    for _ in range(num_calls):
+      fn()
+    return (time.perf_counter() - start) / num_calls
+  return run
+
+
+def step_runner(peer: Peer, config, threads: int, arrays: dict):
+  """(model, runner of the port's train step at `threads` on `arrays`)."""
+  model, step = peer.make_train_step(config, arrays["image"].shape[-1])
+  batch = torch_batch(arrays)
+  return model, runner(lambda: step(*batch), threads)
+
+
+def adam_step(model: torch.nn.Module, learning_rate: float, loss_of):
+  """step(images, target) -> the loss: forward (`loss_of(images, target)`,
+  [B] per example), backward and an Adam update of the mean."""
+  optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+
+  def step(images, target):
+    optimizer.zero_grad(set_to_none=True)
+    loss = loss_of(images, target).mean()
+    loss.backward()
+    optimizer.step()
+    return loss
+  return step
+
+
+def gaussian_kl(q_mean, q_log_var, p_mean, p_log_var, axes):
+  """KL(q || p) of diagonal Gaussians, summed over `axes`."""
+  return 0.5 * (p_log_var - q_log_var - 1 + (
+      torch.exp(q_log_var) + (q_mean - p_mean) ** 2) / torch.exp(p_log_var)).sum(axes)
 
 
 def importance_sampled_nll(log_likelihood, z, prior, posterior):
@@ -44,89 +115,6 @@ def importance_sampled_nll(log_likelihood, z, prior, posterior):
                     + math.log(2 * math.pi))).sum(event)
   log_weights = log_likelihood + log_density(*prior) - log_density(*posterior)
   return -(torch.logsumexp(log_weights, 0) - math.log(z.shape[0]))
-
-
-def call_runner(fn, threads: int | None = None):
-  """run(num_calls) -> seconds per call of fn() (no gradients recorded), at
-  `threads` torch threads (None: as they are; for a JAX function)."""
-  def run(num_calls):
-    if threads is not None:
-      torch.set_num_threads(threads)
-    with torch.no_grad():
-      return time_steps(lambda: np.asarray(fn()), (), num_calls)
-  return run
-
-
-def compare_evaluations(cases: dict, threads: list[int], repeats: int,
-                        images: int) -> dict:
-  """Times each case's JAX and PyTorch functions in turns (jax, then torch
-  at each thread count; best of `repeats` calls after a warm-up):
-  `cases` {name: (jax_call, torch_call)}, zero-argument calls returning the
-  [images] figures. Returns {name: {"seconds", "images_per_s" by runner,
-  "mean_difference": |mean of JAX's figures - mean of PyTorch's|}}."""
-  from benchmarks import speed_harness  # pylint: disable=g-import-not-at-top
-  results = {}
-  for name, (jax_call, torch_call) in cases.items():
-    with torch.no_grad():
-      gap = abs(float(np.mean(np.asarray(jax_call())))
-                - float(torch_call().mean()))
-    runners = {"jax": call_runner(jax_call)}
-    runners.update({f"torch_{t}_threads": call_runner(torch_call, t) for t in threads})
-    best = speed_harness.interleaved_best(runners, 1, repeats)
-    results[name] = {"seconds": best, "mean_difference": gap,
-                     "images_per_s": {k: images / v for k, v in best.items()}}
-    print(f"  evaluation {name}: " + ", ".join(
-        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
-          + f" (means differ by {gap:.3g})", flush=True)
-  return results
-
-
-def step_runner(make_train_step, config, in_channels: int, threads: int,
-                arrays: dict, target: str = "masks"):
-  """(model, run(num_steps) -> seconds per step) of a port's train step at
-  `threads` torch threads on the NHWC `arrays` ("image" and `target`)."""
-  model, step = make_train_step(config, in_channels)
-  batch = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-           torch.from_numpy(arrays[target]))
-
-  def run(num_steps):
-    torch.set_num_threads(threads)
-    return time_steps(step, batch, num_steps)
-  return model, run
-
-
-def check_parameter_count(name: str, model: torch.nn.Module, jax_params: int) -> int:
-  """The port's parameter count; AssertionError unless it is flax's."""
-  count = num_params(model)
-  if count != jax_params:
-    raise AssertionError(f"{name}: PyTorch model has {count} parameters, flax "
-                         f"{jax_params}")
-  return count
-
-
-def report(title: str, config, model, step, batch, steps: int, repeats: int,
-           warmup: int) -> None:
-  """Times `step` (best of `repeats` after `warmup` steps) and prints it."""
-  time_steps(step, batch, warmup)
-  seconds = min(time_steps(step, batch, steps) for _ in range(repeats))
-  print(f"| {title} | torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads, {num_params(model):,} parameters |")
-  print(f"| train step, batch {config.batch_size} | "
-        f"{config.batch_size / seconds:,.1f} images/s ({1e3 * seconds:.2f} ms/step) |")
-
-
-def adam_step(model: torch.nn.Module, learning_rate: float, loss_of):
-  """step(images, masks) -> the loss: forward (`loss_of(images, masks)`, a
-  [B] loss per image), backward and an Adam update of the mean."""
-  optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-
-  def step(images, masks):
-    optimizer.zero_grad(set_to_none=True)
-    loss = loss_of(images, masks).mean()
-    loss.backward()
-    optimizer.step()
-    return loss
-  return step
 
 
 def copy_flax_layers(model: torch.nn.Module, layers) -> None:
@@ -148,28 +136,184 @@ def copy_flax_layers(model: torch.nn.Module, layers) -> None:
     raise ValueError(f"copied {copied} of {num_params(model)} parameters")
 
 
-def define_flags(configs: dict[str, str], steps: int) -> None:
-  """A port's flags (only when run as a script: the speed scripts import the
-  ports): --config (name -> the train/configs module it reads, the first is
-  the default), --threads, --steps, --repeats."""
-  flags.DEFINE_enum("config", next(iter(configs)), list(configs),
-                    " or ".join(f"{name}: train/configs/{module}.py"
-                                for name, module in configs.items()))
-  flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
-  flags.DEFINE_integer("steps", steps, "Timed steps per repeat.")
-  flags.DEFINE_integer("repeats", 3, "Repeats (the best counts).")
+def randomized(params, scale: float = 0.05, seed: int = 3):
+  """`params` with every all-zero leaf (biases, zero-initialised Gaussian
+  heads) drawn from N(0, scale^2): so that a check sees q != p and copied
+  biases."""
+  leaves, tree = jax.tree.flatten(params)
+  rng = np.random.default_rng(seed)
+  return jax.tree.unflatten(tree, [
+      jnp.asarray(scale * rng.standard_normal(x.shape, np.float32))
+      if not np.any(np.asarray(x)) else x for x in leaves])
 
 
-def main(title: str, configs: dict[str, str], make_train_step,
-         in_channels=lambda name: 1, graders: int = 1, warmup: int = 1) -> None:
-  """A port run as a script: times its train step on a random batch of the
-  --config's shapes (`configs` as given to define_flags) and prints the
-  report."""
-  args = flags.FLAGS
-  torch.set_num_threads(args.threads)
-  config = importlib.import_module(
-      f"train.configs.{configs[args.config]}").get_config()
-  channels = in_channels(args.config)
-  model, step = make_train_step(config, channels)
-  report(f"{title} ({args.config})", config, model, step,
-         random_batch(config, channels, graders), args.steps, args.repeats, warmup)
+def loss_difference(peer: Peer, config, params, torch_model, arrays: dict) -> float:
+  """The largest relative difference between the per-example losses of the
+  flax model (the recognition net's z = mean + std * noise, -log p(y | x,
+  z) + config.beta (default 1) x KL(q || p), plus its own baseline's
+  -log p(y | x) where it has one) on the task's init batch of `arrays` and
+  of `torch_model` given the same weights (loaded into it) and noise."""
+  model = peer.task.make_model(config)
+  batch = fake_data.init_batch(peer.task, config, arrays)
+  peer.load_flax_params(torch_model, params)
+  beta = config.get("beta", 1.0)
+
+  def per_example(module, target, condition, noise):
+    features = module.encode(condition)
+    posterior = module.recognition_from_features(target, features)
+    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
+    nll = lambda likelihood: -estimators.batch_log_likelihood(
+        likelihood, {"target": target})
+    loss = nll(module.generation_from_features(z, features)) + beta * (
+        distributions.kl_diagonal_gaussians(
+            posterior, module.prior_from_features(features)))
+    baseline = module.baseline_from_features(features)
+    return loss if baseline is None else loss + nll(baseline)
+
+  shape = jax.eval_shape(functools.partial(model.apply, method="recognition"),
+                         params, batch["target"], batch["condition"]).mean.shape
+  noise = np.random.default_rng(1).standard_normal(shape, np.float32)
+  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_example))(
+      params, batch["target"], batch["condition"], noise))
+  images, target = torch_batch(arrays)
+  with torch.no_grad():
+    torch_loss = torch_model(images, target[:, :1] if target.ndim == 4 else target,
+                             torch.from_numpy(noise)).numpy()
+  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
+
+
+def compare_evaluations(cases: dict, threads: list[int], repeats: int,
+                        images: int) -> dict:
+  """Times each case's JAX and PyTorch functions in turns (jax, then torch
+  at each thread count; best of `repeats` calls after a warm-up):
+  `cases` {name: (jax_call, torch_call)}, zero-argument calls returning the
+  [images] figures. Returns {name: {"seconds", "images_per_s" by runner,
+  "mean_difference": |mean of JAX's figures - mean of PyTorch's|}}."""
+  results = {}
+  for name, (jax_call, torch_call) in cases.items():
+    with torch.no_grad():
+      gap = abs(float(np.mean(np.asarray(jax_call())))
+                - float(torch_call().mean()))
+    runners = {"jax": runner(lambda: np.asarray(jax_call()))}
+    runners.update({f"torch_{t}_threads": runner(torch.no_grad()(torch_call), t)
+                    for t in threads})
+    best = speed_harness.interleaved_best(runners, 1, repeats)
+    results[name] = {"seconds": best, "mean_difference": gap,
+                     "images_per_s": {k: images / v for k, v in best.items()}}
+    print(f"  evaluation {name}: " + ", ".join(
+        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
+          + f" (means differ by {gap:.3g})", flush=True)
+  return results
+
+
+def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
+              variants: list[str], threads: list[int], eval_samples: int) -> dict:
+  """Config `name` of `peer` on fake_data arrays (its batch size), in one
+  process, steady state: "jax", the task's own loss and the config's
+  optimiser through the trainer's `train_step`, jitted, state donated (and
+  each of `variants`, jax_ynnpack / jax_eigen: its convolutions on that
+  library); "torch_<n>_threads" for each n of `threads`, the port from the
+  flax weights, once the parameter counts and the per-example losses at the
+  same (`randomized`) weights and noise are checked equal. In turns, each
+  the best of `repeats` rounds of `num_steps` steps after a warm-up step;
+  then, with `eval_samples` and PyTorch, the evaluations."""
+  config = peer.configs[name]()
+  arrays = fake_data.training_arrays(peer.task, config)
+  model, init_fn, loss_fn = fake_data.step_pieces(peer.task, config, arrays)
+  params = init_fn(jax.random.PRNGKey(0))
+  runners, compile_seconds = {}, {}
+  for variant in ["jax", *variants]:
+    compile_seconds[variant], runners[variant] = speed_harness.jax_step_runner(
+        config, params, loss_fn, arrays, speed_harness.variant_options(variant))
+    print(f"  compiled {variant} in {compile_seconds[variant]:.1f} s", flush=True)
+  jax_params = sum(x.size for x in jax.tree.leaves(params))
+  torch_params = difference = torch_model = None
+  for t in threads:
+    torch_model, runners[f"torch_{t}_threads"] = step_runner(peer, config, t, arrays)
+    torch_params = num_params(torch_model)
+    if torch_params != jax_params:
+      raise AssertionError(f"{name}: PyTorch model has {torch_params} parameters, "
+                           f"flax {jax_params}")
+    if difference is None:  # Same weights -> same function (checked once).
+      difference = loss_difference(peer, config, randomized(params), torch_model,
+                                   arrays)
+      print(f"  same weights and noise: per-example losses differ by "
+            f"{difference:.2g} (relative)", flush=True)
+      if difference > 1e-4:
+        raise AssertionError(f"{name}: flax and PyTorch differ by {difference}")
+    peer.load_flax_params(torch_model, params)
+  best = speed_harness.interleaved_best(runners, num_steps, repeats)
+  evaluation = None
+  if eval_samples and threads and peer.evaluations:
+    images = (config.eval.batch_size if config.image_size <= 64
+              else peer.large_eval_images)
+    test = {k: v[:images] for k, v in arrays.items()}
+    peer.load_flax_params(torch_model, params)
+    torch_args = (*torch_batch(test), torch.randn(eval_samples, images,
+                                                  *peer.latent_shape(config)))
+    rng, cases = jax.random.PRNGKey(2), {}
+    for case, (jax_fn, torch_fn) in peer.evaluations.items():
+      jitted = jax.jit(functools.partial(jax_fn, config, model, arrays=test,
+                                         num_samples=eval_samples))
+      cases[case] = (functools.partial(jitted, params, rng=rng),
+                     functools.partial(torch_fn, torch_model, *torch_args))
+    evaluation = {"images": images, "samples_per_image": eval_samples,
+                  **compare_evaluations(cases, threads, repeats, images)}
+  return {"evaluation": evaluation, "image_size": config.image_size,
+          "channels": arrays["image"].shape[-1], "batch_size": config.batch_size,
+          "parameters": {"jax": jax_params, "torch": torch_params},
+          "max_relative_loss_difference_same_weights_and_noise": difference,
+          "compile_s": compile_seconds, "timed_steps_per_round": num_steps,
+          "rounds": repeats, "ms_per_step": {k: 1e3 * v for k, v in best.items()},
+          "images_per_s": {k: config.batch_size / v for k, v in best.items()},
+          "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
+                                   if k != "jax"}}
+
+
+def print_result(title: str, result: dict) -> None:
+  """One time_peer result: shapes, parameters, load, then each runner's."""
+  size = result["image_size"]
+  print(f"\n{title}: {size}x{size}x{result['channels']}, batch {result['batch_size']}, "
+        f"{result['parameters']['jax']:,} parameters; load average (1 min) "
+        f"{result['load_average_before'][0]:.1f} -> {result['load_average_after'][0]:.1f}")
+  for name, ms in result["ms_per_step"].items():
+    print(f"  {name}: {result['images_per_s'][name]:,.2f} images/s, {ms:,.1f} ms/step, "
+          f"{result['time_relative_to_jax'].get(name, 1.0):.2f}x jax's time")
+
+
+def speed_main(peer: Peer) -> None:
+  """A speed script's command line: `time_peer` for each --configs entry,
+  printed; --json also writes the figures, keeping the records of configs
+  not run this time (so a slow config can be its own run)."""
+  configs = harness.define_list("configs", list(peer.configs), "Configs to time.",
+                                peer.configs)
+  steps = harness.define_list(
+      "steps", None, "Timed steps per round, one per --configs entry (default: "
+      + ", ".join(f"{k} {v}" for k, v in peer.steps.items()) + ").")
+  repeats = flags.DEFINE_integer("repeats", 3, "Rounds; the best one counts.")
+  threads = harness.define_list("torch_threads", ["1", "2"],
+                                "torch.set_num_threads values; empty: no PyTorch.")
+  variants = harness.define_list(
+      "jax_variants", [], "Diagnostic variants timed beside the plain jax step "
+      "(the step with its convolutions on that library).", speed_harness.VARIANTS[1:])
+  eval_samples = flags.DEFINE_integer(
+      "eval_samples", 100, "S of the evaluation timing (0: no evaluation timing).")
+  json_path = flags.DEFINE_string("json", None, "Also write the figures here.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    counts = steps.value or [peer.steps[c] for c in configs.value]
+    if len(counts) != len(configs.value):
+      raise SystemExit("error: --steps needs one entry per --configs entry")
+    torch_threads = list(map(int, threads.value))
+    figures = speed_harness.machine_record(json_path.value)
+    for name, num_steps in zip(configs.value, map(int, counts)):
+      print(f"{name}...", flush=True)
+      info = speed_harness.run_info()
+      result = figures[name] = speed_harness.finished({**info, **time_peer(
+          peer, name, num_steps, repeats.value, variants.value, torch_threads,
+          eval_samples.value)})
+      print_result(f"{peer.title}, {name}", result)
+      speed_harness.write_json(json_path.value, figures)  # A later one may fail.
+  app.run(main)

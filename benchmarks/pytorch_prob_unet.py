@@ -1,35 +1,32 @@
 """Kohl et al.'s Probabilistic U-Net in PyTorch, the same model as
 cvae_jax.models.prob_unet.ProbabilisticUNet, for speed comparisons on one
-machine.
-
-  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
-  python -m benchmarks.pytorch_prob_unet [--config=lidc] [--threads=2]
+machine (`python -m benchmarks.prob_unet_speed`).
 
 Built from the same config (train/configs/prob_unet.py or prob_unet_lidc.py,
-model prob_unet): the same layers (3x3 convs, padding 1, ReLU,
-`convs_per_block` per block, 2x2 average pooling between blocks; an up path of
-x2 bilinear upsampling with half-pixel centres, as jax.image.resize
-"bilinear" and F.interpolate(align_corners=False), concatenation
-[upsampled, skip], `convs_per_block` convs); a prior net p(z | x) and a
-posterior net q(z | x, y), each its own down path, global mean pooling and a
-Linear head to [mean, log-variance], the log-variance soft-clipped
-(bound * tanh(x / bound)); fcomb: [features, z broadcast] -> `fcomb_convs`
-1x1 convs (ReLU) -> a 1x1 conv to one logit. Training loss per image (Kohl
-et al.): BCE-with-logits summed over pixels at one reparameterised
-z ~ q(z | x, y) + beta * analytic KL(q || p), with a random grader's mask per
-image; Adam. Tensors are NCHW (PyTorch's default); `load_flax_params` copies a
-flax ProbabilisticUNet's weights, giving the same function.
-`prob_unet_speed` times it beside the JAX step; run alone, this prints its
-own images/s.
+model prob_unet): 3x3 convs with ReLU, `convs_per_block` a block, 2x2
+average pooling between blocks; an up path of x2 bilinear upsampling with
+half-pixel centres (as jax.image.resize), [upsampled, skip], convs; prior
+and posterior nets, each a down path, global mean pooling and a Linear head
+to [mean, log-variance] (soft-clipped, bound * tanh(x / bound)); fcomb:
+[features, z broadcast] -> `fcomb_convs` 1x1 convs -> one logit. The loss
+per image: summed BCE-with-logits at one z ~ q(z | x, y) + beta * KL(q ||
+p), a random grader's mask per image; Adam. NCHW; `load_flax_params` gives
+the same function. Also the two sampling evaluations, each beside the
+library's, and `PEER`, what `prob_unet_speed` times (`pytorch_common`).
 """
 
 
-from absl import app
+import jax.numpy as jnp
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
+from cvae_jax import metrics, predictors
+from cvae_jax.evaluators import ambiguity
+from cvae_jax.tasks import prob_unet
+from train.configs import prob_unet as offline_config
+from train.configs import prob_unet_lidc as lidc_config
 
 
 def _conv3(in_channels: int, out_channels: int) -> nn.Conv2d:
@@ -137,10 +134,8 @@ class ProbabilisticUNet(nn.Module):
     logits = self.combine(z, self.unet(x))
     reconstruction = F.binary_cross_entropy_with_logits(
         logits, y, reduction="none").sum((1, 2, 3))
-    kl = 0.5 * (p_log_var - q_log_var - 1 + (
-        torch.exp(q_log_var) + (q_mean - p_mean) ** 2)
-                * torch.exp(-p_log_var)).sum(1)
-    return reconstruction + self.beta * kl
+    return reconstruction + self.beta * pytorch_common.gaussian_kl(
+        q_mean, q_log_var, p_mean, p_log_var, 1)
 
 
 def _down_convs(down: DownPath, tree) -> list:
@@ -152,7 +147,7 @@ def importance_sampled_nll(model: ProbabilisticUNet, images, masks, noise):
   """[B] nats: -log p(y_g | x) importance-sampled from q(z | x, y_g), z = mean
   + std * noise (noise [S, B, latent], the same for every grader), mean over
   the G graders of masks [B, G, H, W]; as
-  `cvae_jax.tasks.prob_unet.cvae_negative_log_likelihood`."""
+  `cvae_jax.evaluators.ambiguity.negative_log_likelihood`."""
   num_samples, batch = noise.shape[:2]
   features = model.unet(images).repeat(num_samples, 1, 1, 1)
   prior = model.prior_net(images)
@@ -206,9 +201,58 @@ def make_train_step(config, in_channels: int = 1, seed: int = 0):
       lambda images, masks: model(images, pick_grader(masks)))
 
 
-CONFIGS = {"offline": "prob_unet", "lidc": "prob_unet_lidc"}
+def torch_ged(torch_model, images, masks, noise):
+  """[B] GED of S samples z ~ p(z | x) (noise [S, B, latent]) against the
+  graders' masks [B, G, H, W], d = 1 - IoU as `metrics.pairwise_distances`
+  (masks as float matmuls)."""
+  num_samples, batch = noise.shape[:2]
+  features = torch_model.unet(images)
+  p_mean, p_log_var = torch_model.prior_net(images)
+  z = (p_mean + torch.exp(0.5 * p_log_var) * noise).reshape(num_samples * batch, -1)
+  logits = torch_model.combine(z, features.repeat(num_samples, 1, 1, 1))
+  samples = (logits > 0).float().reshape(num_samples, batch, -1).transpose(0, 1)
+  graders = masks.reshape(batch, masks.shape[1], -1)
 
-if __name__ == "__main__":
-  pytorch_common.define_flags(CONFIGS, steps=5)
-  app.run(lambda argv: pytorch_common.main(
-      "pytorch Prob U-Net", CONFIGS, make_train_step, graders=4, warmup=1))
+  def distances(a, b):
+    intersection = a @ b.transpose(1, 2)
+    union = a.sum(-1)[:, :, None] + b.sum(-1)[:, None, :] - intersection
+    return torch.where(union == 0, 0.0, 1.0 - intersection / union.clamp(min=1.0))
+  return (2 * distances(samples, graders).mean((1, 2))
+          - distances(samples, samples).mean((1, 2))
+          - distances(graders, graders).mean((1, 2)))
+
+
+def jax_ged(config, model, params, arrays, rng, num_samples: int):
+  """[B] the library's GED of S samples z ~ p(z | x) against the graders (its
+  `predictors` samples, `metrics.generalized_energy_distance`)."""
+  images, masks = jnp.asarray(arrays["image"]), jnp.asarray(arrays["masks"])
+  samples = predictors.predictor(model).samples(params, images, rng, num_samples)
+  drawn = jnp.moveaxis(ambiguity.masks_of(samples, config.image_size), 0, 1)
+  return metrics.generalized_energy_distance(drawn, masks > 0.5).ged
+
+
+def jax_importance_sampled_nll(config, model, params, arrays, rng, num_samples: int):
+  """[B] nats: the library's -log p(y_g | x) from q(z | x, y_g), mean over
+  the graders (`ambiguity.negative_log_likelihood`, one chunk)."""
+  del config
+  return ambiguity.negative_log_likelihood(
+      predictors.predictor(model, chunk_size=num_samples), params,
+      jnp.asarray(arrays["image"]), jnp.asarray(arrays["masks"]), rng, num_samples)
+
+
+def _config(get_config):
+  config = get_config()
+  config.model = "prob_unet"
+  return config
+
+
+PEER = pytorch_common.Peer(
+    "Probabilistic U-Net", prob_unet,
+    {"offline": lambda: _config(offline_config.get_config),
+     "lidc": lambda: _config(lidc_config.get_config)},
+    {"offline": 10, "lidc": 2}, make_train_step, load_flax_params,
+    {"ged": (jax_ged, torch_ged),
+     "importance_sampled_nll": (jax_importance_sampled_nll, importance_sampled_nll)},
+    lambda config: (config.network.latent_size,),
+    # S x batch maps of the fcomb's width: ~20 GB at 128x128 with 20 images.
+    large_eval_images=4)

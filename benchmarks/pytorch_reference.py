@@ -11,12 +11,12 @@ written here after the reference's description. Prints seconds per epoch
 reference's unit; --json also writes them.
 """
 
-import json
 import time
 
 from absl import app, flags
 import numpy as np
 
+from benchmarks import speed_harness
 from cvae_jax.data import mnist
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS data_dir.")
@@ -90,11 +90,9 @@ def main(argv):
   print(f"| epoch (batch 20, 3000 steps) | {steady:.3f} s |")
   print(f"| test loss after {_EPOCHS.value} epochs (reference unit) | "
         f"{np.mean(losses):.4f} |")
-  if _JSON.value:
-    with open(_JSON.value, "w") as f:
-      json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "epoch_s": steady, "epoch_seconds": epoch_seconds,
-                 "test_loss": float(np.mean(losses))}, f, indent=2)
+  speed_harness.write_json(_JSON.value, {
+      "torch": torch.__version__, "threads": torch.get_num_threads(), "epoch_s": steady,
+      "epoch_seconds": epoch_seconds, "test_loss": float(np.mean(losses))})
 
 
 if __name__ == "__main__":

@@ -1,39 +1,32 @@
 """Sohn et al.'s conv CVAE for segmentation in PyTorch, the same model as
-cvae_jax.models.segmentation, for speed comparisons on one machine.
-
-  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
-  python -m benchmarks.pytorch_segmentation [--config=cub] [--threads=2]
+cvae_jax.models.segmentation, for speed comparisons on one machine
+(`python -m benchmarks.segmentation_speed`).
 
 Built from the same config (train/configs/segmentation.py or
-segmentation_cub.py, multiscale_levels 0): the same layers (channels, kernels,
-first-conv stride, max pools, nearest-neighbour 2x upsampling, bias on every
-conv), the baseline CNN's logits added to the generation net's, the prior net
-seeing [x, sigmoid(baseline logits)] detached, the recognition net seeing
-[x, y], a Gaussian latent map, and the same training loss per image:
-BCE-with-logits summed over pixels + analytic KL + the baseline's own summed
-BCE, with the training augmentation (input omission noise, horizontal flips)
-when the config has it; Adam. Tensors are NCHW (PyTorch's default); strided
-convs pad like flax's "SAME", so `load_flax_params` gives the same function.
-Where flax evaluates the baseline and the prior encoder once per use, this
-computes each once per step (same values and gradients). `segmentation_speed`
-times it beside the JAX step; run alone, this prints its own images/s.
+segmentation_cub.py, multiscale_levels 0): the same layers (channels,
+kernels, first-conv stride, max pools, nearest-neighbour 2x upsampling), the
+baseline CNN's logits added to the generation net's, the prior net seeing
+[x, sigmoid(baseline logits)] detached, the recognition net [x, y], a
+Gaussian latent map; the loss per image: summed BCE-with-logits + analytic
+KL + the baseline's own summed BCE, with the config's augmentation (input
+omission noise, flips); Adam. NCHW; strided convs pad like flax's "SAME",
+so `load_flax_params` gives the same function. Each net runs once per step,
+as flax's one-pass forward does. Also the two sampling evaluations, each
+beside the library's, and `PEER`, what `segmentation_speed` times.
 """
 
 
-import functools
-
-from absl import app
-import jax
 import jax.numpy as jnp
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from benchmarks import pytorch_common
-from cvae_jax import distributions
+from benchmarks import fake_data, pytorch_common
+from cvae_jax import estimators, metrics, sampling
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
+from train.configs import segmentation as offline_config
+from train.configs import segmentation_cub as cub_config
 
 
 class SameConv2d(nn.Conv2d):
@@ -55,10 +48,6 @@ class SameConv2d(nn.Conv2d):
     return super().forward(x)
 
 
-def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1):
-  return SameConv2d(in_channels, out_channels, kernel, stride)
-
-
 class ConvEncoder(nn.Module):
   """Convs with ReLU, each followed by max pooling (as flax's ConvEncoder)."""
 
@@ -66,7 +55,7 @@ class ConvEncoder(nn.Module):
     super().__init__()
     ins = [in_channels, *channels[:-1]]
     self.convs = nn.ModuleList(
-        _conv(i, c, k, first_stride if n == 0 else 1)
+        SameConv2d(i, c, k, first_stride if n == 0 else 1)
         for n, (i, c, k) in enumerate(zip(ins, channels, kernels)))
     self.pools = tuple(pools)
 
@@ -85,8 +74,8 @@ class ConvDecoder(nn.Module):
   def __init__(self, in_channels, channels, kernels, height):
     super().__init__()
     ins = [in_channels, *channels]
-    self.convs = nn.ModuleList(_conv(i, c, k) for i, c, k in zip(ins, channels, kernels))
-    self.output = _conv(channels[-1], 1, kernels[len(channels)])
+    self.convs = nn.ModuleList(SameConv2d(i, c, k) for i, c, k in zip(ins, channels, kernels))
+    self.output = SameConv2d(channels[-1], 1, kernels[len(channels)])
     self.height = height
 
   def _upsample(self, x):
@@ -129,7 +118,7 @@ class SegmentationCVAE(nn.Module):
                                   tuple(net.encoder_kernels), tuple(net.pools[:n]),
                                   net.first_stride)
     self.recognition_encoder, self.prior_encoder = encoder(), encoder()
-    head = lambda: _conv(net.encoder_channels[-1], 2 * net.latent_channels,
+    head = lambda: SameConv2d(net.encoder_channels[-1], 2 * net.latent_channels,
                          net.latent_kernel)
     self.recognition_head, self.prior_head = head(), head()
     self.decoder = ConvDecoder(net.latent_channels + net.encoder_channels[-1],
@@ -164,20 +153,21 @@ class SegmentationCVAE(nn.Module):
 
   def forward(self, x, y, noise=None):
     """x [B, C, H, W] images, y [B, 1, H, W] masks -> [B] nats: -ELBO with
-    one z ~ q(z | x, y) (z = mean + std * noise; noise drawn when None) plus
-    the baseline's -log p(y | x)."""
+    one z ~ q(z | x, y) (z = mean + std * noise; noise [B, h * w * c] in
+    flax's (H, W, C) order, drawn when None) plus the baseline's -log p(y | x)."""
     baseline_logits, prior_features = self.encode(x)
-    prior_mean, prior_log_var = self.prior_head(prior_features).chunk(2, 1)
+    prior = self.prior_head(prior_features).chunk(2, 1)
     q_mean, q_log_var = self.recognition(x, y)
-    noise = torch.randn_like(q_mean) if noise is None else noise
+    if noise is None:
+      noise = torch.randn_like(q_mean)
+    else:
+      noise = noise.reshape(len(q_mean), *q_mean.shape[2:], -1).permute(0, 3, 1, 2)
     z = q_mean + torch.exp(0.5 * q_log_var) * noise
     logits = self.generate(z, baseline_logits, prior_features)
     bce = lambda l: F.binary_cross_entropy_with_logits(
         l, y, reduction="none").sum((1, 2, 3))
-    kl = 0.5 * (prior_log_var - q_log_var - 1 + (
-        torch.exp(q_log_var) + (q_mean - prior_mean) ** 2)
-                / torch.exp(prior_log_var)).sum((1, 2, 3))
-    return bce(logits) + kl + bce(baseline_logits)
+    return (bce(logits) + pytorch_common.gaussian_kl(q_mean, q_log_var, *prior, (1, 2, 3))
+            + bce(baseline_logits))
 
 
 def best_of_samples_iou(model: SegmentationCVAE, images, masks, noise):
@@ -231,51 +221,6 @@ def load_flax_params(model: SegmentationCVAE, params) -> None:
   pytorch_common.copy_flax_layers(model, convs)
 
 
-def in_channels(config) -> int:
-  return 1 if config.dataset == segmentation.OFFLINE_DATASET else 3
-
-
-def random_arrays(config) -> dict[str, np.ndarray]:
-  """{"image" [B, H, W, C] uniform, "masks" [B, 1, H, W] binary}."""
-  rng = np.random.default_rng(0)
-  b, s = config.batch_size, config.image_size
-  return {"image": rng.random((b, s, s, in_channels(config)), np.float32),
-          "masks": (rng.random((b, 1, s, s)) < 0.3).astype(np.float32)}
-
-
-def check_same_model(config, params, torch_model, arrays) -> float:
-  """Largest relative difference between the per-image losses of the flax
-  model (its own recognition / prior / generation / baseline) and the PyTorch
-  model given the flax weights, at the same z noise, no augmentation. Loads
-  `params` into `torch_model`."""
-  model = segmentation.make_model(config)
-  load_flax_params(torch_model, params)
-  batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
-                                       jnp.asarray(arrays["masks"][:, 0]), False)
-
-  def per_image(module, condition, target, noise):
-    posterior = module.recognition(target, condition)
-    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
-    nll = lambda l: -distributions.bernoulli_log_likelihood(l, target)
-    return (nll(module.generation(z, condition))
-            + distributions.kl_diagonal_gaussians(posterior, module.prior(condition))
-            + nll(module.baseline(condition)))
-
-  side = config.image_size // seg_models.downsampling_factor(
-      config.network.first_stride, config.network.pools)
-  noise = np.random.default_rng(1).standard_normal(
-      (config.batch_size, side, side, config.network.latent_channels), np.float32)
-  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_image))(
-      params, batch["condition"], batch["target"],
-      jnp.asarray(noise.reshape(config.batch_size, -1))))
-  with torch.no_grad():
-    torch_loss = torch_model(
-        torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2),
-        torch.from_numpy(arrays["masks"]),
-        torch.from_numpy(noise).permute(0, 3, 1, 2)).numpy()
-  return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
-
-
 def augment(images, masks, omission_rate: float, flip: bool):
   """Input omission noise and horizontal flips, as the JAX task's `augment`
   (images [B, C, H, W], masks [B, 1, H, W])."""
@@ -303,10 +248,36 @@ def make_train_step(config, in_channels: int, seed: int = 0):
   return model, pytorch_common.adam_step(model, config.learning_rate, loss_of)
 
 
-CONFIGS = {"offline": "segmentation", "cub": "segmentation_cub"}
+def jax_best_of_iou(config, model, params, arrays, rng, num_samples: int):
+  """[B] the library's best-of-S IoU: z ~ p(z | x) -> masks (as
+  `sampling.prior_predictive` and `metrics`, as its evaluator)."""
+  batch = fake_data.init_batch(segmentation, config, arrays)
+  logits = sampling.prior_predictive(model, params, batch["condition"], rng,
+                                     num_samples)[0].logits
+  size = config.image_size
+  samples = seg_models.full_resolution(logits, size, size) > 0
+  truth = jnp.asarray(arrays["masks"][:, 0] > 0.5)
+  return jnp.max(metrics.intersection_over_union(samples, truth[None]), axis=0)
 
-if __name__ == "__main__":
-  pytorch_common.define_flags(CONFIGS, steps=20)
-  app.run(lambda argv: pytorch_common.main(
-      "pytorch segmentation CVAE", CONFIGS, make_train_step,
-      in_channels=lambda name: 3 if name == "cub" else 1, warmup=3))
+
+def jax_importance_sampled_nll(config, model, params, arrays, rng, num_samples: int):
+  """[B] nats: the library's -log p(y | x), z ~ q(z | x, y) (Sohn et al.'s (c))."""
+  batch = fake_data.init_batch(segmentation, config, arrays)
+  return -estimators.cvae_log_likelihood(
+      model, params, batch, rng, num_samples,
+      rows_per_slice=num_samples * len(arrays["image"]))
+
+
+def latent_shape(config) -> tuple[int, int, int]:
+  side = config.image_size // seg_models.downsampling_factor(
+      config.network.first_stride, config.network.pools)
+  return config.network.latent_channels, side, side
+
+
+PEER = pytorch_common.Peer(
+    "segmentation CVAE", segmentation,
+    {"offline": offline_config.get_config, "cub": cub_config.get_config},
+    {"offline": 10, "cub": 1}, make_train_step, load_flax_params,
+    {"best_of_iou": (jax_best_of_iou, best_of_samples_iou),
+     "importance_sampled_nll": (jax_importance_sampled_nll, importance_sampled_nll)},
+    latent_shape, large_eval_images=2)

@@ -1,6 +1,6 @@
-"""What the speed scripts share: a jitted, donated train step of the
-library's trainer timed in steady state, and interleaved rounds of several
-runners (so that they share the machine's load)."""
+"""What the timing scripts share: the library's train step timed in steady
+state, interleaved rounds of runners (so that they share the machine's load),
+a clock on `trainer.train`'s epochs, the records of the machine and runs."""
 
 import functools
 import json
@@ -8,24 +8,36 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 
 from cvae_jax import backends
-from cvae_jax.training import TrainState, trainer
-from cvae_jax.training.optimizers import make_optimizer
+from cvae_jax.training import TrainState, hooks, optimizers, trainer
+
+# A speed script's --jax_variants: the step as the trainer compiles it, or
+# with its convolutions on one library (`backends.library_options`).
+VARIANTS = ("jax", "jax_ynnpack", "jax_eigen")
+
+
+def variant_options(variant: str) -> dict | None:
+  """The compiler options of a VARIANTS entry (None: the trainer's own)."""
+  return None if variant == "jax" else backends.library_options(
+      variant.removeprefix("jax_"))
 
 
 def jax_step_runner(config, params, loss_fn, arrays, compiler_options=None):
   """(compile seconds, run(num_steps) -> seconds per step) of
-  `trainer.train_step` on fixed `arrays`, with the config's optimiser,
-  compiled as the trainer compiles it (`backends.compiler_options(config)`:
-  the library's choice of convolution library) or with the given
-  `compiler_options` ({}: XLA's defaults)."""
+  `trainer.train_step` on fixed `arrays` from a copy of `params`, with the
+  config's optimiser (its schedules and clipping), compiled as the trainer
+  compiles it
+  (`backends.compiler_options(config)`) or with `compiler_options`."""
   if compiler_options is None:
     compiler_options = backends.compiler_options(config)
-  optimizer = make_optimizer(config.optimizer, config.learning_rate)
-  state = TrainState.create(params, optimizer, jax.random.PRNGKey(1))
+  optimizer = optimizers.from_config(config, total_steps=10**6)
+  state = TrainState.create(jax.tree.map(jnp.copy, params), optimizer,
+                            jax.random.PRNGKey(1))
   step = jax.jit(functools.partial(trainer.train_step, loss_fn, optimizer),
                  donate_argnums=0)
   arrays = jax.device_put(arrays)
@@ -46,14 +58,6 @@ def jax_step_runner(config, params, loss_fn, arrays, compiler_options=None):
   return compile_seconds, run
 
 
-def variant_options(variant: str) -> dict | None:
-  """The compiler options of a scripts' --jax_variants entry: "jax" (None:
-  as the trainer compiles), "jax_ynnpack" or "jax_eigen" (that library for
-  the convolutions, `backends.library_options`)."""
-  return None if variant == "jax" else backends.library_options(
-      variant.removeprefix("jax_"))
-
-
 def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
   """Best seconds per step of each runner over `repeats` interleaved rounds,
   after one warm-up step each."""
@@ -67,71 +71,77 @@ def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
   return best
 
 
-def step_figures(best: dict, batch_size: int, num_steps: int,
-                 repeats: int) -> dict:
-  """The timing fields of a result: `best` is interleaved_best's seconds per
-  step by runner name (one named "jax")."""
-  return {
-      "timed_steps_per_round": num_steps, "rounds": repeats,
-      "ms_per_step": {k: 1e3 * v for k, v in best.items()},
-      "images_per_s": {k: batch_size / v for k, v in best.items()},
-      "time_relative_to_jax": {k: v / best["jax"] for k, v in best.items()
-                               if k != "jax"},
-  }
+class EpochClock(hooks.Hook):
+  """Times the epochs of a `trainer.train` run: `begun` when the state is
+  ready, and per epoch `first_read` (its first dispatch done and read back:
+  compilation is behind it) and `ended` (its last dispatch read back, before
+  the epoch's checkpoint); `first_steps` is the first dispatch's length."""
+
+  def __init__(self):
+    self.begun, self.first_read, self.ended, self.first_steps = None, {}, {}, 0
+
+  def begin(self, state, resumed):
+    self.begun = time.perf_counter()
+
+  def after_steps(self, steps, metrics):
+    now, first, last = time.perf_counter(), steps[0], steps[-1]
+    if first.step_in_epoch == 0:
+      self.first_read[first.epoch], self.first_steps = now, len(steps)
+    if last.step_in_epoch == last.steps_per_epoch - 1:
+      self.ended[last.epoch] = now
 
 
-def machine_record(json_path: str | None, with_torch: bool) -> dict:
-  """The figures a speed script writes: those already in `json_path` (a
-  config not run now keeps its record), updated with this machine's devices,
-  jax (and torch) versions and CPU."""
-  figures = {}
-  if json_path and os.path.exists(json_path):
-    with open(json_path) as f:
-      figures = json.load(f)
-  figures.update(devices=[str(d) for d in jax.local_devices()],
-                 jax=jax.__version__, cpu_count=os.cpu_count(),
-                 machine=platform.processor() or platform.machine())
-  if with_torch:
-    import torch  # pylint: disable=g-import-not-at-top
-    figures["torch"] = torch.__version__
+def timed_training(config, workdir, init_fn, loss_fn, data) -> EpochClock:
+  """`trainer.train` (checkpoints only at epoch ends, no early stopping) with
+  an EpochClock; returns the clock."""
+  config = config.copy_and_resolve_references()
+  config.checkpoint_every_steps = 10**9
+  config.early_stopping_metric = ""  # Nothing is evaluated.
+  clock = EpochClock()
+  trainer.train(config, workdir, init_fn, loss_fn, data, hooks=[clock])
+  return clock
+
+
+def cpu_model() -> str:
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def machine_record(json_path: str | Path | None) -> dict:
+  """The figures a script writes: those already in `json_path` (what is not
+  run now keeps its record), with this machine's devices, CPU and versions
+  of jax (and of torch, when it is imported)."""
+  figures = (json.loads(Path(json_path).read_text())
+             if json_path and Path(json_path).exists() else {})
+  figures.update(devices=[str(d) for d in jax.local_devices()], jax=jax.__version__,
+                 cpu_count=os.cpu_count(), machine=cpu_model())
+  if "torch" in sys.modules:
+    figures["torch"] = sys.modules["torch"].__version__
   return figures
 
 
 def run_info() -> dict:
-  """What one timed config records before it runs: the command, XLA_FLAGS,
-  the date and the load average (1, 5, 15 min); `load_average_after` is
-  added by `finished`."""
+  """A timed run's record before it runs: the command, XLA_FLAGS, the date,
+  the load average (1, 5, 15 min) and the start (`finished` reads it)."""
   return {"command": " ".join(sys.argv[1:]),
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "date": time.strftime("%Y-%m-%d %H:%M"),
-          "load_average_before": os.getloadavg()}
+          "load_average_before": os.getloadavg(), "start": time.time()}
 
 
-def finished(record: dict, start: float) -> dict:
-  """`record` with the load average after it and its wall seconds."""
-  return {**record, "load_average_after": os.getloadavg(),
-          "wall_s": time.time() - start}
+def finished(record: dict) -> dict:
+  """`record` (from run_info) with the load average after and wall seconds."""
+  record = dict(record)
+  start = record.pop("start")
+  return {**record, "load_average_after": os.getloadavg(), "wall_s": time.time() - start}
 
 
-def write_json(json_path: str | None, figures: dict) -> None:
+def write_json(json_path: str | Path | None, figures: dict) -> None:
   if json_path:
-    with open(json_path, "w") as f:
-      json.dump(figures, f, indent=2)
-      f.write("\n")
-
-
-def print_result(title: str, result: dict, images_digits: int = 1) -> None:
-  """One timed config: its title (shapes), batch, parameter counts and load,
-  then a Markdown table of images/s and ms/step per variant, with each
-  variant's time relative to jax's."""
-  print(f"\n{title}, batch {result['batch_size']}, parameters jax "
-        f"{result['parameters']['jax']:,} / torch "
-        f"{result['parameters']['torch'] or 0:,}; load average (1 min) "
-        f"{result['load_average_before'][0]:.1f} -> "
-        f"{result['load_average_after'][0]:.1f} on {os.cpu_count()} cores")
-  print("| variant | images/s | ms/step | its time / jax's |\n"
-        "| --- | --- | --- | --- |")
-  for variant, ms in result["ms_per_step"].items():
-    ratio = result["time_relative_to_jax"].get(variant)
-    print(f"| {variant} | {result['images_per_s'][variant]:,.{images_digits}f} | "
-          f"{ms:,.1f} | {'' if ratio is None else f'{ratio:.2f}'} |")
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")

@@ -7,20 +7,15 @@ threads, measured on this machine by one command.
   python -m benchmarks.speed_table --quick    # 32x32 / 64x64 configs, fewer steps
   python -m benchmarks.speed_table --from_json=docs/speed_table.json  # re-render
 
-Rows (each part runs as its own process, so every one starts a fresh XLA
-backend and torch thread pool, one after another):
-  * label CVAE: the reference config's epoch (batch 20, 3000 steps,
-    steady state), `benchmarks.mnist_label_speed --epoch_only` against the
-    seed's PyTorch model (`benchmarks.pytorch_reference`), goal 4x;
-  * segmentation CVAE (offline 32x32, CUB 128x128), Probabilistic U-Net
-    (offline 32x32, LIDC 128x128), box CVAE (64x64): the train step
-    (`segmentation_speed`, `prob_unet_speed`, `bbox_speed`: equal parameter
-    counts and per-image losses checked there), goal 1.25x;
-  * evaluation throughput (samples/s, S = 100 per image) of the Prob U-Net's
-    GED and the segmentation CVAE's best-of-S IoU and importance-sampled
-    NLL, measured by the same parts.
-Ratio = PyTorch's best time / JAX's (above 1: JAX is faster). Writes
---output (docs/speed_table.md) and the parts' figures as JSON beside it.
+Each part runs as its own process (a fresh XLA backend and torch thread
+pool): the label CVAE's reference epoch (`mnist_label_speed --epoch_only`)
+against the seed's PyTorch model (`pytorch_reference`), goal 4x; the train
+step of the segmentation CVAE (32x32, CUB 128x128), the Probabilistic U-Net
+(32x32, LIDC 128x128) and the box CVAE (64x64) against their ports
+(`segmentation_speed`, `prob_unet_speed`, `bbox_speed`), goal 1.25x, and the
+evaluations those parts time (samples/s, S = 100 per image). Ratio =
+PyTorch's best time / JAX's (above 1: JAX is faster). Writes --output
+(docs/speed_table.md) and the parts' figures as JSON beside it.
 """
 
 import json
@@ -33,6 +28,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from benchmarks import harness
+
 _OUTPUT = flags.DEFINE_string("output", "docs/speed_table.md", "The Markdown table.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small configs, few steps: checks the script.")
 _FROM_JSON = flags.DEFINE_string(
@@ -42,70 +39,47 @@ _FROM_JSON = flags.DEFINE_string(
 GOALS = {"label": 4.0, "conv": 1.25}
 
 
-def _run(module: str, *args: str) -> None:
-  command = [sys.executable, "-m", f"benchmarks.{module}", *args]
-  print("+", " ".join(command[1:]), flush=True)
-  subprocess.run(command, check=True)
-
-
-def _load(path: Path) -> dict:
-  return json.loads(path.read_text())
-
-
 def measure(scratch: Path, quick: bool) -> dict:
-  """Runs every part; {part: its JSON}."""
+  """Runs every part, each its own process; {part: its JSON}."""
+  configs = lambda large, steps: (["--configs=offline", "--steps=3"] if quick else
+                                  [f"--configs=offline,{large}", f"--steps={steps}"])
+  commands = {
+      "label": ["mnist_label_speed", "--epoch_only"],
+      **{f"label_torch_{threads}": ["pytorch_reference", f"--epochs={2 if quick else 3}",
+                                    f"--threads={threads}"] for threads in (1, 2)},
+      "segmentation": ["segmentation_speed", f"--repeats={2 if quick else 3}",
+                       *configs("cub", "10,1")],
+      "prob_unet": ["prob_unet_speed", "--repeats=2", *configs("lidc", "10,2")],
+      "bbox": ["bbox_speed", "--repeats=3", f"--steps={10 if quick else 50}"]}
   parts = {}
-  _run("mnist_label_speed", "--epoch_only", f"--json={scratch / 'label.json'}")
-  parts["label"] = _load(scratch / "label.json")
-  for threads in (1, 2):
-    path = scratch / f"label_torch_{threads}.json"
-    _run("pytorch_reference", f"--epochs={2 if quick else 3}", f"--threads={threads}",
-         f"--json={path}")
-    parts[f"label_torch_{threads}"] = _load(path)
-  segmentation = ["offline"] if quick else ["offline", "cub"]
-  _run("segmentation_speed", f"--configs={','.join(segmentation)}",
-       f"--steps={'3' if quick else '10,1'}", "--repeats=2" if quick else "--repeats=3",
-       "--jax_variants=", "--torch_threads=1,2", "--nolayer_breakdown",
-       f"--json={scratch / 'segmentation.json'}")
-  parts["segmentation"] = _load(scratch / "segmentation.json")
-  prob_unet = ["offline"] if quick else ["offline", "lidc"]
-  _run("prob_unet_speed", f"--configs={','.join(prob_unet)}",
-       f"--steps={'3' if quick else '10,2'}", "--repeats=2",
-       f"--json={scratch / 'prob_unet.json'}")
-  parts["prob_unet"] = _load(scratch / "prob_unet.json")
-  _run("bbox_speed", f"--steps={10 if quick else 50}", "--repeats=3",
-       f"--json={scratch / 'bbox.json'}")
-  parts["bbox"] = _load(scratch / "bbox.json")
+  for part, (module, *args) in commands.items():
+    path = scratch / f"{part}.json"
+    command = [sys.executable, "-m", f"benchmarks.{module}", *args, f"--json={path}"]
+    print("+", " ".join(command[1:]), flush=True)
+    subprocess.run(command, check=True)
+    parts[part] = json.loads(path.read_text())
   return parts
 
 
 def rows(parts: dict) -> list[dict]:
   """One record per example and config: seconds (JAX, PyTorch 1 and 2
   threads), the ratio and the goal."""
-  label = parts["label"]
   records = [{"example": "label CVAE", "config": "reference epoch (batch 20, 3000 steps)",
-              "unit": "s/epoch", "jax": label["reference_epoch_s"],
+              "unit": "s/epoch", "jax": parts["label"]["reference_epoch_s"],
               "torch_1": parts["label_torch_1"]["epoch_s"],
               "torch_2": parts["label_torch_2"]["epoch_s"], "goal": GOALS["label"]}]
-  names = {"segmentation": "segmentation CVAE", "prob_unet": "Probabilistic U-Net",
-           "bbox": "box CVAE"}
-  for part, example in names.items():
+  for part, example in {"segmentation": "segmentation CVAE",
+                        "prob_unet": "Probabilistic U-Net", "bbox": "box CVAE"}.items():
     for config, result in parts[part].items():
-      if not isinstance(result, dict) or "ms_per_step" not in result:
-        continue
-      ms = result["ms_per_step"]
-      size = result["image_size"]
-      records.append({"example": example,
-                      "config": f"{config}, {size}x{size}, batch {result['batch_size']}",
-                      "unit": "ms/step", "jax": ms["jax"] / 1e3,
-                      "torch_1": ms["torch_1_threads"] / 1e3,
-                      "torch_2": ms["torch_2_threads"] / 1e3,
-                      "goal": GOALS["conv"],
-                      "load_average": [result["load_average_before"][0],
-                                       result["load_average_after"][0]]})
-  for r in records:
-    r["ratio"] = min(r["torch_1"], r["torch_2"]) / r["jax"]
-  return records
+      if isinstance(result, dict) and "ms_per_step" in result:
+        ms, size = result["ms_per_step"], result["image_size"]
+        records.append({
+            "example": example, "unit": "ms/step", "goal": GOALS["conv"],
+            "config": f"{config}, {size}x{size}, batch {result['batch_size']}",
+            "jax": ms["jax"] / 1e3, "torch_1": ms["torch_1_threads"] / 1e3,
+            "torch_2": ms["torch_2_threads"] / 1e3,
+            "load_average": [result[f"load_average_{w}"][0] for w in ("before", "after")]})
+  return [{**r, "ratio": min(r["torch_1"], r["torch_2"]) / r["jax"]} for r in records]
 
 
 # The evaluations each part times: {part: (example, {key: what it computes})}.
@@ -142,24 +116,22 @@ def _shown(seconds: float, unit: str) -> str:
 
 
 def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
-  lines = ["| example | config | JAX (default settings) | PyTorch, 1 thread | "
-           "PyTorch, 2 threads | PyTorch's best / JAX | goal | reached |",
-           "|---|---|---|---|---|---|---|---|"]
-  for r in records:
-    lines.append(
-        f"| {r['example']} | {r['config']} | {_shown(r['jax'], r['unit'])} | "
-        f"{_shown(r['torch_1'], r['unit'])} | {_shown(r['torch_2'], r['unit'])} | "
-        f"{r['ratio']:.2f}x | {r['goal']:.2f}x | "
-        f"{'yes' if r['ratio'] >= r['goal'] else 'no'} |")
-  if evaluations:
-    lines += ["", "| evaluation | config | JAX samples/s | PyTorch, 1 thread | "
-              "PyTorch, 2 threads | JAX / PyTorch's best |", "|---|---|---|---|---|---|"]
-    for r in evaluations:
-      what = r["what"].replace("|", "\\|")  # A bare | would end the cell.
-      lines.append(f"| {r['example']}: {what}, {r['samples']} samples x "
-                   f"{r['images']} images | {r['config']} | {r['jax']:,.0f} | "
-                   f"{r['torch_1']:,.0f} | {r['torch_2']:,.0f} | {r['ratio']:.2f}x |")
-  return ("\n".join(lines) + f"\n\n{info['date']}, jax {info['jax']}, torch "
+  text = harness.markdown(
+      ["example", "config", "JAX (default settings)", "PyTorch, 1 thread",
+       "PyTorch, 2 threads", "PyTorch's best / JAX", "goal", "reached"],
+      [[r["example"], r["config"], *(_shown(r[k], r["unit"]) for k in
+                                     ("jax", "torch_1", "torch_2")),
+        f"{r['ratio']:.2f}x", f"{r['goal']:.2f}x", "yes" if r["ratio"] >= r["goal"]
+        else "no"] for r in records])
+  if evaluations:  # A bare | in `what` would end its cell.
+    text += "\n" + harness.markdown(
+        ["evaluation", "config", "JAX samples/s", "PyTorch, 1 thread",
+         "PyTorch, 2 threads", "JAX / PyTorch's best"],
+        [[f"{r['example']}: {r['what']}, {r['samples']} samples x {r['images']} "
+          "images".replace("|", "\\|"), r["config"],
+          *(f"{r[k]:,.0f}" for k in ("jax", "torch_1", "torch_2")),
+          f"{r['ratio']:.2f}x"] for r in evaluations])
+  return (text + f"\n{info['date']}, jax {info['jax']}, torch "
           f"{info['torch']}, {info['cpu_count']} cores, load average "
           f"{info['load_before']:.1f} before, {info['load_after']:.1f} after; "
           f"{info['wall_minutes']:.1f} min.\n")

@@ -13,21 +13,19 @@ import pytest
 torch = pytest.importorskip("torch")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from benchmarks import pytorch_common, pytorch_segmentation
+from benchmarks import fake_data, pytorch_common, pytorch_segmentation
 from cvae_jax import distributions, estimators, metrics
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.tasks import segmentation
-from train.configs import segmentation as segmentation_config
 
 
 def _setup(batch_size=3):
-  config = segmentation_config.get_config()
+  config = pytorch_segmentation.PEER.configs["offline"]()
   config.batch_size = batch_size
-  arrays = pytorch_segmentation.random_arrays(config)
-  model = segmentation.make_model(config)
-  batch = segmentation.objective_batch(config, jnp.asarray(arrays["image"]),
-                                       jnp.asarray(arrays["masks"][:, 0]), False)
-  params = model.init(jax.random.PRNGKey(0), batch["target"][:1], batch["condition"][:1])
+  arrays = fake_data.training_arrays(segmentation, config)
+  model, init_fn, _ = fake_data.step_pieces(segmentation, config, arrays)
+  batch = fake_data.init_batch(segmentation, config, arrays)
+  params = pytorch_common.randomized(init_fn(jax.random.PRNGKey(0)))
   torch_model = pytorch_segmentation.SegmentationCVAE(1, config.network,
                                                       config.image_size)
   pytorch_segmentation.load_flax_params(torch_model, params)
@@ -38,8 +36,8 @@ def test_same_parameters_and_losses_as_flax():
   config, arrays, _, _, params, torch_model = _setup()
   assert pytorch_common.num_params(torch_model) == sum(
       x.size for x in jax.tree.leaves(params))
-  assert pytorch_segmentation.check_same_model(config, params, torch_model,
-                                              arrays) < 1e-5
+  assert pytorch_common.loss_difference(pytorch_segmentation.PEER, config, params,
+                                        torch_model, arrays) < 1e-5
 
 
 def test_evaluation_functions_match_the_library_at_the_same_draws():
@@ -69,8 +67,7 @@ def test_evaluation_functions_match_the_library_at_the_same_draws():
       + distributions.gaussian_log_density(z, prior)
       - distributions.gaussian_log_density(z, posterior))
 
-  args = (torch.from_numpy(arrays["image"]).permute(0, 3, 1, 2).contiguous(),
-          torch.from_numpy(arrays["masks"]),
+  args = (*pytorch_common.torch_batch(arrays),
           torch.from_numpy(noise).permute(0, 1, 4, 2, 3).contiguous())
   with torch.no_grad():
     torch_iou = pytorch_segmentation.best_of_samples_iou(torch_model, *args).numpy()
