@@ -60,6 +60,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Every example's shared overrides: one epoch on few examples, few test
 # images and samples, warm-ups within the few steps. Keys of
 # train/configs/<example>.py.
+# The image examples' shared overrides: one epoch on 256 training images, 64
+# validation and test images of which 32 are evaluated.
+SMALL_IMAGE_SET = {
+    "num_epochs": 1, "data.max_train_examples": 256, "data.max_eval_examples": 64,
+    "eval.num_images": 32, "log_every_steps": 4, "checkpoint_every_steps": 8}
+
 EXAMPLE_OVERRIDES = {
     # All 60,000 training images (the task has no cap; one epoch is ~3,000
     # steps in one lax.scan, seconds), K=10 instead of 1,000 on the test split.
@@ -77,28 +83,21 @@ EXAMPLE_OVERRIDES = {
         "eval.figure_samples": 2, "network.hidden_sizes": (128, 128),
         "network.latent_size": 16},
     "segmentation": {
-        "num_epochs": 1, "data.max_train_examples": 256,
-        "data.max_eval_examples": 64, "eval.num_images": 32,
+        **SMALL_IMAGE_SET,
         "eval.num_samples": 10, "eval.chunk_size": 10, "eval.best_of": (1, 10),
-        "eval.figure_images": 2, "eval.figure_samples": 2,
-        "log_every_steps": 4, "checkpoint_every_steps": 8},
+        "eval.figure_images": 2, "eval.figure_samples": 2},
     # A U-Net of 3 blocks of 2 convs (8, 16, 32 channels), not 4 of 3.
     "prob_unet": {
-        "num_epochs": 1, "data.max_train_examples": 256,
-        "data.max_eval_examples": 64, "eval.num_images": 32,
+        **SMALL_IMAGE_SET,
         "eval.num_samples": 16, "eval.chunk_size": 16,
         "eval.ged_samples": (1, 4, 16), "eval.hungarian_samples": 4,
         "eval.validation_images": 32, "eval.validation_samples": 4,
         "eval.figure_images": 2, "eval.figure_samples": 2,
         "network.channels": (8, 16, 32), "network.convs_per_block": 2,
-        "lr_schedule.warmup_steps": 2, "kl_schedule.warmup_steps": 4,
-        "log_every_steps": 4, "checkpoint_every_steps": 8},
+        "lr_schedule.warmup_steps": 2, "kl_schedule.warmup_steps": 4},
     "bbox": {
-        "num_epochs": 1, "data.max_train_examples": 256,
-        "data.max_eval_examples": 64, "eval.num_images": 32,
-        "eval.batch_size": 32, "eval.num_samples": 10,
-        "eval.figure_images": 2, "log_every_steps": 4,
-        "checkpoint_every_steps": 8},
+        **SMALL_IMAGE_SET,
+        "eval.batch_size": 32, "eval.num_samples": 10, "eval.figure_images": 2},
     # 2,000 training examples (20 steps), 500 test examples.
     "toy_mixture": {
         "num_epochs": 1, "data.train_size": 2_000, "data.validation_size": 500,
