@@ -125,8 +125,8 @@ def exact_log_likelihood(params, batch) -> jax.Array:
 
 
 def _train(model, data, tmp_path):
-  """(initial params, trained params): 200 Adam steps on the mean -ELBO
-  through the library's trainer, on every device."""
+  """(model, initial params, trained params, the data as a batch): 200 Adam
+  steps on the mean -ELBO through the library's trainer, on every device."""
   config = configs.trainer_defaults()
   config.update(batch_size=32, num_epochs=25, learning_rate=3e-2, steps_per_dispatch=8,
                 log_every_steps=1_000, checkpoint_every_steps=1_000)
@@ -138,25 +138,18 @@ def _train(model, data, tmp_path):
 
   init_fn = lambda rng: model.init(rng, data["target"][:1], data["condition"][:1])
   state = trainer.train(config, tmp_path, init_fn, loss_fn, InMemoryData(data))
-  return init_fn(jax.random.PRNGKey(0)), state.params
+  batch = {k: jnp.asarray(v) for k, v in data.items()}
+  return model, init_fn(jax.random.PRNGKey(0)), state.params, batch
 
 
 @pytest.fixture(name="gaussian", scope="module")
 def fixture_gaussian(tmp_path_factory):
-  data = _gaussian_data()
-  model = LinearGaussianCVAE()
-  initial, params = _train(model, data, tmp_path_factory.mktemp("gaussian"))
-  batch = {k: jnp.asarray(v) for k, v in data.items()}
-  return model, initial, params, batch
+  return _train(LinearGaussianCVAE(), _gaussian_data(), tmp_path_factory.mktemp("gaussian"))
 
 
 @pytest.fixture(name="bernoulli", scope="module")
 def fixture_bernoulli(tmp_path_factory):
-  data = _bernoulli_data()
-  model = BernoulliCVAE()
-  initial, params = _train(model, data, tmp_path_factory.mktemp("bernoulli"))
-  batch = {k: jnp.asarray(v) for k, v in data.items()}
-  return model, initial, params, batch
+  return _train(BernoulliCVAE(), _bernoulli_data(), tmp_path_factory.mktemp("bernoulli"))
 
 
 def _mean_negative_elbo(model, params, batch):
