@@ -8,7 +8,6 @@ SECONDS_PER_LOG > 0 sleeps at every log line, so that a test can kill the
 run mid-way. The example "evaluate" trains nothing: it maps `evaluation_case`
 over its arrays and writes the results and the batches this process ran."""
 
-import functools
 from pathlib import Path
 import sys
 import time
