@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cvae_jax import box_metrics, distributions, objectives
+from cvae_jax import box_metrics, distributions, objectives, predictors
 from cvae_jax.data import mnist_boxes
+from cvae_jax.evaluators import boxes as box_evaluators
 from cvae_jax.errors import ConfigError
 from cvae_jax.tasks import bbox
 from cvae_jax.training import InMemoryData
@@ -174,8 +175,8 @@ class ModelTest(chex.TestCase):
     arrays = box_arrays()
     config = tiny_box_config(model="mdn")
     model, params, batch = init_box_model(config, arrays)
-    samples = bbox.sample_boxes(config, model, params, batch["condition"],
-                                jax.random.PRNGKey(0), 50)
+    samples = box_evaluators.sample_boxes(predictors.predictor(model), params,
+                                          batch["condition"], jax.random.PRNGKey(0), 50)
     means = model.apply(params, batch["condition"]).components.mean  # [B, C, 4]
     fixed = bbox.make_model(tiny_box_config(model="mdn", **{"network.mdn_box_std": 0.03}))
     variances = fixed.apply(params, batch["condition"]).components.log_variance
@@ -184,8 +185,8 @@ class ModelTest(chex.TestCase):
     assert float(jnp.max(distance)) < 1e-6
     config = tiny_box_config(model="regressor")
     model, params, batch = init_box_model(config, arrays)
-    samples = bbox.sample_boxes(config, model, params, batch["condition"],
-                                jax.random.PRNGKey(0), 3)
+    samples = box_evaluators.sample_boxes(predictors.predictor(model), params,
+                                          batch["condition"], jax.random.PRNGKey(0), 3)
     chex.assert_trees_all_equal(samples[0], samples[2])
     assert float(jnp.min(model.apply(params, batch["condition"]).log_variance)) >= 2 * np.log(
         config.network.min_std) - 1e-5
