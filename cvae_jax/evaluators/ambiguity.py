@@ -164,9 +164,8 @@ def make_samples(predictor: Predictor, image_size: int, batch_size: int,
 
   def run(params, test, rng, workdir):
     del workdir
-    arrays = _arrays(test) if _known(test) else {k: test[k] for k in ("image", "masks")}
     columns = measured("samples: GED, diversity, Hungarian IoU", "images",
-                       sampled, params, arrays, rng, batch_size, as_dict=True)
+                       sampled, params, _arrays(test), rng, batch_size, as_dict=True)
     per_image = {k: v for k, v in columns.items() if not k.endswith("samples")}
     graders = test["masks"] > 0.5
     per_image["hungarian_iou"] = metrics.hungarian_matched_iou(columns["samples"],

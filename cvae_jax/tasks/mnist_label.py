@@ -168,9 +168,10 @@ def context(config, model) -> evaluators.Context:
       "chunk_size": "importance_chunk_size"})
 
 
-def own_evaluators(config, model) -> dict:
-  """The final test loss (the last epoch's, recomputed with its z draws:
-  the same figures the trainer printed) and samples.png, reconstructions.png."""
+def task_evaluators(config, model) -> dict:
+  """The library's likelihood evaluators, the final test loss (the last
+  epoch's, recomputed with its z draws: the same figures the trainer
+  printed) and samples.png, reconstructions.png."""
   def final_test_loss(params, test, rng, workdir):
     del rng, workdir  # The last epoch's draws, not the test stream's.
     last_epoch = jax.random.fold_in(runner.rng_stream(config, "validation"),
@@ -189,7 +190,8 @@ def own_evaluators(config, model) -> dict:
         workdir / "reconstructions.png")
     return {}
 
-  return {"test_loss": evaluators.Evaluator("test_loss", final_test_loss),
+  return {**evaluators.library(context(config, model)),
+          "test_loss": evaluators.Evaluator("test_loss", final_test_loss),
           "pictures": evaluators.Evaluator("pictures", pictures, stream="pictures")}
 
 
@@ -226,9 +228,7 @@ TASK = runner.Task(
     load_splits=load_splits, make_init_batch=lambda config, example: example,
     make_loss_fn=make_loss_fn, validation=epoch_evaluation,
     run_identity=run_identity,
-    evaluators=lambda config, model: {
-        **evaluators.library(context(config, model)),
-        **own_evaluators(config, model)},
+    evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, training_data=training_data,
     reading=reading, evaluation_keys=EVALUATION_KEYS, runtime_keys=("in_memory",),
     report=format_train_log, report_eval=format_eval_log,

@@ -171,13 +171,15 @@ def context(config, model) -> evaluators.Context:
   return evaluators.Context(config, model, kind)
 
 
-def own_evaluators(config, model) -> dict:
-  """completions.png (see `completion_grid`)."""
+def task_evaluators(config, model) -> dict:
+  """The library's likelihood evaluators and completions.png (see
+  `completion_grid`)."""
   def draw(params, test, rng):
     baseline_params = (params if not isinstance(model, QuadrantCVAE)
                        else {"params": params["params"]["baseline"]})
     return completion_grid(config, model, params, baseline_params, test, rng)
-  return {"completions": evaluators.picture("completions", draw,
+  return {**evaluators.library(context(config, model)),
+          "completions": evaluators.picture("completions", draw,
                                             "completions.png")}
 
 
@@ -235,9 +237,7 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn,
     validation=runner.validation_loss(per_example_objective),
     run_identity=run_identity,
-    evaluators=lambda config, model: {
-        **evaluators.library(context(config, model)),
-        **own_evaluators(config, model)},
+    evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, pretrained=pretrained,
     loading_message=loading_message, test_streams=5)
 train_and_evaluate = TASK.train_and_evaluate

@@ -120,10 +120,11 @@ def _samples_picture(config, model, params, rng, path: Path) -> None:
   plt.close(fig)
 
 
-def own_evaluators(config, model) -> dict:
-  """`true_nll`: the exact -log p(y | x) of the data's own density (nats per
-  example, no parameters); `model_nll`: the trained model's own -log p(y | x)
-  by quadrature over its 2-D latent (what every estimate estimates);
+def task_evaluators(config, model) -> dict:
+  """The library's likelihood evaluators; `true_nll`: the exact
+  -log p(y | x) of the data's own density (nats per example, no
+  parameters); `model_nll`: the trained model's own -log p(y | x) by
+  quadrature over its 2-D latent (what every estimate estimates);
   `samples`: samples.png."""
   def true_nll(params, test, rng, workdir):
     del params, rng, workdir
@@ -145,7 +146,8 @@ def own_evaluators(config, model) -> dict:
       _samples_picture(config, model, params, rng, workdir / "samples.png")
     return {}
 
-  return {"true_nll": evaluators.Evaluator("true_nll", true_nll),
+  return {**evaluators.library(context(config, model)),
+          "true_nll": evaluators.Evaluator("true_nll", true_nll),
           "model_nll": (evaluators.Evaluator("model_nll", model_nll)
                         if config.network.latent_size == 2 else None),
           "samples": evaluators.Evaluator("samples", samples, stream="pictures")}
@@ -182,9 +184,7 @@ TASK = runner.Task(
     make_loss_fn=make_loss_fn,
     validation=runner.validation_loss(validation_loss_fn),
     run_identity=run_identity,
-    evaluators=lambda config, model: {
-        **evaluators.library(context(config, model)),
-        **own_evaluators(config, model)},
+    evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, unit="nats/example",
     loading_message=loading_message, summary=summary, example_noun="examples",
     test_streams=5)
