@@ -19,7 +19,7 @@ of some rows next to them (bbox_samples_<condition>_<row>.png).
 import functools
 import shutil
 
-from absl import app, flags
+from absl import flags
 
 from benchmarks import harness
 from cvae_jax.tasks import bbox
@@ -29,10 +29,6 @@ _TABLE = harness.define_table_flags(
     "bbox_table", "1 epoch on 256 canvases, S=10.")
 _CONDITIONS = harness.define_list("conditions", list(bbox.CONDITIONS),
                                   "Conditions, one table part each.", bbox.CONDITIONS)
-_FIGURE_ROWS = flags.DEFINE_list(
-    "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
-    "Workdir names whose boxes.png is copied next to the table, one per "
-    "condition (bbox_samples_<condition>_<name>.png).")
 
 # Row label -> config overrides.
 ROWS = {
@@ -45,6 +41,11 @@ ROWS = {
 ABLATION_ROWS = {  # The "image" condition only.
     "cvae, learned std": {"model": "cvae", "network.cvae_box_std": 0.0},
 }
+_FIGURE_ROWS = harness.define_list(
+    "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
+    "Rows (workdir names) whose boxes.png is copied next to the table, one "
+    "per condition (bbox_samples_<condition>_<name>.png).",
+    [harness.row_name(label) for label in {**ROWS, **ABLATION_ROWS}])
 COLUMNS = (("best_of_1_iou", "best-of-1 IoU"), ("best_of_5_iou", "best-of-5 IoU"),
            ("best_of_20_iou", "best-of-20 IoU"), ("coverage_at_20", "coverage K=20"),
            ("precision_at_20", "precision K=20"), ("nll", "NLL (nats/box)"))
@@ -115,4 +116,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -1,6 +1,7 @@
 """What every table script shares: where its table goes, the rows it has
 recorded, one row's timed run, writing the table after every row, its
-Markdown; and the list flags of every benchmark script.
+Markdown; and what every benchmark script's command line shares: its list
+flags, one-line refusals of a bad flag, and where a --quick run writes.
 
 A table script defines only its rows (configs and workdirs), the record it
 keeps of a run's results.json, and its Markdown layout.
@@ -9,11 +10,12 @@ keeps of a run's results.json, and its Markdown layout.
 import dataclasses
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from absl import flags, logging
+from absl import app, flags, logging
 
 from cvae_jax import configs
 
@@ -31,6 +33,33 @@ def define_list(name: str, default: list[str] | None, help_text: str,
   flags.register_validator(name, lambda values: all(map(ok, values or ())),
                            message=f"--{name} takes a comma-separated list of {allowed}")
   return holder
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a bad flag or value refused in one line
+  (`error: ...`, exit code 2, as `cvae_jax.cli`) instead of absl's two."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    print(f"error: {e}; see --helpfull", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(main: Callable[[list[str]], Any]) -> None:
+  """`app.run(main)` of a benchmark script, its flags parsed by
+  `parse_flags`."""
+  app.run(main, flags_parser=parse_flags)
+
+
+def output_path(explicit: str | None, published: str | Path, quick: bool,
+                quick_dir: str | Path) -> Path:
+  """Where a script writes its table or figures: `explicit` (its --output or
+  --json) when given; else, with --quick, `quick_dir`/<the published file's
+  name> (a quick run checks the script, its figures are not the published
+  ones); else `published` (under docs/)."""
+  if explicit:
+    return Path(explicit)
+  return Path(quick_dir) / Path(published).name if quick else Path(published)
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -65,6 +94,13 @@ def timed_run(train_and_evaluate, config, workdir: Path, title: str,
   return json.loads(results_path.read_text()), spent
 
 
+def row_name(label: str) -> str:
+  """A table row's label as a workdir name: parentheses, "=" and "."
+  dropped, runs of spaces, "," and "+" made one "_" ("mdn (5 components)"
+  -> mdn_5_components; a name passes as is)."""
+  return re.sub(r"[ ,+]+", "_", re.sub(r"[()=.]", "", label))
+
+
 @dataclasses.dataclass(frozen=True)
 class TableFlags:
   """The flags every table script has (absl FlagHolders) and its name."""
@@ -84,9 +120,7 @@ class TableFlags:
     in the JSON, by `key(record)`, are kept. Returns the table's path and
     its records in order."""
     logging.set_verbosity(logging.WARNING)
-    output = Path(self.output.value or (
-        Path(self.root.value) / "quick" / f"{self.name}.md" if self.quick.value
-        else f"docs/{self.name}.md"))
+    output = self.output_path()
     output.parent.mkdir(parents=True, exist_ok=True)
     recorded = output.with_suffix(".json")
     records = ({key(r): r for r in json.loads(recorded.read_text())}
@@ -100,13 +134,15 @@ class TableFlags:
     print(markdown_table(ordered))
     return output, ordered
 
+  def output_path(self) -> Path:
+    """--output, else docs/NAME.md, or ROOT/quick/NAME.md with --quick."""
+    return output_path(self.output.value, f"docs/{self.name}.md",
+                       self.quick.value, Path(self.root.value) / "quick")
+
   def workdir(self, part: str, label: str) -> Path:
-    """ROOT/{quick,full}/PART/<the row label as a name>: parentheses, "="
-    and "." dropped, runs of spaces, "," and "+" made one "_" ("mdn (5
-    components)" -> mdn_5_components; a name passes as is)."""
-    name = re.sub(r"[ ,+]+", "_", re.sub(r"[()=.]", "", label))
+    """ROOT/{quick,full}/PART/<row_name(label)>."""
     return (Path(self.root.value) / ("quick" if self.quick.value else "full")
-            / part / name)
+            / part / row_name(label))
 
   def run_row(self, task, get_config: Callable, overrides: dict, quick: dict,
               part: str, label: str, title: str, recorded: dict | None,

@@ -13,14 +13,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
 from benchmarks import harness
+from cvae_jax import cli
+from train.configs import mnist_label as mnist_label_config
 
 _SEEDS = harness.define_list("seeds", ["0", "1", "2"], "Seeds to run.", minimum=0)
 _ROOT = flags.DEFINE_string("root", "workdirs/seeds", "One workdir per seed here.")
-_EXTRA = flags.DEFINE_multi_string("override", [], "Extra --config.X=Y flags.")
+_EXTRA = flags.DEFINE_multi_string(
+    "override", [], "Extra --config.KEY=VALUE flags of the main command, KEY "
+    "a key of train/configs/mnist_label.py.")
+flags.register_validator(
+    "override", lambda values: all(
+        v.startswith("--config.") and "=" in v and cli.unknown_key(
+            v[len("--config."):].split("=")[0], mnist_label_config.get_config())
+        is None for v in values),
+    message="--override takes --config.KEY=VALUE, KEY a key of "
+    "train/configs/mnist_label.py")
 
 # (figure under results.json's "test", or a top-level key) -> its row name.
 FIGURES = (("test_loss_reference_unit", "test loss (reference unit)"),
@@ -52,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -19,7 +19,7 @@ written up in docs/speed.md; git keeps that version.)
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import numpy as np
 
@@ -95,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

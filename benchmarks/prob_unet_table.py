@@ -17,7 +17,6 @@ import functools
 import shutil
 from pathlib import Path
 
-from absl import app
 import ml_collections
 import numpy as np
 
@@ -257,4 +256,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -316,4 +316,4 @@ def speed_main(peer: Peer) -> None:
           eval_samples.value)})
       print_result(f"{peer.title}, {name}", result)
       speed_harness.write_json(json_path.value, figures)  # A later one may fail.
-  app.run(main)
+  harness.run(main)

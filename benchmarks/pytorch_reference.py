@@ -13,10 +13,10 @@ reference's unit; --json also writes them.
 
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 
-from benchmarks import speed_harness
+from benchmarks import harness, speed_harness
 from cvae_jax.data import mnist
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS data_dir.")
@@ -96,4 +96,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

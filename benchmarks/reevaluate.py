@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from benchmarks import harness
 from cvae_jax import evaluate
 
 _SCRATCH = flags.DEFINE_string("scratch", "/tmp/cvae_jax_reevaluate",
@@ -62,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

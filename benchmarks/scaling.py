@@ -3,7 +3,7 @@
   time python -m benchmarks.scaling   # all five examples: 21 min on 2 cores
   python -m benchmarks.scaling --examples=prob_unet   # one row, merged in
   python -m benchmarks.scaling --examples=bbox --devices=1,8 --noprocesses
-  python -m benchmarks.scaling --quick --json=/tmp/scaling.json   # a check
+  python -m benchmarks.scaling --quick   # a check, in workdirs/scaling/quick/
 
 For each example (EXAMPLES) at its config's model and global batch, the
 images per second of `trainer.train` (the task's own model and loss on
@@ -23,9 +23,11 @@ gathers, the all-reduce every step, per-device dispatch, gloo's TCP) at the
 configs' small batches, not a speed-up (above 1: one device left a core
 idle). On a GPU or TPU host each device brings its own compute.
 
-Writes `--json` (default docs/scaling_cpu.json), keeping the records of
-examples and settings not run this time, and the Markdown page beside it
-(.md): images/s and, in brackets, the ratio to 1 device.
+Writes `--json` (default docs/scaling_cpu.json; with --quick
+workdirs/scaling/quick/scaling_cpu.json, never the published figures),
+keeping the records of examples and settings not run this time, and the
+Markdown page beside it (.md): images/s and, in brackets, the ratio to 1
+device.
 """
 
 import dataclasses
@@ -87,8 +89,11 @@ _QUICK = flags.DEFINE_bool("quick", False, "Short epochs and one timed epoch "
                            "(--repeats ignored): a check, not a figure.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed epochs; the best counts.",
                                 lower_bound=1)
-_JSON = flags.DEFINE_string("json", "docs/scaling_cpu.json",
-                            "Write the figures here (merged with its records).")
+PUBLISHED = "docs/scaling_cpu.json"
+QUICK_DIR = "workdirs/scaling/quick"
+_JSON = flags.DEFINE_string(
+    "json", None, "Write the figures here (merged with its records); default "
+    f"{PUBLISHED}, or {QUICK_DIR}/scaling_cpu.json with --quick.")
 _WORKER = flags.DEFINE_string("worker", None, "Internal: the JSON spec of one "
                               "worker process (`launch`).")
 
@@ -239,9 +244,15 @@ def markdown_file(figures: dict, table: str) -> str:
       + runs + "\n")
 
 
+def output_path() -> Path:
+  """--json, else the published figures (a --quick run's go elsewhere)."""
+  return harness.output_path(_JSON.value, PUBLISHED, _QUICK.value, QUICK_DIR)
+
+
 def driver_main() -> None:
   settings = _DEVICES.value + ([PROCESSES_SETTING] if _PROCESSES.value else [])
-  json_path = Path(_JSON.value)
+  json_path = output_path()
+  json_path.parent.mkdir(parents=True, exist_ok=True)
   figures = speed_harness.machine_record(json_path)  # Keeps what is not rerun.
   figures.setdefault("examples", {})
   # Each run of this script (a merged file holds several): what it covered.
@@ -293,4 +304,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -17,7 +17,7 @@ JSON next to it; records of configurations outside this invocation are kept.
 import functools
 import shutil
 
-from absl import app, flags
+from absl import flags
 
 from benchmarks import harness
 from cvae_jax.tasks import segmentation
@@ -31,9 +31,6 @@ _OCCLUSIONS = harness.define_list("occlusions", ["0", "1", "2"],
 _MULTI_SAMPLE_OCCLUSIONS = harness.define_list(
     "multi_sample_occlusions", ["2"],
     "Occlusion levels that also get the S=10 GSNN and hybrid rows.", minimum=0)
-_FIGURE_ROW = flags.DEFINE_string(
-    "figure_row", "hybrid", "Whose panel.png is copied next to the table, one "
-    "per occlusion level (segmentation_panel_occlusion<N>.png).")
 
 # Row label -> config overrides: every model, and the models that train a
 # recognition net also with Sohn et al.'s input omission noise.
@@ -46,6 +43,11 @@ for _kind in segmentation.MODEL_KINDS:
                                               "input_omission_rate": OMISSION}
 MULTI_SAMPLE_ROWS = {f"{kind} (S=10)": {"model": kind, "gsnn_samples": 10}
                      for kind in ("gsnn", "hybrid")}
+_FIGURE_ROW = flags.DEFINE_enum(
+    "figure_row", "hybrid", [harness.row_name(label) for label in
+                             {**ROWS, **MULTI_SAMPLE_ROWS}],
+    "The row (workdir name) whose panel.png is copied next to the table, "
+    "one per occlusion level (segmentation_panel_occlusion<N>.png).")
 COLUMNS = (("pixel_error", "pixel error (%)"), ("iou", "IoU at E[z|x]"),
            ("best_of_10_iou", "best-of-10 IoU"), ("best_of_100_iou", "best-of-100 IoU"),
            ("nll_prior_monte_carlo", "(b) prior MC"),
@@ -120,4 +122,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -5,6 +5,7 @@ threads, measured on this machine by one command.
   pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
   python -m benchmarks.speed_table            # ~25 min on 2 cores
   python -m benchmarks.speed_table --quick    # 32x32 / 64x64 configs, fewer steps
+                                              # (workdirs/speed_table/quick/)
   python -m benchmarks.speed_table --from_json=docs/speed_table.json  # re-render
 
 Each part runs as its own process (a fresh XLA backend and torch thread
@@ -15,7 +16,8 @@ step of the segmentation CVAE (32x32, CUB 128x128), the Probabilistic U-Net
 (`segmentation_speed`, `prob_unet_speed`, `bbox_speed`), goal 1.25x, and the
 evaluations those parts time (samples/s, S = 100 per image). Ratio =
 PyTorch's best time / JAX's (above 1: JAX is faster). Writes --output
-(docs/speed_table.md) and the parts' figures as JSON beside it.
+(docs/speed_table.md; with --quick workdirs/speed_table/quick/speed_table.md,
+never the published table) and the parts' figures as JSON beside it.
 """
 
 import json
@@ -26,11 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from benchmarks import harness
 
-_OUTPUT = flags.DEFINE_string("output", "docs/speed_table.md", "The Markdown table.")
+PUBLISHED = "docs/speed_table.md"
+QUICK_DIR = "workdirs/speed_table/quick"
+_OUTPUT = flags.DEFINE_string(
+    "output", None, f"The Markdown table; default {PUBLISHED}, or "
+    f"{QUICK_DIR}/speed_table.md with --quick.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small configs, few steps: checks the script.")
 _FROM_JSON = flags.DEFINE_string(
     "from_json", None, "Measure nothing: rewrite --output (and its JSON) from "
@@ -137,9 +143,14 @@ def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
           f"{info['wall_minutes']:.1f} min.\n")
 
 
+def output_path() -> Path:
+  """--output, else the published table (a --quick run's goes elsewhere)."""
+  return harness.output_path(_OUTPUT.value, PUBLISHED, _QUICK.value, QUICK_DIR)
+
+
 def main(argv):
   del argv
-  output = Path(_OUTPUT.value)
+  output = output_path()
   output.parent.mkdir(parents=True, exist_ok=True)
   if _FROM_JSON.value:  # Re-render a finished run.
     finished = json.loads(Path(_FROM_JSON.value).read_text())
@@ -163,4 +174,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -37,7 +37,9 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
+
+from benchmarks import harness
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "/tmp/tiny_runs", "One workdir per run under it (each must not "
@@ -48,9 +50,6 @@ _CHECK = flags.DEFINE_string(
     "check", None, "Compare the figures with this JSON (written by --write); "
     "exit 1 if any differs.")
 _RTOL = flags.DEFINE_float("rtol", 1e-5, "Relative tolerance of --check.")
-_RUNS = flags.DEFINE_list(
-    "runs", None, "Runs to do, by name, or 'all' for every run of RUNS "
-    "(default: DEFAULT_RUNS).")
 _CODE_DIR = flags.DEFINE_string(
     "code_dir", None, "The checkout whose code runs (the commands' working "
     "directory); default: this repository's root.")
@@ -126,6 +125,10 @@ RUNS = {
 EXTRA_RUNS = ("segmentation_gsnn", "segmentation_hybrid", "prob_unet_sohn_cvae",
               "bbox_hybrid")
 DEFAULT_RUNS = tuple(r for r in RUNS if r not in EXTRA_RUNS)
+
+_RUNS = harness.define_list(
+    "runs", None, "Runs to do, by name, or 'all' for every run (default: "
+    "DEFAULT_RUNS).", (*RUNS, "all"))
 
 
 def overrides_of(run: str) -> dict:
@@ -286,4 +289,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)

@@ -18,7 +18,7 @@ truth, and each estimator from the model's exact figure.
 import functools
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from benchmarks import harness
 from cvae_jax.tasks import toy_mixture
@@ -113,4 +113,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  harness.run(main)
