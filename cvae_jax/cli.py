@@ -59,6 +59,8 @@ from ml_collections import config_flags
 from cvae_jax.data import tf_import
 from cvae_jax.errors import Interrupted, UserError
 
+__all__ = ["run", "fail", "unknown_key"]
+
 _OVERRIDE = "--config."
 
 

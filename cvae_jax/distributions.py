@@ -17,6 +17,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+__all__ = ["DiagonalGaussian", "GaussianMixture", "Bernoulli", "LIBRARY_LIKELIHOODS",
+           "mean_of", "sample_of", "standard_normal_like", "gaussian_log_density",
+           "sample_gaussian", "kl_diagonal_gaussians", "bernoulli_log_likelihood",
+           "gaussian_mixture_log_density", "log_likelihood"]
+
 _LOG_2PI = 1.8378770664093453  # log(2 * pi)
 
 

@@ -17,6 +17,10 @@ import jax.numpy as jnp
 from cvae_jax import distributions
 from cvae_jax.distributions import DiagonalGaussian
 
+__all__ = ["log_mean_exp", "importance_sampled_log_likelihood", "batch_log_likelihood",
+           "cvae_log_likelihood", "log_likelihood_at_prior_mean",
+           "log_likelihood_by_quadrature"]
+
 
 def log_mean_exp(log_weights: jax.Array) -> jax.Array:
   """log (1/K) sum_k exp(w_k) over the leading axis of [K, ...] log-weights:

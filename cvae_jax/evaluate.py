@@ -22,6 +22,8 @@ from pathlib import Path
 from cvae_jax import cli
 from cvae_jax.errors import UserError
 
+__all__ = ["USAGE", "evaluate", "main"]
+
 USAGE = ("usage: python -m cvae_jax.evaluate --workdir=DIR [--evals=a,b] "
          "[--task=package.module] [--config.<key>=<value> ...]")
 

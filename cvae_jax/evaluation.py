@@ -11,6 +11,9 @@ import tqdm
 
 from cvae_jax import sharding
 
+__all__ = ["PerExampleFn", "process_batches", "map_over_batches",
+           "map_dict_over_batches", "validation_loss_evaluator"]
+
 PerExampleFn = Callable[[Any, dict, jax.Array], jax.Array]
 
 

@@ -21,6 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["as_masks", "intersection_over_union", "pixel_error", "best_of_samples_iou",
+           "pairwise_distances", "EnergyDistance", "generalized_energy_distance",
+           "expected_ged_of_distribution", "hungarian_matched_iou", "dice",
+           "expected_calibration_error", "variance_ncc", "MODE_IOU_THRESHOLD",
+           "assign_to_candidates", "mode_frequencies", "true_mode_frequencies",
+           "total_variation"]
+
 
 def as_masks(masks, name: str = "masks") -> jax.Array:
   """`masks` as bool (nonzero = foreground); ValueError for concrete float

@@ -14,6 +14,8 @@ import jax.numpy as jnp
 from cvae_jax import distributions, estimators
 from cvae_jax.errors import UserError
 
+__all__ = ["METHODS", "ModelError", "check_model"]
+
 METHODS = ("encode", "prior_from_features", "recognition_from_features",
            "generation_from_features")
 

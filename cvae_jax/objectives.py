@@ -28,6 +28,12 @@ import jax.numpy as jnp
 from cvae_jax import distributions, estimators
 from cvae_jax.models.cvae import CVAEOutputs, forward
 
+__all__ = ["NegativeElbo", "negative_elbo_from_outputs", "gsnn_from_outputs",
+           "baseline_negative_log_likelihood_from_outputs", "negative_elbo",
+           "target_log_likelihood", "gsnn_negative_log_likelihood", "hybrid_objective",
+           "baseline_negative_log_likelihood", "mean_negative_elbo", "OBJECTIVES",
+           "per_example_objective", "objective_settings", "summed_negative_elbo_loss"]
+
 
 class NegativeElbo(NamedTuple):
   """Per-example terms, each [batch] in nats: loss = reconstruction + kl."""

@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["read_scalars", "plot_scalars", "tile_images", "save_image_grid",
+           "save_box_panel", "save_bar_chart", "save_curves"]
+
 
 def read_scalars(workdir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Every scalar the trainer wrote to TensorBoard in `workdir`.

@@ -44,6 +44,9 @@ from cvae_jax import distributions, estimators, sampling
 from cvae_jax.errors import ConfigError
 from cvae_jax.models.cvae import CVAE
 
+__all__ = ["Predictor", "predictor", "as_likelihood", "CVAEPredictor",
+           "DeterministicPredictor", "ModulePredictor", "PROTOCOL_METHODS"]
+
 
 class Predictor(Protocol):
   """See the module docstring."""

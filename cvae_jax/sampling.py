@@ -8,6 +8,8 @@ import jax.numpy as jnp
 
 from cvae_jax import distributions
 
+__all__ = ["generate", "reconstruct", "prior_predictive"]
+
 
 def generate(model: nn.Module, params, condition: jax.Array,
              rng: jax.Array, draw: bool = False) -> jax.Array:

@@ -24,6 +24,8 @@ import optax
 from cvae_jax.configs import kl_schedule_config, lr_schedule_config
 from cvae_jax.errors import ConfigError
 
+__all__ = ["LR_SCHEDULES", "KL_SCHEDULES", "learning_rate", "kl_weight"]
+
 LR_SCHEDULES = ("constant", "cosine", "linear")
 KL_SCHEDULES = ("constant", "linear", "cyclical")
 

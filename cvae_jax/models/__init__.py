@@ -16,6 +16,12 @@ from cvae_jax.models.label_cvae import LabelCVAE
 from cvae_jax.models.quadrant import BaselineNet, QuadrantCVAE
 from cvae_jax.models.segmentation import BaselineCNN, SegmentationCVAE
 
+__all__ = ["CVAE", "CVAEOutputs", "forward", "LabelCVAE", "BaselineNet", "QuadrantCVAE",
+           "BaselineCNN", "SegmentationCVAE", "MODELS", "import_model",
+           # The submodules.
+           "bbox", "cvae", "label_cvae", "layers", "pooling", "prob_unet", "quadrant",
+           "segmentation", "toy_mixture"]
+
 MODELS = {"label_cvae": LabelCVAE}
 
 

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 from cvae_jax import distributions
 from cvae_jax.distributions import DiagonalGaussian
 
+__all__ = ["CVAE", "CVAEOutputs", "forward"]
+
 
 class CVAEOutputs(NamedTuple):
   """What one forward pass of a CVAE computes.

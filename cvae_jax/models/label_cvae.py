@@ -13,6 +13,8 @@ from cvae_jax.distributions import Bernoulli, DiagonalGaussian, standard_normal_
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.layers import dense
 
+__all__ = ["LabelCVAE"]
+
 
 class LabelCVAE(CVAE):
   """CVAE of an image (target y) given its class label (condition x).

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = ["INITIALISATIONS", "dense"]
+
 INITIALISATIONS = ("pytorch", "flax")
 
 

@@ -7,6 +7,8 @@ segmentation CNN's 1.20x at 32 x 32). Maps are [batch, H, W, C]."""
 
 import jax
 
+__all__ = ["max_pool"]
+
 
 def max_pool(x: jax.Array, window: int) -> jax.Array:
   """[N, H, W, C] -> [N, H // window, W // window, C]: the max of each

@@ -24,6 +24,9 @@ from cvae_jax.distributions import Bernoulli, DiagonalGaussian
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.layers import dense
 
+__all__ = ["HIDDEN", "hidden_pixels", "fill_hidden", "MLP", "BaselineNet",
+           "GaussianNet", "QuadrantCVAE"]
+
 HIDDEN = -1.0  # Value of the hidden pixels in the condition x.
 
 

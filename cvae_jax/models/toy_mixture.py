@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from cvae_jax.distributions import DiagonalGaussian
 from cvae_jax.models.cvae import CVAE
 
+__all__ = ["MLP", "ToyMixtureCVAE"]
+
 
 class MLP(nn.Module):
   """Dense layers with tanh between them; the last is linear."""

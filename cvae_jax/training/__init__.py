@@ -12,4 +12,7 @@ from cvae_jax.training.input import InMemoryData, StreamingData
 from cvae_jax.training.state import TrainState
 from cvae_jax.training.trainer import train
 
-__all__ = ["InMemoryData", "StreamingData", "TrainState", "Interrupted", "train"]
+__all__ = ["InMemoryData", "StreamingData", "TrainState", "Interrupted", "train",
+           # The submodules.
+           "checkpointing", "hooks", "input", "optimizers", "results", "state",
+           "tensorboard", "trainer"]

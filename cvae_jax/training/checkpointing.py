@@ -19,6 +19,8 @@ import jax
 from cvae_jax.errors import UserError
 from cvae_jax import distributed, sharding
 
+__all__ = ["Checkpointer"]
+
 
 def _array_signature(tree) -> list[tuple[tuple[int, ...], str]]:
   """The sorted (shape, dtype) of every array leaf: equal for the same model

@@ -58,6 +58,11 @@ from cvae_jax.training import tensorboard
 from cvae_jax.training.checkpointing import Checkpointer
 from cvae_jax.training.state import TrainState
 
+__all__ = ["Hook", "Progress", "Run", "standard", "RunIdentity", "RunHistory",
+           "read_history", "steps_trained", "EpochEvaluation", "LogLines",
+           "default_report", "default_report_eval", "MetricWriter", "EarlyStopping",
+           "StopSignals"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Progress:

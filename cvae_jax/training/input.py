@@ -6,9 +6,14 @@ uninterrupted run would have seen. Both drop the last incomplete batch.
 """
 
 import dataclasses
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:  # Only for the annotation: the trainer never imports TensorFlow.
+  import tensorflow as tf
+
+__all__ = ["InMemoryData", "StreamingData"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +49,7 @@ class StreamingData:
     num_examples: examples per epoch.
   """
 
-  make_dataset: Callable[[int], "tf.data.Dataset"]  # noqa: F821
+  make_dataset: Callable[[int], "tf.data.Dataset"]
   num_examples: int
 
   def batches(self, seed: int, batch_size: int, skip: int,

@@ -6,6 +6,8 @@ import optax
 from cvae_jax import schedules
 from cvae_jax.errors import ConfigError
 
+__all__ = ["OPTIMIZERS", "make_optimizer", "from_config", "structure"]
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lamb", "lion")
 
 

@@ -21,6 +21,9 @@ import ml_collections
 
 from cvae_jax import configs
 
+__all__ = ["RESULTS_FILE", "RUNTIME_KEYS", "FinishedRun", "config_differences",
+           "finished_run", "announce", "write_results", "best_epoch", "run_fields"]
+
 RESULTS_FILE = "results.json"
 # Keys that change neither the trained parameters nor any figure: the
 # trainer's dispatch, log and checkpoint cadence, and where data is read from.

@@ -6,6 +6,8 @@ import flax.struct
 import jax
 import optax
 
+__all__ = ["TrainState"]
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -14,15 +16,24 @@ class TrainState:
   The data position is not stored: it is a function of `step` (epoch =
   step // steps_per_epoch; each epoch's order is a permutation seeded by the
   epoch), so restoring `step` restores it.
+
+  Attributes:
+    step: int32 scalar, the number of updates done.
+    params: the model's variables, as `init` returns them.
+    opt_state: the optimiser's state (an `optax.OptState`).
+    rng: uint32[2]; the key of step s is `fold_in(rng, s)`.
   """
 
-  step: jax.Array  # int32 scalar, number of updates done.
+  step: jax.Array
   params: Any
-  opt_state: optax.OptState
-  rng: jax.Array  # uint32[2]; the key of step s is fold_in(rng, s).
+  # Not `optax.OptState`: that alias's recursive forward reference cannot be
+  # resolved from here, so the API reference could not render it.
+  opt_state: Any
+  rng: jax.Array
 
   @classmethod
   def create(cls, params, optimizer: optax.GradientTransformation,
              rng: jax.Array) -> "TrainState":
+    """Step 0, `optimizer.init(params)` and `rng`."""
     return cls(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
                opt_state=optimizer.init(params), rng=rng)

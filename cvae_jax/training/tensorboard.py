@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["ScalarWriter"]
+
 
 class ScalarWriter:
   """write_scalars(step, {tag: value}); the file is opened at the first."""

@@ -72,6 +72,10 @@ from cvae_jax.training.input import InMemoryData, StreamingData
 from cvae_jax.training import optimizers
 from cvae_jax.training.state import TrainState
 
+__all__ = ["train", "LossFn", "REQUIRED_FIELDS", "LOG_METRICS",
+           "validate_trainer_config", "COMPUTE_DTYPES", "compute_dtype",
+           "mixed_precision", "train_step", "dispatch_end"]
+
 _MAX_STREAMED_STEPS = 100
 # (params, batch, rng, step) -> (scalar loss, {name: scalar}).
 LossFn = Callable[[Any, dict, jax.Array, jax.Array], tuple[jax.Array, dict]]

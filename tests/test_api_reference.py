@@ -1,0 +1,159 @@
+"""The API reference builds from the docstrings without a warning, every public
+module says what it exports (`__all__`), and the release files are in place.
+
+The reference is pdoc's; the same build from a shell (it writes build/api/):
+
+  PDOC_ALLOW_EXEC=1 python -W error -W ignore::DeprecationWarning \
+      -m pdoc -d google -o build/api cvae_jax
+"""
+
+import importlib
+import os
+import pathlib
+import re
+import warnings
+
+import pdoc
+import pdoc.render
+import pytest
+import yaml
+
+import cvae_jax
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Public modules that have no `__all__` yet, and those whose package's
+# `__all__` does not name them yet (so pdoc leaves them out). Both lists must
+# shrink to empty: a module taken off here must pass, one still here must fail.
+AWAITING_ALL = {
+    "cvae_jax.backends", "cvae_jax.box_metrics", "cvae_jax.configs", "cvae_jax.data",
+    "cvae_jax.data.augmentation", "cvae_jax.data.lidc", "cvae_jax.data.mnist",
+    "cvae_jax.data.mnist_ambiguous", "cvae_jax.data.mnist_boxes",
+    "cvae_jax.data.mnist_segmentation", "cvae_jax.data.offline_mnist",
+    "cvae_jax.data.quadrants", "cvae_jax.data.splits", "cvae_jax.data.tf_import",
+    "cvae_jax.data.tfds_boxes", "cvae_jax.data.tfds_segmentation",
+    "cvae_jax.data.toy_mixture", "cvae_jax.distributed", "cvae_jax.errors",
+    "cvae_jax.evaluators.ambiguity", "cvae_jax.evaluators.base",
+    "cvae_jax.evaluators.boxes", "cvae_jax.evaluators.likelihood",
+    "cvae_jax.evaluators.pictures", "cvae_jax.evaluators.segmentation",
+    "cvae_jax.models.bbox", "cvae_jax.models.prob_unet", "cvae_jax.models.segmentation",
+    "cvae_jax.runner", "cvae_jax.sharding", "cvae_jax.tasks", "cvae_jax.tasks.bbox",
+    "cvae_jax.tasks.mnist_label", "cvae_jax.tasks.mnist_quadrant",
+    "cvae_jax.tasks.prob_unet", "cvae_jax.tasks.segmentation",
+    "cvae_jax.tasks.toy_mixture",
+}
+AWAITING_PAGE = {
+    "cvae_jax.evaluators.ambiguity", "cvae_jax.evaluators.base",
+    "cvae_jax.evaluators.boxes", "cvae_jax.evaluators.likelihood",
+    "cvae_jax.evaluators.pictures", "cvae_jax.evaluators.segmentation",
+}
+
+
+def public_modules() -> list[str]:
+  """Every module of the package's source tree without a leading underscore
+  in its dotted name, found without importing anything."""
+  names = []
+  for path in sorted((ROOT / "cvae_jax").rglob("*.py")):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    if parts[-1] == "__init__":
+      parts = parts[:-1]
+    if not any(part.startswith("_") for part in parts):
+      names.append(".".join(parts))
+  return names
+
+
+@pytest.fixture(scope="module")
+def api_reference(tmp_path_factory) -> pathlib.Path:
+  """The reference's HTML, built in-process with every warning an error."""
+  out = tmp_path_factory.mktemp("api")
+  environ = dict(os.environ)
+  # pdoc turns subprocesses started while importing into no-ops, with a
+  # warning; a dependency asks `uname -p` (platform.processor()) on import.
+  os.environ["PDOC_ALLOW_EXEC"] = "1"
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")
+      # As setup.cfg's pytest settings: dependencies' deprecations are theirs.
+      warnings.simplefilter("ignore", DeprecationWarning)
+      pdoc.render.configure(docformat="google")
+      pdoc.pdoc("cvae_jax", output_directory=out)
+  finally:
+    os.environ.clear()
+    os.environ.update(environ)
+  return out
+
+
+def test_the_reference_has_a_page_for_each_public_module(api_reference):
+  missing = [name for name in public_modules()
+             if not (api_reference / (name.replace(".", "/") + ".html")).exists()]
+  assert sorted(missing) == sorted(AWAITING_PAGE)
+  text = (api_reference / "cvae_jax/objectives.html").read_text()
+  assert "per_example_objective" in text and "negative_elbo" in text
+
+
+def test_each_public_module_has_all_and_its_names_exist():
+  without, unresolved = [], []
+  for name in public_modules():
+    module = importlib.import_module(name)
+    if not hasattr(module, "__all__"):
+      without.append(name)
+      continue
+    assert len(set(module.__all__)) == len(module.__all__), name
+    for exported in module.__all__:
+      if hasattr(module, exported):
+        continue
+      try:  # A package lists its submodules too.
+        importlib.import_module(f"{name}.{exported}")
+      except ImportError:
+        unresolved.append(f"{name}.{exported}")
+  assert sorted(without) == sorted(AWAITING_ALL)
+  assert not unresolved
+
+
+def test_import_cvae_jax_loads_no_submodule():
+  # A fresh interpreter: the tests' own imports are in sys.modules here.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys, cvae_jax; "
+          "print(sorted(m for m in sys.modules if m.startswith(('cvae_jax.', 'jax', "
+          "'tensorflow'))))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, cwd=ROOT).stdout
+  assert out.strip() == "[]", out
+
+
+def test_license_is_apache_2():
+  text = (ROOT / "LICENSE").read_text()
+  assert text.lstrip().startswith("Apache License")
+  for line in ("Version 2.0, January 2004", "http://www.apache.org/licenses/",
+               "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+               "END OF TERMS AND CONDITIONS", "Copyright 2026 The cvae_jax Authors"):
+    assert line in text, line
+  assert re.search(r"^license = Apache-2.0$", (ROOT / "setup.cfg").read_text(), re.M)
+
+
+def test_citation_cff_names_the_software_and_the_papers():
+  citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+  assert citation["cff-version"] == "1.2.0"
+  for key in ("message", "title", "authors", "version", "license", "type"):
+    assert citation.get(key), key
+  assert citation["version"] == cvae_jax.__version__
+  assert citation["license"] == "Apache-2.0"
+  assert citation["type"] == "software"
+  titles = []
+  for reference in citation["references"]:
+    for key in ("type", "title", "authors"):
+      assert reference.get(key), (reference.get("title"), key)
+    titles.append(reference["title"])
+  for paper in ("Learning Structured Output Representation using Deep Conditional "
+                "Generative Models",
+                "A Probabilistic U-Net for Segmentation of Ambiguous Images",
+                "Auto-Encoding Variational Bayes"):
+    assert paper in titles, paper
+
+
+def test_changelog_has_the_current_version():
+  text = (ROOT / "CHANGELOG.md").read_text()
+  assert text.startswith("# Changelog")
+  assert re.search(rf"^## \[{re.escape(cvae_jax.__version__)}\] - \d{{4}}-\d\d-\d\d$",
+                   text, re.M), cvae_jax.__version__
