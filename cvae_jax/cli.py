@@ -65,6 +65,8 @@ _OVERRIDE = "--config."
 
 
 def fail(message: str, code: int = 2, distributed_started: bool = False):
+  """Exits with `code` after "error: {message}" on stderr (at once, without
+  jax.distributed's shutdown barrier, if `distributed_started`)."""
   print(f"error: {message}", file=sys.stderr)
   if distributed_started:
     # A normal exit would wait (up to 5 min) in jax.distributed's shutdown

@@ -107,10 +107,12 @@ class Bernoulli(NamedTuple):
 
   @property
   def probabilities(self) -> jax.Array:
+    """p(y = 1) = sigmoid(logits), the shape of `logits`."""
     return jax.nn.sigmoid(self.logits)
 
   @property
   def mean(self) -> jax.Array:
+    """E[y] = `probabilities`."""
     return self.probabilities
 
   def sample(self, seed: jax.Array, sample_shape: tuple = ()) -> jax.Array:

@@ -114,6 +114,8 @@ def evaluate(argv: list[str]) -> dict:
 
 
 def main() -> None:
+  """`python -m cvae_jax.evaluate`: `evaluate(sys.argv[1:])`, a user error or
+  an interrupt as one line and its exit code (2, 130)."""
   try:
     evaluate(sys.argv[1:])
   except UserError as e:

@@ -55,13 +55,18 @@ class Predictor(Protocol):
   point_name: str
 
   def samples(self, params, condition, rng: jax.Array, num_samples: int) -> Any:
+    """S predictions for the batch of conditions: a likelihood with batch
+    shape [S, batch]."""
     ...
 
   def point(self, params, condition) -> Any:
+    """The model's point prediction: a likelihood with batch shape [batch]."""
     ...
 
   def log_likelihood(self, params, batch: dict, rng: jax.Array,
                      num_samples: int) -> jax.Array:
+    """[batch] log p(y | x) in nats of {"condition", "target", ...}: exact, or
+    an estimate from `num_samples` draws (`log_likelihood_label` says which)."""
     ...
 
 

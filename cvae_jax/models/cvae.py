@@ -65,13 +65,18 @@ class CVAE(nn.Module):
     return condition
 
   def prior_from_features(self, features: Any) -> DiagonalGaussian:
+    """p(z | x) from the condition's features; fields [batch, latent]."""
     raise NotImplementedError
 
   def recognition_from_features(self, target: jax.Array,
                                 features: Any) -> DiagonalGaussian:
+    """q(z | x, y) from the target and the condition's features; fields
+    [batch, latent]."""
     raise NotImplementedError
 
   def generation_from_features(self, z: jax.Array, features: Any) -> Any:
+    """p(y | x, z): a likelihood (`log_prob`, `sample`, `mean`) with batch
+    shape z.shape[:-1]; z [..., batch, latent] may carry leading sample axes."""
     raise NotImplementedError
 
   def baseline_from_features(self, features: Any) -> Any:

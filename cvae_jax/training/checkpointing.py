@@ -48,6 +48,8 @@ class Checkpointer:
         item_handlers=ocp.StandardCheckpointHandler())
 
   def save(self, state: Any) -> None:
+    """Saves `state` at its step, on disk when this returns (a step already
+    saved is left as it is)."""
     step = int(state.step)
     if step in self._manager.all_steps():
       return
@@ -56,6 +58,7 @@ class Checkpointer:
     self._manager.wait_until_finished()
 
   def latest_step(self) -> int | None:
+    """The newest saved step; None if there is none."""
     return self._manager.latest_step()
 
   def restore_latest(self, template: Any) -> Any | None:
@@ -118,4 +121,5 @@ class Checkpointer:
     return target
 
   def close(self) -> None:
+    """Releases the checkpoint manager."""
     self._manager.close()

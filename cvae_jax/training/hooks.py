@@ -128,40 +128,50 @@ class Hook:
   """Does nothing at every point of the loop; subclasses override some."""
 
   def start(self, run: Run) -> None:
+    """Once, before any checkpoint is read; raising here touches none."""
     del run
 
   def begin(self, state: TrainState, resumed: bool) -> None:
+    """Once, after the state is restored (`resumed`) or initialised."""
     del state, resumed
 
   def message(self, line: str) -> None:
+    """The loop's own news (a resume, a compilation), to show or not."""
     del line
 
   def should_stop(self, step: int) -> bool:
+    """Before each dispatch: True ends training normally."""
     del step
     return False
 
   def after_steps(self, steps: list[Progress], metrics: dict) -> None:
+    """After each dispatch: each step's `Progress`, metrics {name: [num_steps]}."""
     del steps, metrics
 
   def evaluate(self, state: TrainState, epoch: int) -> dict[str, float] | None:
+    """After each epoch: {name: float} from a hook that evaluates, else None."""
     del state, epoch
     return None
 
   def after_epoch(self, state: TrainState, epoch: int, metrics: dict) -> None:
+    """After an epoch some hook evaluated: every evaluating hook's metrics."""
     del state, epoch, metrics
 
   def wants_checkpoint(self, step: int) -> bool:
+    """After each dispatch: True saves a checkpoint beside the regular ones."""
     del step
     return False
 
   def after_checkpoint(self, step: int, directory: Path) -> None:
+    """After each checkpoint is saved; raising ends the run."""
     del step, directory
 
   def end(self, state: TrainState) -> TrainState:
+    """Once, when training ended normally: the state to return."""
     return state
 
   def close(self) -> None:
-    pass
+    """Always, last (the hooks in reverse order)."""
 
 
 class RunIdentity(Hook):
@@ -289,11 +299,13 @@ class EpochEvaluation(Hook):
 
 
 def default_report(progress: Progress, metrics: dict[str, float]) -> str:
+  """`LogLines`' training line: "epoch E step S: name=value ..."."""
   values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
   return f"epoch {progress.epoch} step {progress.step}: {values}"
 
 
 def default_report_eval(epoch: int, metrics: dict[str, float]) -> str:
+  """`LogLines`' evaluation line: "epoch E eval: name=value ..."."""
   values = " ".join(f"{k}={v:.6g}" for k, v in metrics.items())
   return f"epoch {epoch} eval: {values}"
 

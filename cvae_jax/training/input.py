@@ -36,6 +36,7 @@ class InMemoryData:
 
   @property
   def num_examples(self) -> int:
+    """The arrays' shared leading size."""
     return len(next(iter(self.arrays.values())))
 
 

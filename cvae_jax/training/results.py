@@ -39,6 +39,7 @@ class FinishedRun:
   changed: dict
 
   def describe_changes(self) -> str:
+    """`changed` as "key old -> new, ..."."""
     return ", ".join(f"{k} {old!r} -> {new!r}"
                      for k, (old, new) in self.changed.items())
 

@@ -38,6 +38,7 @@ class ScalarWriter:
                                      file_version="brain.Event:2").SerializeToString())
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    """One TensorBoard point per {tag: value} at `step`."""
     if self._remote is not None:
       self._remote.write_scalars(step, scalars)
       return
@@ -56,12 +57,14 @@ class ScalarWriter:
         summary=summary_pb2.Summary(value=values)).SerializeToString())
 
   def flush(self) -> None:
+    """Writes what is buffered to the event file."""
     if self._remote is not None:
       self._remote.flush()
     elif self._file is not None:
       self._file.flush()
 
   def close(self) -> None:
+    """Flushes and closes the event file."""
     if self._remote is not None:
       self._remote.close()
     elif self._file is not None:
