@@ -36,7 +36,6 @@ AWAITING_ALL = {
     "cvae_jax.evaluators.ambiguity", "cvae_jax.evaluators.base",
     "cvae_jax.evaluators.boxes", "cvae_jax.evaluators.likelihood",
     "cvae_jax.evaluators.pictures", "cvae_jax.evaluators.segmentation",
-    "cvae_jax.models.bbox", "cvae_jax.models.prob_unet", "cvae_jax.models.segmentation",
     "cvae_jax.runner", "cvae_jax.sharding", "cvae_jax.tasks", "cvae_jax.tasks.bbox",
     "cvae_jax.tasks.mnist_label", "cvae_jax.tasks.mnist_quadrant",
     "cvae_jax.tasks.prob_unet", "cvae_jax.tasks.segmentation",

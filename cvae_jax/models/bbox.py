@@ -41,6 +41,9 @@ from cvae_jax.distributions import DiagonalGaussian, GaussianMixture
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.segmentation import ConvEncoder
 
+__all__ = ["BOX_SIZE", "with_coordinates", "ImageEncoder", "GaussianHead",
+           "BoxRegressor", "BoxMixtureDensityNet", "BoxCVAE"]
+
 BOX_SIZE = 4  # (cx, cy, w, h)
 _INITIAL_STD = 0.1  # Of every Gaussian over boxes at initialisation.
 
@@ -161,6 +164,7 @@ class BoxMixtureDensityNet(_EncoderFields):
                             pick(mixture.components.log_variance))
 
   def point_prediction(self, condition: dict) -> GaussianMixture:
+    """The whole mixture, batch [batch]."""
     return self(condition)
 
   def log_likelihood(self, target: jax.Array, condition: dict, rng: jax.Array,

@@ -35,6 +35,9 @@ import jax.numpy as jnp
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
 from cvae_jax.models.cvae import CVAE
 
+__all__ = ["soft_clip", "DownPath", "UNet", "DeterministicUNet", "GaussianEncoder",
+           "ProbabilisticUNet"]
+
 
 def soft_clip(x: jax.Array, bound: float) -> jax.Array:
   """Smoothly maps x into (-bound, bound); ~x when |x| << bound."""

@@ -41,6 +41,10 @@ from cvae_jax.errors import ConfigError
 from cvae_jax.models import pooling
 from cvae_jax.models.cvae import CVAE
 
+__all__ = ["downsampling_factor", "pyramid_size", "mask_pyramid", "pyramid_weights",
+           "full_resolution", "check_network_geometry", "ConvEncoder", "ConvDecoder",
+           "BaselineCNN", "SegmentationCVAE"]
+
 
 def downsampling_factor(first_stride: int, pools: Sequence[int]) -> int:
   """How much smaller the encoder's output is than the image, per side."""
