@@ -8,9 +8,10 @@ The reference is pdoc's; the same build from a shell (it writes build/api/):
 """
 
 import importlib
-import os
 import pathlib
 import re
+import subprocess
+import sys
 import warnings
 
 import pdoc
@@ -65,20 +66,15 @@ def public_modules() -> list[str]:
 def api_reference(tmp_path_factory) -> pathlib.Path:
   """The reference's HTML, built in-process with every warning an error."""
   out = tmp_path_factory.mktemp("api")
-  environ = dict(os.environ)
-  # pdoc turns subprocesses started while importing into no-ops, with a
-  # warning; a dependency asks `uname -p` (platform.processor()) on import.
-  os.environ["PDOC_ALLOW_EXEC"] = "1"
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("error")
-      # As setup.cfg's pytest settings: dependencies' deprecations are theirs.
-      warnings.simplefilter("ignore", DeprecationWarning)
-      pdoc.render.configure(docformat="google")
-      pdoc.pdoc("cvae_jax", output_directory=out)
-  finally:
-    os.environ.clear()
-    os.environ.update(environ)
+  with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+    # pdoc turns subprocesses started while importing into no-ops, with a
+    # warning; a dependency asks `uname -p` (platform.processor()) on import.
+    patch.setenv("PDOC_ALLOW_EXEC", "1")
+    warnings.simplefilter("error")
+    # As setup.cfg's pytest settings: dependencies' deprecations are theirs.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pdoc.render.configure(docformat="google")
+    pdoc.pdoc("cvae_jax", output_directory=out)
   return out
 
 
@@ -111,8 +107,6 @@ def test_each_public_module_has_all_and_its_names_exist():
 
 def test_import_cvae_jax_loads_no_submodule():
   # A fresh interpreter: the tests' own imports are in sys.modules here.
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   code = ("import sys, cvae_jax; "
           "print(sorted(m for m in sys.modules if m.startswith(('cvae_jax.', 'jax', "
           "'tensorflow'))))")
