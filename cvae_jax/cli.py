@@ -15,26 +15,24 @@ ml_collections ConfigDict; `--config.<key>=<value>` overrides any key of it
 (dotted for nested keys: `--config.eval.num_samples=10`), parsed as a Python
 literal of the key's type; a key the config lacks is refused with the
 closest match. Your task module (any importable module) defines `TASK`, a
-`cvae_jax.runner.Task`, and the two functions `run` calls:
-
-  validate(config, workdir)  raises UserError / ConfigError; imports nothing
-      heavy, so a bad value answers in about the time `import jax` takes;
-  train_and_evaluate(config, workdir)  the run (`TASK.train_and_evaluate`:
-      the runner prints a finished workdir's figures from results.json with
-      no TensorFlow and no data, trains or resumes, evaluates, writes
-      results.json). `python -m cvae_jax.evaluate --workdir=DIR` evaluates a
-      finished run again.
+`cvae_jax.runner.Task`, whose settings `run` checks first
+(`cvae_jax.runner.check`: the workdir, `TASK.validate`, the trainer's; it
+imports nothing heavy, so a bad value answers in about the time `import jax`
+takes), then runs (`TASK.train_and_evaluate`: the runner prints a finished
+workdir's figures from results.json with no TensorFlow and no data, trains
+or resumes, evaluates, writes results.json). `python -m cvae_jax.evaluate
+--workdir=DIR` evaluates a finished run again.
 
 What `run` does, in order: parses the flags (a mistyped key is
 `error: unknown config key 'learnin_rate' (did you mean 'learning_rate'?);
 the keys are in train/configs/mnist_label.py`), imports the task module,
-calls `validate`, then `train_and_evaluate`. TensorFlow's C++ logs stay off
+checks the settings, then runs the task. TensorFlow's C++ logs stay off
 stderr unless --verbosity is given. Exit codes: 0 done; 2 a user error
 (`error: ...`, no traceback); 130 on SIGINT and 143 on SIGTERM (128 + the
 signal: the trainer saves a checkpoint first and raises
 `errors.Interrupted`; a second signal stops without saving). `run` also takes
 a `train_and_evaluate` callable instead of a module name, without the early
-`validate`. tests/test_cli.py checks the bad-value answer before TensorFlow
+check. tests/test_cli.py checks the bad-value answer before TensorFlow
 for every train/*.py, and the rest for mnist_label and mnist_quadrant.
 """
 
@@ -151,9 +149,9 @@ def run(task, default_config: str) -> None:
   """Defines --config and --workdir, checks them, then runs the task.
 
   Args:
-    task: the task module's name, e.g. "cvae_jax.tasks.mnist_label" (its
-      `validate` runs before anything imports TensorFlow), or, as before,
-      a `train_and_evaluate(config, workdir)` callable.
+    task: the name of a module defining `TASK`, e.g.
+      "cvae_jax.tasks.mnist_label" (checked before anything imports
+      TensorFlow), or a `train_and_evaluate(config, workdir)` callable.
     default_config: the config file a bare --config.<key> override refers to.
   """
   # Overrides such as --config.bogus=1 are matched against a config both when
@@ -203,9 +201,10 @@ def run(task, default_config: str) -> None:
         if not sharding.is_main_process():  # Process 0 speaks; errors still show.
           sys.stdout = open(os.devnull, "w")  # pylint: disable=consider-using-with
       if isinstance(task, str):
-        module = importlib.import_module(task)
-        module.validate(config, workdir)
-        module.train_and_evaluate(config, workdir)
+        from cvae_jax import runner  # pylint: disable=g-import-not-at-top
+        spec = importlib.import_module(task).TASK
+        runner.check(spec, config, workdir)
+        spec.train_and_evaluate(config, workdir)
       else:
         task(config, workdir)
     except Interrupted as e:

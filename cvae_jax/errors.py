@@ -63,3 +63,38 @@ def require_choice(config, name: str, choices, prefix: str = "") -> None:
   if value not in choices:
     raise ConfigError(f"{prefix}{name} must be one of {', '.join(choices)}, got "
                       f"{value!r}; set --config.{prefix}{name}")
+
+
+def require_range(config, name: str, low: float, high: float, prefix: str = "",
+                  *, low_open: bool = False, high_open: bool = False) -> None:
+  """Raises ConfigError naming `--config.<prefix><name>` unless its value lies
+  in the interval from `low` to `high` (ends closed unless `*_open`)."""
+  value = config[name]
+  above = value > low if low_open else value >= low
+  below = value < high if high_open else value <= high
+  if not (above and below):
+    interval = (f"{'(' if low_open else '['}{low:g}, {high:g}"
+                f"{')' if high_open else ']'}")
+    raise ConfigError(f"{prefix}{name} must be in {interval}, got {value!r}; "
+                      f"set --config.{prefix}{name}")
+
+
+def require_chunks(config, names, chunk: str = "chunk_size",
+                   prefix: str = "eval.") -> None:
+  """Raises ConfigError unless each sample count `names` is a multiple of
+  `chunk` (or below it: one chunk)."""
+  for name in names:
+    if config[name] % min(config[chunk], config[name]):
+      raise ConfigError(f"{prefix}{name}={config[name]} must be a multiple of "
+                        f"{prefix}{chunk}={config[chunk]}")
+
+
+def require_sample_counts(config, name: str, up_to: str,
+                          prefix: str = "eval.") -> None:
+  """Raises ConfigError unless `name` is a non-empty list of sample counts in
+  1..config[up_to]."""
+  counts = tuple(config[name])
+  if not counts or min(counts) < 1 or max(counts) > config[up_to]:
+    raise ConfigError(f"{prefix}{name} {counts} must be sample counts in "
+                      f"1..{prefix}{up_to}={config[up_to]}; set "
+                      f"--config.{prefix}{name}")

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["read_scalars", "plot_scalars", "tile_images", "save_image_grid",
-           "save_box_panel", "save_bar_chart", "save_curves"]
+           "save_box_panel", "save_bar_chart", "save_curves",
+           "save_toy_mixture_samples"]
 
 
 def read_scalars(workdir: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -153,3 +154,29 @@ def save_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
   figure.tight_layout()
   if _is_main_process():
     figure.savefig(str(path), dpi=90)
+
+
+def save_toy_mixture_samples(samples: np.ndarray, conditions, path: str | Path,
+                             data_seed: int = 0) -> None:
+  """One panel per condition x of `cvae_jax.data.toy_mixture`: the model's
+  samples [len(conditions) columns of samples[:, i], S, 2] over the data near
+  x (|x' - x| < 0.02) and the true modes."""
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from cvae_jax.data import toy_mixture  # pylint: disable=g-import-not-at-top
+  if not _is_main_process():
+    return
+  truth = toy_mixture.sample(np.random.default_rng(data_seed), 20_000)
+  fig = Figure(figsize=(12, 4))
+  axes = fig.subplots(1, len(conditions))
+  for i, (ax, value) in enumerate(zip(axes, conditions)):
+    near = np.abs(truth["x"][:, 0] - value) < 0.02
+    ax.scatter(*truth["y"][near].T, s=3, c="grey", alpha=0.4, label="data near x")
+    ax.scatter(*samples[:, i].T, s=3, c="tab:blue", alpha=0.5, label="model")
+    means = toy_mixture.mode_means(np.array([value]))[0]
+    k = int(toy_mixture.num_modes(np.array([value]))[0])
+    ax.scatter(*means[:k].T, marker="x", c="red", s=60, label="true modes")
+    ax.set(title=f"x = {value}: {k} modes", xlim=(-2, 2), ylim=(-2, 2),
+           aspect="equal")
+  axes[0].legend(loc="lower left", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)

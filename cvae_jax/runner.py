@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import evaluation, model_check
-from cvae_jax.errors import UserError
+from cvae_jax.errors import UserError, check_workdir
 from cvae_jax.evaluators import Evaluator, build as build_evaluators_by_name
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import InMemoryData, hooks, trainer
@@ -58,8 +58,8 @@ class Task:
   """A task: each field a callable taking the config first, or a constant.
 
   validate(config, workdir): raises ConfigError / UserError for settings
-    that cannot work, loads no data (ends with
-    `trainer.validate_trainer_config`).
+    that cannot work, loads no data (`check` adds the workdir's and the
+    trainer's checks).
   make_model(config): the flax module (the only place a task reads
     `config.model`).
   load_splits(config): {"train", "validation", "test"} -> {name: array}.
@@ -297,16 +297,33 @@ def _evaluate(task: Task, config, to_run: list[Evaluator], params, test: dict,
   return figures, seconds, by_evaluator, estimators
 
 
-def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Trains (resuming from `workdir`), evaluates and writes results.json
-  there; returns the results (see the module docstring)."""
+def check(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """UserError / ConfigError, before any data is read, for a workdir that is
+  not a directory, settings the task cannot work with (`task.validate`) or
+  the trainer cannot (`trainer.validate_trainer_config`)."""
   workdir = Path(workdir).expanduser().absolute()
-  task.validate(config, workdir)  # The task's checks end with the trainer's.
+  check_workdir(workdir)
+  task.validate(config, workdir)
+  trainer.validate_trainer_config(config)
+
+
+def _prepare(task: Task, config, workdir, names=None):
+  """(workdir, model, evaluators to run, the finished run or None), after
+  `check`; an unknown evaluator name fails here, before any data."""
+  check(task, config, workdir)
+  workdir = Path(workdir).expanduser().absolute()
   model = task.make_model(config)
-  to_run = build_evaluators(task, config, model)  # Unknown names fail here.
+  to_run = build_evaluators(task, config, model, names)
   finished = results_file.finished_run(
       workdir, config, ("eval", "evals", *task.evaluation_keys),
       runtime_keys=task.runtime_keys)
+  return workdir, model, to_run, finished
+
+
+def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  """Trains (resuming from `workdir`), evaluates and writes results.json
+  there; returns the results (see the module docstring)."""
+  workdir, model, to_run, finished = _prepare(task, config, workdir)
   if finished is not None:
     results_file.announce(workdir, finished)
     print(summary_line(task, finished.results, workdir), flush=True)
@@ -348,13 +365,7 @@ def evaluate(task: Task, config: ml_collections.ConfigDict, workdir: str | Path,
   others kept, and the config's evaluation settings recorded. Returns the
   results. UserError when the workdir holds no finished run of `config`
   (settings other than evaluation ones differ)."""
-  workdir = Path(workdir).expanduser().absolute()
-  task.validate(config, workdir)
-  model = task.make_model(config)
-  to_run = build_evaluators(task, config, model, names)
-  finished = results_file.finished_run(
-      workdir, config, ("eval", "evals", *task.evaluation_keys),
-      runtime_keys=task.runtime_keys)
+  workdir, model, to_run, finished = _prepare(task, config, workdir, names)
   if finished is None:
     raise UserError(f"{workdir} holds no finished run of this config (no "
                     f"{results_file.RESULTS_FILE}, or training settings differ); "

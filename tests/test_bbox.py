@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cvae_jax import box_metrics, distributions, objectives, predictors
+from cvae_jax import box_metrics, distributions, objectives, predictors, runner
 from cvae_jax.data import mnist_boxes
 from cvae_jax.evaluators import boxes as box_evaluators
 from cvae_jax.errors import ConfigError
@@ -197,7 +197,7 @@ class ModelTest(chex.TestCase):
     ({"data.max_digits": 5}, "data.max_digits=5 digits do not fit on a 56 x 56"),
     ({"data.min_digits": 3, "data.max_digits": 2}, "1 <= min <= max"),
     ({"eval.num_box_samples": 0}, "eval.num_box_samples must be a positive integer"),
-    ({"eval.best_of": (0, 4)}, "eval.best_of (0, 4) must be sample counts K"),
+    ({"eval.best_of": (0, 4)}, "eval.best_of (0, 4) must be sample counts in"),
     ({"network.num_components": 0}, "network.num_components must be a positive"),
     ({"model": "yolo"}, "model must be one of regressor, mdn, cvae, hybrid"),
     ({"condition": "text"}, "condition must be one of image, class"),
@@ -209,7 +209,7 @@ class ModelTest(chex.TestCase):
 ])
 def test_impossible_settings_are_one_line_config_errors(tmp_path, overrides, expected):
   with pytest.raises(ConfigError) as error:
-    bbox.validate(tiny_box_config(**overrides), tmp_path / "w")
+    runner.check(bbox.TASK, tiny_box_config(**overrides), tmp_path / "w")
   assert expected in str(error.value)
   assert "\n" not in str(error.value)
 

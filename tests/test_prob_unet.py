@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cvae_jax import distributions, metrics, objectives
-from cvae_jax.data import mnist_ambiguous
+from cvae_jax import distributions, metrics, objectives, runner
+from cvae_jax.data import mnist_ambiguous, splits
 from cvae_jax.errors import UserError
 from cvae_jax.models import prob_unet as models
 from cvae_jax.tasks import prob_unet
@@ -280,7 +280,7 @@ def test_impossible_settings_are_one_line_errors(tmp_path, overrides, expected):
       target = target[group]
     target[name] = value
   with pytest.raises(UserError) as error:
-    prob_unet.validate(config, tmp_path / "w")
+    runner.check(prob_unet.TASK, config, tmp_path / "w")
   assert expected in str(error.value)
   assert "\n" not in str(error.value)
 
@@ -290,7 +290,7 @@ def test_lidc_images_of_another_size_are_a_one_line_error(tmp_path):
   config = tiny_prob_unet_config(dataset="lidc", image_size=32)
   config.data.lidc_path = str(path)
   with pytest.raises(UserError, match="set --config.image_size=16") as error:
-    prob_unet.load_splits(config)
+    splits.ambiguous_splits(config)
   assert "\n" not in str(error.value)
 
 

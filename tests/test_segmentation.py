@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from cvae_jax import distributions, metrics, objectives
+from cvae_jax import distributions, metrics, objectives, runner
 from cvae_jax.data import augmentation, mnist_segmentation
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import segmentation as seg_models
@@ -227,7 +227,7 @@ class OfflineSetTest(chex.TestCase):
 ])
 def test_impossible_settings_are_config_errors(tmp_path, overrides, expected):
   with pytest.raises(ConfigError) as error:
-    segmentation.validate(
+    runner.check(segmentation.TASK,
         tiny_segmentation_config(**{"image_size": 32, **overrides}), tmp_path / "w")
   assert expected in str(error.value)
   assert "\n" not in str(error.value)

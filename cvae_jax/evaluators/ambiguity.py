@@ -32,6 +32,8 @@ their spread over images under "<name>_std"):
                the true frequencies, the unmatched share, and
                mode_frequency_<candidate> beside true_mode_frequency_<candidate>;
                draws modes.png.
+  panel        panel.png: per image, the image, its graders' masks and
+               `num_samples` sampled predictions' p(y = 1).
 `epoch_evaluation` gives the per-epoch figures (validation GED and NLL) that
 early stopping can select on.
 """
@@ -45,6 +47,7 @@ import numpy as np
 
 from cvae_jax import distributions, evaluation, metrics, plotting
 from cvae_jax.evaluators.base import Evaluator, measured
+from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
 
 KNOWN_DISTRIBUTION = ("candidates", "probabilities")
@@ -369,3 +372,18 @@ def epoch_line(epoch: int, values: dict) -> str:
 # The figures a run's final line shows (a name, or a prefix ending in "_").
 HEADLINE = ("ged_", "floor_ged_", "samples_diversity", "hungarian_iou",
             "ce_per_pixel", "nll", "mode_tv_pooled", "unmatched")
+
+
+def make_panel(predictor: Predictor, image_size: int, num_images: int = 8,
+               num_samples: int = 6) -> Evaluator:
+  """panel.png, [1 + G + num_samples rows, num_images, H, W] in [0, 1]: the
+  image, its G graders' masks, then sampled predictions' p(y = 1)."""
+  def draw(params, test, rng):
+    images = jnp.asarray(test["image"][:num_images])
+    samples = predictor.samples(params, images, rng, num_samples)
+    probabilities = np.asarray(distributions.mean_of(samples)).reshape(
+        -1, len(images), image_size, image_size)
+    return np.concatenate([test["image"][None, :num_images, ..., 0],
+                           np.moveaxis(test["masks"][:num_images], 1, 0),
+                           probabilities])
+  return picture("panel", draw, "panel.png")

@@ -11,15 +11,18 @@ Evaluator "boxes" (per input): best_of_<k>_iou for k in `best_of` (the best
 IoU of the first k boxes with any valid box, `box_metrics.best_of_k_iou`),
 coverage_at_<K> (the share of valid boxes that some box hits at IoU >= 0.5)
 and precision_at_<K> (the share of boxes that hit a valid one), valid_boxes.
+Evaluator "pictures": boxes.png (`make_pictures`).
 """
 
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from cvae_jax import box_metrics, distributions
+from cvae_jax import box_metrics, distributions, plotting
 from cvae_jax.evaluators.base import Evaluator, measured
+from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
 
 
@@ -54,3 +57,24 @@ def make_boxes(predictor: Predictor, batch_of: Callable[[dict], tuple],
                    f"precision_at_{k}": values[:, -2], "valid_boxes": values[:, -1]})
     return result
   return Evaluator("boxes", run)
+
+
+def make_pictures(predictor: Predictor, batch_of: Callable[[dict], tuple],
+                  num_images: int = 8, num_samples: int = 20,
+                  figure_class: int = -1) -> Evaluator:
+  """boxes.png: the first `num_images` test inputs, their valid boxes and
+  `num_samples` predicted boxes each (`plotting.save_box_panel`). With
+  `figure_class` >= 0 every input is asked for that class (condition["class"])
+  and the valid boxes are that class's."""
+  def draw(params, test, rng):
+    arrays = {k: jnp.asarray(v[:num_images]) for k, v in test.items()}
+    batch, valid = batch_of(arrays)
+    if figure_class >= 0:
+      condition = batch["condition"]
+      batch["condition"] = {**condition,
+                            "class": jnp.full_like(condition["class"], figure_class)}
+      valid = arrays["labels"] == figure_class
+    samples = sample_boxes(predictor, params, batch["condition"], rng, num_samples)
+    return {"image": np.asarray(arrays["image"]), "boxes": np.asarray(arrays["boxes"]),
+            "valid": np.asarray(valid), "samples": np.asarray(samples)}
+  return picture("pictures", draw, "boxes.png", save=plotting.save_box_panel)

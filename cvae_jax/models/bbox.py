@@ -38,14 +38,28 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import DiagonalGaussian, GaussianMixture
+from cvae_jax.errors import ConfigError, require_positive_ints, require_range
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.models.segmentation import ConvEncoder
 
 __all__ = ["BOX_SIZE", "with_coordinates", "ImageEncoder", "GaussianHead",
-           "BoxRegressor", "BoxMixtureDensityNet", "BoxCVAE"]
+           "BoxRegressor", "BoxMixtureDensityNet", "BoxCVAE", "check_network"]
 
 BOX_SIZE = 4  # (cx, cy, w, h)
 _INITIAL_STD = 0.1  # Of every Gaussian over boxes at initialisation.
+
+
+def check_network(net) -> None:
+  """ConfigError naming the field of a `network` config block (see
+  train/configs/bbox.py) that cannot work."""
+  require_positive_ints(net, (
+      "features", "hidden", "latent", "num_components", "first_stride"), "network.")
+  for name in ("cvae_box_std", "mdn_box_std"):  # 0: learned.
+    require_range(net, name, 0.0, 0.1, "network.", high_open=True)
+  require_range(net, "min_std", 0.0, 0.1, "network.", low_open=True, high_open=True)
+  if not len(net.channels) == len(net.kernels) == len(net.pools):
+    raise ConfigError("network.channels, network.kernels and network.pools need "
+                      "one entry per conv each")
 
 
 def with_coordinates(images: jax.Array) -> jax.Array:

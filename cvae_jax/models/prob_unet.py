@@ -33,10 +33,30 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.errors import ConfigError, require_positive_ints
 from cvae_jax.models.cvae import CVAE
 
 __all__ = ["soft_clip", "DownPath", "UNet", "DeterministicUNet", "GaussianEncoder",
-           "ProbabilisticUNet"]
+           "ProbabilisticUNet", "check_network"]
+
+
+def check_network(net, image_size: int) -> None:
+  """ConfigError naming the field when the `network` config block (see
+  train/configs/prob_unet.py) cannot segment image_size x image_size images."""
+  require_positive_ints(net, ("latent_size", "convs_per_block"), "network.")
+  if not net.channels or min(net.channels) <= 0:
+    raise ConfigError("network.channels must be positive channel counts, one "
+                      f"per U-Net block, got {tuple(net.channels)}; "
+                      "set --config.network.channels")
+  halvings = len(net.channels) - 1
+  if image_size % 2 ** halvings:
+    raise ConfigError(
+        f"image_size={image_size} cannot be halved {halvings} times by "
+        f"a U-Net of {halvings + 1} blocks; set --config.image_size to a "
+        f"multiple of {2 ** halvings} or use fewer network.channels")
+  if net.fcomb_convs < 0:
+    raise ConfigError("network.fcomb_convs must be >= 0; set "
+                      "--config.network.fcomb_convs")
 
 
 def soft_clip(x: jax.Array, bound: float) -> jax.Array:

@@ -43,7 +43,7 @@ from cvae_jax.models.cvae import CVAE
 
 __all__ = ["downsampling_factor", "pyramid_size", "mask_pyramid", "pyramid_weights",
            "full_resolution", "check_network_geometry", "ConvEncoder", "ConvDecoder",
-           "BaselineCNN", "SegmentationCVAE"]
+           "BaselineCNN", "SegmentationCVAE", "from_network_config"]
 
 
 def downsampling_factor(first_stride: int, pools: Sequence[int]) -> int:
@@ -329,3 +329,26 @@ class SegmentationCVAE(CVAE):
 
   def baseline_from_features(self, features: dict) -> Bernoulli:
     return Bernoulli(features["baseline"])
+
+
+def from_network_config(net, size: int, multiscale_levels: int
+                        ) -> tuple[BaselineCNN, SegmentationCVAE]:
+  """(the baseline CNN, the conv CVAE around an identical one) for size x
+  size images from a `network` config block (train/configs/segmentation.py's);
+  ConfigError when its geometry cannot work (`check_network_geometry`)."""
+  check_network_geometry(net, size, multiscale_levels)
+  baseline = dict(
+      encoder_channels=tuple(net.baseline_encoder_channels),
+      middle_channels=net.baseline_middle_channels,
+      decoder_channels=tuple(net.baseline_decoder_channels),
+      kernels=tuple(net.baseline_kernels))
+  shared = dict(first_stride=net.first_stride, pools=tuple(net.pools),
+                height=size, width=size, multiscale_levels=multiscale_levels)
+  cvae = SegmentationCVAE(
+      encoder_channels=tuple(net.encoder_channels),
+      encoder_kernels=tuple(net.encoder_kernels),
+      latent_channels=net.latent_channels, latent_kernel=net.latent_kernel,
+      decoder_channels=tuple(net.decoder_channels),
+      decoder_kernels=tuple(net.decoder_kernels),
+      **{f"baseline_{k}": v for k, v in baseline.items()}, **shared)
+  return BaselineCNN(**baseline, **shared), cvae

@@ -28,67 +28,37 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from cvae_jax import evaluators, objectives, plotting, predictors, runner, schedules
+from cvae_jax import evaluators, objectives, predictors, runner, schedules
 from cvae_jax.evaluators import boxes as box_evaluators
-from cvae_jax.errors import (ConfigError, check_workdir,
-                             require_choice, require_positive_ints)
+from cvae_jax.data import splits
+from cvae_jax.errors import (ConfigError, require_choice,
+                             require_positive_ints, require_range,
+                             require_sample_counts)
 from cvae_jax.models import bbox as bbox_models
 from cvae_jax.models.cvae import CVAE
-from cvae_jax.training import trainer
 
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
 # What each model kind minimises, as a kind of `objectives.per_example_objective`.
 OBJECTIVE_KINDS = {"regressor": "baseline", "mdn": "baseline", "cvae": "cvae",
                    "hybrid": "hybrid"}
 CONDITIONS = ("image", "class")
-OFFLINE_DATASET = "mnist_boxes"
-TFDS_DATASETS = ("voc/2007",)
-DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
-NUM_CLASSES = {OFFLINE_DATASET: 10, "voc/2007": 20}
-
-
-def canvas_spec(config):
-  """The offline set's `CanvasSpec` from config.image_size and config.data."""
-  from cvae_jax.data.mnist_boxes import CanvasSpec  # pylint: disable=g-import-not-at-top
-  return CanvasSpec(size=config.image_size, min_digits=config.data.min_digits,
-                    max_digits=config.data.max_digits,
-                    max_box_iou=config.data.max_box_iou)
+NUM_CLASSES = {"mnist_boxes": 10, "voc/2007": 20}
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
-  workdir = Path(workdir).expanduser()
-  check_workdir(workdir)
   require_choice(config, "model", MODEL_KINDS)
   require_choice(config, "condition", CONDITIONS)
-  require_choice(config, "dataset", DATASETS)
-  if not 0.0 <= config.hybrid_alpha <= 1.0:
-    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
-                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  require_choice(config, "dataset", tuple(NUM_CLASSES))
+  require_range(config, "hybrid_alpha", 0.0, 1.0)
   require_positive_ints(config, ("image_size",))
-  require_positive_ints(config.network, (
-      "features", "hidden", "latent", "num_components", "first_stride"), "network.")
-  for name in ("cvae_box_std", "mdn_box_std"):
-    if not 0.0 <= config.network[name] < 0.1:
-      raise ConfigError(f"network.{name} must be in [0, 0.1) (0: learned), got "
-                        f"{config.network[name]!r}; set --config.network.{name}")
-  if not 0.0 < config.network.min_std < 0.1:
-    raise ConfigError(f"network.min_std must be in (0, 0.1) (image sides), got "
-                      f"{config.network.min_std!r}; set --config.network.min_std")
-  if not (len(config.network.channels) == len(config.network.kernels)
-          == len(config.network.pools)):
-    raise ConfigError("network.channels, network.kernels and network.pools need "
-                      "one entry per conv each")
-  if config.dataset == OFFLINE_DATASET:
-    canvas_spec(config).check()
+  bbox_models.check_network(config.network)
+  if config.dataset == "mnist_boxes":
+    splits.box_canvas_spec(config).check()
   require_positive_ints(config.eval, (
       "batch_size", "num_box_samples", "num_samples", "figure_images"), "eval.")
-  best_of = tuple(config.eval.best_of)
-  if not best_of or min(best_of) <= 0 or max(best_of) > config.eval.num_box_samples:
-    raise ConfigError(f"eval.best_of {best_of} must be sample counts K in "
-                      f"1..eval.num_box_samples={config.eval.num_box_samples}")
+  require_sample_counts(config.eval, "best_of", "num_box_samples")
   classes = NUM_CLASSES[config.dataset]
   if not (config.eval.figure_class == -1 or 0 <= config.eval.figure_class < classes):
     raise ConfigError(f"eval.figure_class must be -1 (the queried box's class) "
@@ -96,7 +66,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
                       f"{config.eval.figure_class!r}; set --config.eval.figure_class")
   if config.eval.figure_class != -1 and config.condition != "class":
     raise ConfigError("eval.figure_class needs --config.condition=class")
-  trainer.validate_trainer_config(config)
 
 
 def make_model(config: ml_collections.ConfigDict):
@@ -114,27 +83,6 @@ def make_model(config: ml_collections.ConfigDict):
                                             num_components=net.num_components,
                                             box_std=net.mdn_box_std)
   return bbox_models.BoxCVAE(**fields, latent=net.latent, box_std=net.cvae_box_std)
-
-
-def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
-  """{"train", "validation", "test"} -> box interface arrays."""
-  # pylint: disable=g-import-not-at-top
-  limits = {"train": config.data.max_train_examples,
-            "validation": config.data.max_eval_examples,
-            "test": config.data.max_eval_examples}
-  if config.dataset == OFFLINE_DATASET:
-    from cvae_jax.data import mnist, mnist_boxes
-    mnist.prepare_mnist(config.data_dir, download=config.download)
-    with mnist.unreadable_records_as_user_errors(config.data_dir):
-      return mnist_boxes.load_box_splits(config.data_dir, canvas_spec(config),
-                                         config.validation_size, config.data.seed,
-                                         limits)
-  from cvae_jax.data import tfds_boxes
-  return {split: tfds_boxes.load_box_arrays(
-      config.dataset, name, config.data_dir, config.image_size,
-      config.data.max_digits, seed=config.data.seed, download=config.download,
-      max_examples=limits[split] or None)
-          for split, name in tfds_boxes.SPLITS.items()}
 
 
 def objective_batch(config, arrays: dict,
@@ -190,9 +138,8 @@ def run_identity(config) -> dict:
   identity = {k: config[k] for k in ("model", "condition", "dataset", "image_size",
                                      "validation_size")}
   identity.update(data=config.data.to_dict(), network=config.network.to_dict())
-  if config.model == "hybrid":  # (Its GSNN term has one sample.)
-    identity["hybrid_alpha"] = config.hybrid_alpha
-  return identity
+  return {**identity, **objectives.objective_settings(  # One GSNN sample.
+      OBJECTIVE_KINDS[config.model], config.hybrid_alpha, 1)}
 
 
 # The config's default `evals`: the box figures, -log p(box | x) (exact for
@@ -215,28 +162,9 @@ def task_evaluators(config, model) -> dict:
       **evaluators.library(ctx),
       "boxes": box_evaluators.make_boxes(predict, batch_of, ev.batch_size,
                                          ev.num_box_samples, tuple(ev.best_of)),
-      "pictures": evaluators.picture(
-          "pictures",
-          lambda params, test, rng: figure_boxes(config, predict, params, test, rng),
-          "boxes.png", save=plotting.save_box_panel)}
-
-
-def figure_boxes(config, predict, params, test: dict, rng: jax.Array) -> dict:
-  """The first `eval.figure_images` test canvases, their valid boxes and
-  `eval.num_box_samples` sampled boxes, as numpy arrays (for `plotting`)."""
-  count = config.eval.figure_images
-  arrays = {k: jnp.asarray(v[:count]) for k, v in test.items()}
-  if config.eval.figure_class >= 0:  # Ask every canvas for this class.
-    batch, _ = objective_batch(config, arrays, None)
-    batch["condition"]["class"] = jnp.full_like(batch["condition"]["class"],
-                                                 config.eval.figure_class)
-    valid = arrays["labels"] == config.eval.figure_class
-  else:
-    batch, valid = objective_batch(config, arrays, None)
-  samples = box_evaluators.sample_boxes(predict, params, batch["condition"], rng,
-                                       config.eval.num_box_samples)
-  return {"image": np.asarray(arrays["image"]), "boxes": np.asarray(arrays["boxes"]),
-          "valid": np.asarray(valid), "samples": np.asarray(samples)}
+      "pictures": box_evaluators.make_pictures(
+          predict, batch_of, ev.figure_images, ev.num_box_samples,
+          ev.figure_class)}
 
 
 def header(config, test: dict) -> dict:
@@ -250,7 +178,8 @@ UNITS = {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
          "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
          "nll_*": "nats per box (density over normalised cx, cy, w, h)"}
 TASK = runner.Task(
-    name="bbox", validate=validate, make_model=make_model, load_splits=load_splits,
+    name="bbox", validate=validate, make_model=make_model,
+    load_splits=splits.box_splits,
     make_init_batch=lambda config, example: objective_batch(config, example,
                                                             None)[0],
     make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),

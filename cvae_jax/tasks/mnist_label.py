@@ -20,14 +20,14 @@ import functools
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (evaluation, evaluators, models, objectives, plotting, runner,
-                      sampling)
+from cvae_jax import evaluation, evaluators, models, objectives, runner
 from cvae_jax.data import mnist
-from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
+from cvae_jax.errors import (require_choice, require_chunks,
+                             require_positive_ints)
+from cvae_jax.evaluators import pictures
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 from cvae_jax.training import results as results_file
@@ -38,13 +38,10 @@ EVALUATION_KEYS = ("eval_batch_size", "reference_test_batch_size",
 
 
 def make_model(config: ml_collections.ConfigDict):
-  if config.model_name not in models.MODELS:
-    raise ConfigError(f"unknown model_name {config.model_name!r}; use one of "
-                      f"{sorted(models.MODELS)}")
+  """`models.MODELS[config.model_name]` built from the `model` block."""
+  require_choice(config, "model_name", tuple(models.MODELS))
   require_positive_ints(config.model, ("hidden_size", "latent_size"), "model.")
-  if config.model.initialisation not in INITIALISATIONS:
-    raise ConfigError(f"model.initialisation must be one of {INITIALISATIONS}, "
-                      f"got {config.model.initialisation!r}")
+  require_choice(config.model, "initialisation", INITIALISATIONS, "model.")
   return models.MODELS[config.model_name](**config.model)
 
 
@@ -67,17 +64,11 @@ def format_eval_log(epoch: int, metrics: dict[str, float]) -> str:
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
-  workdir = Path(workdir).expanduser().absolute()
-  check_workdir(workdir)
   make_model(config)
   require_positive_ints(config, (
       "eval_batch_size", "reference_test_batch_size", "importance_samples",
       "importance_chunk_size", "sample_columns"))
-  if config.importance_samples % config.importance_chunk_size:
-    raise ConfigError(
-        f"importance_samples={config.importance_samples} must be a multiple of "
-        f"importance_chunk_size={config.importance_chunk_size}")
-  trainer.validate_trainer_config(config)  # Before loading data: fail fast.
+  require_chunks(config, ("importance_samples",), "importance_chunk_size", "")
 
 
 def negative_elbo_per_image(model, params, batch, rng) -> jax.Array:
@@ -96,21 +87,6 @@ def test_loss_metrics(per_image: np.ndarray, reference_batch: int) -> dict:
     reference = mean * reference_batch
   return {"test_loss_reference_unit": reference,
           "test_negative_elbo_nats_per_image": mean}
-
-
-def _sample_grid(model, params, rng, num_columns: int) -> np.ndarray:
-  """[10 digits, num_columns, 28, 28] samples, row d conditioned on digit d."""
-  labels = jnp.repeat(jnp.arange(mnist.NUM_CLASSES), num_columns)
-  images = jax.jit(functools.partial(sampling.generate, model))(params, labels, rng)
-  return np.asarray(images).reshape(mnist.NUM_CLASSES, num_columns, 28, 28)
-
-
-def _reconstruction_grid(model, params, arrays, rng, count: int) -> np.ndarray:
-  """[2, count, 28, 28]: test images (top) and their reconstructions (bottom)."""
-  target, condition = arrays["target"][:count], arrays["condition"][:count]
-  recon = jax.jit(functools.partial(sampling.reconstruct, model))(
-      params, target, condition, rng)
-  return np.stack([target, np.asarray(recon)]).reshape(2, count, 28, 28)
 
 
 def summary(results: dict, workdir: Path) -> str:
@@ -180,19 +156,10 @@ def task_evaluators(config, model) -> dict:
     return {"test_loss_reference_unit": figures["test_loss_reference_unit"],
             "negative_elbo": figures["test_negative_elbo_nats_per_image"]}
 
-  def pictures(params, test, rng, workdir):
-    grid_rng, recon_rng = jax.random.split(rng)
-    plotting.save_image_grid(
-        _sample_grid(model, params, grid_rng, config.sample_columns),
-        workdir / "samples.png")
-    plotting.save_image_grid(
-        _reconstruction_grid(model, params, test, recon_rng, 10),
-        workdir / "reconstructions.png")
-    return {}
-
   return {**evaluators.library(context(config, model)),
           "test_loss": evaluators.Evaluator("test_loss", final_test_loss),
-          "pictures": evaluators.Evaluator("pictures", pictures, stream="pictures")}
+          "pictures": pictures.make_label_pictures(
+              model, mnist.NUM_CLASSES, config.sample_columns, (28, 28))}
 
 
 def make_loss_fn(config, model):

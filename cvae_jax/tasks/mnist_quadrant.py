@@ -25,11 +25,11 @@ import numpy as np
 
 from cvae_jax import evaluators, objectives, runner, sampling, schedules
 from cvae_jax.data import mnist, quadrants
-from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
+from cvae_jax.errors import (ConfigError, require_chunks,
+                             require_choice, require_positive_ints, require_range)
 from cvae_jax.models import BaselineNet, QuadrantCVAE
 from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
-from cvae_jax.training import trainer
 from cvae_jax.training.optimizers import OPTIMIZERS
 
 MODEL_KINDS = objectives.OBJECTIVES
@@ -41,32 +41,20 @@ DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises UserError / ConfigError for a config or workdir that cannot work;
   imports no TensorFlow (entry points call it before loading data)."""
-  workdir = Path(workdir).expanduser().absolute()
-  check_workdir(workdir)
-  if config.model not in MODEL_KINDS:
-    raise ConfigError(f"model must be one of {MODEL_KINDS}, got "
-                      f"{config.model!r}; set --config.model")
-  if config.baseline_training not in BASELINE_TRAINING:
-    raise ConfigError(f"baseline_training must be one of {BASELINE_TRAINING}, "
-                      f"got {config.baseline_training!r}")
-  if not 0.0 <= config.hybrid_alpha <= 1.0:
-    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
-                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
-  require_positive_ints(config, ("gsnn_samples",))
+  require_choice(config, "model", MODEL_KINDS)
+  require_choice(config, "baseline_training", BASELINE_TRAINING)
+  require_range(config, "hybrid_alpha", 0.0, 1.0)
+  require_positive_ints(config, ("gsnn_samples", "validation_size"))
   quadrants.check_quadrant_config(config.num_quadrants, config.quadrant_order)
-  if config.binarisation not in quadrants.BINARISATIONS:
-    raise ConfigError(f"binarisation must be one of {quadrants.BINARISATIONS}, "
-                      f"got {config.binarisation!r}; set --config.binarisation")
+  require_choice(config, "binarisation", quadrants.BINARISATIONS)
   require_positive_ints(config.network, ("latent_size",), "network.")
-  if config.network.initialisation not in INITIALISATIONS:
-    raise ConfigError(f"network.initialisation must be one of {INITIALISATIONS}, "
-                      f"got {config.network.initialisation!r}")
+  require_choice(config.network, "initialisation", INITIALISATIONS, "network.")
   if config.network.baseline_to_generation and (
       not config.network.generation_sees_condition):
     raise ConfigError("network.baseline_to_generation needs "
                       "network.generation_sees_condition=True (p(y|z) does not "
                       "see x); set one of them")
-  if (config.model != "baseline" and config.baseline_training == "pretrained"
+  if (_frozen_baseline(config, make_model(config))
       and config.optimizer in DECOUPLED_WEIGHT_DECAY):
     others = [o for o in OPTIMIZERS if o not in DECOUPLED_WEIGHT_DECAY]
     raise ConfigError(f"optimizer {config.optimizer!r} decays every parameter, "
@@ -77,7 +65,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
       not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
     raise ConfigError("network.hidden_sizes must be positive integers, got "
                       f"{config.network.hidden_sizes!r}")
-  require_positive_ints(config, ("validation_size",))
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "large_num_samples", "chunk_size",
       "elbo_samples", "figure_images", "figure_samples"), "eval.")
@@ -85,11 +72,13 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
       config.eval.large_num_images < 0):
     raise ConfigError("eval.large_num_images must be an integer >= 0 (0: the "
                       f"whole test split), got {config.eval.large_num_images!r}")
-  for name in ("num_samples", "large_num_samples"):
-    if config.eval[name] % min(config.eval.chunk_size, config.eval[name]):
-      raise ConfigError(f"eval.{name}={config.eval[name]} must be a multiple "
-                        f"of eval.chunk_size={config.eval.chunk_size}")
-  trainer.validate_trainer_config(config)  # Before loading data: fail fast.
+  require_chunks(config.eval, ("num_samples", "large_num_samples"))
+
+
+def _frozen_baseline(config, model) -> bool:
+  """Whether the model is a CVAE whose baseline is trained first, then frozen."""
+  return (isinstance(model, QuadrantCVAE)
+          and config.baseline_training == "pretrained")
 
 
 def make_model(config: ml_collections.ConfigDict):
@@ -131,12 +120,12 @@ def run_identity(config: ml_collections.ConfigDict) -> dict:
   identity = {k: config[k] for k in (
       "model", "num_quadrants", "quadrant_order", "binarisation",
       "validation_size")}
-  if config.model == "baseline":
-    identity["network"] = {k: config.network[k]
-                           for k in ("hidden_sizes", "initialisation")}
-  else:
+  if isinstance(make_model(config), QuadrantCVAE):
     identity["network"] = config.network.to_dict()
     identity["baseline_training"] = config.baseline_training
+  else:
+    identity["network"] = {k: config.network[k]
+                           for k in ("hidden_sizes", "initialisation")}
   identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
                                                 config.gsnn_samples))
   return identity
@@ -147,7 +136,7 @@ def pretrained(config, workdir: Path, splits) -> dict | None:
   baseline's params {"params": {"baseline": ...}}, trained in (or resumed
   from) `config.baseline_workdir`, or `workdir/baseline` when that is empty;
   None otherwise."""
-  if config.model == "baseline" or config.baseline_training != "pretrained":
+  if not _frozen_baseline(config, make_model(config)):
     return None
   baseline_dir = (Path(config.baseline_workdir).expanduser().absolute()
                   if config.baseline_workdir else workdir / "baseline")
@@ -216,8 +205,8 @@ def header(config, test: dict) -> dict:
       "model": config.model,
       "protocol": config.protocol,
       "num_quadrants": config.num_quadrants,
-      **({"gsnn_samples": config.gsnn_samples}
-         if config.model in ("gsnn", "hybrid") else {}),
+      **objectives.objective_settings(config.model, config.hybrid_alpha,
+                                      config.gsnn_samples),
       "num_samples": {"prior_monte_carlo": config.eval.num_samples,
                       "importance_sampled": config.eval.num_samples,
                       "importance_sampled_large": config.eval.large_num_samples,

@@ -31,67 +31,31 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from cvae_jax import distributions, objectives, predictors, runner, schedules
-from cvae_jax.errors import (ConfigError, UserError, check_workdir,
-                             require_choice, require_positive_ints)
-from cvae_jax.evaluators import ambiguity, picture
-from cvae_jax.data import augmentation
+from cvae_jax import objectives, predictors, runner, schedules
+from cvae_jax.errors import (ConfigError, UserError, require_chunks,
+                             require_choice, require_positive_ints,
+                             require_sample_counts)
+from cvae_jax.evaluators import ambiguity
+from cvae_jax.data import augmentation, splits
 from cvae_jax.models import import_model, prob_unet as models
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.models.cvae import CVAE, forward
-from cvae_jax.tasks import segmentation as seg_task
-from cvae_jax.training import trainer
 
 MODELS = ("unet", "prob_unet", "sohn_cvae")
 DATASETS = ("mnist_ambiguous", "lidc")
 
 
-def ambiguity_spec(config):
-  """The offline set's `AmbiguitySpec` from config.image_size and config.data."""
-  from cvae_jax.data.mnist_ambiguous import AmbiguitySpec  # pylint: disable=g-import-not-at-top
-  return AmbiguitySpec(
-      size=config.image_size, digit_size=config.data.digit_size,
-      num_graders=config.data.num_graders,
-      structure_probabilities=tuple(config.data.structure_probabilities),
-      loose_probability=config.data.loose_probability)
-
-
-def sohn_config(config) -> ml_collections.ConfigDict:
-  """The segmentation task's config for Sohn et al.'s CVAE on these images."""
-  return ml_collections.ConfigDict(dict(
-      model="cvae", image_size=config.image_size, hybrid_alpha=0.5,
-      gsnn_samples=1, multiscale_levels=0, multiscale_weight=0.0,
-      network=config.sohn_network.to_dict()))
-
-
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
-  workdir = Path(workdir).expanduser()
-  check_workdir(workdir)
   require_choice(config, "dataset", DATASETS)
   require_positive_ints(config, ("image_size", "likelihood_samples"))
-  require_positive_ints(config.network, (
-      "latent_size", "convs_per_block"), "network.")
-  if not config.network.channels or min(config.network.channels) <= 0:
-    raise ConfigError("network.channels must be positive channel counts, one "
-                      f"per U-Net block, got {tuple(config.network.channels)}; "
-                      "set --config.network.channels")
-  halvings = len(config.network.channels) - 1
-  if config.image_size % 2 ** halvings:
-    raise ConfigError(
-        f"image_size={config.image_size} cannot be halved {halvings} times by "
-        f"a U-Net of {halvings + 1} blocks; set --config.image_size to a "
-        f"multiple of {2 ** halvings} or use fewer network.channels")
   if config.beta < 0:
     raise ConfigError(f"beta must be >= 0, got {config.beta}; set --config.beta")
-  if config.network.fcomb_convs < 0:
-    raise ConfigError("network.fcomb_convs must be >= 0; set "
-                      "--config.network.fcomb_convs")
+  models.check_network(config.network, config.image_size)
   make_model(config)  # An unknown model or its impossible geometry.
   if config.dataset == "mnist_ambiguous":
-    ambiguity_spec(config).check()
+    splits.ambiguity_spec(config).check()
   elif not config.data.lidc_path:
     raise UserError("dataset=lidc needs the preprocessed LIDC file; pass "
                     "--config.data.lidc_path=/path/to/data_lidc.pickle "
@@ -102,60 +66,26 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "chunk_size", "hungarian_samples",
       "figure_images", "figure_samples"), "eval.")
-  if config.eval.num_samples % min(config.eval.chunk_size, config.eval.num_samples):
-    raise ConfigError(f"eval.num_samples={config.eval.num_samples} must be a "
-                      f"multiple of eval.chunk_size={config.eval.chunk_size}")
-  if not config.eval.ged_samples or min(config.eval.ged_samples) < 1 or max(
-      config.eval.ged_samples) > config.eval.num_samples:
-    raise ConfigError(f"eval.ged_samples {tuple(config.eval.ged_samples)} must "
-                      f"be sample counts in 1..eval.num_samples="
-                      f"{config.eval.num_samples}")
-  trainer.validate_trainer_config(config)
+  require_chunks(config.eval, ("num_samples",))
+  require_sample_counts(config.eval, "ged_samples", "num_samples")
 
 
 def make_model(config):
   """The module `config.model` names: DeterministicUNet, ProbabilisticUNet,
-  Sohn et al.'s SegmentationCVAE, or "package.module:factory" -> factory(config)."""
+  Sohn et al.'s SegmentationCVAE (`config.sohn_network`, no multiscale
+  targets), or "package.module:factory" -> factory(config)."""
   net = config.network
   if ":" in config.model:
     return import_model(config.model)(config)
   require_choice(config, "model", MODELS)
   if config.model == "sohn_cvae":
-    sohn = sohn_config(config)
-    seg_models.check_network_geometry(sohn.network, sohn.image_size,
-                                      sohn.multiscale_levels)
-    return seg_task.make_model(sohn)
+    return seg_models.from_network_config(config.sohn_network, config.image_size,
+                                          multiscale_levels=0)[1]
   if config.model == "unet":
     return models.DeterministicUNet(tuple(net.channels), net.convs_per_block)
   return models.ProbabilisticUNet(
       tuple(net.channels), net.latent_size, net.convs_per_block,
       net.fcomb_convs, net.log_variance_bound)
-
-
-def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
-  """{"train", "validation", "test"} -> {"image", "masks", ...} arrays."""
-  # pylint: disable=g-import-not-at-top
-  limits = {"train": config.data.max_train_examples,
-            "validation": config.data.max_eval_examples,
-            "test": config.data.max_eval_examples}
-  if config.dataset == "lidc":
-    from cvae_jax.data import lidc
-    splits = lidc.load_lidc_splits(
-        Path(config.data.lidc_path).expanduser(),
-        tuple(config.data.lidc_fractions), config.data.seed,
-        {k: v for k, v in limits.items() if v})
-  else:
-    from cvae_jax.data import mnist, mnist_ambiguous
-    mnist.prepare_mnist(config.data_dir, download=config.download)
-    splits = mnist_ambiguous.load_ambiguous_splits(
-        config.data_dir, ambiguity_spec(config), config.validation_size,
-        config.data.seed, limits)
-  image = splits["test"]["image"]
-  if image.shape[1:3] != (config.image_size,) * 2:
-    raise UserError(f"the {config.dataset} images are {image.shape[1]}x"
-                    f"{image.shape[2]}, not image_size={config.image_size}; "
-                    f"set --config.image_size={image.shape[1]}")
-  return splits
 
 
 def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
@@ -240,8 +170,8 @@ def evaluators(config, model) -> dict:
           ev.hungarian_samples),
       "likelihoods": ambiguity.make_likelihoods(predict, size, ev.batch_size,
                                                 ev.num_samples),
-      "panel": picture("panel", lambda params, test, rng: panel(
-          config, predict, params, test, rng), "panel.png"),
+      "panel": ambiguity.make_panel(predict, size, ev.figure_images,
+                                    ev.figure_samples),
       "calibration": ambiguity.make_calibration(predict, size, ev.batch_size,
                                                 ev.num_samples),
       "modes": ambiguity.make_modes(
@@ -250,21 +180,9 @@ def evaluators(config, model) -> dict:
           title=config.model)}
 
 
-def panel(config, predict, params, test: dict, rng: jax.Array) -> np.ndarray:
-  """[rows, images, H, W] in [0, 1]: the image, its G graders' masks, then
-  `figure_samples` sampled predictions' p(y = 1)."""
-  count, size = config.eval.figure_images, config.image_size
-  images = jnp.asarray(test["image"][:count])
-  samples = predict.samples(params, images, rng, config.eval.figure_samples)
-  probabilities = np.asarray(distributions.mean_of(samples)).reshape(
-      -1, count, size, size)
-  return np.concatenate([test["image"][None, :count, ..., 0],
-                         np.moveaxis(test["masks"][:count], 1, 0), probabilities])
-
-
 TASK = runner.Task(
     name="prob_unet", validate=validate, make_model=make_model,
-    load_splits=load_splits,
+    load_splits=splits.ambiguous_splits,
     make_init_batch=lambda config, example: objective_batch(
         example["image"], example["masks"][:, 0]),
     make_loss_fn=make_loss_fn, validation=validation, run_identity=run_identity,

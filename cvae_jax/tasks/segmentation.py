@@ -27,112 +27,44 @@ import numpy as np
 
 from cvae_jax import (evaluators, objectives, predictors, runner, sampling,
                       schedules)
-from cvae_jax.data import augmentation
+from cvae_jax.data import augmentation, splits
 from cvae_jax.evaluators import segmentation as segmentation_evaluators
-from cvae_jax.errors import (ConfigError, check_workdir,
-                             require_choice, require_positive_ints)
+from cvae_jax.errors import (ConfigError, require_chunks,
+                             require_choice, require_positive_ints, require_range,
+                             require_sample_counts)
 from cvae_jax.models import segmentation as seg_models
-from cvae_jax.training import trainer
 
 MODEL_KINDS = objectives.OBJECTIVES
-OFFLINE_DATASET = "mnist_segmentation"
-TFDS_DATASETS = ("caltech_birds2011", "oxford_iiit_pet")
-DATASETS = (OFFLINE_DATASET, *TFDS_DATASETS)
-
-
-def canvas_spec(config):
-  """The offline set's `CanvasSpec` from config.data and config.occlusion."""
-  from cvae_jax.data.mnist_segmentation import CanvasSpec  # pylint: disable=g-import-not-at-top
-  return CanvasSpec(size=config.image_size,
-                    num_fragments=config.data.num_fragments,
-                    fragment_size=config.data.fragment_size,
-                    noise_std=config.data.noise_std,
-                    occlusion_blocks=config.occlusion.blocks,
-                    occlusion_size=config.occlusion.size)
+DATASETS = ("mnist_segmentation", "caltech_birds2011", "oxford_iiit_pet")
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """Raises ConfigError / UserError for impossible settings; loads no data."""
-  workdir = Path(workdir).expanduser()
-  check_workdir(workdir)
   require_choice(config, "model", MODEL_KINDS)
   require_choice(config, "dataset", DATASETS)
-  if not 0.0 <= config.input_omission_rate < 1.0:
-    raise ConfigError("input_omission_rate must be in [0, 1), got "
-                      f"{config.input_omission_rate!r}; set "
-                      "--config.input_omission_rate")
-  if not 0.0 <= config.hybrid_alpha <= 1.0:
-    raise ConfigError(f"hybrid_alpha must be in [0, 1], got "
-                      f"{config.hybrid_alpha!r}; set --config.hybrid_alpha")
+  require_range(config, "input_omission_rate", 0.0, 1.0, high_open=True)
+  require_range(config, "hybrid_alpha", 0.0, 1.0)
   require_positive_ints(config, ("image_size", "gsnn_samples"))
   require_positive_ints(config.network, ("latent_channels", "first_stride"),
                         "network.")
-  seg_models.check_network_geometry(config.network, config.image_size,
-                                    config.multiscale_levels)
-  if config.dataset == OFFLINE_DATASET:
-    canvas_spec(config).check()
+  make_model(config)  # Its geometry.
+  if config.dataset == "mnist_segmentation":
+    splits.segmentation_canvas_spec(config).check()
   elif config.occlusion.blocks:
     raise ConfigError("occlusion applies to the offline mnist_segmentation set "
                       "only; set --config.occlusion.blocks=0")
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "chunk_size", "figure_images",
       "figure_samples"), "eval.")
-  if config.eval.num_samples % min(config.eval.chunk_size, config.eval.num_samples):
-    raise ConfigError(f"eval.num_samples={config.eval.num_samples} must be a "
-                      f"multiple of eval.chunk_size={config.eval.chunk_size}")
-  if not config.eval.best_of or max(config.eval.best_of) > config.eval.num_samples:
-    raise ConfigError(f"eval.best_of {tuple(config.eval.best_of)} must be "
-                      f"sample counts up to eval.num_samples="
-                      f"{config.eval.num_samples}")
-  trainer.validate_trainer_config(config)
+  require_chunks(config.eval, ("num_samples",))
+  require_sample_counts(config.eval, "best_of", "num_samples")
 
 
 def make_model(config: ml_collections.ConfigDict):
   """BaselineCNN for model="baseline", else SegmentationCVAE."""
-  net, size = config.network, config.image_size
-  baseline_fields = dict(
-      encoder_channels=tuple(net.baseline_encoder_channels),
-      middle_channels=net.baseline_middle_channels,
-      decoder_channels=tuple(net.baseline_decoder_channels),
-      kernels=tuple(net.baseline_kernels), first_stride=net.first_stride,
-      pools=tuple(net.pools), height=size, width=size,
-      multiscale_levels=config.multiscale_levels)
-  if config.model == "baseline":
-    return seg_models.BaselineCNN(**baseline_fields)
-  return seg_models.SegmentationCVAE(
-      encoder_channels=tuple(net.encoder_channels),
-      encoder_kernels=tuple(net.encoder_kernels),
-      latent_channels=net.latent_channels, latent_kernel=net.latent_kernel,
-      decoder_channels=tuple(net.decoder_channels),
-      decoder_kernels=tuple(net.decoder_kernels),
-      first_stride=net.first_stride, pools=tuple(net.pools),
-      **{f"baseline_{k}": baseline_fields[k] for k in (
-          "encoder_channels", "middle_channels", "decoder_channels", "kernels")},
-      height=size, width=size, multiscale_levels=config.multiscale_levels)
-
-
-def load_splits(config) -> dict[str, dict[str, np.ndarray]]:
-  """{"train", "validation", "test"} -> {"image", "masks"} arrays."""
-  # pylint: disable=g-import-not-at-top
-  if config.dataset == OFFLINE_DATASET:
-    from cvae_jax.data import mnist, mnist_segmentation
-    mnist.prepare_mnist(config.data_dir, download=config.download)
-    splits = mnist_segmentation.load_segmentation_splits(
-        config.data_dir, canvas_spec(config), config.validation_size,
-        config.data.seed, {"train": config.data.max_train_examples,
-                           "validation": config.data.max_eval_examples,
-                           "test": config.data.max_eval_examples})
-    return splits
-  from cvae_jax.data import tfds_segmentation
-  names = tfds_segmentation.validation_split(config.dataset,
-                                             config.validation_fraction)
-  limits = (config.data.max_train_examples, config.data.max_eval_examples,
-            config.data.max_eval_examples)
-  return {split: tfds_segmentation.load_segmentation_arrays(
-      config.dataset, name, config.data_dir, config.image_size,
-      download=config.download, max_examples=limit or None)
-          for split, name, limit in zip(("train", "validation", "test"), names,
-                                        limits)}
+  baseline, cvae = seg_models.from_network_config(
+      config.network, config.image_size, config.multiscale_levels)
+  return baseline if config.model == "baseline" else cvae
 
 
 def objective_batch(config, images: jax.Array, masks: jax.Array,
@@ -267,7 +199,7 @@ UNITS = {"pixel_error": "share of pixels", "iou": "foreground IoU",
          "nll_*": "nats per image"}
 TASK = runner.Task(
     name="segmentation", validate=validate, make_model=make_model,
-    load_splits=load_splits,
+    load_splits=splits.segmentation_splits,
     make_init_batch=lambda config, example: objective_batch(
         config, example["image"], example["masks"][:, 0], False),
     make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),

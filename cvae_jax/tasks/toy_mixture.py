@@ -16,26 +16,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import estimators, evaluators, objectives, runner, sampling, schedules
+from cvae_jax import (estimators, evaluators, objectives, plotting, runner,
+                      sampling, schedules)
 from cvae_jax.data import toy_mixture
-from cvae_jax.errors import ConfigError, check_workdir, require_positive_ints
+from cvae_jax.errors import require_chunks, require_positive_ints
 from cvae_jax.models.toy_mixture import ToyMixtureCVAE
-from cvae_jax.training import trainer
 
 PICTURE_CONDITIONS = (-0.7, 0.0, 0.7)  # One of each number of modes.
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  check_workdir(Path(workdir).expanduser().absolute())
   require_positive_ints(config.data, ("train_size", "validation_size", "test_size"),
                         "data.")
   require_positive_ints(config.network, ("latent_size",), "network.")
   require_positive_ints(config.eval, ("batch_size", "num_samples", "chunk_size",
                                       "elbo_samples", "figure_samples"), "eval.")
-  if config.eval.num_samples % min(config.eval.chunk_size, config.eval.num_samples):
-    raise ConfigError(f"eval.num_samples={config.eval.num_samples} must be a "
-                      f"multiple of eval.chunk_size={config.eval.chunk_size}")
-  trainer.validate_trainer_config(config)
+  require_chunks(config.eval, ("num_samples",))
 
 
 def make_model(config) -> ToyMixtureCVAE:
@@ -96,30 +92,6 @@ def sample_targets(model, params, x: jax.Array, rng: jax.Array,
   return likelihood.sample(y_rng)
 
 
-def _samples_picture(config, model, params, rng, path: Path) -> None:
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  x = jnp.asarray(PICTURE_CONDITIONS, jnp.float32)[:, None]
-  drawn = np.asarray(sample_targets(model, params, x, rng,
-                                    config.eval.figure_samples))
-  truth = toy_mixture.sample(np.random.default_rng(0), 20_000)
-  fig, axes = plt.subplots(1, len(PICTURE_CONDITIONS), figsize=(12, 4))
-  for i, (ax, value) in enumerate(zip(axes, PICTURE_CONDITIONS)):
-    near = np.abs(truth["x"][:, 0] - value) < 0.02
-    ax.scatter(*truth["y"][near].T, s=3, c="grey", alpha=0.4, label="data near x")
-    ax.scatter(*drawn[:, i].T, s=3, c="tab:blue", alpha=0.5, label="model")
-    means = toy_mixture.mode_means(np.array([value]))[0]
-    k = int(toy_mixture.num_modes(np.array([value]))[0])
-    ax.scatter(*means[:k].T, marker="x", c="red", s=60, label="true modes")
-    ax.set(title=f"x = {value}: {k} modes", xlim=(-2, 2), ylim=(-2, 2),
-           aspect="equal")
-  axes[0].legend(loc="lower left", fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-
-
 def task_evaluators(config, model) -> dict:
   """The library's likelihood evaluators; `true_nll`: the exact
   -log p(y | x) of the data's own density (nats per example, no
@@ -140,17 +112,20 @@ def task_evaluators(config, model) -> dict:
             model, p, objective_batch(a), points),
         params, test, rng, min(config.eval.batch_size, 100))}
 
-  def samples(params, test, rng, workdir):
+  def samples(params, test, rng):
     del test
-    if jax.process_index() == 0:
-      _samples_picture(config, model, params, rng, workdir / "samples.png")
-    return {}
+    x = jnp.asarray(PICTURE_CONDITIONS, jnp.float32)[:, None]
+    return np.asarray(sample_targets(model, params, x, rng,
+                                     config.eval.figure_samples))
 
   return {**evaluators.library(context(config, model)),
           "true_nll": evaluators.Evaluator("true_nll", true_nll),
           "model_nll": (evaluators.Evaluator("model_nll", model_nll)
                         if config.network.latent_size == 2 else None),
-          "samples": evaluators.Evaluator("samples", samples, stream="pictures")}
+          "samples": evaluators.picture(
+              "samples", samples, "samples.png",
+              save=lambda drawn, path: plotting.save_toy_mixture_samples(
+                  drawn, PICTURE_CONDITIONS, path))}
 
 
 def loading_message(config) -> str:
