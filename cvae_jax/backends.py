@@ -31,6 +31,9 @@ import jax
 
 from cvae_jax.errors import ConfigError
 
+__all__ = ["CHOICES", "convolution_library", "library_options",
+           "compiler_options"]
+
 CHOICES = ("auto", "ynnpack", "eigen")
 _FLAG = "xla_cpu_experimental_ynn_fusion_type"
 _EIGEN_CONVOLUTIONS = {_FLAG: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}

@@ -10,6 +10,9 @@ side). A set of valid boxes is [batch, M, 4] with a boolean [batch, M] mask
 import jax
 import jax.numpy as jnp
 
+__all__ = ["MATCH_IOU", "box_corners", "box_iou", "pairwise_iou",
+           "best_of_k_iou", "coverage", "precision"]
+
 MATCH_IOU = 0.5
 
 

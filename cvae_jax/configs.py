@@ -11,6 +11,9 @@ heavy. `cvae_jax.training.trainer` documents each field.
 
 import ml_collections
 
+__all__ = ["lr_schedule_config", "kl_schedule_config", "trainer_defaults",
+           "TRAINER_FIELDS", "with_overrides", "flatten"]
+
 
 def lr_schedule_config(**overrides) -> ml_collections.ConfigDict:
   """`config.lr_schedule` (see `cvae_jax.schedules`): constant, no warm-up."""

@@ -23,6 +23,8 @@ import jax
 from cvae_jax.errors import UserError
 from cvae_jax import sharding
 
+__all__ = ["joined", "initialize", "main_process_first", "sync"]
+
 _joined = False
 
 

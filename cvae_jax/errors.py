@@ -4,6 +4,11 @@ a signal, whose exit code is the shell's 128 + signal number."""
 
 import signal
 
+__all__ = ["UserError", "ConfigError", "TrainingDivergedError", "Interrupted",
+           "SecondSignal", "require_positive_ints", "check_workdir",
+           "require_choice", "require_range", "require_chunks",
+           "require_sample_counts"]
+
 
 class UserError(Exception):
   """Bad input: a config value, a path, a missing dataset. Message says what to do."""

@@ -45,6 +45,10 @@ from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import InMemoryData, hooks, trainer
 from cvae_jax.training import results as results_file
 
+__all__ = ["RNG_STREAMS", "rng_stream", "Task", "Restored", "CONFIG_FILE",
+           "restore", "summary_line", "validation_loss", "build_evaluators",
+           "init_params", "train", "check", "run", "evaluate"]
+
 RNG_STREAMS = {"validation": 1, "test": 2, "pictures": 3}
 
 

@@ -11,6 +11,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cvae_jax.errors import ConfigError
 
+__all__ = ["DATA_AXIS", "make_mesh", "is_main_process", "to_host", "replicated",
+           "batch_sharded", "check_batch_divides"]
+
 DATA_AXIS = "data"
 
 

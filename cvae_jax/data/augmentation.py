@@ -5,6 +5,8 @@ augment, inside jit."""
 import jax
 import jax.numpy as jnp
 
+__all__ = ["augment", "pick_grader"]
+
 
 def augment(images: jax.Array, masks: jax.Array, rng: jax.Array,
             omission_rate: float, flip: bool) -> tuple[jax.Array, jax.Array]:

@@ -71,6 +71,10 @@ import numpy as np
 
 from cvae_jax.errors import ConfigError, UserError
 
+__all__ = ["SPLITS", "FRACTIONS", "FIELDS", "PATH_OPTION", "read_lidc_records",
+           "patient_of", "check_fractions", "split_patients", "split_arrays",
+           "load_lidc_splits"]
+
 SPLITS = ("train", "validation", "test")
 FRACTIONS = (0.7, 0.15, 0.15)
 FIELDS = ("image", "masks", "series_uid")

@@ -22,6 +22,12 @@ from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import ConfigError, UserError
 from cvae_jax import distributed
 
+__all__ = ["NUM_PIXELS", "NUM_CLASSES", "prepare_mnist", "num_examples",
+           "held_out_splits", "load_mnist_arrays", "mnist_dataset",
+           "unreadable_records_as_user_errors", "DIGIT_SIDE",
+           "check_canvas_fits_a_digit", "write_example_figure",
+           "offline_splits"]
+
 NUM_PIXELS = 784
 NUM_CLASSES = 10
 

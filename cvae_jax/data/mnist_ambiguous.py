@@ -38,6 +38,10 @@ import numpy as np
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError
 
+__all__ = ["MNIST_SIDE", "SPLITS", "CANDIDATE_NAMES", "AmbiguitySpec",
+           "shrink_digits", "draw_ambiguous_set", "load_ambiguous_splits",
+           "example_grid"]
+
 MNIST_SIDE = 28
 SPLITS = ("train", "validation", "test")
 TIGHT, LOOSE = 0.75, 0.25  # Grey-level thresholds of the two boundary styles.

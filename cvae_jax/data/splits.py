@@ -13,6 +13,9 @@ from pathlib import Path
 
 from cvae_jax.errors import UserError
 
+__all__ = ["segmentation_canvas_spec", "box_canvas_spec", "ambiguity_spec",
+           "segmentation_splits", "box_splits", "ambiguous_splits"]
+
 
 def _limits(config) -> dict:
   return {"train": config.data.max_train_examples,

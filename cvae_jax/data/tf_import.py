@@ -16,6 +16,8 @@ import contextlib
 import os
 import sys
 
+__all__ = ["show_native_logs", "tensorflow"]
+
 _show_native_logs = False
 _configured = False
 

@@ -20,6 +20,9 @@ from cvae_jax.data.tf_import import tensorflow
 from cvae_jax.errors import UserError
 from cvae_jax import distributed
 
+__all__ = ["NUM_CLASSES", "SPLITS", "to_box_example", "box_dataset",
+           "load_box_arrays"]
+
 NUM_CLASSES = 20
 SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 

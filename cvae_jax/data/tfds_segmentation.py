@@ -28,6 +28,9 @@ import tensorflow_datasets as tfds
 from cvae_jax.errors import ConfigError, UserError
 from cvae_jax import distributed
 
+__all__ = ["DATASETS", "foreground_mask", "segmentation_dataset",
+           "load_segmentation_arrays", "validation_split"]
+
 # tf.data runs on the host; keep TensorFlow off any GPU so JAX has its memory.
 try:
   tf.config.set_visible_devices([], "GPU")

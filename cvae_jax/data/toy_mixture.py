@@ -12,6 +12,9 @@ Generated in numpy from a seed (no download, no TensorFlow).
 
 import numpy as np
 
+__all__ = ["STD", "MAX_MODES", "num_modes", "mode_means", "log_density",
+           "sample", "splits"]
+
 STD = 0.1
 MAX_MODES = 4
 

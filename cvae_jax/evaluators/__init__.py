@@ -71,8 +71,9 @@ def build(names: Sequence[str], defaults: Sequence[str],
 
 
 __all__ = ["CVAE", "DETERMINISTIC", "GSNN", "KIND_OF_OBJECTIVE", "KINDS", "LIBRARY",
-           "Context",
-           "Evaluator", "build", "evaluate_cvae", "library", "measured", "picture"]
+           "Context", "Evaluator", "build", "evaluate_cvae", "library", "measured",
+           "picture", "ambiguity", "base", "boxes", "likelihood", "pictures",
+           "segmentation"]
 
 
 def evaluate_cvae(model, params, data: dict, rng, num_samples: int = 100,

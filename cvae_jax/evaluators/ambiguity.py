@@ -50,6 +50,12 @@ from cvae_jax.evaluators.base import Evaluator, measured
 from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
 
+__all__ = ["KNOWN_DISTRIBUTION", "UNITS", "masks_of", "flat_target",
+           "true_negative_log_likelihood", "true_samples",
+           "negative_log_likelihood", "with_spread", "make_samples",
+           "make_likelihoods", "make_calibration", "make_modes",
+           "epoch_evaluation", "epoch_line", "HEADLINE", "make_panel"]
+
 KNOWN_DISTRIBUTION = ("candidates", "probabilities")
 # What each figure is measured in (results.json's "units").
 UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",

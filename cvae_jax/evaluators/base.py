@@ -19,6 +19,8 @@ import ml_collections
 from cvae_jax import evaluation
 from cvae_jax.errors import ConfigError
 
+__all__ = ["DETERMINISTIC", "GSNN", "CVAE", "KINDS", "KIND_OF_OBJECTIVE", "Evaluator", "Context", "measured"]
+
 # Which networks of a model are trained, and so which estimates mean something.
 DETERMINISTIC, GSNN, CVAE = "deterministic", "gsnn", "cvae"
 KINDS = (DETERMINISTIC, GSNN, CVAE)

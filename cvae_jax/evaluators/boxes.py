@@ -25,6 +25,8 @@ from cvae_jax.evaluators.base import Evaluator, measured
 from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
 
+__all__ = ["sample_boxes", "make_boxes", "make_pictures"]
+
 
 def sample_boxes(predictor: Predictor, params, condition, rng: jax.Array,
                  num_samples: int) -> jax.Array:

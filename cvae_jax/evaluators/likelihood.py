@@ -23,6 +23,10 @@ Settings are read through the context: "batch_size", "num_samples",
 from cvae_jax import estimators, objectives
 from cvae_jax.evaluators.base import CVAE, DETERMINISTIC, Context, Evaluator, measured
 
+__all__ = ["make_exact", "make_prior_mean", "make_prior_monte_carlo",
+           "make_importance_sampled", "make_importance_sampled_large",
+           "make_negative_elbo"]
+
 
 def _evaluator(ctx: Context, name: str, label: str, per_example,
                num_images: int = 0) -> Evaluator:

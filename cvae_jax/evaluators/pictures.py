@@ -10,6 +10,8 @@ import numpy as np
 from cvae_jax import plotting, sampling
 from cvae_jax.evaluators.base import Evaluator
 
+__all__ = ["picture", "make_label_pictures"]
+
 
 def picture(name: str, draw: Callable, filename: str,
             save: Callable = plotting.save_image_grid) -> Evaluator:

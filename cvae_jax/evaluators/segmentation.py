@@ -24,6 +24,8 @@ from cvae_jax import estimators, metrics
 from cvae_jax.evaluators.base import Evaluator, measured
 from cvae_jax.predictors import Predictor
 
+__all__ = ["to_square", "first_grader", "make_point", "make_best_of"]
+
 
 def to_square(values: jax.Array) -> jax.Array:
   """[..., H * W] -> [..., H, W] for square maps."""

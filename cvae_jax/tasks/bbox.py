@@ -38,6 +38,8 @@ from cvae_jax.errors import (ConfigError, require_choice,
 from cvae_jax.models import bbox as bbox_models
 from cvae_jax.models.cvae import CVAE
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 MODEL_KINDS = ("regressor", "mdn", "cvae", "hybrid")
 # What each model kind minimises, as a kind of `objectives.per_example_objective`.
 OBJECTIVE_KINDS = {"regressor": "baseline", "mdn": "baseline", "cvae": "cvae",

@@ -32,6 +32,8 @@ from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.training import InMemoryData, StreamingData, TrainState, trainer
 from cvae_jax.training import results as results_file
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 # Config keys that change the evaluation only (beyond the trained state).
 EVALUATION_KEYS = ("eval_batch_size", "reference_test_batch_size",
                    "importance_samples", "importance_chunk_size", "sample_columns")

@@ -32,6 +32,8 @@ from cvae_jax.models.layers import INITIALISATIONS
 from cvae_jax.models.quadrant import fill_hidden
 from cvae_jax.training.optimizers import OPTIMIZERS
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 MODEL_KINDS = objectives.OBJECTIVES
 BASELINE_TRAINING = ("pretrained", "joint")
 # optax optimisers whose default weight decay moves parameters with zero gradient.

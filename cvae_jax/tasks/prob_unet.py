@@ -42,6 +42,8 @@ from cvae_jax.models import import_model, prob_unet as models
 from cvae_jax.models import segmentation as seg_models
 from cvae_jax.models.cvae import CVAE, forward
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 MODELS = ("unet", "prob_unet", "sohn_cvae")
 DATASETS = ("mnist_ambiguous", "lidc")
 

@@ -34,6 +34,8 @@ from cvae_jax.errors import (ConfigError, require_chunks,
                              require_sample_counts)
 from cvae_jax.models import segmentation as seg_models
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 MODEL_KINDS = objectives.OBJECTIVES
 DATASETS = ("mnist_segmentation", "caltech_birds2011", "oxford_iiit_pet")
 

@@ -22,6 +22,8 @@ from cvae_jax.data import toy_mixture
 from cvae_jax.errors import require_chunks, require_positive_ints
 from cvae_jax.models.toy_mixture import ToyMixtureCVAE
 
+__all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
+
 PICTURE_CONDITIONS = (-0.7, 0.0, 0.7)  # One of each number of modes.
 
 
