@@ -10,14 +10,13 @@ keeps of a run's results.json, and its Markdown layout.
 import dataclasses
 import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from absl import app, flags, logging
 
-from cvae_jax import configs
+from cvae_jax import cli, configs
 
 
 def define_list(name: str, default: list[str] | None, help_text: str,
@@ -37,12 +36,11 @@ def define_list(name: str, default: list[str] | None, help_text: str,
 
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a bad flag or value refused in one line
-  (`error: ...`, exit code 2, as `cvae_jax.cli`) instead of absl's two."""
+  (`cli.fail`: `error: ...`, exit code 2) instead of absl's two."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    print(f"error: {e}; see --helpfull", file=sys.stderr)
-    sys.exit(2)
+    cli.fail(f"{e}; see --helpfull")
 
 
 def run(main: Callable[[list[str]], Any]) -> None:

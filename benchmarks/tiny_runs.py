@@ -14,19 +14,13 @@ the changed code against the record:
       --check=benchmarks/tiny_runs_reference.json [--rtol=1e-5]
 
 --check prints, per run, every figure that differs by more than --rtol
-(relative), and the figures missing or new, and exits 1 if any differs.
---runs=a,b runs only those (names: `RUNS` below; default `DEFAULT_RUNS`, 13 of
-the 17; --runs=all: all 17). --code_dir=DIR runs the commands in DIR, so that
-they import DIR's cvae_jax and train/ (the current directory comes first on
-the path of `python -m`; the script checks it): with a git worktree of another
-commit (`git worktree add /tmp/baseline <commit>`), the same script records
-that commit's figures. Every run needs a fresh directory under --workdir (a
-finished workdir would print its old figures, not compute new ones).
-
-Each run's wall time and CPU time are printed. All 17 runs took 1,030-1,075 s
-of CPU time (the default 13: ~750 s), i.e. roughly 13 minutes (10) on an idle
-2-core machine, and 28-37 minutes while other jobs loaded the 2 cores (load
-average 8-14). Run to run, on one machine, the figures were bit-identical.
+(relative), missing or new, and exits 1 if any differs. --runs=a,b runs only
+those (`RUNS`; default `DEFAULT_RUNS`; all: every run). --code_dir=DIR runs
+the commands in DIR, so that they import DIR's cvae_jax and train/: with a
+git worktree of another commit, the same script records that commit's
+figures. Every run needs a fresh directory under --workdir (a finished
+workdir would print its old figures). Each run's wall and CPU time are
+printed.
 """
 
 import json
@@ -40,6 +34,7 @@ from pathlib import Path
 from absl import flags
 
 from benchmarks import harness
+from cvae_jax import cli
 
 _WORKDIR = flags.DEFINE_string(
     "workdir", "/tmp/tiny_runs", "One workdir per run under it (each must not "
@@ -56,9 +51,6 @@ _CODE_DIR = flags.DEFINE_string(
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Every example's shared overrides: one epoch on few examples, few test
-# images and samples, warm-ups within the few steps. Keys of
-# train/configs/<example>.py.
 # The image examples' shared overrides: one epoch on 256 training images, 64
 # validation and test images of which 32 are evaluated.
 SMALL_IMAGE_SET = {
@@ -120,8 +112,7 @@ RUNS = {
 }
 
 # The default: every objective (quadrant's four) and every task's
-# deterministic model and CVAE, ~10 minutes on 2 cores; the other four
-# (~5 minutes more) with --runs=all.
+# deterministic model and CVAE; the other four with --runs=all.
 EXTRA_RUNS = ("segmentation_gsnn", "segmentation_hybrid", "prob_unet_sohn_cvae",
               "bbox_hybrid")
 DEFAULT_RUNS = tuple(r for r in RUNS if r not in EXTRA_RUNS)
@@ -151,7 +142,7 @@ def imported_package(code_dir: Path) -> str:
       cwd=code_dir, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _children_cpu_seconds() -> float:
+def children_cpu_seconds() -> float:
   usage = resource.getrusage(resource.RUSAGE_CHILDREN)
   return usage.ru_utime + usage.ru_stime
 
@@ -166,11 +157,11 @@ def run_one(run: str, code_dir: Path,
   command = command_of(run, workdir)
   print("+", " ".join(command[1:]), flush=True)
   log = root / f"{run}.log"
-  begin, cpu_begin = time.time(), _children_cpu_seconds()
+  begin, cpu_begin = time.time(), children_cpu_seconds()
   with log.open("w") as out:
     returncode = subprocess.run(command, cwd=code_dir, stdout=out,
                                 stderr=subprocess.STDOUT).returncode
-  seconds, cpu = time.time() - begin, _children_cpu_seconds() - cpu_begin
+  seconds, cpu = time.time() - begin, children_cpu_seconds() - cpu_begin
   if returncode:
     tail = log.read_text().splitlines()[-5:]
     print(f"{run}: FAILED (exit {returncode}) after {seconds:.1f} s; the end "
@@ -178,12 +169,6 @@ def run_one(run: str, code_dir: Path,
     return None, seconds, cpu
   results = json.loads((workdir / "results.json").read_text())
   return {k: float(v) for k, v in results["test"].items()}, seconds, cpu
-
-
-def _same(new: float, old: float, rtol: float) -> bool:
-  if math.isnan(new) or math.isnan(old):
-    return math.isnan(new) and math.isnan(old)
-  return new == old or abs(new - old) <= rtol * max(abs(new), abs(old))
 
 
 def differences(new: dict, reference: dict, rtol: float) -> list[str]:
@@ -194,7 +179,8 @@ def differences(new: dict, reference: dict, rtol: float) -> list[str]:
       lines.append(f"  {name}: missing (reference {reference[name]!r})")
     elif name not in reference:
       lines.append(f"  {name}: new ({new[name]!r}), not in the reference")
-    elif not _same(new[name], reference[name], rtol):
+    elif not (math.isclose(new[name], reference[name], rel_tol=rtol)
+              or math.isnan(new[name]) and math.isnan(reference[name])):
       old = reference[name]
       relative = abs(new[name] - old) / max(abs(new[name]), abs(old))
       lines.append(f"  {name}: {new[name]!r} vs reference {old!r} "
@@ -206,15 +192,10 @@ def check(figures: dict, reference: dict, rtol: float) -> bool:
   """Prints each run's differences from `reference`; True if none."""
   same = True
   for run, new in figures.items():
-    if run not in reference:
-      print(f"{run}: not in the reference", flush=True)
-      same = False
-      continue
-    lines = differences(new, reference[run], rtol)
+    lines = (differences(new, reference[run], rtol) if run in reference
+             else ["  not in the reference"])
     print(f"{run}: " + (f"{len(lines)} figure(s) differ" if lines
-                        else f"all {len(new)} figures match"), flush=True)
-    for line in lines:
-      print(line, flush=True)
+                        else f"all {len(new)} figures match"), *lines, sep="\n", flush=True)
     same = same and not lines
   unchecked = sorted(set(reference) - set(figures))
   if unchecked:
@@ -222,37 +203,23 @@ def check(figures: dict, reference: dict, rtol: float) -> bool:
   return same
 
 
-def _fail(message: str) -> None:
-  """A one-line error on stderr, exit status 2."""
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
   if len(argv) > 1:
-    _fail(f"unexpected arguments {argv[1:]}")
-  runs = list(RUNS) if _RUNS.value == ["all"] else (
-      _RUNS.value or list(DEFAULT_RUNS))
-  unknown = [r for r in runs if r not in RUNS]
-  if unknown:
-    _fail(f"--runs: unknown run(s) {', '.join(unknown)}; the runs are "
-          f"{', '.join(RUNS)} (or all)")
-  reference = None
-  if _CHECK.value:
-    reference = json.loads(Path(_CHECK.value).read_text())
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  runs = list(RUNS) if "all" in (_RUNS.value or ()) else list(_RUNS.value or DEFAULT_RUNS)
+  reference = json.loads(Path(_CHECK.value).read_text()) if _CHECK.value else None
   code_dir = Path(_CODE_DIR.value or REPO_ROOT).expanduser().absolute()
   root = Path(_WORKDIR.value).expanduser().absolute()
   taken = [r for r in runs if (root / r).exists()]
   if taken:
-    _fail(f"{root} already holds run(s) {', '.join(taken)}; pass a new "
-          "--workdir or remove them")
+    cli.fail(f"{root} already holds run(s) {', '.join(taken)}; pass a new "
+             "--workdir or remove them")
   package = imported_package(code_dir)
   if not Path(package).resolve().is_relative_to(code_dir.resolve()):
-    _fail(f"a command run in {code_dir} imports {package}, not that "
-          "directory's cvae_jax (PYTHONPATH?)")
+    cli.fail(f"a command run in {code_dir} imports {package}, not that "
+             "directory's cvae_jax (PYTHONPATH?)")
   root.mkdir(parents=True, exist_ok=True)
-  print(f"code: {code_dir} (imports {package}); workdirs under {root}",
-        flush=True)
+  print(f"code: {code_dir} (imports {package}); workdirs under {root}", flush=True)
 
   figures, failed, seconds, cpu = {}, [], {}, {}
   start = time.time()
@@ -271,16 +238,13 @@ def main(argv):
 
   if failed:
     print(f"failed: {', '.join(failed)} (logs in {root})", flush=True)
-  if _WRITE.value:
-    if failed:
-      print(f"not writing {_WRITE.value}: some runs failed", flush=True)
-    else:
-      Path(_WRITE.value).write_text(json.dumps(figures, indent=1) + "\n")
-      print(f"figures of {len(figures)} runs written to {_WRITE.value}",
-            flush=True)
-  same = True
+  if _WRITE.value and failed:
+    print(f"not writing {_WRITE.value}: some runs failed", flush=True)
+  elif _WRITE.value:
+    Path(_WRITE.value).write_text(json.dumps(figures, indent=1) + "\n")
+    print(f"figures of {len(figures)} runs written to {_WRITE.value}", flush=True)
+  same = reference is None or check(figures, reference, _RTOL.value)
   if reference is not None:
-    same = check(figures, reference, _RTOL.value)
     print(f"check against {_CHECK.value} (rtol {_RTOL.value:g}): "
           + ("every figure matches" if same and not failed
              else "DIFFERENCES"), flush=True)
