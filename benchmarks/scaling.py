@@ -1,6 +1,6 @@
 """Data-parallel scaling of the generic trainer's train step, per example.
 
-  time python -m benchmarks.scaling   # all five examples: 21 min on 2 cores
+  python -m benchmarks.scaling   # all five examples
   python -m benchmarks.scaling --examples=prob_unet   # one row, merged in
   python -m benchmarks.scaling --examples=bbox --devices=1,8 --noprocesses
   python -m benchmarks.scaling --quick   # a check, in workdirs/scaling/quick/
@@ -39,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from absl import app, flags
@@ -51,28 +50,24 @@ from cvae_jax.training import InMemoryData
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-  """The cvae_jax.tasks module of its name at a config, and the epoch length
-  (a multiple of the dispatch; the window, a few seconds with 1 device)."""
+  """The cvae_jax.tasks module and train/configs file of its name at `model`,
+  and the epoch length (a multiple of the dispatch; the timed window, a few
+  seconds with 1 device: 2 processes x 1 device take up to ~26x longer)."""
   title: str
-  config_module: str
   model: str
   steps_per_epoch: int
   quick_steps_per_epoch: int
 
 
 EXAMPLES = {
-    # Step times on 2 cores with 1 device: ~0.5, 14, 45, 220 and 18 ms
-    # (docs/scaling_cpu.json); 2 processes x 1 device take up to ~26x longer
-    # (mnist_label: gloo's all-reduce every step), which bounds the epochs.
     # 2000 steps of batch 20 (MNIST's epoch is 3000), 100-step dispatches.
-    "mnist_label": Example("label CVAE", "mnist_label", "label_cvae", 2000, 300),
+    "mnist_label": Example("label CVAE", "label_cvae", 2000, 300),
     # 260 steps of batch 128 (the config's epoch is 390), 130-step dispatches.
-    "mnist_quadrant": Example("quadrant CVAE (1 quadrant)", "mnist_quadrant",
-                              "cvae", 260, 260),
+    "mnist_quadrant": Example("quadrant CVAE (1 quadrant)", "cvae", 260, 260),
     # Conv nets: one step per dispatch (steps_per_dispatch=1 in their configs).
-    "segmentation": Example("Sohn segmentation CVAE", "segmentation", "cvae", 51, 3),
-    "prob_unet": Example("Probabilistic U-Net", "prob_unet", "prob_unet", 13, 3),
-    "bbox": Example("bounding-box CVAE (image)", "bbox", "cvae", 81, 3),
+    "segmentation": Example("Sohn segmentation CVAE", "cvae", 51, 3),
+    "prob_unet": Example("Probabilistic U-Net", "prob_unet", 13, 3),
+    "bbox": Example("bounding-box CVAE (image)", "cvae", 81, 3),
 }
 PROCESSES_SETTING = "2x1"  # 2 processes x 1 device.
 COLUMNS = {"1": "1 device", "2": "2 devices", "4": "4 devices", "8": "8 devices",
@@ -99,11 +94,9 @@ _WORKER = flags.DEFINE_string("worker", None, "Internal: the JSON spec of one "
 
 
 def config_of(name: str):
-  example = EXAMPLES[name]
-  config = importlib.import_module(
-      f"train.configs.{example.config_module}").get_config()
-  if isinstance(config.get("model"), str):
-    config.model = example.model
+  config = importlib.import_module(f"train.configs.{name}").get_config()
+  if isinstance(config.get("model"), str):  # (mnist_label's is a network.)
+    config.model = EXAMPLES[name].model
   return config
 
 
@@ -266,7 +259,7 @@ def driver_main() -> None:
       example, batch_size = EXAMPLES[name], config_of(name).batch_size
       record = figures["examples"].setdefault(name, {"settings": {}})
       record.update(title=example.title, model=example.model, batch_size=batch_size,
-                    config=f"train/configs/{example.config_module}.py")
+                    config=f"train/configs/{name}.py")
       for setting in settings:
         total = 2 if setting == PROCESSES_SETTING else int(setting)
         print(f"{name}: {COLUMNS.get(setting, setting + ' devices')}...", flush=True)
