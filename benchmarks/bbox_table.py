@@ -8,18 +8,11 @@ label names (see ROWS).
   python -m benchmarks.bbox_table            # the full table
   python -m benchmarks.bbox_table --quick    # tiny: checks the pipeline
 
-Finished runs in --root are reused (delete a workdir to redo it); an
-interrupted run resumes; a row recorded in the JSON whose workdir is gone
-(another machine) is kept unless --rerun_recorded. Wall times (training and
-evaluation) add up in each workdir's wall_seconds.json. Writes the markdown
-table to --output, the records as JSON next to it, and copies the boxes.png
-of some rows next to them (bbox_samples_<condition>_<row>.png).
+Runs and records as `harness` says; the boxes.png of some rows goes next to
+the table (bbox_samples_<condition>_<row>.png).
 """
 
-import functools
 import shutil
-
-from absl import flags
 
 from benchmarks import harness
 from cvae_jax.tasks import bbox
@@ -58,16 +51,6 @@ QUICK = {"num_epochs": 1, "data.max_train_examples": 256,
          "checkpoint_every_steps": 8}
 
 
-def run_row(condition: str, label: str, overrides: dict,
-            recorded: dict | None) -> dict:
-  """Trains and evaluates one row, or reuses its finished workdir, or
-  `recorded` (its row from the JSON) when the workdir is gone."""
-  return _TABLE.run_row(
-      bbox, bbox_config.get_config, {**overrides, "condition": condition},
-      QUICK, condition, label, f"condition {condition}, {label}", recorded,
-      {"condition": condition, "row": label})
-
-
 def _nll(figures: dict) -> tuple[float, str]:
   if "nll_exact" in figures:
     return figures["nll_exact"], "exact"
@@ -102,11 +85,14 @@ def _sort_key(record: dict) -> tuple:
 
 def main(argv):
   del argv
-  rows = [((condition, label), functools.partial(run_row, condition, label, overrides))
+  rows = [({"condition": condition, "row": label}, condition, label,
+           f"condition {condition}, {label}", {**overrides, "condition": condition})
           for condition in _CONDITIONS.value for label, overrides in {
               **ROWS, **(ABLATION_ROWS if condition == "image" else {})}.items()]
-  output, _ = _TABLE.run_table(lambda r: (r["condition"], r["row"]), rows, _sort_key,
-                            markdown_table)
+  output, _ = _TABLE.run_table(
+      lambda r: (r["condition"], r["row"]),
+      _TABLE.task_rows(bbox, bbox_config.get_config, QUICK, rows), _sort_key,
+      markdown_table)
   for condition in _CONDITIONS.value:
     for name in _FIGURE_ROWS.value:
       picture = _TABLE.workdir(condition, name) / "boxes.png"

@@ -4,10 +4,16 @@ Markdown; and what every benchmark script's command line shares: its list
 flags, one-line refusals of a bad flag, and where a --quick run writes.
 
 A table script defines only its rows (configs and workdirs), the record it
-keeps of a run's results.json, and its Markdown layout.
+keeps of a run's results.json, and its Markdown layout. Finished runs in
+--root are reused (delete a workdir to redo it) and an interrupted one
+resumes; wall times add up in each workdir's wall_seconds.json; a row
+recorded in the table's JSON whose workdir is gone (another machine) is kept
+(unless --rerun_recorded), as are rows outside this invocation. The table
+goes to --output, its records as JSON next to it.
 """
 
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -142,9 +148,9 @@ class TableFlags:
     return (Path(self.root.value) / ("quick" if self.quick.value else "full")
             / part / row_name(label))
 
-  def run_row(self, task, get_config: Callable, overrides: dict, quick: dict,
-              part: str, label: str, title: str, recorded: dict | None,
-              fields: dict) -> dict:
+  def run_row(self, task, get_config: Callable, quick: dict, fields: dict,
+              part: str, label: str, title: str, overrides: dict,
+              recorded: dict | None) -> dict:
     """The record of the row `label` of table part `part`: `fields` (what
     names the row), its command line, the run's test figures and training
     facts, and its wall seconds. The run is task module `task`'s default
@@ -167,6 +173,13 @@ class TableFlags:
             "max_epochs": results["config"]["num_epochs"], "steps": results["steps"],
             "num_test_images": results["num_test_images"],
             "num_samples": results["num_samples"], "wall_seconds": spent}
+
+  def task_rows(self, task, get_config: Callable, quick: dict, rows) -> list:
+    """`run_table`'s rows of `rows`, (fields, part, label, title, overrides)
+    each run by `run_row`; a row's key is its fields' values."""
+    return [(tuple(row[0].values()),
+             functools.partial(self.run_row, task, get_config, quick, *row))
+            for row in rows]
 
 
 def define_table_flags(name: str, quick: str, rerun_recorded: bool = True

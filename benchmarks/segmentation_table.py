@@ -7,14 +7,10 @@ overrides its label names (see ROWS).
   python -m benchmarks.segmentation_table            # the full table
   python -m benchmarks.segmentation_table --quick    # tiny: checks the pipeline
 
-Finished runs in --root are reused (delete a workdir to redo it); an
-interrupted run resumes; a row recorded in the JSON whose workdir is gone
-(another machine) is kept unless --rerun_recorded. Wall times add up in each workdir's
-wall_seconds.json. Writes the markdown table to --output and the records as
-JSON next to it; records of configurations outside this invocation are kept.
+Runs and records as `harness` says; one row's panel.png per occlusion level
+goes next to the table.
 """
 
-import functools
 import shutil
 
 from absl import flags
@@ -62,17 +58,6 @@ QUICK = {"num_epochs": 1, "data.max_train_examples": 256,
          "checkpoint_every_steps": 8}
 
 
-def run_row(occlusion: int, label: str, overrides: dict,
-            recorded: dict | None) -> dict:
-  """Trains and evaluates one row, or reuses its finished workdir, or
-  `recorded` (its row from the JSON) when the workdir is gone."""
-  return _TABLE.run_row(
-      segmentation, segmentation_config.get_config,
-      {**overrides, "occlusion.blocks": occlusion}, QUICK,
-      f"occlusion{occlusion}", label, f"{occlusion} occlusion block(s), {label}",
-      recorded, {"occlusion_blocks": occlusion, "row": label})
-
-
 def _cell(figures: dict, key: str) -> str:
   if key not in figures:
     return "n/a"
@@ -109,12 +94,16 @@ def _sort_key(record: dict) -> tuple:
 def main(argv):
   del argv
   occlusions = list(map(int, _OCCLUSIONS.value))
-  rows = [((occlusion, label), functools.partial(run_row, occlusion, label, overrides))
+  rows = [({"occlusion_blocks": occlusion, "row": label}, f"occlusion{occlusion}", label,
+           f"{occlusion} occlusion block(s), {label}",
+           {**overrides, "occlusion.blocks": occlusion})
           for occlusion in occlusions for label, overrides in {
               **ROWS, **(MULTI_SAMPLE_ROWS if str(occlusion) in
                          _MULTI_SAMPLE_OCCLUSIONS.value else {})}.items()]
-  output, _ = _TABLE.run_table(lambda r: (r["occlusion_blocks"], r["row"]), rows,
-                            _sort_key, markdown_table)
+  output, _ = _TABLE.run_table(
+      lambda r: (r["occlusion_blocks"], r["row"]),
+      _TABLE.task_rows(segmentation, segmentation_config.get_config, QUICK, rows),
+      _sort_key, markdown_table)
   for occlusion in occlusions:
     panel = _TABLE.workdir(f"occlusion{occlusion}", _FIGURE_ROW.value) / "panel.png"
     if panel.exists():

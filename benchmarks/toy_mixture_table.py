@@ -15,8 +15,6 @@ Carlo (K = 1000), the 10-sample -ELBO; then how far the model is from the
 truth, and each estimator from the model's exact figure.
 """
 
-import functools
-
 import numpy as np
 from absl import flags, logging
 
@@ -47,13 +45,6 @@ COLUMNS = (("true_nll", "true -log p(y\\|x)"),
            ("nll_importance_sampled", "IS-NLL (K=1000)"),
            ("nll_prior_monte_carlo", "prior MC (K=1000)"),
            ("negative_elbo", "-ELBO (10 z)"))
-
-
-def run_row(label: str, seed: int, recorded: dict | None) -> dict:
-  overrides = {**ROWS[label], "seed": seed}
-  return _TABLE.run_row(toy_mixture, toy_config.get_config, overrides, QUICK,
-                        f"seed{seed}", label, f"{label}, seed {seed}", recorded,
-                        {"row": label, "seed": seed})
 
 
 def _cell(values: list[float]) -> str:
@@ -107,9 +98,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     check_quadrature()
     return
-  _TABLE.run_table(lambda r: (r["row"], r["seed"]), [
-      ((label, seed), functools.partial(run_row, label, seed))
-      for label in ROWS for seed in map(int, _SEEDS.value)], _sort_key, markdown_table)
+  _TABLE.run_table(lambda r: (r["row"], r["seed"]), _TABLE.task_rows(
+      toy_mixture, toy_config.get_config, QUICK, [
+          ({"row": label, "seed": seed}, f"seed{seed}", label, f"{label}, seed {seed}",
+           {**overrides, "seed": seed})
+          for label, overrides in ROWS.items() for seed in map(int, _SEEDS.value)]),
+                   _sort_key, markdown_table)
 
 
 if __name__ == "__main__":
