@@ -7,26 +7,20 @@ example's published numbers.
   python -m benchmarks.quadrant_table --quadrants=1 --models=gsnn,hybrid \
       --gsnn_samples=10                               # multi-sample GSNN rows
 
-Runs already finished in --root with the same epoch cap are reused; a run
-with a lower cap resumes up to the new one. Wall times of every invocation
-of a run add up in its wall_seconds.json, so an interrupted table resumes.
-Writes the markdown table to --output and the figures as JSON next to it.
-Rows already in that JSON are kept: a configuration outside this invocation's
---protocols/--quadrants/--models stays as recorded, and one inside it whose
-workdir is gone (another machine) is reused when its epoch cap matches, unless
---rerun_recorded. Rows of a GSNN or hybrid trained with S > 1 prior samples
-in its GSNN objective (--gsnn_samples) are extra rows, "gsnn (S=10)", with
-workdirs such as q1/gsnn_s10; a record without "gsnn_samples" has S = 1.
+Runs and records as `harness` says, with an epoch cap per protocol: a
+finished run (or a recorded row) is reused only at the same cap, a run with
+a lower cap resumes up to the new one. A GSNN or hybrid trained with S > 1
+prior samples in its GSNN objective (--gsnn_samples) is an extra row,
+"gsnn (S=10)", in a workdir such as q1/gsnn_s10; a record without
+"gsnn_samples" has S = 1.
 """
 
 import functools
 import json
-from pathlib import Path
-
 from absl import app, flags
-import ml_collections
 
 from benchmarks import harness
+from cvae_jax import configs
 from cvae_jax.tasks import mnist_quadrant
 from train.configs import mnist_quadrant as pyro_config
 from train.configs import mnist_quadrant_sohn as sohn_config
@@ -85,24 +79,23 @@ def _record(results: dict, wall_seconds: float) -> dict:
           "max_epochs": results["config"]["num_epochs"]}
 
 
+# What --quick changes (1 epoch, S=10).
+QUICK = {"num_epochs": 1, "eval.num_samples": 10, "eval.large_num_samples": 20,
+         "eval.chunk_size": 10, "eval.elbo_samples": 2, "eval.large_num_images": 200}
+
+
 def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
                recorded: dict | None, gsnn_samples: int = 1) -> dict:
   """Trains and evaluates one configuration (or reuses a finished run, or
   `recorded`, its row from an earlier table, when its workdir is gone)."""
-  config = CONFIGS[protocol]()
-  config.model, config.num_quadrants = model, quadrants
-  config.gsnn_samples = gsnn_samples
-  config.data_dir = _TABLE.data_dir.value
-  config.num_epochs = 1 if _TABLE.quick.value else max_epochs
-  config.eval.large_num_images = _LARGE_NUM_IMAGES.value
-  if _TABLE.quick.value:
-    config.eval.update(num_samples=10, large_num_samples=20, chunk_size=10,
-                       elbo_samples=2)
-    config.eval.large_num_images = 200
-  root = Path(_TABLE.root.value) / ("quick" if _TABLE.quick.value else "full") / protocol
-  config.baseline_workdir = str(root / f"q{quadrants}" / "baseline")
-  workdir = root / f"q{quadrants}" / (
-      model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))
+  part = f"{protocol}/q{quadrants}"
+  config = configs.with_overrides(CONFIGS[protocol](), {
+      "model": model, "num_quadrants": quadrants, "gsnn_samples": gsnn_samples,
+      "data_dir": _TABLE.data_dir.value, "num_epochs": max_epochs,
+      "eval.large_num_images": _LARGE_NUM_IMAGES.value,
+      "baseline_workdir": str(_TABLE.workdir(part, "baseline")),
+      **(QUICK if _TABLE.quick.value else {})})
+  workdir = _TABLE.workdir(part, model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))
   if (not workdir.exists() and recorded is not None and not _TABLE.rerun_recorded.value
       and recorded["max_epochs"] == config.num_epochs):
     return recorded
@@ -115,12 +108,9 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
                          "at least that high or another --root")
   title = (f"{protocol} protocol, {quadrants} quadrant(s), "
            f"{_label({'model': model, 'gsnn_samples': gsnn_samples})}")
-  # A run finished with this cap is reused; one recorded in an older layout
-  # (no "test") goes through the runner, which re-evaluates it.
   results, spent = harness.timed_run(
-      mnist_quadrant.train_and_evaluate, ml_collections.ConfigDict(config),
-      workdir, title, finished=lambda r: (
-          r["config"]["num_epochs"] == config.num_epochs and "test" in r))
+      mnist_quadrant.train_and_evaluate, config, workdir, title,
+      finished=lambda r: r["config"]["num_epochs"] == config.num_epochs and "test" in r)
   return _record(results, spent)
 
 
