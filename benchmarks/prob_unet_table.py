@@ -7,20 +7,18 @@ floor). Each row is `python -m train.prob_unet
   python -m benchmarks.prob_unet_table            # the full table
   python -m benchmarks.prob_unet_table --quick    # tiny: checks the pipeline
 
-Finished runs in --root are reused (delete a workdir to redo it); an
-interrupted run resumes; a row recorded in the JSON whose workdir is gone is
-kept. Wall times add up in each workdir's wall_seconds.json. Writes the
-markdown table to --output and the records as JSON next to it.
+Runs and records as `harness` says, in ROOT/<model> (ROOT/quick/<model>
+with --quick); a recorded row whose workdir is gone is always kept.
 """
 
 import functools
 import shutil
 from pathlib import Path
 
-import ml_collections
 import numpy as np
 
 from benchmarks import harness
+from cvae_jax import configs
 from cvae_jax.tasks import prob_unet
 from cvae_jax.training import hooks
 from cvae_jax.training import results as results_file
@@ -39,17 +37,11 @@ def workdir_of(model: str) -> Path:
   return Path(_TABLE.root.value) / ("quick" if _TABLE.quick.value else "") / model
 
 
-def make_config(model: str) -> ml_collections.ConfigDict:
-  config = prob_unet_config.get_config()
-  config.model = model
-  config.data_dir = _TABLE.data_dir.value
-  if _TABLE.quick.value:
-    config.num_epochs = 1
-    config.data.update(max_train_examples=256, max_eval_examples=64)
-    config.eval.update(num_samples=16, chunk_size=16, ged_samples=(1, 4, 16))
-    config.update(log_every_steps=4, checkpoint_every_steps=8)
-    config.lr_schedule.warmup_steps, config.kl_schedule.warmup_steps = 2, 4
-  return config
+# What --quick changes (1 epoch on 256 images, S <= 16).
+QUICK = {"num_epochs": 1, "data.max_train_examples": 256, "data.max_eval_examples": 64,
+         "eval.num_samples": 16, "eval.chunk_size": 16, "eval.ged_samples": (1, 4, 16),
+         "log_every_steps": 4, "checkpoint_every_steps": 8,
+         "lr_schedule.warmup_steps": 2, "kl_schedule.warmup_steps": 4}
 
 
 def run_row(model: str, recorded: dict | None) -> dict:
@@ -58,8 +50,11 @@ def run_row(model: str, recorded: dict | None) -> dict:
   workdir = workdir_of(model)
   if not workdir.exists() and recorded is not None:
     return recorded
-  results, spent = harness.timed_run(prob_unet.train_and_evaluate,
-                                     make_config(model), workdir, LABELS[model])
+  config = configs.with_overrides(prob_unet_config.get_config(), {
+      "model": model, "data_dir": _TABLE.data_dir.value,
+      **(QUICK if _TABLE.quick.value else {})})
+  results, spent = harness.timed_run(prob_unet.train_and_evaluate, config, workdir,
+                                     LABELS[model])
   config = results["config"]
   trained = hooks.steps_trained(hooks.read_history(workdir), results["steps"])
   return {"model": model, "test": results["test"],
@@ -200,7 +195,7 @@ def mode_table(records: list[dict]) -> list[str]:
   names = [k[len(prefix):] for k in truth if k.startswith(prefix)]
   lines = _header(["candidate", "true"] + [LABELS[r["model"]] for r in records])
   for name in names:
-    shown = "unmatched" if name == "none" else name.replace("_", " ")  # (older runs' key)
+    shown = "unmatched" if name == "none" else name.replace("_", " ")
     lines.append(_row([shown, f"{truth[prefix + name]:.3f}"]
                       + [_value(r["test"], f"mode_frequency_{name}") for r in records]))
   return lines
