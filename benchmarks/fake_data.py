@@ -56,8 +56,8 @@ def training_arrays(task, config, num_examples: int | None = None,
 
 def init_batch(task, config, arrays: dict) -> dict:
   """The {"condition", "target"} batch of `arrays` that `task`'s model sees
-  (its runner spec's `make_init_batch`: the first grader, the query box)."""
-  return task.TASK.make_init_batch(config, arrays)
+  (its runner spec's evaluation batch: the first grader, the query box)."""
+  return task.TASK.batch(config, arrays)
 
 
 def step_pieces(task, config, arrays: dict):
@@ -69,4 +69,4 @@ def step_pieces(task, config, arrays: dict):
   inputs = ((batch["target"], batch["condition"]) if isinstance(model, CVAE)
             else (batch["condition"],))
   return (model, lambda rng: model.init(rng, *inputs),
-          task.make_loss_fn(config, model))
+          task.TASK.loss_fn(config, model))

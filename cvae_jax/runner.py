@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluation, model_check
+from cvae_jax import evaluation, model_check, schedules
 from cvae_jax.errors import UserError, check_workdir
 from cvae_jax.evaluators import Evaluator, build as build_evaluators_by_name
 from cvae_jax.models.cvae import CVAE
@@ -67,13 +67,13 @@ class Task:
   make_model(config): the flax module (the only place a task reads
     `config.model`).
   load_splits(config): {"train", "validation", "test"} -> {name: array}.
-  make_init_batch(config, test arrays of one example): the {"condition",
-    "target"} batch `init` sees (a `CVAE` is initialised on both, any other
-    module on the condition).
-  make_loss_fn(config, model): the trainer's loss (params, arrays, rng, step).
-  validation(config, model, splits, rng): the trainer's per-epoch
-    evaluation, (state, epoch) -> {figure: float}; early stopping may select
-    on any of its figures.
+  objective(config, model): what training minimises, per example:
+    (params, batch, rng, kl_weight=1.0) -> [B] nats, or ([B] nats,
+    {term: [B]}) with terms to log beside the loss.
+  evaluation_batch(config, arrays): the objective's {"condition", "target",
+    ...} batch from a batch of split arrays, with no randomness (default: the
+    arrays are the batch); `init` sees it for one test example (a `CVAE` is
+    initialised on both, any other module on the condition).
   run_identity(config): settings the checkpoints depend on beyond their
     shapes (resuming with others is refused).
   evaluators(config, model): {name: Evaluator, or None where it does not
@@ -81,6 +81,17 @@ class Task:
     fixes each evaluator's test-stream key (`evaluators.build`).
   header(config, test arrays): results.json's leading fields; `units` its
     "units" entry.
+
+  The training loss (`loss_fn`) is the mean objective over a batch of the
+  arrays made by `training_batch(config, arrays, rng) -> (batch, the key
+  left for the objective)` (a random grader or box, augmentation; default:
+  `evaluation_batch`), its KL weighted by `config.kl_schedule`. Per epoch the
+  trainer evaluates `validation(config, model, splits, rng) -> (state,
+  epoch) -> {figure: float}` (default: the mean objective over the validation
+  split, `validation_loss`); early stopping may select on any of its figures.
+  A task may instead give its own `make_loss_fn(config, model)` (the
+  trainer's (params, arrays, rng, step) -> (loss, {name: scalar})) and
+  `make_init_batch(config, test arrays of one example)`.
 
   Optional: `training_data(config, splits)` (default: InMemoryData of the
   train split's `training_keys`); `pretrained(config, workdir, splits)`
@@ -98,14 +109,17 @@ class Task:
   validate: Callable[[ml_collections.ConfigDict, Path], None]
   make_model: Callable[[ml_collections.ConfigDict], Any]
   load_splits: Callable[[ml_collections.ConfigDict], dict]
-  make_init_batch: Callable[[ml_collections.ConfigDict, dict], dict]
-  make_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable]
-  validation: Callable[..., Callable]
   run_identity: Callable[[ml_collections.ConfigDict], dict | None]
   evaluators: Callable[[ml_collections.ConfigDict, Any], dict]
   evals: tuple[str, ...]
   header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
+  objective: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
+  evaluation_batch: Callable[[ml_collections.ConfigDict, dict], dict] | None = None
+  training_batch: Callable[..., tuple[dict, jax.Array]] | None = None
+  validation: Callable[..., Callable] | None = None
+  make_loss_fn: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
+  make_init_batch: Callable[[ml_collections.ConfigDict, dict], dict] | None = None
   training_data: Callable[[ml_collections.ConfigDict, dict], Any] | None = None
   training_keys: tuple[str, ...] | None = None
   pretrained: Callable[[ml_collections.ConfigDict, Path, dict], dict | None] | None = None
@@ -120,6 +134,45 @@ class Task:
   headline: tuple[str, ...] | None = None
   example_noun: str = "images"
   test_streams: int = 1
+
+  def __post_init__(self):
+    if self.objective is None and (self.make_loss_fn is None
+                                   or self.validation is None):
+      raise TypeError(f"Task {self.name!r} needs an objective, or both "
+                      "make_loss_fn and validation")
+
+  def batch(self, config, arrays: dict) -> dict:
+    """The objective's batch of split arrays, without randomness."""
+    if self.evaluation_batch is None:
+      return arrays
+    return self.evaluation_batch(config, arrays)
+
+  def loss_fn(self, config, model) -> Callable:
+    """The trainer's loss: `make_loss_fn`'s, or the mean objective (see
+    above), with the means of its terms and the KL weight beside it."""
+    if self.make_loss_fn is not None:
+      return self.make_loss_fn(config, model)
+    objective, kl_weight = self.objective(config, model), schedules.kl_weight(config)
+
+    def loss_fn(params, arrays, rng, step=0):
+      if self.training_batch is None:
+        batch = self.batch(config, arrays)
+      else:
+        batch, rng = self.training_batch(config, arrays, rng)
+      loss, terms = _with_terms(objective(params, batch, rng, kl_weight(step)))
+      return jnp.mean(loss), {"kl_weight": kl_weight(step),
+                              **{k: jnp.mean(v) for k, v in terms.items()}}
+    return loss_fn
+
+  def per_epoch(self, config, model, splits, rng) -> Callable:
+    """The trainer's per-epoch evaluation: `validation`'s, or the mean
+    objective over the validation split."""
+    if self.validation is not None:
+      return self.validation(config, model, splits, rng)
+    objective = self.objective(config, model)
+    return validation_loss(lambda config, model: lambda params, arrays, rng: (
+        _with_terms(objective(params, self.batch(config, arrays), rng))[0]))(
+            config, model, splits, rng)
 
   def train_and_evaluate(self, config: ml_collections.ConfigDict,
                          workdir: str | Path) -> dict:
@@ -201,6 +254,11 @@ def summary_line(task: Task, results: dict, workdir: Path) -> str:
           f"results in {workdir / results_file.RESULTS_FILE}")
 
 
+def _with_terms(value) -> tuple:
+  """An objective's value as ([B] loss, {term: [B]})."""
+  return value if isinstance(value, tuple) else (value, {})
+
+
 def validation_loss(per_example_loss: Callable) -> Callable:
   """A `Task.validation` from `per_example_loss(config, model) ->
   (params, arrays, rng) -> [B]`: its mean over the validation split, batches
@@ -245,8 +303,9 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
   task's per-epoch evaluation (early stopping when the config asks for it);
   returns (best or final state, seconds)."""
   model = task.make_model(config) if model is None else model
-  example = task.make_init_batch(config, {k: jnp.asarray(v[:1])
-                                          for k, v in splits["test"].items()})
+  one = {k: jnp.asarray(v[:1]) for k, v in splits["test"].items()}
+  example = (task.make_init_batch(config, one) if task.make_init_batch
+             else task.batch(config, one))
   if isinstance(model, CVAE):
     model_check.check_model(model, example)  # One line on what is wrong.
   pretrained = task.pretrained(config, workdir, splits) if task.pretrained else None
@@ -255,7 +314,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
     params = init_params(model, rng, example)
     return params if pretrained is None else _merge(params, pretrained)
 
-  evaluate = task.validation(config, model, splits, rng_stream(config, "validation"))
+  evaluate = task.per_epoch(config, model, splits, rng_stream(config, "validation"))
   if task.training_data is not None:
     data = task.training_data(config, splits)
   else:
@@ -264,7 +323,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
       data = {k: data[k] for k in task.training_keys}
     data = InMemoryData(data)
   start = time.time()
-  state = trainer.train(config, workdir, init_fn, task.make_loss_fn(config, model),
+  state = trainer.train(config, workdir, init_fn, task.loss_fn(config, model),
                         data, hooks=hooks.standard(
                             config, evaluate=evaluate,
                             report=task.report or _report(task.unit),

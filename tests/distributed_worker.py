@@ -52,7 +52,7 @@ def _quadrant(rng):
   arrays = {"target": target.reshape(NUM_EXAMPLES, 784), "condition": condition}
   model = mnist_quadrant.make_model(config)
   init_fn = lambda key: model.init(key, arrays["target"][:1], arrays["condition"][:1])
-  return arrays, init_fn, mnist_quadrant.make_loss_fn(config, model)
+  return arrays, init_fn, mnist_quadrant.TASK.loss_fn(config, model)
 
 
 def setup(example: str):

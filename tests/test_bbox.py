@@ -224,7 +224,7 @@ def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
   init_fn = lambda rng: model.init(rng, jax.tree.map(lambda a: a[:1], batch["condition"]))
   data = InMemoryData(box_arrays(16, seed=1))
   assert_one_and_four_devices_train_alike(
-      config, tmp_path, init_fn, bbox.make_loss_fn(config, model), data)
+      config, tmp_path, init_fn, bbox.TASK.loss_fn(config, model), data)
 
 
 # "hybrid" runs the CVAE objective end to end (with the GSNN term); a

@@ -143,7 +143,7 @@ def test_a_sampler_trains_and_validates_on_its_own_loss(tmp_path):
   arrays = {k: jnp.asarray(v) for k, v in prob_unet_arrays(n=8, size=8).items()}
   batch = prob_unet.objective_batch(arrays["image"], arrays["masks"][:, 0])
   params = model.init(jax.random.PRNGKey(0), batch["condition"])
-  per_example = prob_unet.per_example_objective(config, model)
+  per_example = prob_unet.objective(config, model)
   own = -model.apply(params, batch["target"], batch["condition"],
                      jax.random.PRNGKey(1), 4, method="log_likelihood")
   np.testing.assert_allclose(per_example(params, batch, jax.random.PRNGKey(1))[0],

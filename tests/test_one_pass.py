@@ -216,7 +216,7 @@ def test_a_segmentation_step_runs_each_convolution_the_minimum_number_of_times(k
   batch = seg_task.objective_batch(config, arrays["image"], arrays["masks"][:, 0], True)
   params = model.init(jax.random.PRNGKey(0), batch["target"], batch["condition"])
   layers = _conv_layers(params)
-  forward, step = _step_convolutions(seg_task.make_loss_fn(config, model), params,
+  forward, step = _step_convolutions(seg_task.TASK.loss_fn(config, model), params,
                                      arrays)
   # Forward: each conv layer once (the decoder runs once over the posterior's
   # and the prior's z together). Gradient: the forward, one weight gradient
@@ -247,7 +247,7 @@ def test_a_box_step_runs_the_shared_encoder_once(kind):
   batch, _ = bbox_task.objective_batch(config, arrays, None)
   params = model.init(jax.random.PRNGKey(0), batch["target"], batch["condition"])
   layers = _conv_layers(params)
-  forward, step = _step_convolutions(bbox_task.make_loss_fn(config, model), params,
+  forward, step = _step_convolutions(bbox_task.TASK.loss_fn(config, model), params,
                                      arrays)
   # The encoder's convs once forward, once more each for the weight
   # gradient, and an input gradient for all but the first (it sees the image).

@@ -302,7 +302,7 @@ def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
   init_fn = lambda rng: model.init(rng, example["target"], example["condition"])
   data = InMemoryData(prob_unet_arrays(32))
   assert_one_and_four_devices_train_alike(
-      config, tmp_path, init_fn, prob_unet.make_loss_fn(config, model), data)
+      config, tmp_path, init_fn, prob_unet.TASK.loss_fn(config, model), data)
 
 
 # The Prob U-Net runs end to end in the LIDC test below (CI time).
@@ -358,7 +358,7 @@ def test_bfloat16_loss_is_close_to_float32():
   arrays = {k: jnp.asarray(v) for k, v in prob_unet_arrays(8).items()}
   example = prob_unet.objective_batch(arrays["image"][:1], arrays["masks"][:1, 0])
   params = model.init(jax.random.PRNGKey(0), example["target"], example["condition"])
-  loss_fn = prob_unet.make_loss_fn(config, model)
+  loss_fn = prob_unet.TASK.loss_fn(config, model)
   losses = [float(trainer.mixed_precision(loss_fn, dtype)(
       params, arrays, jax.random.PRNGKey(1))[0]) for dtype in (jnp.float32, jnp.bfloat16)]
   assert np.isfinite(losses[1]) and losses[0] != losses[1]

@@ -254,7 +254,7 @@ def test_gsnn_samples_reaches_the_objective(model):
 
   def objective(samples):
     config.gsnn_samples = samples
-    return mnist_quadrant.per_example_objective(config, MODEL)(params, batch, rng)
+    return mnist_quadrant.objective(config, MODEL)(params, batch, rng)
 
   cvae = objectives.negative_elbo(MODEL, params, batch, rng).loss
   alpha = 0.0 if model == "gsnn" else config.hybrid_alpha

@@ -202,10 +202,12 @@ def test_a_task_is_an_explicit_spec():
   assert segmentation.TASK.test_streams == 4
   assert mnist_label.TASK.test_streams == 1  # The field's default.
   fields = {f: getattr(bbox.TASK, f) for f in (
-      "name", "validate", "make_model", "load_splits", "make_init_batch",
-      "make_loss_fn", "validation", "run_identity", "evaluators", "evals",
-      "header", "units")}
+      "name", "validate", "make_model", "load_splits", "objective",
+      "training_batch", "evaluation_batch", "run_identity", "evaluators",
+      "evals", "header", "units")}
   with pytest.raises(TypeError, match="evaluater"):  # A misspelt field.
     runner.Task(**fields, evaluater=None)
   with pytest.raises(TypeError, match="units"):  # A missing one.
     runner.Task(**{k: v for k, v in fields.items() if k != "units"})
+  with pytest.raises(TypeError, match="needs an objective"):  # No loss at all.
+    runner.Task(**{k: v for k, v in fields.items() if k != "objective"})

@@ -246,11 +246,12 @@ class AugmentTest(chex.TestCase):
     # is the same with and without omission noise in the config.
     model, params, _ = _model_and_params(config)
     plain = tiny_segmentation_config()
-    losses = [segmentation.validation_loss_fn(c, model)(
-        params, arrays, jax.random.PRNGKey(1)) for c in (config, plain)]
+    losses = [segmentation.objective(c, model)(
+        params, segmentation.evaluation_batch(c, arrays), jax.random.PRNGKey(1))
+              for c in (config, plain)]
     chex.assert_trees_all_close(losses[0], losses[1])
     # Training does: the same step with and without noise differ.
-    train_losses = [segmentation.make_loss_fn(c, model)(
+    train_losses = [segmentation.TASK.loss_fn(c, model)(
         params, arrays, jax.random.PRNGKey(1))[0] for c in (config, plain)]
     assert abs(float(train_losses[0] - train_losses[1])) > 1e-3
 
@@ -263,7 +264,7 @@ def test_one_and_four_devices_train_to_the_same_parameters(tmp_path):
   init_fn = lambda rng: model.init(rng, batch["target"][:1], batch["condition"][:1])
   data = InMemoryData(segmentation_arrays(32, seed=1))
   assert_one_and_four_devices_train_alike(
-      config, tmp_path, init_fn, segmentation.make_loss_fn(config, model), data)
+      config, tmp_path, init_fn, segmentation.TASK.loss_fn(config, model), data)
 
 
 @pytest.mark.parametrize("model_kind", ["baseline", "hybrid"])

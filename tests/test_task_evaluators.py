@@ -30,7 +30,7 @@ def _segmentation(model_kind):
   config = tiny_segmentation_config(model=model_kind)
   model = segmentation.make_model(config)
   test = segmentation_arrays(8)
-  example = segmentation.TASK.make_init_batch(
+  example = segmentation.TASK.batch(
       config, {k: jnp.asarray(v[:1]) for k, v in test.items()})
   if model_kind == "baseline":
     params = model.init(jax.random.PRNGKey(0), example["condition"])

@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cvae_jax import plotting, sampling
+from cvae_jax import distributions, plotting, sampling
 from cvae_jax.evaluators.base import Evaluator
+from cvae_jax.models.cvae import CVAE
 
-__all__ = ["picture", "make_label_pictures"]
+__all__ = ["picture", "make_label_pictures", "make_baseline_and_samples"]
 
 
 def picture(name: str, draw: Callable, filename: str,
@@ -53,3 +54,31 @@ def make_label_pictures(model, num_classes: int, columns: int,
                              workdir / "reconstructions.png")
     return {}
   return Evaluator("pictures", run, stream="pictures")
+
+
+def make_baseline_and_samples(model, name: str, filename: str, given: Callable,
+                              shown: Callable, num_images: int = 8,
+                              num_samples: int = 6) -> Evaluator:
+  """A picture of Sohn et al.'s models, [rows, num_images, H, W] in [0, 1]:
+  the rows `given(test arrays)` returns (the input, the truth), then the
+  baseline net's p(y = 1) and, for a CVAE (whose features hold its
+  baseline's, `baseline_from_features`), its p(y = 1) at z = E[z | x] and
+  `num_samples` samples z ~ p(z | x). Each prediction is drawn by
+  `shown(x, probabilities) -> [num_images, H, W]`.
+
+  Args:
+    given: test arrays -> (x [num_images, ...], [rows of [num_images, H, W]]).
+  """
+  def draw(params, test, rng):
+    x, rows = given({k: v[:num_images] for k, v in test.items()})
+    x = jnp.asarray(x)
+    if not isinstance(model, CVAE):
+      rows.append(shown(x, distributions.mean_of(model.apply(params, x))))
+    else:
+      likelihood, features = sampling.prior_predictive(
+          model, params, x, rng, num_samples, with_mean=True)
+      baseline = model.apply(params, features, method="baseline_from_features")
+      rows.append(shown(x, distributions.mean_of(baseline)))
+      rows.extend(shown(x, p) for p in distributions.mean_of(likelihood))
+    return np.stack([np.asarray(r) for r in rows])
+  return picture(name, draw, filename)

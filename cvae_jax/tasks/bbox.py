@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from cvae_jax import evaluators, objectives, predictors, runner, schedules
+from cvae_jax import evaluators, objectives, predictors, runner
 from cvae_jax.evaluators import boxes as box_evaluators
 from cvae_jax.data import splits
 from cvae_jax.errors import (ConfigError, require_choice,
@@ -110,29 +110,17 @@ def objective_batch(config, arrays: dict,
   return {"condition": condition, "target": target}, valid
 
 
-def per_example_objective(config, model):
-  """(params, objective batch, rng) -> [B] nats per box: what `config.model`
+def objective(config, model):
+  """(params, batch, rng, kl_weight) -> [B] nats per box: what `config.model`
   minimises (the regressor and the MDN: their exact -log p(y | x))."""
   return objectives.per_example_objective(OBJECTIVE_KINDS[config.model], model,
                                           config.hybrid_alpha)
 
 
-def make_loss_fn(config, model):
-  """The trainer's loss_fn: a random box per canvas, mean objective (nats/box)."""
-  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
-
-  def loss_fn(params, arrays, rng, step=0):
-    target_rng, objective_rng = jax.random.split(rng)
-    batch, _ = objective_batch(config, arrays, target_rng)
-    return jnp.mean(per_example(params, batch, objective_rng, kl_weight(step))), {}
-  return loss_fn
-
-
-def validation_loss_fn(config, model):
-  """(params, arrays, rng) -> [B] nats: the objective on the query boxes."""
-  per_example = per_example_objective(config, model)
-  return lambda params, arrays, rng: per_example(
-      params, objective_batch(config, arrays, None)[0], rng)
+def training_batch(config, arrays: dict, rng: jax.Array) -> tuple[dict, jax.Array]:
+  """A box drawn uniformly per canvas as the target; the objective's key."""
+  target_rng, objective_rng = jax.random.split(rng)
+  return objective_batch(config, arrays, target_rng)[0], objective_rng
 
 
 def run_identity(config) -> dict:
@@ -182,9 +170,8 @@ UNITS = {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
 TASK = runner.Task(
     name="bbox", validate=validate, make_model=make_model,
     load_splits=splits.box_splits,
-    make_init_batch=lambda config, example: objective_batch(config, example,
-                                                            None)[0],
-    make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
+    objective=objective, training_batch=training_batch,
+    evaluation_batch=lambda config, arrays: objective_batch(config, arrays, None)[0],
     run_identity=run_identity,
     evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
     unit="nats/box",

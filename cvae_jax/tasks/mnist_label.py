@@ -194,7 +194,7 @@ UNITS = {"test_loss_reference_unit": "the reference's 'Test set loss': the "
          "importance_sampled": "-log p(image | label), nats per image"}
 TASK = runner.Task(
     name="mnist_label", validate=validate, make_model=make_model,
-    load_splits=load_splits, make_init_batch=lambda config, example: example,
+    load_splits=load_splits,
     make_loss_fn=make_loss_fn, validation=epoch_evaluation,
     run_identity=run_identity,
     evaluators=task_evaluators,

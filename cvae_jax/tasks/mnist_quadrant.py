@@ -18,13 +18,12 @@ recomputes only the figures those change.
 
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluators, objectives, runner, sampling, schedules
+from cvae_jax import evaluators, objectives, runner
 from cvae_jax.data import mnist, quadrants
+from cvae_jax.evaluators import pictures
 from cvae_jax.errors import (ConfigError, require_chunks,
                              require_choice, require_positive_ints, require_range)
 from cvae_jax.models import BaselineNet, QuadrantCVAE
@@ -91,8 +90,8 @@ def make_model(config: ml_collections.ConfigDict):
   return QuadrantCVAE(**net.to_dict())
 
 
-def per_example_objective(config: ml_collections.ConfigDict, model):
-  """(params, batch, rng) -> [batch] nats: the quantity `config.model` minimises.
+def objective(config: ml_collections.ConfigDict, model):
+  """(params, batch, rng, kl_weight) -> [batch] nats: what `config.model` minimises.
 
   The GSNN and the hybrid's GSNN term average p(y | x, z) over
   `config.gsnn_samples` prior samples inside the log. With
@@ -103,16 +102,6 @@ def per_example_objective(config: ml_collections.ConfigDict, model):
   return objectives.per_example_objective(
       config.model, model, config.hybrid_alpha, config.gsnn_samples,
       joint_baseline=joint)
-
-
-def make_loss_fn(config: ml_collections.ConfigDict, model):
-  """The trainer's loss: (params, batch, rng, step) -> (mean nats per image,
-  {}), the KL term weighted by `config.kl_schedule` at `step`."""
-  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
-
-  def loss_fn(params, batch, rng, step=0):
-    return jnp.mean(per_example(params, batch, rng, kl_weight(step))), {}
-  return loss_fn
 
 
 def run_identity(config: ml_collections.ConfigDict) -> dict:
@@ -163,35 +152,19 @@ def context(config, model) -> evaluators.Context:
 
 
 def task_evaluators(config, model) -> dict:
-  """The library's likelihood evaluators and completions.png (see
-  `completion_grid`)."""
-  def draw(params, test, rng):
-    baseline_params = (params if not isinstance(model, QuadrantCVAE)
-                       else {"params": params["params"]["baseline"]})
-    return completion_grid(config, model, params, baseline_params, test, rng)
+  """The library's likelihood evaluators and completions.png: given
+  quadrants (hidden pixels grey), truth, the baseline's prediction, the
+  CVAE's at z = E[z | x] and `eval.figure_samples` samples z ~ p(z | x),
+  each as Bernoulli means filled into the hidden pixels."""
+  square = lambda images: np.asarray(images).reshape(-1, 28, 28)
+  given = lambda test: (test["condition"], [
+      square(np.where(test["condition"] < 0, 0.5, test["condition"])),
+      square(fill_hidden(test["condition"], test["target"]))])
   return {**evaluators.library(context(config, model)),
-          "completions": evaluators.picture("completions", draw,
-                                            "completions.png")}
-
-
-def completion_grid(config, model, params, baseline_params, test: dict,
-                    rng: jax.Array) -> np.ndarray:
-  """[rows, images, 28, 28]: given quadrants (hidden pixels grey), truth,
-  baseline prediction, the CVAE's prediction at z = E[z | x], then
-  `figure_samples` CVAE samples (z ~ p(z | x)); each prediction is shown as
-  Bernoulli means filled into the hidden pixels."""
-  count = config.eval.figure_images
-  x, y = test["condition"][:count], test["target"][:count]
-  baseline = BaselineNet(tuple(config.network.hidden_sizes),
-                         initialisation=config.network.initialisation)
-  rows = [np.where(x < 0, 0.5, x), fill_hidden(x, y),
-          fill_hidden(x, baseline.apply(baseline_params, x).probabilities)]
-  if isinstance(model, QuadrantCVAE):
-    means = sampling.prior_predictive(model, params, x, rng,
-                                      config.eval.figure_samples,
-                                      with_mean=True)[0].probabilities
-    rows.extend(fill_hidden(x, m) for m in means)
-  return np.stack([np.asarray(r) for r in rows]).reshape(len(rows), count, 28, 28)
+          "completions": pictures.make_baseline_and_samples(
+              model, "completions", "completions.png", given,
+              lambda x, means: square(fill_hidden(x, means)),
+              config.eval.figure_images, config.eval.figure_samples)}
 
 
 def load_splits(config) -> dict:
@@ -224,9 +197,7 @@ def loading_message(config) -> str:
 UNITS = {"*": "-log p(y|x), nats per image over the hidden pixels"}
 TASK = runner.Task(
     name="mnist_quadrant", validate=validate, make_model=make_model,
-    load_splits=load_splits, make_init_batch=lambda config, example: example,
-    make_loss_fn=make_loss_fn,
-    validation=runner.validation_loss(per_example_objective),
+    load_splits=load_splits, objective=objective,
     run_identity=run_identity,
     evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, pretrained=pretrained,

@@ -29,10 +29,9 @@ panel.png. Per epoch: validation loss, GED and -log p(y|x).
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
-from cvae_jax import objectives, predictors, runner, schedules
+from cvae_jax import objectives, predictors, runner
 from cvae_jax.errors import (ConfigError, UserError, require_chunks,
                              require_choice, require_positive_ints,
                              require_sample_counts)
@@ -102,9 +101,9 @@ def predictor(config, model) -> predictors.Predictor:
   return predictors.predictor(model, chunk_size=config.eval.chunk_size)
 
 
-def per_example_objective(config, model):
-  """(params, objective batch, rng, kl_weight=1) -> ([B] nats, {term: [B]});
-  see the module docstring."""
+def objective(config, model):
+  """(params, batch, rng, kl_weight=1) -> ([B] nats, {term: [B]}); see the
+  module docstring."""
   if not isinstance(model, CVAE):
     predict = predictor(config, model)
     return lambda p, b, r, w=1.0: (
@@ -122,18 +121,15 @@ def per_example_objective(config, model):
   return cvae
 
 
-def make_loss_fn(config, model):
-  """The trainer's loss_fn: one random grader per example; mean nats/image,
-  with a CVAE's reconstruction and KL logged beside it."""
-  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
+def training_batch(config, arrays: dict, rng: jax.Array) -> tuple[dict, jax.Array]:
+  """One grader's mask per image, drawn at random; the objective's key."""
+  grader_rng, objective_rng = jax.random.split(rng)
+  masks = augmentation.pick_grader(arrays["masks"], grader_rng)
+  return objective_batch(arrays["image"], masks), objective_rng
 
-  def loss_fn(params, arrays, rng, step=0):
-    grader_rng, objective_rng = jax.random.split(rng)
-    masks = augmentation.pick_grader(arrays["masks"], grader_rng)
-    loss, terms = per_example(params, objective_batch(arrays["image"], masks),
-                              objective_rng, kl_weight(step))
-    return jnp.mean(loss), {k: jnp.mean(v) for k, v in terms.items()}
-  return loss_fn
+
+def evaluation_batch(config, arrays: dict) -> dict:
+  return objective_batch(arrays["image"], arrays["masks"][:, 0])
 
 
 def run_identity(config) -> dict:
@@ -149,9 +145,9 @@ def validation(config, model, splits, rng):
   """The per-epoch hook (`ambiguity.epoch_evaluation`): the training
   objective on the first grader with fixed draws, and GED and -log p(y|x)
   over eval.validation_images images with S = eval.validation_samples."""
-  per_example = per_example_objective(config, model)
+  per_example = objective(config, model)
   loss = lambda params, arrays, rng: per_example(
-      params, objective_batch(arrays["image"], arrays["masks"][:, 0]), rng)[0]
+      params, evaluation_batch(config, arrays), rng)[0]
   ev = config.eval
   return ambiguity.epoch_evaluation(
       predictor(config, model), loss, splits["validation"], rng,
@@ -185,9 +181,9 @@ def evaluators(config, model) -> dict:
 TASK = runner.Task(
     name="prob_unet", validate=validate, make_model=make_model,
     load_splits=splits.ambiguous_splits,
-    make_init_batch=lambda config, example: objective_batch(
-        example["image"], example["masks"][:, 0]),
-    make_loss_fn=make_loss_fn, validation=validation, run_identity=run_identity,
+    objective=objective, training_batch=training_batch,
+    evaluation_batch=evaluation_batch, validation=validation,
+    run_identity=run_identity,
     evaluators=evaluators, evals=EVALS,
     header=lambda config, test: {"model": config.model, "dataset": config.dataset},
     units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=ambiguity.epoch_line,

@@ -21,14 +21,12 @@ Monte Carlo and (c) importance sampling from q(z | x, y), S = eval.num_samples.
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import (evaluators, objectives, predictors, runner, sampling,
-                      schedules)
+from cvae_jax import evaluators, objectives, predictors, runner
 from cvae_jax.data import augmentation, splits
-from cvae_jax.evaluators import segmentation as segmentation_evaluators
+from cvae_jax.evaluators import pictures, segmentation as segmentation_evaluators
 from cvae_jax.errors import (ConfigError, require_chunks,
                              require_choice, require_positive_ints, require_range,
                              require_sample_counts)
@@ -79,8 +77,8 @@ def objective_batch(config, images: jax.Array, masks: jax.Array,
           "target_mask": seg_models.pyramid_weights(size, size, levels, weight)}
 
 
-def per_example_objective(config, model):
-  """(params, objective batch, rng) -> [B] nats: what `config.model` minimises.
+def objective(config, model):
+  """(params, batch, rng, kl_weight) -> [B] nats: what `config.model` minimises.
 
   The CVAE family trains its baseline jointly: the baseline's own
   -log p(y | x) is added, so its guess y_hat (which the prior sees) stays a
@@ -92,30 +90,19 @@ def per_example_objective(config, model):
       joint_baseline=isinstance(model, seg_models.SegmentationCVAE))
 
 
-def make_loss_fn(config, model):
-  """The trainer's loss_fn: augment, one grader, mean objective (nats/image)."""
-  per_example, kl_weight = per_example_objective(config, model), schedules.kl_weight(config)
-
-  def loss_fn(params, arrays, rng, step=0):
-    grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
-    images, masks = augmentation.augment(
-        arrays["image"], augmentation.pick_grader(arrays["masks"], grader_rng),
-                            augment_rng, config.input_omission_rate,
-                            config.horizontal_flip)
-    batch = objective_batch(config, images, masks, training=True)
-    return jnp.mean(per_example(params, batch, objective_rng, kl_weight(step))), {}
-  return loss_fn
+def training_batch(config, arrays: dict, rng: jax.Array) -> tuple[dict, jax.Array]:
+  """One grader per image, augmented, every scale weighted; the objective's key."""
+  grader_rng, augment_rng, objective_rng = jax.random.split(rng, 3)
+  images, masks = augmentation.augment(
+      arrays["image"], augmentation.pick_grader(arrays["masks"], grader_rng),
+      augment_rng, config.input_omission_rate, config.horizontal_flip)
+  return objective_batch(config, images, masks, training=True), objective_rng
 
 
-def validation_loss_fn(config, model):
-  """(params, {"image", "masks"}, rng) -> [B] nats: the training objective
-  without augmentation (first grader, full resolution only)."""
-  per_example = per_example_objective(config, model)
-
-  def loss(params, arrays, rng):
-    batch = objective_batch(config, arrays["image"], arrays["masks"][:, 0], False)
-    return per_example(params, batch, rng)
-  return loss
+def evaluation_batch(config, arrays: dict) -> dict:
+  """The first grader, full resolution only, no augmentation."""
+  return objective_batch(config, arrays["image"], arrays["masks"][:, 0],
+                         training=False)
 
 
 def run_identity(config) -> dict:
@@ -129,11 +116,6 @@ def run_identity(config) -> dict:
   identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
                                                 config.gsnn_samples))
   return identity
-
-
-def _test_batch(config, arrays: dict) -> dict:
-  return objective_batch(config, arrays["image"], arrays["masks"][:, 0],
-                         training=False)
 
 
 # The config's default `evals`: the point prediction's figures (at z = E[z|x]
@@ -151,7 +133,7 @@ def task_evaluators(config, model) -> dict:
   predict = predictors.predictor(
       model, proposal="prior" if kind == evaluators.GSNN else "recognition",
       chunk_size=ev.chunk_size)
-  batch_of = lambda arrays: _test_batch(config, arrays)
+  batch_of = lambda arrays: evaluation_batch(config, arrays)
   full = lambda values: seg_models.full_resolution(values, size, size)
   ctx = evaluators.Context(
       config, model, kind, arrays=segmentation_evaluators.first_grader,
@@ -163,31 +145,19 @@ def task_evaluators(config, model) -> dict:
                                                   full),
       "best_of": segmentation_evaluators.make_best_of(
           predict, batch_of, ev.batch_size, tuple(ev.best_of), full),
-      "panel": evaluators.picture(
-          "panel", lambda params, test, rng: panel(config, model, params, test, rng),
-          "panel.png")}
+      "panel": pictures.make_baseline_and_samples(
+          model, "panel", "panel.png", _input_and_truth,
+          lambda x, probabilities: full(probabilities),
+          ev.figure_images, ev.figure_samples)}
 
 
-def panel(config, model, params, test: dict, rng: jax.Array) -> np.ndarray:
-  """[rows, images, H, W] in [0, 1]: input (occluded blocks grey), truth,
-  baseline probabilities, CVAE at z = E[z | x], then `figure_samples` CVAE
-  samples z ~ p(z | x)."""
-  size, count = config.image_size, config.eval.figure_images
-  images = jnp.asarray(test["image"][:count])
-  grey = np.asarray(images).mean(axis=-1)
+def _input_and_truth(test: dict) -> tuple:
+  """The images, and panel.png's first rows: each image in grey (occluded
+  blocks mid-grey), its first grader's mask."""
+  grey = test["image"].mean(axis=-1)
   if "occluded" in test:
-    grey = np.where(test["occluded"][:count], 0.5, grey)
-  rows = [grey, test["masks"][:count, 0]]
-  probabilities = lambda logits: np.asarray(jax.nn.sigmoid(
-      seg_models.full_resolution(logits, size, size)))
-  if not isinstance(model, seg_models.SegmentationCVAE):
-    rows.append(probabilities(model.apply(params, images).logits))
-  else:
-    likelihood, features = sampling.prior_predictive(
-        model, params, images, rng, config.eval.figure_samples, with_mean=True)
-    rows.append(probabilities(features["baseline"]))
-    rows.extend(probabilities(likelihood.logits))
-  return np.stack(rows)
+    grey = np.where(test["occluded"], 0.5, grey)
+  return test["image"], [grey, test["masks"][:, 0]]
 
 
 def header(config, test: dict) -> dict:
@@ -202,9 +172,8 @@ UNITS = {"pixel_error": "share of pixels", "iou": "foreground IoU",
 TASK = runner.Task(
     name="segmentation", validate=validate, make_model=make_model,
     load_splits=splits.segmentation_splits,
-    make_init_batch=lambda config, example: objective_batch(
-        config, example["image"], example["masks"][:, 0], False),
-    make_loss_fn=make_loss_fn, validation=runner.validation_loss(validation_loss_fn),
+    objective=objective, training_batch=training_batch,
+    evaluation_batch=evaluation_batch,
     run_identity=run_identity,
     evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
     training_keys=("image", "masks"),

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import (estimators, evaluators, objectives, plotting, runner,
-                      sampling, schedules)
+                      sampling)
 from cvae_jax.data import toy_mixture
 from cvae_jax.errors import require_chunks, require_positive_ints
 from cvae_jax.models.toy_mixture import ToyMixtureCVAE
@@ -50,25 +50,14 @@ def objective_batch(arrays: dict) -> dict:
   return {"condition": arrays["x"], "target": arrays["y"]}
 
 
-def make_loss_fn(config, model):
-  """(params, arrays, rng, step) -> (mean -ELBO with the KL weighted by
-  `config.kl_schedule` at `step`, {"kl_weight", "reconstruction", "kl"})."""
-  weight_at = schedules.kl_weight(config)
-
-  def loss_fn(params, arrays, rng, step=0):
-    weight, batch = weight_at(step), objective_batch(arrays)
+def objective(config, model):
+  """(params, batch, rng, kl_weight) -> ([B] -ELBO, its reconstruction and KL
+  terms), the KL weighted (`config.kl_schedule`); unweighted it is a bound."""
+  def negative_elbo(params, batch, rng, kl_weight=1.0):
     terms = objectives.negative_elbo_from_outputs(
-        objectives.forward(model, params, batch, rng), batch, weight)
-    return jnp.mean(terms.loss), {"kl_weight": weight,
-                                  "reconstruction": jnp.mean(terms.reconstruction),
-                                  "kl": jnp.mean(terms.kl)}
-  return loss_fn
-
-
-def validation_loss_fn(config, model):
-  """The unweighted -ELBO per example (nats): a bound at every step."""
-  return lambda params, arrays, rng: objectives.negative_elbo(
-      model, params, objective_batch(arrays), rng).loss
+        objectives.forward(model, params, batch, rng), batch, kl_weight)
+    return terms.loss, {"reconstruction": terms.reconstruction, "kl": terms.kl}
+  return negative_elbo
 
 
 def run_identity(config) -> dict:
@@ -157,9 +146,8 @@ UNITS = {"*": "-log p(y|x), nats per example (y in R^2; negative: a density "
 TASK = runner.Task(
     name="toy_mixture", validate=validate, make_model=make_model,
     load_splits=load_splits,
-    make_init_batch=lambda config, example: objective_batch(example),
-    make_loss_fn=make_loss_fn,
-    validation=runner.validation_loss(validation_loss_fn),
+    objective=objective,
+    evaluation_batch=lambda config, arrays: objective_batch(arrays),
     run_identity=run_identity,
     evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, unit="nats/example",
