@@ -11,9 +11,7 @@ with the task's own model and loss on the real MNIST splits:
   * loading the TFDS splits into memory;
   * the importance-sampled NLL (K=1000) over the 10,000 test images.
 `--epoch_only` (what `speed_table` runs) times only the reference epoch.
-Prints a Markdown table; `--json=PATH` also writes the figures. (Streaming
-from tf.data and one dispatch per log interval were timed once and are
-written up in docs/speed.md; git keeps that version.)
+Prints a Markdown table; `--json=PATH` also writes the figures.
 """
 
 import tempfile

@@ -1,16 +1,12 @@
-"""The box CVAE in PyTorch, the same model as cvae_jax.models.bbox.BoxCVAE,
-for speed comparisons on one machine (`python -m benchmarks.bbox_speed`).
-
-Built from train/configs/bbox.py (model=cvae, condition=image): the image
-plus two coordinate channels, convs with ReLU and max pooling (the first
-strided, flax's "SAME" padding), a dense ReLU layer shared by the three nets;
-prior and recognition MLPs to a diagonal Gaussian over z, the target embedded
-by its own dense layer; a 2-layer generation MLP and a Gaussian over the box
-with std fixed at `cvae_box_std` (its unused log-variance layer kept, so that
-the parameter counts are equal). The loss per box: -log N(y; mean, std^2)
-summed over the 4 coordinates + KL(q || p), one z ~ q; Adam. The encoder's
-map is flattened in flax's (H, W, C) order, so `load_flax_params` gives the
-same function; `PEER` is what `bbox_speed` times (`pytorch_common`).
+"""The box CVAE in PyTorch, the same model as cvae_jax.models.bbox.BoxCVAE
+built from train/configs/bbox.py (model=cvae, condition=image), for
+`bbox_speed`: the image plus two coordinate channels through a conv
+encoder, prior and recognition MLPs to a diagonal Gaussian over z, a
+generation MLP and a Gaussian over the box with std fixed at
+`cvae_box_std` (its unused log-variance layer kept, so that the parameter
+counts are equal). The loss per box: -log N(y; mean, std^2) + KL(q || p),
+one z ~ q; Adam. The encoder's map is flattened in flax's (H, W, C) order,
+so `load_flax_params` gives the same function; `PEER` (`pytorch_common`).
 """
 
 import math

@@ -76,13 +76,6 @@ def runner(fn, threads: int | None = None):
   return run
 
 
-def step_runner(peer: Peer, config, threads: int, arrays: dict):
-  """(model, runner of the port's train step at `threads` on `arrays`)."""
-  model, step = peer.make_train_step(config, arrays["image"].shape[-1])
-  batch = torch_batch(arrays)
-  return model, runner(lambda: step(*batch), threads)
-
-
 def adam_step(model: torch.nn.Module, learning_rate: float, loss_of):
   """step(images, target) -> the loss: forward (`loss_of(images, target)`,
   [B] per example), backward and an Adam update of the mean."""
@@ -148,11 +141,11 @@ def randomized(params, scale: float = 0.05, seed: int = 3):
 
 
 def loss_difference(peer: Peer, config, params, torch_model, arrays: dict) -> float:
-  """The largest relative difference between the per-example losses of the
-  flax model (the recognition net's z = mean + std * noise, -log p(y | x,
-  z) + config.beta (default 1) x KL(q || p), plus its own baseline's
-  -log p(y | x) where it has one) on the task's init batch of `arrays` and
-  of `torch_model` given the same weights (loaded into it) and noise."""
+  """The largest relative difference between the per-example losses (-log
+  p(y | x, z) at z = mean + std * noise from q, + config.beta (default 1) x
+  KL(q || p), + the baseline's -log p(y | x) where there is one) of the flax
+  model and of `torch_model` at the same weights and noise, on the task's
+  init batch of `arrays`."""
   model = peer.task.make_model(config)
   batch = fake_data.init_batch(peer.task, config, arrays)
   peer.load_flax_params(torch_model, params)
@@ -224,12 +217,14 @@ def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
   runners, compile_seconds = {}, {}
   for variant in ["jax", *variants]:
     compile_seconds[variant], runners[variant] = speed_harness.jax_step_runner(
-        config, params, loss_fn, arrays, speed_harness.variant_options(variant))
+        config, params, loss_fn, arrays, variant)
     print(f"  compiled {variant} in {compile_seconds[variant]:.1f} s", flush=True)
   jax_params = sum(x.size for x in jax.tree.leaves(params))
   torch_params = difference = torch_model = None
   for t in threads:
-    torch_model, runners[f"torch_{t}_threads"] = step_runner(peer, config, t, arrays)
+    torch_model, step = peer.make_train_step(config, arrays["image"].shape[-1])
+    runners[f"torch_{t}_threads"] = runner(
+        functools.partial(step, *torch_batch(arrays)), t)
     torch_params = num_params(torch_model)
     if torch_params != jax_params:
       raise AssertionError(f"{name}: PyTorch model has {torch_params} parameters, "
@@ -270,17 +265,6 @@ def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
                                    if k != "jax"}}
 
 
-def print_result(title: str, result: dict) -> None:
-  """One time_peer result: shapes, parameters, load, then each runner's."""
-  size = result["image_size"]
-  print(f"\n{title}: {size}x{size}x{result['channels']}, batch {result['batch_size']}, "
-        f"{result['parameters']['jax']:,} parameters; load average (1 min) "
-        f"{result['load_average_before'][0]:.1f} -> {result['load_average_after'][0]:.1f}")
-  for name, ms in result["ms_per_step"].items():
-    print(f"  {name}: {result['images_per_s'][name]:,.2f} images/s, {ms:,.1f} ms/step, "
-          f"{result['time_relative_to_jax'].get(name, 1.0):.2f}x jax's time")
-
-
 def speed_main(peer: Peer) -> None:
   """A speed script's command line: `time_peer` for each --configs entry,
   printed; --json also writes the figures, keeping the records of configs
@@ -314,6 +298,12 @@ def speed_main(peer: Peer) -> None:
       result = figures[name] = speed_harness.finished({**info, **time_peer(
           peer, name, num_steps, repeats.value, variants.value, torch_threads,
           eval_samples.value)})
-      print_result(f"{peer.title}, {name}", result)
+      size, load = result["image_size"], result["load_average_before"][0]
+      print(f"\n{peer.title}, {name}: {size}x{size}x{result['channels']}, batch "
+            f"{result['batch_size']}, {result['parameters']['jax']:,} parameters; "
+            f"load average (1 min) {load:.1f} -> {result['load_average_after'][0]:.1f}",
+            *(f"  {k}: {result['images_per_s'][k]:,.2f} images/s, {ms:,.1f} ms/step, "
+              f"{result['time_relative_to_jax'].get(k, 1.0):.2f}x jax's time"
+              for k, ms in result["ms_per_step"].items()), sep="\n")
       speed_harness.write_json(json_path.value, figures)  # A later one may fail.
   harness.run(main)

@@ -1,18 +1,12 @@
 """Kohl et al.'s Probabilistic U-Net in PyTorch, the same model as
-cvae_jax.models.prob_unet.ProbabilisticUNet, for speed comparisons on one
-machine (`python -m benchmarks.prob_unet_speed`).
-
-Built from the same config (train/configs/prob_unet.py or prob_unet_lidc.py,
-model prob_unet): 3x3 convs with ReLU, `convs_per_block` a block, 2x2
-average pooling between blocks; an up path of x2 bilinear upsampling with
-half-pixel centres (as jax.image.resize), [upsampled, skip], convs; prior
-and posterior nets, each a down path, global mean pooling and a Linear head
-to [mean, log-variance] (soft-clipped, bound * tanh(x / bound)); fcomb:
-[features, z broadcast] -> `fcomb_convs` 1x1 convs -> one logit. The loss
-per image: summed BCE-with-logits at one z ~ q(z | x, y) + beta * KL(q ||
-p), a random grader's mask per image; Adam. NCHW; `load_flax_params` gives
-the same function. Also the two sampling evaluations, each beside the
-library's, and `PEER`, what `prob_unet_speed` times (`pytorch_common`).
+cvae_jax.models.prob_unet.ProbabilisticUNet built from the same config, for
+`prob_unet_speed`: a U-Net (bilinear upsampling with half-pixel centres, as
+jax.image.resize), prior and posterior nets to a soft-clipped [mean,
+log-variance], fcomb's 1x1 convs on [features, z]; the loss per image:
+summed BCE-with-logits at one z ~ q(z | x, y) + beta * KL(q || p), a random
+grader's mask per image; Adam. NCHW; `load_flax_params` gives the same
+function. Also the two sampling evaluations, each beside the library's, and
+`PEER` (`pytorch_common`).
 """
 
 
@@ -22,7 +16,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from benchmarks import pytorch_common
-from cvae_jax import metrics, predictors
+from cvae_jax import configs, metrics, predictors
 from cvae_jax.evaluators import ambiguity
 from cvae_jax.tasks import prob_unet
 from train.configs import prob_unet as offline_config
@@ -240,16 +234,11 @@ def jax_importance_sampled_nll(config, model, params, arrays, rng, num_samples: 
       jnp.asarray(arrays["image"]), jnp.asarray(arrays["masks"]), rng, num_samples)
 
 
-def _config(get_config):
-  config = get_config()
-  config.model = "prob_unet"
-  return config
-
-
 PEER = pytorch_common.Peer(
     "Probabilistic U-Net", prob_unet,
-    {"offline": lambda: _config(offline_config.get_config),
-     "lidc": lambda: _config(lidc_config.get_config)},
+    {name: lambda module=module: configs.with_overrides(module.get_config(),
+                                                        {"model": "prob_unet"})
+     for name, module in (("offline", offline_config), ("lidc", lidc_config))},
     {"offline": 10, "lidc": 2}, make_train_step, load_flax_params,
     {"ged": (jax_ged, torch_ged),
      "importance_sampled_nll": (jax_importance_sampled_nll, importance_sampled_nll)},

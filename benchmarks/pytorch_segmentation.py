@@ -1,20 +1,13 @@
 """Sohn et al.'s conv CVAE for segmentation in PyTorch, the same model as
-cvae_jax.models.segmentation, for speed comparisons on one machine
-(`python -m benchmarks.segmentation_speed`).
-
-Built from the same config (train/configs/segmentation.py or
-segmentation_cub.py, multiscale_levels 0): the same layers (channels,
-kernels, first-conv stride, max pools, nearest-neighbour 2x upsampling), the
-baseline CNN's logits added to the generation net's, the prior net seeing
-[x, sigmoid(baseline logits)] detached, the recognition net [x, y], a
-Gaussian latent map; the loss per image: summed BCE-with-logits + analytic
-KL + the baseline's own summed BCE, with the config's augmentation (input
-omission noise, flips); Adam. NCHW; strided convs pad like flax's "SAME",
-so `load_flax_params` gives the same function. Each net runs once per step,
-as flax's one-pass forward does. Also the two sampling evaluations, each
-beside the library's, and `PEER`, what `segmentation_speed` times.
+cvae_jax.models.segmentation built from the same config (multiscale_levels
+0), for `segmentation_speed`: the baseline CNN's logits added to the
+generation net's, the prior net seeing [x, sigmoid(baseline logits)]
+detached, a Gaussian latent map; the loss per image: summed BCE-with-logits
++ analytic KL + the baseline's own BCE, with the config's augmentation;
+Adam. NCHW; strided convs pad like flax's "SAME", so `load_flax_params`
+gives the same function. Also the two sampling evaluations, each beside the
+library's, and `PEER` (`pytorch_common`).
 """
-
 
 import jax.numpy as jnp
 import torch

@@ -5,11 +5,12 @@ without retraining.
   python -m benchmarks.reevaluate segmentation=workdirs/segmentation_table/full/occlusion1/cvae \
       bbox=workdirs/bbox_table/full/image/cvae mnist_quadrant=...
 
-Each TASK=WORKDIR is copied under --scratch (the workdir itself is never
-touched) and every evaluator of its config runs again on the saved
-parameters (`cvae_jax.evaluate`), and every figure is compared with the
-recorded one. Prints one line per run and exits 1 if any figure moved by
-more than --rtol (relative).
+Each [TASK=]WORKDIR (TASK: a cvae_jax.tasks module; default: the one its
+results.json names) is copied under --scratch (the workdir itself is never
+touched), every evaluator of its config runs again on the saved parameters
+(`cvae_jax.evaluate`) and every figure is compared with the recorded one.
+Prints one line per run; exits 1 if any figure moved by more than --rtol
+(relative).
 """
 
 import json
@@ -21,44 +22,35 @@ from pathlib import Path
 from absl import flags
 
 from benchmarks import harness
-from cvae_jax import evaluate
+from cvae_jax import cli, evaluate
+from cvae_jax.errors import UserError
 
 _SCRATCH = flags.DEFINE_string("scratch", "/tmp/cvae_jax_reevaluate",
                                "Copies of the workdirs go here.")
 _RTOL = flags.DEFINE_float("rtol", 0.0, "Largest relative change allowed.")
 
-TASKS = ("mnist_label", "mnist_quadrant", "segmentation", "prob_unet", "bbox")
-
-
-def reevaluate(task: str, workdir: Path, scratch: Path) -> dict:
-  """{figure: (recorded, now)} of the figures that differ, and the seconds."""
-  copy = scratch / workdir.name
-  if copy.exists():
-    shutil.rmtree(copy)
-  shutil.copytree(workdir, copy)
-  recorded = json.loads((copy / "results.json").read_text())["test"]
-  start = time.time()
-  now = evaluate.evaluate([f"--workdir={copy}", f"--task=cvae_jax.tasks.{task}"])["test"]
-  return {"differ": {k: (v, now.get(k)) for k, v in recorded.items()
-                     if v != now.get(k)},
-          "figures": len(recorded), "seconds": time.time() - start}
-
 
 def main(argv):
   failed = False
   for number, spec in enumerate(argv[1:]):
-    task, _, workdir = spec.partition("=")
-    if task not in TASKS or not workdir:
-      sys.exit(f"error: {spec!r}: expected TASK=WORKDIR, TASK one of "
-               f"{', '.join(TASKS)}")
-    checked = reevaluate(task, Path(workdir).expanduser(),
-                         Path(_SCRATCH.value) / str(number))
+    task, _, workdir = spec.rpartition("=")
+    workdir = Path(workdir).expanduser()
+    copy = Path(_SCRATCH.value) / str(number) / workdir.name
+    start = time.time()
+    try:  # A workdir with no results.json is refused before it is copied.
+      recorded = json.loads((workdir / "results.json").read_text())["test"]
+      shutil.rmtree(copy, ignore_errors=True)
+      shutil.copytree(workdir, copy)
+      now = evaluate.evaluate([f"--workdir={copy}", *(
+          [f"--task=cvae_jax.tasks.{task}"] if task else [])])["test"]
+    except (OSError, UserError) as e:
+      cli.fail(f"{spec}: {e}")
+    differ = {k: (v, now.get(k)) for k, v in recorded.items() if v != now.get(k)}
     worst = max((abs(a - b) / max(abs(a), 1e-12) if b is not None else float("inf")
-                 for a, b in checked["differ"].values()), default=0.0)
+                 for a, b in differ.values()), default=0.0)
     failed |= worst > _RTOL.value
-    print(f"{spec}: {checked['figures']} figures, {len(checked['differ'])} "
-          f"differ (largest relative change {worst:.3g}); "
-          f"{checked['seconds']:.0f} s", flush=True)
+    print(f"{spec}: {len(recorded)} figures, {len(differ)} differ (largest "
+          f"relative change {worst:.3g}); {time.time() - start:.0f} s", flush=True)
   sys.exit(1 if failed else 0)
 
 

@@ -7,27 +7,18 @@
 
 For each example (EXAMPLES) at its config's model and global batch, the
 images per second of `trainer.train` (the task's own model and loss on
-`fake_data` arrays, the config's optimiser, dtype, dispatch and log
-interval) on 1, 2, 4 and 8 devices of one process (a subprocess each, with
-XLA_FLAGS=--xla_force_host_platform_device_count=N) and on 2 processes x 1
-device (`jax.distributed.initialize` on localhost, gloo), as the README's
+`fake_data` arrays) on 1, 2, 4 and 8 devices of one process (a subprocess
+each, XLA_FLAGS=--xla_force_host_platform_device_count=N) and on 2 processes
+x 1 device (`jax.distributed.initialize` on localhost), as the README's
 multi-process commands run. A batch that does not divide by the device count
-(mnist_label's 20 by 8) is skipped, not rounded. Each epoch is timed from
-its first dispatch's read-back to its last's (`speed_harness.EpochClock`:
-no compilation, checkpoint or evaluation); epoch 0 is the warm-up, the
-figure the best of the next `repeats`.
+is skipped. Each epoch is timed from its first dispatch's read-back to its
+last's (`speed_harness.EpochClock`: no compilation, checkpoint or
+evaluation); epoch 0 is the warm-up, the figure the best of the next
+`repeats`. On a CPU the fake devices share the cores: the ratio to 1 device
+is the cost of the data-parallel machinery, not a speed-up.
 
-On a 2-core CPU the fake devices (and the processes) share 2 cores: the
-ratio to 1 device is the cost of the data-parallel machinery (sharded
-gathers, the all-reduce every step, per-device dispatch, gloo's TCP) at the
-configs' small batches, not a speed-up (above 1: one device left a core
-idle). On a GPU or TPU host each device brings its own compute.
-
-Writes `--json` (default docs/scaling_cpu.json; with --quick
-workdirs/scaling/quick/scaling_cpu.json, never the published figures),
-keeping the records of examples and settings not run this time, and the
-Markdown page beside it (.md): images/s and, in brackets, the ratio to 1
-device.
+Writes `--json` (merged with the records of examples and settings not run
+this time) and the Markdown page beside it (.md).
 """
 
 import dataclasses

@@ -21,20 +21,13 @@ from cvae_jax.training import TrainState, hooks, optimizers, trainer
 VARIANTS = ("jax", "jax_ynnpack", "jax_eigen")
 
 
-def variant_options(variant: str) -> dict | None:
-  """The compiler options of a VARIANTS entry (None: the trainer's own)."""
-  return None if variant == "jax" else backends.library_options(
-      variant.removeprefix("jax_"))
-
-
-def jax_step_runner(config, params, loss_fn, arrays, compiler_options=None):
+def jax_step_runner(config, params, loss_fn, arrays, variant: str = "jax"):
   """(compile seconds, run(num_steps) -> seconds per step) of
   `trainer.train_step` on fixed `arrays` from a copy of `params`, with the
   config's optimiser (its schedules and clipping), compiled as the trainer
-  compiles it
-  (`backends.compiler_options(config)`) or with `compiler_options`."""
-  if compiler_options is None:
-    compiler_options = backends.compiler_options(config)
+  compiles it or as the VARIANTS entry `variant` says."""
+  compiler_options = (backends.compiler_options(config) if variant == "jax" else
+                      backends.library_options(variant.removeprefix("jax_")))
   optimizer = optimizers.from_config(config, total_steps=10**6)
   state = TrainState.create(jax.tree.map(jnp.copy, params), optimizer,
                             jax.random.PRNGKey(1))

@@ -10,14 +10,10 @@ threads, measured on this machine by one command.
 
 Each part runs as its own process (a fresh XLA backend and torch thread
 pool): the label CVAE's reference epoch (`mnist_label_speed --epoch_only`)
-against the seed's PyTorch model (`pytorch_reference`), goal 4x; the train
-step of the segmentation CVAE (32x32, CUB 128x128), the Probabilistic U-Net
-(32x32, LIDC 128x128) and the box CVAE (64x64) against their ports
-(`segmentation_speed`, `prob_unet_speed`, `bbox_speed`), goal 1.25x, and the
-evaluations those parts time (samples/s, S = 100 per image). Ratio =
-PyTorch's best time / JAX's (above 1: JAX is faster). Writes --output
-(docs/speed_table.md; with --quick workdirs/speed_table/quick/speed_table.md,
-never the published table) and the parts' figures as JSON beside it.
+against `pytorch_reference`, goal 4x; the train steps and evaluations of
+`segmentation_speed`, `prob_unet_speed` and `bbox_speed`, goal 1.25x. Ratio
+= PyTorch's best time / JAX's (above 1: JAX is faster). Writes --output and
+the parts' figures as JSON beside it.
 """
 
 import json
@@ -117,16 +113,13 @@ def evaluation_rows(parts: dict) -> list[dict]:
   return records
 
 
-def _shown(seconds: float, unit: str) -> str:
-  return f"{seconds:.2f} s" if unit == "s/epoch" else f"{1e3 * seconds:,.1f} ms"
-
-
 def markdown(records: list[dict], evaluations: list[dict], info: dict) -> str:
   text = harness.markdown(
       ["example", "config", "JAX (default settings)", "PyTorch, 1 thread",
        "PyTorch, 2 threads", "PyTorch's best / JAX", "goal", "reached"],
-      [[r["example"], r["config"], *(_shown(r[k], r["unit"]) for k in
-                                     ("jax", "torch_1", "torch_2")),
+      [[r["example"], r["config"], *(f"{r[k]:.2f} s" if r["unit"] == "s/epoch"
+                                     else f"{1e3 * r[k]:,.1f} ms"
+                                     for k in ("jax", "torch_1", "torch_2")),
         f"{r['ratio']:.2f}x", f"{r['goal']:.2f}x", "yes" if r["ratio"] >= r["goal"]
         else "no"] for r in records])
   if evaluations:  # A bare | in `what` would end its cell.
