@@ -101,64 +101,47 @@ def _value(figures: dict, key: str, digits: int = 3) -> str:
   return f"{figures[key]:.{digits}f}" if key in figures else "n/a"
 
 
-def _row(cells) -> str:
-  return "| " + " | ".join(cells) + " |"
-
-
-def _header(cells) -> list[str]:
-  return [_row(cells), "|" + "---|" * len(cells)]
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  """Markdown lines: the header, its rule, a line per row."""
+  line = lambda cells: f"| {' | '.join(cells)} |"
+  return [line(header), "|" + "---|" * len(header), *map(line, rows)]
 
 
 def sample_table(records: list[dict], truth: dict) -> list[str]:
-  counts, matched = records[0]["ged_samples"], records[0]["hungarian_samples"]
-  most = max(counts)
-  lines = _header(["model"] + [f"GED S={s}" for s in counts]
-                  + [f"diversity S={most}", f"Hungarian IoU S={matched}"])
-  for r in records:
-    f = r["test"]
-    lines.append(_row([LABELS[r["model"]]] + [_mean_std(f, f"ged_{s}") for s in counts]
-                      + [_mean_std(f, "samples_diversity"), _mean_std(f, "hungarian_iou")]))
+  counts = records[0]["ged_samples"]
+  cells = lambda f, p="": [*(_mean_std(f, f"{p}ged_{s}") for s in counts),
+                           _mean_std(f, p + "samples_diversity"),
+                           _mean_std(f, p + "hungarian_iou")]
+  rows = [[LABELS[r["model"]], *cells(r["test"])] for r in records]
   if "floor_ged_1" in truth:
-    lines.append(_row(["true distribution, sampled"]
-                      + [_mean_std(truth, f"ideal_ged_{s}") for s in counts]
-                      + [_mean_std(truth, "ideal_samples_diversity"),
-                         _mean_std(truth, "ideal_hungarian_iou")]))
-    lines.append(_row(["true distribution, expected (floor)"]
-                      + [_mean_std(truth, f"floor_ged_{s}") for s in counts] + ["", ""]))
-  return lines
+    rows += [["true distribution, sampled", *cells(truth, "ideal_")],
+             ["true distribution, expected (floor)",
+              *(_mean_std(truth, f"floor_ged_{s}") for s in counts), "", ""]]
+  return _table(["model", *(f"GED S={s}" for s in counts), f"diversity S={max(counts)}",
+                 f"Hungarian IoU S={records[0]['hungarian_samples']}"], rows)
 
 
 def likelihood_table(records: list[dict], truth: dict) -> list[str]:
-  lines = _header(["model", "-log p(y|x) (nats/image)", "CE (nats/pixel)",
-                   "mode TV, pooled", "mode TV per image", "unmatched",
-                   "ECE", "S_NCC", "Dice"])
-  for r in records:
-    f = r["test"]
-    nll = (_value(f, "nll", 2) + (" exact" if r["model"] == "unet"
-                                  else f" IS S={r['num_samples']}"))
-    lines.append(_row([LABELS[r["model"]], nll, _value(f, "ce_per_pixel", 4),
-                       _value(f, "mode_tv_pooled"), _mean_std(f, "mode_tv"),
-                       _value(f, "unmatched"), _value(f, "ece", 4),
-                       _value(f, "variance_ncc"), _value(f, "dice")]))
+  cells = lambda f, p="": [_value(f, p + "mode_tv_pooled"), _mean_std(f, p + "mode_tv"),
+                           _value(f, p + "unmatched"), _value(f, p + "ece", 4),
+                           _value(f, p + "variance_ncc")]
+  rows = [[LABELS[r["model"]], _value(r["test"], "nll", 2) + (
+      " exact" if r["model"] == "unet" else f" IS S={r['num_samples']}"),
+           _value(r["test"], "ce_per_pixel", 4), *cells(r["test"]),
+           _value(r["test"], "dice")] for r in records]
   if "ideal_nll" in truth:
-    lines.append(_row(["true distribution, sampled",
-                       _value(truth, "ideal_nll", 2) + " exact", "",
-                       _value(truth, "ideal_mode_tv_pooled"),
-                       _mean_std(truth, "ideal_mode_tv"), _value(truth, "ideal_unmatched"),
-                       _value(truth, "ideal_ece", 4), _value(truth, "ideal_variance_ncc"),
-                       ""]))
-  return lines
+    rows.append(["true distribution, sampled", _value(truth, "ideal_nll", 2) + " exact",
+                 "", *cells(truth, "ideal_"), ""])
+  return _table(["model", "-log p(y|x) (nats/image)", "CE (nats/pixel)",
+                 "mode TV, pooled", "mode TV per image", "unmatched", "ECE", "S_NCC",
+                 "Dice"], rows)
 
 
 def training_table(records: list[dict]) -> list[str]:
-  lines = _header(["model", "epochs trained / cap", "best epoch (by)", "steps",
-                   "wall time"])
-  for r in records:
-    lines.append(_row([LABELS[r["model"]],
-                       f"{r.get('epochs_trained', 'n/a')} / {r['max_epochs']}",
-                       f"{r['best_epoch']} ({r.get('selected_by', 'validation_loss')})",
-                       f"{r.get('steps', 'n/a')}", f"{r['wall_seconds'] / 60:.1f} min"]))
-  return lines
+  return _table(["model", "epochs trained / cap", "best epoch (by)", "steps", "wall time"], [
+      [LABELS[r["model"]], f"{r.get('epochs_trained', 'n/a')} / {r['max_epochs']}",
+       f"{r['best_epoch']} ({r.get('selected_by', 'validation_loss')})",
+       f"{r.get('steps', 'n/a')}", f"{r['wall_seconds'] / 60:.1f} min"] for r in records])
 
 
 def goal_table(record: dict) -> list[str]:
@@ -177,12 +160,12 @@ def goal_table(record: dict) -> list[str]:
                 f"<= ideal {f['ideal_nll']:.2f} + 1 nat", "<="))
   if "mode_tv_pooled" in f:
     goals.append(("mode TV, pooled", f["mode_tv_pooled"], 0.05, "<= 0.05", "<="))
-  lines = _header(["figure", "Probabilistic U-Net", "goal", "reached", "distance"])
+  rows = []
   for name, value, target, text, sense in goals:
     met = value <= target if sense == "<=" else value >= target
-    lines.append(_row([name, f"{value:.3f}", text, "yes" if met else "no",
-                       "" if met else f"{abs(value - target):.3f}"]))
-  return lines
+    rows.append([name, f"{value:.3f}", text, "yes" if met else "no",
+                 "" if met else f"{abs(value - target):.3f}"])
+  return _table(["figure", "Probabilistic U-Net", "goal", "reached", "distance"], rows)
 
 
 def mode_table(records: list[dict]) -> list[str]:
@@ -193,12 +176,10 @@ def mode_table(records: list[dict]) -> list[str]:
   if truth is None:
     return []
   names = [k[len(prefix):] for k in truth if k.startswith(prefix)]
-  lines = _header(["candidate", "true"] + [LABELS[r["model"]] for r in records])
-  for name in names:
-    shown = "unmatched" if name == "none" else name.replace("_", " ")
-    lines.append(_row([shown, f"{truth[prefix + name]:.3f}"]
-                      + [_value(r["test"], f"mode_frequency_{name}") for r in records]))
-  return lines
+  return _table(["candidate", "true", *(LABELS[r["model"]] for r in records)], [
+      ["unmatched" if name == "none" else name.replace("_", " "),
+       f"{truth[prefix + name]:.3f}",
+       *(_value(r["test"], f"mode_frequency_{name}") for r in records)] for name in names])
 
 
 def markdown_table(records: list[dict]) -> str:
