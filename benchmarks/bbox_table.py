@@ -34,11 +34,8 @@ ROWS = {
 ABLATION_ROWS = {  # The "image" condition only.
     "cvae, learned std": {"model": "cvae", "network.cvae_box_std": 0.0},
 }
-_FIGURE_ROWS = harness.define_list(
-    "figure_rows", ["cvae", "mdn_fixed_std", "regressor"],
-    "Rows (workdir names) whose boxes.png is copied next to the table, one "
-    "per condition (bbox_samples_<condition>_<name>.png).",
-    [harness.row_name(label) for label in {**ROWS, **ABLATION_ROWS}])
+# The rows (workdir names) whose boxes.png goes next to the table.
+FIGURE_ROWS = ("cvae", "mdn_fixed_std", "regressor")
 COLUMNS = (("best_of_1_iou", "best-of-1 IoU"), ("best_of_5_iou", "best-of-5 IoU"),
            ("best_of_20_iou", "best-of-20 IoU"), ("coverage_at_20", "coverage K=20"),
            ("precision_at_20", "precision K=20"), ("nll", "NLL (nats/box)"))
@@ -51,12 +48,6 @@ QUICK = {"num_epochs": 1, "data.max_train_examples": 256,
          "checkpoint_every_steps": 8}
 
 
-def _nll(figures: dict) -> tuple[float, str]:
-  if "nll_exact" in figures:
-    return figures["nll_exact"], "exact"
-  return figures["nll_importance_sampled"], "IS"
-
-
 def markdown_table(records: list[dict]) -> str:
   """One line per record, in the order given."""
   samples = records[0]["num_samples"]
@@ -65,13 +56,9 @@ def markdown_table(records: list[dict]) -> str:
   rows = []
   for r in records:
     figures = r["test"]
-    cells = []
-    for key, _ in COLUMNS:
-      if key == "nll":
-        value, how = _nll(figures)
-        cells.append(f"{value:.2f} ({how}{f', S={samples}' if how == 'IS' else ''})")
-      else:
-        cells.append(f"{figures[key]:.3f}")
+    cells = [f"{figures[key]:.3f}" for key, _ in COLUMNS[:-1]]
+    cells.append(f"{figures['nll_exact']:.2f} (exact)" if "nll_exact" in figures
+                 else f"{figures['nll_importance_sampled']:.2f} (IS, S={samples})")
     rows.append([r["condition"], r["row"], *cells, f"{figures['valid_boxes']:.2f}",
                  f"{r['best_epoch']} / {r['max_epochs']}",
                  f"{r['wall_seconds'] / 60:.1f} min"])
@@ -94,7 +81,7 @@ def main(argv):
       _TABLE.task_rows(bbox, bbox_config.get_config, QUICK, rows), _sort_key,
       markdown_table)
   for condition in _CONDITIONS.value:
-    for name in _FIGURE_ROWS.value:
+    for name in FIGURE_ROWS:
       picture = _TABLE.workdir(condition, name) / "boxes.png"
       if picture.exists():
         shutil.copyfile(picture,

@@ -17,7 +17,7 @@ prior samples in its GSNN objective (--gsnn_samples) is an extra row,
 
 import functools
 import json
-from absl import app, flags
+from absl import app
 
 from benchmarks import harness
 from cvae_jax import configs
@@ -30,8 +30,6 @@ _TABLE = harness.define_table_flags(
 _MAX_EPOCHS = harness.define_list(
     "max_epochs", ["30", "20"], "Cap on epochs per run, one per protocol (early "
     "stopping may end sooner; the configs' own cap is 101).")
-_LARGE_NUM_IMAGES = flags.DEFINE_integer(
-    "large_num_images", 1000, "Test images for the S=1000 importance sampling.")
 _PROTOCOLS = harness.define_list("protocols", ["pyro", "sohn"], "Protocols.",
                                  ("pyro", "sohn"))
 _QUADRANTS = harness.define_list("quadrants", ["1", "2", "3"], "Given quadrants.",
@@ -92,7 +90,7 @@ def run_config(protocol: str, quadrants: int, model: str, max_epochs: int,
   config = configs.with_overrides(CONFIGS[protocol](), {
       "model": model, "num_quadrants": quadrants, "gsnn_samples": gsnn_samples,
       "data_dir": _TABLE.data_dir.value, "num_epochs": max_epochs,
-      "eval.large_num_images": _LARGE_NUM_IMAGES.value,
+      "eval.large_num_images": 1000,  # Test images of the S=1000 estimate.
       "baseline_workdir": str(_TABLE.workdir(part, "baseline")),
       **(QUICK if _TABLE.quick.value else {})})
   workdir = _TABLE.workdir(part, model + (f"_s{gsnn_samples}" if gsnn_samples != 1 else ""))

@@ -13,8 +13,6 @@ goes next to the table.
 
 import shutil
 
-from absl import flags
-
 from benchmarks import harness
 from cvae_jax.tasks import segmentation
 from train.configs import segmentation as segmentation_config
@@ -39,11 +37,7 @@ for _kind in segmentation.MODEL_KINDS:
                                               "input_omission_rate": OMISSION}
 MULTI_SAMPLE_ROWS = {f"{kind} (S=10)": {"model": kind, "gsnn_samples": 10}
                      for kind in ("gsnn", "hybrid")}
-_FIGURE_ROW = flags.DEFINE_enum(
-    "figure_row", "hybrid", [harness.row_name(label) for label in
-                             {**ROWS, **MULTI_SAMPLE_ROWS}],
-    "The row (workdir name) whose panel.png is copied next to the table, "
-    "one per occlusion level (segmentation_panel_occlusion<N>.png).")
+FIGURE_ROW = "hybrid"  # Its panel.png goes next to the table, per occlusion level.
 COLUMNS = (("pixel_error", "pixel error (%)"), ("iou", "IoU at E[z|x]"),
            ("best_of_10_iou", "best-of-10 IoU"), ("best_of_100_iou", "best-of-100 IoU"),
            ("nll_prior_monte_carlo", "(b) prior MC"),
@@ -105,7 +99,7 @@ def main(argv):
       _TABLE.task_rows(segmentation, segmentation_config.get_config, QUICK, rows),
       _sort_key, markdown_table)
   for occlusion in occlusions:
-    panel = _TABLE.workdir(f"occlusion{occlusion}", _FIGURE_ROW.value) / "panel.png"
+    panel = _TABLE.workdir(f"occlusion{occlusion}", FIGURE_ROW) / "panel.png"
     if panel.exists():
       shutil.copyfile(panel, output.parent / f"segmentation_panel_occlusion{occlusion}.png")
 
