@@ -21,8 +21,8 @@ there (B = num_examples, S = config.image_size):
 
 import numpy as np
 
+from cvae_jax import runner
 from cvae_jax.data import quadrants
-from cvae_jax.models.cvae import CVAE
 
 COLOUR_DATASETS = ("caltech_birds2011", "oxford_iiit_pet")  # RGB images.
 GRADERS = {"segmentation": 1, "prob_unet": 4}
@@ -62,11 +62,9 @@ def init_batch(task, config, arrays: dict) -> dict:
 
 def step_pieces(task, config, arrays: dict):
   """(model, init_fn(rng) -> params, loss_fn) of `task` at `config`, as the
-  runner builds them but with no pretrained part, initialised on the first
-  of `arrays` (a CVAE on target and condition, another model on the latter)."""
+  runner builds them but with no pretrained part, initialised
+  (`runner.init_params`) on the first of `arrays`."""
   model = task.make_model(config)
   batch = init_batch(task, config, {k: v[:1] for k, v in arrays.items()})
-  inputs = ((batch["target"], batch["condition"]) if isinstance(model, CVAE)
-            else (batch["condition"],))
-  return (model, lambda rng: model.init(rng, *inputs),
+  return (model, lambda rng: runner.init_params(model, rng, batch),
           task.TASK.loss_fn(config, model))
