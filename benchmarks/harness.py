@@ -50,8 +50,7 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
-  """`app.run(main)` of a benchmark script, its flags parsed by
-  `parse_flags`."""
+  """`app.run(main)` with its flags parsed by `parse_flags`."""
   app.run(main, flags_parser=parse_flags)
 
 
@@ -59,8 +58,7 @@ def output_path(explicit: str | None, published: str | Path, quick: bool,
                 quick_dir: str | Path) -> Path:
   """Where a script writes its table or figures: `explicit` (its --output or
   --json) when given; else, with --quick, `quick_dir`/<the published file's
-  name> (a quick run checks the script, its figures are not the published
-  ones); else `published` (under docs/)."""
+  name> (never the published figures); else `published` (under docs/)."""
   if explicit:
     return Path(explicit)
   return Path(quick_dir) / Path(published).name if quick else Path(published)
@@ -76,13 +74,9 @@ def timed_run(train_and_evaluate, config, workdir: Path, title: str,
               finished: Callable[[dict], bool] = lambda results: True
               ) -> tuple[dict, float]:
   """Trains and evaluates one row in `workdir` (resuming), unless a finished
-  run with a timing is there and `finished(its results)` holds. The wall
-  seconds of every invocation add up in workdir/wall_seconds.json, so an
-  interrupted table resumes with the right total.
-
-  Returns:
-    (results.json of the run, wall seconds spent on it in all).
-  """
+  run with a timing is there and `finished(its results)` holds; returns
+  (its results.json, the wall seconds of every invocation in all, which add
+  up in workdir/wall_seconds.json)."""
   timing, results_path = workdir / "wall_seconds.json", workdir / "results.json"
   spent = json.loads(timing.read_text())["wall_seconds"] if timing.exists() else 0.0
   if not (results_path.exists() and timing.exists()
@@ -119,10 +113,9 @@ class TableFlags:
                 markdown_table: Callable[[list[dict]], str]) -> tuple[Path, list]:
     """Runs the table's `rows`, (key, run(recorded row or None) -> record)
     pairs, writing the table (`markdown_table` of the records sorted by
-    `sort_key`) and its JSON after each, and prints it: --output, else
-    docs/NAME.md, or ROOT/quick/NAME.md with --quick. The records already
-    in the JSON, by `key(record)`, are kept. Returns the table's path and
-    its records in order."""
+    `sort_key`) to `output_path()` and its JSON after each, keeping the
+    records already in the JSON (by `key(record)`); prints it. Returns the
+    table's path and its records in order."""
     logging.set_verbosity(logging.WARNING)
     output = self.output_path()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -153,11 +146,10 @@ class TableFlags:
               recorded: dict | None) -> dict:
     """The record of the row `label` of table part `part`: `fields` (what
     names the row), its command line, the run's test figures and training
-    facts, and its wall seconds. The run is task module `task`'s default
-    config (`get_config()`) with the dotted `overrides`, --data_dir and,
-    with --quick, the `quick` overrides; a finished run in its workdir is
-    reused; when the workdir is gone, so is `recorded` (the row as an
-    earlier table kept it), unless --rerun_recorded."""
+    facts, and its wall seconds. The run is task module `task`'s
+    `get_config()` with the dotted `overrides`, --data_dir and, with
+    --quick, the `quick` overrides; `recorded` (the row as an earlier table
+    kept it) stands when the workdir is gone, unless --rerun_recorded."""
     workdir = self.workdir(part, label)
     if not workdir.exists() and recorded is not None and not self.rerun_recorded.value:
       return recorded

@@ -30,9 +30,8 @@ from train.configs import mnist_label as mnist_label_config
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TFDS data_dir.")
 _JSON = flags.DEFINE_string("json", None, "Also write the figures here.")
-_BATCH_SIZES = harness.define_list("batch_sizes", ["20", "128", "1024"],
-                                   "Train-step batch sizes to time.")
-_IS_SAMPLES = flags.DEFINE_integer("importance_samples", 1000, "K for IS-NLL.")
+BATCH_SIZES = (20, 128, 1024)  # Of the train-step timings.
+IS_SAMPLES = 1000  # K of the IS-NLL timing.
 _EPOCH_ONLY = flags.DEFINE_bool("epoch_only", False,
                                 "Time only the reference-config epoch (3 epochs).")
 
@@ -68,7 +67,7 @@ def main(argv):
                  reference_epoch_median_s=float(np.median(reference[1:])),
                  first_epoch_extra_s=float(reference[0] - steady(reference)))
   if not _EPOCH_ONLY.value:
-    for batch_size in map(int, _BATCH_SIZES.value):
+    for batch_size in BATCH_SIZES:
       sized = config.copy_and_resolve_references()
       sized.batch_size = batch_size
       steps = len(train["target"]) // batch_size
@@ -78,13 +77,13 @@ def main(argv):
     model, init_fn, _ = fake_data.step_pieces(mnist_label, config, test)
     params = init_fn(jax.random.PRNGKey(0))
     nll = lambda params, batch, rng: -estimators.cvae_log_likelihood(
-        model, params, batch, rng, _IS_SAMPLES.value,
-        chunk_size=min(config.importance_chunk_size, _IS_SAMPLES.value))
+        model, params, batch, rng, IS_SAMPLES,
+        chunk_size=min(config.importance_chunk_size, IS_SAMPLES))
     for arrays in ({k: v[:config.eval_batch_size] for k, v in test.items()}, test):
       start = time.perf_counter()  # The first pass compiles.
       evaluation.map_over_batches(nll, params, arrays, jax.random.PRNGKey(1),
                                   config.eval_batch_size)
-    figures[f"importance_sampled_nll_k{_IS_SAMPLES.value}_10k_images_s"] = (
+    figures[f"importance_sampled_nll_k{IS_SAMPLES}_10k_images_s"] = (
         time.perf_counter() - start)
   print(harness.markdown(["figure", "value"], [
       [key, str(value) if isinstance(value, list) else f"{value:.4g}"]

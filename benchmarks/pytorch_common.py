@@ -177,11 +177,10 @@ def loss_difference(peer: Peer, config, params, torch_model, arrays: dict) -> fl
 
 def compare_evaluations(cases: dict, threads: list[int], repeats: int,
                         images: int) -> dict:
-  """Times each case's JAX and PyTorch functions in turns (jax, then torch
-  at each thread count; best of `repeats` calls after a warm-up):
-  `cases` {name: (jax_call, torch_call)}, zero-argument calls returning the
-  [images] figures. Returns {name: {"seconds", "images_per_s" by runner,
-  "mean_difference": |mean of JAX's figures - mean of PyTorch's|}}."""
+  """Times each case's JAX and PyTorch calls in turns (best of `repeats`
+  after a warm-up): `cases` {name: (jax_call, torch_call)}, zero-argument
+  calls returning the [images] figures. Returns {name: {"seconds",
+  "images_per_s" by runner, "mean_difference" of the two calls' means}}."""
   results = {}
   for name, (jax_call, torch_call) in cases.items():
     with torch.no_grad():
@@ -201,15 +200,13 @@ def compare_evaluations(cases: dict, threads: list[int], repeats: int,
 
 def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
               variants: list[str], threads: list[int], eval_samples: int) -> dict:
-  """Config `name` of `peer` on fake_data arrays (its batch size), in one
-  process, steady state: "jax", the task's own loss and the config's
-  optimiser through the trainer's `train_step`, jitted, state donated (and
-  each of `variants`, jax_ynnpack / jax_eigen: its convolutions on that
-  library); "torch_<n>_threads" for each n of `threads`, the port from the
-  flax weights, once the parameter counts and the per-example losses at the
-  same (`randomized`) weights and noise are checked equal. In turns, each
-  the best of `repeats` rounds of `num_steps` steps after a warm-up step;
-  then, with `eval_samples` and PyTorch, the evaluations."""
+  """Config `name` of `peer` on fake_data arrays, steady state, in turns
+  (the best of `repeats` rounds of `num_steps` steps after a warm-up step):
+  "jax", the trainer's `train_step` (and each of `variants`);
+  "torch_<n>_threads" for each n of `threads`, the port from the flax
+  weights, once the parameter counts and the per-example losses at the same
+  (`randomized`) weights and noise are checked equal; then, with
+  `eval_samples` and PyTorch, the evaluations."""
   config = peer.configs[name]()
   arrays = fake_data.training_arrays(peer.task, config)
   model, init_fn, loss_fn = fake_data.step_pieces(peer.task, config, arrays)

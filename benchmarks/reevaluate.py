@@ -1,6 +1,5 @@
 """Re-evaluates finished runs with the current code and compares figures:
-how a change to the library is checked against the tables' recorded runs
-without retraining.
+a change to the library checked against the tables' runs without retraining.
 
   python -m benchmarks.reevaluate segmentation=workdirs/segmentation_table/full/occlusion1/cvae \
       bbox=workdirs/bbox_table/full/image/cvae mnist_quadrant=...

@@ -1,13 +1,7 @@
-"""Speed of the segmentation CVAE (train/configs/segmentation.py and
-segmentation_cub.py), JAX beside its PyTorch port
-(benchmarks/pytorch_segmentation.py) in one process
-(`pytorch_common.time_peer`): the train step, then the best-of-S IoU and the
-importance-sampled NLL, S = --eval_samples; docs/speed.md.
-
-  pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
-  python -m benchmarks.segmentation_speed --configs=offline --steps=10 \
-      --json=docs/segmentation_speed_cpu.json
-"""
+"""Speed of the segmentation CVAE's train step, best-of-S IoU and
+importance-sampled NLL, JAX beside its PyTorch port (pytorch_segmentation.py)
+in one process (`pytorch_common.time_peer`); see docs/speed.md. torch is a
+benchmark-only package (pip install torch)."""
 
 from benchmarks import pytorch_common
 from benchmarks.pytorch_segmentation import PEER

@@ -96,13 +96,10 @@ def timed_training(config, workdir, init_fn, loss_fn, data) -> EpochClock:
 
 
 def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+  cpuinfo = Path("/proc/cpuinfo")
+  names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+           if line.startswith("model name")] if cpuinfo.exists() else []
+  return names[0] if names else platform.processor() or platform.machine()
 
 
 def machine_record(json_path: str | Path | None) -> dict:

@@ -6,13 +6,11 @@ beside the truth, with and without KL warm-up, over seeds.
   python -m benchmarks.toy_mixture_table --check_quadrature   # grid convergence
 
 Each row trains `python -m train.toy_mixture` with its overrides at each
---seeds value (the model's initialisation and the data order; the data set is
-the same), then reports per example, mean over the 2,000 test examples and
-then over seeds (min-max over seeds in brackets): the true -log p(y|x) of the
-data, the trained model's own -log p(y|x) by quadrature over its 2-D latent
-(128 x 128 points), the importance-sampled NLL (K = 1000), the prior Monte
-Carlo (K = 1000), the 10-sample -ELBO; then how far the model is from the
-truth, and each estimator from the model's exact figure.
+--seeds value (initialisation and data order), then reports per example,
+mean over the test examples and then over seeds (min-max in brackets): the
+true -log p(y|x), the model's own by quadrature over its 2-D latent, the
+importance-sampled NLL, the prior Monte Carlo, the -ELBO; then how far the
+model is from the truth, and each estimator from the model's exact figure.
 """
 
 import numpy as np
