@@ -45,10 +45,8 @@ CONFIGS = {"pyro": pyro_config.get_config, "sohn": sohn_config.get_config}
 PYRO_PUBLISHED = {("baseline", 1): 100.4, ("baseline", 2): 61.9,
                   ("baseline", 3): 25.4, ("cvae", 1): 71.8, ("cvae", 2): 51.0,
                   ("cvae", 3): 24.2}
-COLUMNS = (("prior_mean", "(a) z=E[z|x]"), ("prior_monte_carlo", "(b) prior MC"),
-           ("importance_sampled", "(c) IS"),
-           ("importance_sampled_large", "(c) IS"),
-           ("negative_elbo", "-ELBO"))
+COLUMNS = ("prior_mean", "prior_monte_carlo", "importance_sampled",
+           "importance_sampled_large", "negative_elbo")  # Figures, in order.
 
 
 GSNN_KINDS = ("gsnn", "hybrid")  # The models whose objective has an S.
@@ -118,23 +116,20 @@ def _cell(value) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
   """One line per record, in the order given."""
-  first = rows[0]
-  samples = first["num_samples"]
-  large = (f"{COLUMNS[3][1]} S={samples['importance_sampled_large']} "
-           f"({first['importance_sampled_large_num_images']} images)")
-  names = [f"{COLUMNS[0][1]}", f"{COLUMNS[1][1]} S={samples['prior_monte_carlo']}",
-           f"{COLUMNS[2][1]} S={samples['importance_sampled']}", large,
-           f"{COLUMNS[4][1]} ({samples['negative_elbo']} samples)"]
-  header = (["protocol", "quadrants", "model"] + names
-            + ["Pyro published (-ELBO)", "best epoch / cap", "wall time"])
+  first, s = rows[0], rows[0]["num_samples"]
+  header = ["protocol", "quadrants", "model", "(a) z=E[z|x]",
+            f"(b) prior MC S={s['prior_monte_carlo']}", f"(c) IS S={s['importance_sampled']}",
+            f"(c) IS S={s['importance_sampled_large']} "
+            f"({first['importance_sampled_large_num_images']} images)",
+            f"-ELBO ({s['negative_elbo']} samples)", "Pyro published (-ELBO)",
+            "best epoch / cap", "wall time"]
   lines = []
   for r in rows:
     figures = r["test_negative_cll_nats_per_image"]
     if r["model"] == "baseline":  # Deterministic: every estimator is exact.
       cells = [_cell(figures["exact"])] * len(COLUMNS)
     else:
-      cells = [_cell(figures[key]) if key in figures else "n/a"
-               for key, _ in COLUMNS]
+      cells = [_cell(figures[key]) if key in figures else "n/a" for key in COLUMNS]
     published = (PYRO_PUBLISHED.get((r["model"], r["num_quadrants"]))
                  if r["protocol"] == "pyro" else None)
     lines.append([r["protocol"], str(r["num_quadrants"]), _label(r), *cells,
@@ -144,10 +139,9 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def _sort_key(record: dict) -> tuple:
-  protocols = list(CONFIGS)
-  models = list(mnist_quadrant.MODEL_KINDS)
-  return (protocols.index(record["protocol"]), record["num_quadrants"],
-          models.index(record["model"]), record.get("gsnn_samples", 1))
+  protocol, quadrants, model, samples = _key(record)
+  return (list(CONFIGS).index(protocol), quadrants,
+          list(mnist_quadrant.MODEL_KINDS).index(model), samples)
 
 
 def main(argv):

@@ -117,17 +117,13 @@ _RUNS = harness.define_list(
     "DEFAULT_RUNS).", (*RUNS, "all"))
 
 
-def overrides_of(run: str) -> dict:
-  example, own = RUNS[run]
-  return {**EXAMPLE_OVERRIDES[example], **own}
-
-
 def command_of(run: str, workdir: Path) -> list[str]:
   """The run's command line (run in the code directory)."""
-  example, _ = RUNS[run]
+  example, own = RUNS[run]
   return [sys.executable, "-m", f"train.{example}",
           f"--config=train/configs/{example}.py", f"--workdir={workdir}",
-          *(f"--config.{key}={value}" for key, value in overrides_of(run).items())]
+          *(f"--config.{key}={value}"
+            for key, value in {**EXAMPLE_OVERRIDES[example], **own}.items())]
 
 
 def imported_package(code_dir: Path) -> str:
@@ -137,21 +133,16 @@ def imported_package(code_dir: Path) -> str:
       cwd=code_dir, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def children_cpu_seconds() -> float:
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
-
-
 def run_one(run: str, code_dir: Path,
             root: Path) -> tuple[dict | None, float, float]:
   """Runs `run`, its output to <root>/<run>.log; returns (its test figures,
-  or None when the command failed; its wall time and its CPU time (user +
-  system, all threads) in seconds: on a shared machine the wall time grows
-  with the others' load, the CPU time much less)."""
+  or None when the command failed; its wall and CPU seconds: on a shared
+  machine the wall time grows with the others' load, the CPU time less)."""
   workdir = root / run
   command = command_of(run, workdir)
   print("+", " ".join(command[1:]), flush=True)
   log = root / f"{run}.log"
+  children_cpu_seconds = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
   begin, cpu_begin = time.time(), children_cpu_seconds()
   with log.open("w") as out:
     returncode = subprocess.run(command, cwd=code_dir, stdout=out,
