@@ -1,22 +1,14 @@
 """Random training arrays of each task's shapes, and the task's model,
-init_fn and loss_fn on them: what every benchmark that times a step uses
-(the scaling page, the speed scripts and their PyTorch peers), so that no
-data set is read.
-
-The arrays are what `task.load_splits(config)["train"]` holds, keyed as
-there (B = num_examples, S = config.image_size):
-  * mnist_label: "target" [B, 784] float32 uniform in [0, 1), "condition"
-    [B] int32 labels in 0..9;
-  * mnist_quadrant: `quadrants.split_by_quadrants` of [B, 784] uniform
-    images ("condition", "target", "target_mask");
-  * segmentation: "image" [B, S, S, C] float32 uniform in [0, 1) (C = 3 for
-    the TFDS photo sets, else 1), "masks" [B, 1, S, S] float32, each pixel 1
-    with probability 0.3;
-  * prob_unet: "image" [B, S, S, 1], "masks" [B, 4, S, S] (4 graders), as
-    segmentation's;
-  * bbox: "image" [B, S, S, 1], "boxes" [B, M, 4] float32 uniform in
-    [0.1, 0.9) (M = config.data.max_digits, every box valid), "labels"
-    [B, M] int32 in 0..9, "query" [B] int32 0 (the first box).
+init_fn and loss_fn on them: what every benchmark that times a step uses, so
+that no data set is read. The arrays are what
+`task.load_splits(config)["train"]` holds (B = num_examples, S =
+config.image_size; values uniform in [0, 1), mask pixels 1 with probability
+0.3): mnist_label "target" [B, 784], "condition" [B] int32 labels;
+mnist_quadrant `quadrants.split_by_quadrants` of [B, 784] images;
+segmentation "image" [B, S, S, C] (C = 3 for the TFDS photo sets, else 1),
+"masks" [B, 1, S, S]; prob_unet the same with 4 graders' masks; bbox
+"image" [B, S, S, 1], "boxes" [B, M, 4] in [0.1, 0.9) (M =
+config.data.max_digits), "labels" [B, M] int32, "query" [B] int32 0.
 """
 
 import numpy as np

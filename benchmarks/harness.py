@@ -1,15 +1,12 @@
-"""What every table script shares: where its table goes, the rows it has
-recorded, one row's timed run, writing the table after every row, its
-Markdown; and what every benchmark script's command line shares: its list
-flags, one-line refusals of a bad flag, and where a --quick run writes.
-
-A table script defines only its rows (configs and workdirs), the record it
-keeps of a run's results.json, and its Markdown layout. Finished runs in
---root are reused (delete a workdir to redo it) and an interrupted one
-resumes; wall times add up in each workdir's wall_seconds.json; a row
-recorded in the table's JSON whose workdir is gone (another machine) is kept
-(unless --rerun_recorded), as are rows outside this invocation. The table
-goes to --output, its records as JSON next to it.
+"""What the benchmark scripts share: list flags, one-line refusals of a bad
+flag, where a --quick run writes; and the table scripts' rows, runs and
+Markdown. A table script defines only its rows, the record it keeps of a
+run's results.json, and its Markdown layout. Finished runs in --root are
+reused (delete a workdir to redo it), an interrupted one resumes, wall times
+add up in each workdir's wall_seconds.json; a row recorded in the table's
+JSON whose workdir is gone (another machine) is kept (unless
+--rerun_recorded), as are rows outside this invocation. The table goes to
+--output, its records as JSON next to it.
 """
 
 import dataclasses

@@ -1,8 +1,7 @@
 """The README's ambiguous-segmentation table: the deterministic U-Net, Sohn
 et al.'s conv CVAE and the Probabilistic U-Net on the offline MNIST set whose
 grader distribution is known, beside that distribution's own figures (the
-floor). Each row is `python -m train.prob_unet
---config=train/configs/prob_unet.py --config.model=<model>`.
+floor); each row is `python -m train.prob_unet --config.model=<model>`.
 
   python -m benchmarks.prob_unet_table            # the full table
   python -m benchmarks.prob_unet_table --quick    # tiny: checks the pipeline
@@ -57,24 +56,18 @@ def run_row(model: str, recorded: dict | None) -> dict:
                                      LABELS[model])
   config = results["config"]
   trained = hooks.steps_trained(hooks.read_history(workdir), results["steps"])
-  return {"model": model, "test": results["test"],
-          "best_epoch": results["best_epoch"],
+  images = config["data"]["max_train_examples"] or TRAIN_IMAGES
+  return {"model": model, "test": results["test"], "best_epoch": results["best_epoch"],
           "selected_by": results_file.best_epoch(workdir)["metric"],
           "max_epochs": config["num_epochs"], "steps": trained,
-          "epochs_trained": trained // steps_per_epoch(config),
+          "epochs_trained": trained // (images // config["batch_size"]),
           "num_test_images": results["num_test_images"],
           "ged_samples": config["eval"]["ged_samples"],
           "hungarian_samples": config["eval"]["hungarian_samples"],
           "num_samples": config["eval"]["num_samples"],
-          "curves": learning_curves(workdir),
-          "wall_seconds": spent,
+          "curves": learning_curves(workdir), "wall_seconds": spent,
           "command": ("python -m train.prob_unet --config=train/configs/"
                       f"prob_unet.py --config.model={model}")}
-
-
-def steps_per_epoch(config: dict) -> int:
-  images = config["data"]["max_train_examples"] or TRAIN_IMAGES
-  return images // config["batch_size"]
 
 
 TRAIN_IMAGES = 25_000  # The offline set's training images (max_train_examples=0).

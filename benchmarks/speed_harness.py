@@ -65,10 +65,9 @@ def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
 
 
 class EpochClock(hooks.Hook):
-  """Times the epochs of a `trainer.train` run: `begun` when the state is
-  ready, and per epoch `first_read` (its first dispatch done and read back:
-  compilation is behind it) and `ended` (its last dispatch read back, before
-  the epoch's checkpoint); `first_steps` is the first dispatch's length."""
+  """Times a `trainer.train` run: `begun` when the state is ready; per epoch
+  `first_read` (its first dispatch read back: compilation is behind it) and
+  `ended` (its last, before the checkpoint); `first_steps` per dispatch."""
 
   def __init__(self):
     self.begun, self.first_read, self.ended, self.first_steps = None, {}, {}, 0

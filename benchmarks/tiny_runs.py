@@ -1,12 +1,9 @@
 """Tiny runs of every example through its real command line, and their test
 figures: a regression check that a change of the code changes no figure.
 
-Each run is `python -m train.<example> --config=train/configs/<example>.py
---workdir=<workdir>/<run> --config.<key>=<value> ...` in its own process, with
-overrides that make it take seconds (a few hundred training examples or one
-epoch, few test images, few samples); its figures are the "test" dict of
-the results.json it writes. Record them with the code as it is, then check
-the changed code against the record:
+Each run is `python -m train.<example> ... --config.<key>=<value>` in its
+own process, with overrides that make it take seconds; its figures are the
+"test" dict of its results.json. Record them, then check changed code:
 
   python -m benchmarks.tiny_runs --workdir=/tmp/tiny_before \
       --write=benchmarks/tiny_runs_reference.json
