@@ -26,13 +26,14 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax import distributions, estimators
-from cvae_jax.models.cvae import CVAEOutputs, forward
+from cvae_jax.models.cvae import CVAE, CVAEOutputs, forward
 
 __all__ = ["NegativeElbo", "negative_elbo_from_outputs", "gsnn_from_outputs",
            "baseline_negative_log_likelihood_from_outputs", "negative_elbo",
            "target_log_likelihood", "gsnn_negative_log_likelihood", "hybrid_objective",
            "baseline_negative_log_likelihood", "mean_negative_elbo", "OBJECTIVES",
-           "per_example_objective", "objective_settings", "summed_negative_elbo_loss"]
+           "per_example_objective", "objective_settings", "model_objective",
+           "summed_negative_elbo_loss"]
 
 
 class NegativeElbo(NamedTuple):
@@ -201,6 +202,32 @@ def objective_settings(kind: str, alpha: float, gsnn_samples: int) -> dict:
   GSNN term's samples (gsnn, hybrid) and the hybrid's alpha."""
   settings = {"gsnn_samples": gsnn_samples} if kind in ("gsnn", "hybrid") else {}
   return {**settings, **({"hybrid_alpha": alpha} if kind == "hybrid" else {})}
+
+
+def model_objective(model: nn.Module, predictor, beta: float = 1.0,
+                    likelihood_samples: int = 16):
+  """(params, batch, rng, kl_weight=1.0) -> ([batch] nats, {term: [batch]}):
+  what any model minimises on {"condition", "target"} batches.
+
+  A `CVAE`: E_q[-log p(y | x, z)] + beta * kl_weight * KL(q || p) with one z
+  (Kohl et al.'s objective), plus the -log p(y | x) of its own baseline net
+  when it has one (Sohn et al.'s, trained jointly); terms "reconstruction"
+  and "kl". Any other model: -log p(y | x) from its
+  `cvae_jax.predictors.Predictor` with `likelihood_samples` draws (exact for
+  a deterministic net); no terms.
+  """
+  if not isinstance(model, CVAE):
+    return lambda params, batch, rng, kl_weight=1.0: (
+        -predictor.log_likelihood(params, batch, rng, likelihood_samples), {})
+
+  def cvae(params, batch, rng, kl_weight=1.0):
+    outputs = forward(model, params, batch, rng)
+    terms = negative_elbo_from_outputs(outputs, batch, beta * kl_weight)
+    loss = terms.loss
+    if outputs.baseline is not None:
+      loss = loss + baseline_negative_log_likelihood_from_outputs(outputs, batch)
+    return loss, {"reconstruction": terms.reconstruction, "kl": terms.kl}
+  return cvae
 
 
 def summed_negative_elbo_loss(model: nn.Module, params, batch: dict,

@@ -75,7 +75,8 @@ class Task:
     arrays are the batch); `init` sees it for one test example (a `CVAE` is
     initialised on both, any other module on the condition).
   run_identity(config): settings the checkpoints depend on beyond their
-    shapes (resuming with others is refused).
+    shapes and the trainer's (resuming with others is refused; default
+    none).
   evaluators(config, model): {name: Evaluator, or None where it does not
     apply to the model}; `evals` is the config's default list of them, and
     fixes each evaluator's test-stream key (`evaluators.build`).
@@ -109,11 +110,11 @@ class Task:
   validate: Callable[[ml_collections.ConfigDict, Path], None]
   make_model: Callable[[ml_collections.ConfigDict], Any]
   load_splits: Callable[[ml_collections.ConfigDict], dict]
-  run_identity: Callable[[ml_collections.ConfigDict], dict | None]
   evaluators: Callable[[ml_collections.ConfigDict, Any], dict]
   evals: tuple[str, ...]
   header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
+  run_identity: Callable[[ml_collections.ConfigDict], dict | None] | None = None
   objective: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
   evaluation_batch: Callable[[ml_collections.ConfigDict, dict], dict] | None = None
   training_batch: Callable[..., tuple[dict, jax.Array]] | None = None
@@ -328,7 +329,8 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
                             config, evaluate=evaluate,
                             report=task.report or _report(task.unit),
                             report_eval=task.report_eval or _report_eval(task.unit),
-                            identity=task.run_identity(config)))
+                            identity=(task.run_identity(config)
+                                      if task.run_identity else None)))
   return state, time.time() - start
 
 

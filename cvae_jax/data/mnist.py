@@ -26,10 +26,15 @@ __all__ = ["NUM_PIXELS", "NUM_CLASSES", "prepare_mnist", "num_examples",
            "held_out_splits", "load_mnist_arrays", "mnist_dataset",
            "unreadable_records_as_user_errors", "DIGIT_SIDE",
            "check_canvas_fits_a_digit", "write_example_figure",
-           "offline_splits"]
+           "offline_splits", "loading_message"]
 
 NUM_PIXELS = 784
 NUM_CLASSES = 10
+
+
+def loading_message(config) -> str:
+  """What a task prints before `config.data_dir`'s MNIST is read."""
+  return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
 
 
 def prepare_mnist(data_dir: str | Path, download: bool = True) -> None:

@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax.distributions import Bernoulli, DiagonalGaussian
+from cvae_jax.errors import ConfigError, require_choice, require_positive_ints
 from cvae_jax.models.cvae import CVAE
-from cvae_jax.models.layers import dense
+from cvae_jax.models.layers import INITIALISATIONS, dense
 
-__all__ = ["HIDDEN", "hidden_pixels", "fill_hidden", "MLP", "BaselineNet",
+__all__ = ["HIDDEN", "hidden_pixels", "check_network", "fill_hidden", "MLP", "BaselineNet",
            "GaussianNet", "QuadrantCVAE"]
 
 HIDDEN = -1.0  # Value of the hidden pixels in the condition x.
@@ -33,6 +34,21 @@ HIDDEN = -1.0  # Value of the hidden pixels in the condition x.
 def hidden_pixels(condition: jax.Array) -> jax.Array:
   """Boolean [batch, pixels]: where x is hidden (y is to be predicted)."""
   return condition == HIDDEN
+
+
+def check_network(net) -> None:
+  """ConfigError naming the field of a `network` config block (see
+  train/configs/mnist_quadrant.py) that cannot work."""
+  require_positive_ints(net, ("latent_size",), "network.")
+  require_choice(net, "initialisation", INITIALISATIONS, "network.")
+  if net.baseline_to_generation and not net.generation_sees_condition:
+    raise ConfigError("network.baseline_to_generation needs "
+                      "network.generation_sees_condition=True (p(y|z) does not "
+                      "see x); set one of them")
+  if not net.hidden_sizes or any(
+      not isinstance(h, int) or h <= 0 for h in net.hidden_sizes):
+    raise ConfigError("network.hidden_sizes must be positive integers, got "
+                      f"{net.hidden_sizes!r}")
 
 
 def fill_hidden(condition: jax.Array, values: jax.Array) -> jax.Array:

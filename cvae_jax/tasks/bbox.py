@@ -1,26 +1,16 @@
 """Bounding boxes with several plausible answers per input: a regressor, a
-mixture density network (MDN), the CVAE and the hybrid objective, on the
-generic trainer.
+mixture density network (MDN), the CVAE and the hybrid objective.
 
-Data: the offline MNIST box set (`cvae_jax.data.mnist_boxes`) or Pascal VOC
-(`voc/2007`, `cvae_jax.data.tfds_boxes`), through the box interface
-{"image" [N, H, W, C], "boxes" [N, M, 4], "labels" [N, M], "query" [N]}.
-Each training step draws, per canvas, one of its boxes as the target y
-(uniformly); with `condition="class"` the condition also holds that box's
-class c, and the valid boxes are those of class c. Evaluation uses the fixed
-box `query` of each canvas. The objectives' batch:
-  condition  {"image": [B, H, W, C], "class": [B] int32}
-  target     y, [B, 4] (cx, cy, w, h) normalised by the image side.
-
-Test figures, on the first `eval.num_images` test canvases, from K =
-`eval.num_box_samples` boxes per canvas (regressor: its mean, K times; MDN: a
-component drawn from the mixture weights, its mean; CVAE: z ~ p(z | x), the
-mean of p(y | x, z)): best-of-k IoU against the valid set for k in
-`eval.best_of`, coverage and precision at IoU 0.5, and -log p(y | x) of the
-query box in nats per box, a continuous density over the normalised
-coordinates: exact for the regressor and the MDN, importance-sampled from
-q(z | x, y) with `eval.num_samples` samples for the CVAE.
-`train_and_evaluate(config, workdir)` writes results.json and boxes.png.
+Data: the offline `mnist_boxes` set or Pascal VOC (`voc/2007`), {"image"
+[N, H, W, C], "boxes" [N, M, 4], "labels" [N, M], "query" [N]}. Each
+training step draws one box per canvas as the target y; evaluation uses the
+canvas's `query` box. With `condition="class"` the condition also holds the
+box's class c, and the valid boxes are those of class c. The objectives'
+batch: condition {"image" [B, H, W, C], "class" [B]}; target y [B, 4] (cx, cy,
+w, h) normalised by the image side. Test figures: the
+`cvae_jax.evaluators.boxes` ones over `eval.num_box_samples` boxes per canvas,
+-log p(query box | x) in nats per box (a density over the normalised
+coordinates), boxes.png.
 """
 
 from pathlib import Path
@@ -49,7 +39,7 @@ NUM_CLASSES = {"mnist_boxes": 10, "voc/2007": 20}
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  """ConfigError / UserError for settings the task cannot work with."""
   require_choice(config, "model", MODEL_KINDS)
   require_choice(config, "condition", CONDITIONS)
   require_choice(config, "dataset", tuple(NUM_CLASSES))
@@ -157,13 +147,6 @@ def task_evaluators(config, model) -> dict:
           ev.figure_class)}
 
 
-def header(config, test: dict) -> dict:
-  return {"model": config.model, "condition": config.condition,
-          "dataset": config.dataset,
-          "num_box_samples": config.eval.num_box_samples,
-          "num_samples": config.eval.num_samples}
-
-
 UNITS = {"*_iou": "box IoU", "coverage_*": "share of valid boxes",
          "precision_*": "share of samples", "valid_boxes": "boxes per canvas",
          "nll_*": "nats per box (density over normalised cx, cy, w, h)"}
@@ -172,8 +155,10 @@ TASK = runner.Task(
     load_splits=splits.box_splits,
     objective=objective, training_batch=training_batch,
     evaluation_batch=lambda config, arrays: objective_batch(config, arrays, None)[0],
-    run_identity=run_identity,
-    evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
-    unit="nats/box",
-    example_noun="canvases", test_streams=2)
+    run_identity=run_identity, evaluators=task_evaluators, evals=EVALS,
+    header=lambda config, test: {
+        "model": config.model, "condition": config.condition,
+        "dataset": config.dataset, "num_box_samples": config.eval.num_box_samples,
+        "num_samples": config.eval.num_samples},
+    units=UNITS, unit="nats/box", example_noun="canvases", test_streams=2)
 train_and_evaluate = TASK.train_and_evaluate

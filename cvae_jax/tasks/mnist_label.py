@@ -1,19 +1,13 @@
 """MNIST conditioned on the class label: the reference PyTorch CVAE, end to end.
 
-`train_and_evaluate(config, workdir)` is what `python -m train.mnist_label`
-and the notebook call. It prints the reference's log lines
+It prints the reference's log lines
 
   Train Epoch: 0 [2000/60000 (3%)]\tLoss: 4360.748535 = 4240.848145 + 119.900520
   ====> Test set loss: 2173.4973
 
 (loss summed over a batch of `batch_size` = BCE + KLD; test loss = mean over
-test batches of `reference_test_batch_size` of the batch's summed loss), and at
-the end writes `results.json`, `samples.png` and `reconstructions.png`.
-
-`validate(config, workdir)` checks a config without importing TensorFlow.
-Rerunning a finished workdir prints its figures from results.json; with other
-evaluation settings (`EVALUATION_KEYS`) it says how to evaluate again
-(`python -m cvae_jax.evaluate`).
+test batches of `reference_test_batch_size` of the batch's summed loss), and
+writes results.json, samples.png and reconstructions.png.
 """
 
 import functools
@@ -64,18 +58,12 @@ def format_eval_log(epoch: int, metrics: dict[str, float]) -> str:
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  """Raises UserError / ConfigError for a config or workdir that cannot work;
-  imports no TensorFlow (entry points call it before loading data)."""
+  """ConfigError / UserError for settings the task cannot work with."""
   make_model(config)
   require_positive_ints(config, (
       "eval_batch_size", "reference_test_batch_size", "importance_samples",
       "importance_chunk_size", "sample_columns"))
   require_chunks(config, ("importance_samples",), "importance_chunk_size", "")
-
-
-def negative_elbo_per_image(model, params, batch, rng) -> jax.Array:
-  """[batch] single-sample negative ELBO in nats per image."""
-  return objectives.negative_elbo(model, params, batch, rng).loss
 
 
 def test_loss_metrics(per_image: np.ndarray, reference_batch: int) -> dict:
@@ -131,19 +119,13 @@ def epoch_evaluation(config, model, splits, rng):
 def test_loss(config, model, params, test: dict, rng: jax.Array) -> dict:
   """The reference's test loss and the mean single-sample -ELBO (nats/image)."""
   per_image = evaluation.map_over_batches(
-      functools.partial(negative_elbo_per_image, model), params, test, rng,
+      lambda p, batch, r: objectives.negative_elbo(model, p, batch, r).loss,
+      params, test, rng,
       config.eval_batch_size, description="test negative ELBO")
   return test_loss_metrics(per_image, config.reference_test_batch_size)
 
 
 EVALS = ("test_loss", "importance_sampled", "pictures")
-
-
-def context(config, model) -> evaluators.Context:
-  """The library's importance-sampled NLL reads the reference's flat keys."""
-  return evaluators.Context(config, model, evaluators.CVAE, settings={
-      "batch_size": "eval_batch_size", "num_samples": "importance_samples",
-      "chunk_size": "importance_chunk_size"})
 
 
 def task_evaluators(config, model) -> dict:
@@ -158,7 +140,11 @@ def task_evaluators(config, model) -> dict:
     return {"test_loss_reference_unit": figures["test_loss_reference_unit"],
             "negative_elbo": figures["test_negative_elbo_nats_per_image"]}
 
-  return {**evaluators.library(context(config, model)),
+  # The library's importance-sampled NLL reads the reference's flat keys.
+  ctx = evaluators.Context(config, model, evaluators.CVAE, settings={
+      "batch_size": "eval_batch_size", "num_samples": "importance_samples",
+      "chunk_size": "importance_chunk_size"})
+  return {**evaluators.library(ctx),
           "test_loss": evaluators.Evaluator("test_loss", final_test_loss),
           "pictures": pictures.make_label_pictures(
               model, mnist.NUM_CLASSES, config.sample_columns, (28, 28))}
@@ -170,22 +156,10 @@ def make_loss_fn(config, model):
       model, params, batch, rng)
 
 
-def run_identity(config) -> None:
-  return None  # Batch size, seed and example count are the trainer's own.
-
-
 def header(config, test: dict) -> dict:
   return {"model": config.model_name,
           "importance_samples": config.importance_samples,
           "epochs": config.num_epochs}
-
-
-def reading(config):
-  return mnist.unreadable_records_as_user_errors(config.data_dir)
-
-
-def loading_message(config) -> str:
-  return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
 
 
 UNITS = {"test_loss_reference_unit": "the reference's 'Test set loss': the "
@@ -196,10 +170,10 @@ TASK = runner.Task(
     name="mnist_label", validate=validate, make_model=make_model,
     load_splits=load_splits,
     make_loss_fn=make_loss_fn, validation=epoch_evaluation,
-    run_identity=run_identity,
     evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, training_data=training_data,
-    reading=reading, evaluation_keys=EVALUATION_KEYS, runtime_keys=("in_memory",),
+    reading=lambda config: mnist.unreadable_records_as_user_errors(config.data_dir),
+    evaluation_keys=EVALUATION_KEYS, runtime_keys=("in_memory",),
     report=format_train_log, report_eval=format_eval_log,
-    loading_message=loading_message, summary=summary)
+    loading_message=mnist.loading_message, summary=summary)
 train_and_evaluate = TASK.train_and_evaluate

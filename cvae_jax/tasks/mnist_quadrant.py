@@ -1,19 +1,11 @@
 """MNIST conditioned on an image: complete a digit from 1, 2 or 3 quadrants.
 
 Sohn, Lee & Yan (2015), section 5.1: a baseline net, a CVAE, a GSNN and the
-hybrid objective, trained by the generic trainer with early stopping on the
-validation split, then evaluated on the test split in the paper's three ways
-plus the 10-sample negative ELBO the Pyro example reports. All figures are
-negative conditional log-likelihoods, -log p(y | x), in nats per image,
-counted over the hidden pixels only.
-
-`train_and_evaluate(config, workdir)` writes `results.json` and
-`completions.png`. A CVAE-family model with `baseline_training="pretrained"`
-first trains (or reuses) a baseline in `config.baseline_workdir`, or in
-`workdir/baseline` when that is empty, and freezes it. `validate(config,
-workdir)` checks a config without importing TensorFlow. Rerunning a finished
-workdir prints its figures from results.json; with other `eval.*` settings it
-recomputes only the figures those change.
+hybrid objective, with early stopping on the validation split; test figures
+are the paper's three estimates of -log p(y | x) and the 10-sample -ELBO the
+Pyro example reports, in nats per image over the hidden pixels. A CVAE with
+`baseline_training="pretrained"` first trains (or reuses) a baseline in
+`config.baseline_workdir` (default `workdir/baseline`) and freezes it.
 """
 
 from pathlib import Path
@@ -27,8 +19,7 @@ from cvae_jax.evaluators import pictures
 from cvae_jax.errors import (ConfigError, require_chunks,
                              require_choice, require_positive_ints, require_range)
 from cvae_jax.models import BaselineNet, QuadrantCVAE
-from cvae_jax.models.layers import INITIALISATIONS
-from cvae_jax.models.quadrant import fill_hidden
+from cvae_jax.models.quadrant import check_network, fill_hidden
 from cvae_jax.training.optimizers import OPTIMIZERS
 
 __all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
@@ -40,21 +31,14 @@ DECOUPLED_WEIGHT_DECAY = ("adamw", "lion")
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  """Raises UserError / ConfigError for a config or workdir that cannot work;
-  imports no TensorFlow (entry points call it before loading data)."""
+  """ConfigError / UserError for settings the task cannot work with."""
   require_choice(config, "model", MODEL_KINDS)
   require_choice(config, "baseline_training", BASELINE_TRAINING)
   require_range(config, "hybrid_alpha", 0.0, 1.0)
   require_positive_ints(config, ("gsnn_samples", "validation_size"))
   quadrants.check_quadrant_config(config.num_quadrants, config.quadrant_order)
   require_choice(config, "binarisation", quadrants.BINARISATIONS)
-  require_positive_ints(config.network, ("latent_size",), "network.")
-  require_choice(config.network, "initialisation", INITIALISATIONS, "network.")
-  if config.network.baseline_to_generation and (
-      not config.network.generation_sees_condition):
-    raise ConfigError("network.baseline_to_generation needs "
-                      "network.generation_sees_condition=True (p(y|z) does not "
-                      "see x); set one of them")
+  check_network(config.network)
   if (_frozen_baseline(config, make_model(config))
       and config.optimizer in DECOUPLED_WEIGHT_DECAY):
     others = [o for o in OPTIMIZERS if o not in DECOUPLED_WEIGHT_DECAY]
@@ -62,10 +46,6 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
                       "so the frozen pre-trained baseline would change; use "
                       f"one of {', '.join(others)}, or set "
                       "--config.baseline_training=joint")
-  if not config.network.hidden_sizes or any(
-      not isinstance(h, int) or h <= 0 for h in config.network.hidden_sizes):
-    raise ConfigError("network.hidden_sizes must be positive integers, got "
-                      f"{config.network.hidden_sizes!r}")
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "large_num_samples", "chunk_size",
       "elbo_samples", "figure_images", "figure_samples"), "eval.")
@@ -117,9 +97,8 @@ def run_identity(config: ml_collections.ConfigDict) -> dict:
   else:
     identity["network"] = {k: config.network[k]
                            for k in ("hidden_sizes", "initialisation")}
-  identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
-                                                config.gsnn_samples))
-  return identity
+  return {**identity, **objectives.objective_settings(
+      config.model, config.hybrid_alpha, config.gsnn_samples)}
 
 
 def pretrained(config, workdir: Path, splits) -> dict | None:
@@ -144,13 +123,6 @@ EVALS = ("exact", "prior_mean", "prior_monte_carlo", "importance_sampled",
          "importance_sampled_large", "negative_elbo", "completions")
 
 
-def context(config, model) -> evaluators.Context:
-  """For the library's estimators: the arrays are the batch; a GSNN's
-  recognition net is untrained, so it gets (a) and (b) only."""
-  kind = evaluators.KIND_OF_OBJECTIVE[config.model]
-  return evaluators.Context(config, model, kind)
-
-
 def task_evaluators(config, model) -> dict:
   """The library's likelihood evaluators and completions.png: given
   quadrants (hidden pixels grey), truth, the baseline's prediction, the
@@ -160,7 +132,9 @@ def task_evaluators(config, model) -> dict:
   given = lambda test: (test["condition"], [
       square(np.where(test["condition"] < 0, 0.5, test["condition"])),
       square(fill_hidden(test["condition"], test["target"]))])
-  return {**evaluators.library(context(config, model)),
+  # A GSNN's recognition net is untrained: it gets (a) and (b) only.
+  kind = evaluators.KIND_OF_OBJECTIVE[config.model]
+  return {**evaluators.library(evaluators.Context(config, model, kind)),
           "completions": pictures.make_baseline_and_samples(
               model, "completions", "completions.png", given,
               lambda x, means: square(fill_hidden(x, means)),
@@ -190,10 +164,6 @@ def header(config, test: dict) -> dict:
           config.eval.large_num_images or count, count)}
 
 
-def loading_message(config) -> str:
-  return f"loading MNIST from {config.data_dir} (TensorFlow, TFDS)..."
-
-
 UNITS = {"*": "-log p(y|x), nats per image over the hidden pixels"}
 TASK = runner.Task(
     name="mnist_quadrant", validate=validate, make_model=make_model,
@@ -201,5 +171,5 @@ TASK = runner.Task(
     run_identity=run_identity,
     evaluators=task_evaluators,
     evals=EVALS, header=header, units=UNITS, pretrained=pretrained,
-    loading_message=loading_message, test_streams=5)
+    loading_message=mnist.loading_message, test_streams=5)
 train_and_evaluate = TASK.train_and_evaluate

@@ -1,29 +1,20 @@
 """Ambiguous segmentation (Kohl et al. 2018): the deterministic U-Net, Sohn
-et al.'s conv CVAE, the Probabilistic U-Net, or a model of your own, on the
-generic trainer.
+et al.'s conv CVAE, the Probabilistic U-Net, or a model of your own.
 
-Data, through the segmentation interface {"image" [N, H, W, 1],
-"masks" [N, G, H, W]}: the offline set `mnist_ambiguous` (G = 4 graders drawn
-from a known distribution, with its "candidates" and "probabilities";
-`cvae_jax.data.mnist_ambiguous`) or `lidc` (LIDC-IDRI crops, 4 graders;
-`cvae_jax.data.lidc`). Each training step uses one grader's mask per
-example, drawn at random; the objectives' batch is {"condition": the image,
-"target": the mask as flat float pixels [B, H * W]}.
+Data: the offline `mnist_ambiguous` set (4 graders drawn from a known
+distribution, with its "candidates" and "probabilities") or `lidc`,
+{"image" [N, H, W, 1], "masks" [N, G, H, W]}; each training step uses one
+grader's mask per image, drawn at random. The objectives' batch: condition
+the image, target the mask as flat float pixels [B, H * W].
 
 `config.model` names a built-in model (`MODELS`) or one of yours as
-"package.module:factory" (`factory(config) -> flax module`). Objectives
-(nats per image), chosen by what the model is:
-  a CVAE       E_q[-log p(y | x, z)] + beta * KL(q || p), one z (Kohl et
-               al.), plus the -log p(y | x) of its own baseline net if it has
-               one (Sohn et al.'s CVAE);
-  otherwise    -log p(y | x) from the model's predictor: exact for a
-               deterministic net, its own estimate with
-               `config.likelihood_samples` draws for a sampler with no latent.
-
-Test figures: the `cvae_jax.evaluators.ambiguity` evaluators (samples,
-likelihoods, calibration, modes) on the first `eval.num_images` test images,
-with the known distribution's own figures and floor on the offline set, and
-panel.png. Per epoch: validation loss, GED and -log p(y|x).
+"package.module:factory" (`factory(config) -> flax module`). The objective
+(nats per image) follows what the model is: for a CVAE, E_q[-log p(y | x, z)]
++ beta * KL(q || p) with one z (Kohl et al.), plus its own baseline's
+-log p(y | x) if it has one (Sohn et al.); otherwise -log p(y | x) from the
+model's predictor (exact for a deterministic net, its own estimate with
+`config.likelihood_samples` draws for a sampler with no latent). Test
+figures: the `cvae_jax.evaluators.ambiguity` ones, panel.png.
 """
 
 from pathlib import Path
@@ -39,7 +30,6 @@ from cvae_jax.evaluators import ambiguity
 from cvae_jax.data import augmentation, splits
 from cvae_jax.models import import_model, prob_unet as models
 from cvae_jax.models import segmentation as seg_models
-from cvae_jax.models.cvae import CVAE, forward
 
 __all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
 
@@ -48,7 +38,7 @@ DATASETS = ("mnist_ambiguous", "lidc")
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  """ConfigError / UserError for settings the task cannot work with."""
   require_choice(config, "dataset", DATASETS)
   require_positive_ints(config, ("image_size", "likelihood_samples"))
   if config.beta < 0:
@@ -96,29 +86,14 @@ def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
 
 
 def predictor(config, model) -> predictors.Predictor:
-  """The model's predictions; a CVAE's log-likelihood draws its samples
-  eval.chunk_size at a time."""
+  """The model's predictions (a CVAE's NLL: eval.chunk_size z at a time)."""
   return predictors.predictor(model, chunk_size=config.eval.chunk_size)
 
 
 def objective(config, model):
-  """(params, batch, rng, kl_weight=1) -> ([B] nats, {term: [B]}); see the
-  module docstring."""
-  if not isinstance(model, CVAE):
-    predict = predictor(config, model)
-    return lambda p, b, r, w=1.0: (
-        -predict.log_likelihood(p, b, r, config.likelihood_samples), {})
-
-  def cvae(params, batch, rng, kl_weight=1.0):
-    outputs = forward(model, params, batch, rng)
-    terms = objectives.negative_elbo_from_outputs(outputs, batch,
-                                                  config.beta * kl_weight)
-    loss = terms.loss
-    if outputs.baseline is not None:
-      loss = loss + objectives.baseline_negative_log_likelihood_from_outputs(
-          outputs, batch)
-    return loss, {"reconstruction": terms.reconstruction, "kl": terms.kl}
-  return cvae
+  """See the module docstring (`objectives.model_objective`)."""
+  return objectives.model_objective(model, predictor(config, model), config.beta,
+                                    config.likelihood_samples)
 
 
 def training_batch(config, arrays: dict, rng: jax.Array) -> tuple[dict, jax.Array]:

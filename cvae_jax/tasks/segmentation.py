@@ -1,21 +1,13 @@
 """Structured-output segmentation (Sohn, Lee & Yan 2015): a baseline CNN, the
-conv CVAE, the GSNN and the hybrid objective, on the generic trainer.
+conv CVAE, the GSNN and the hybrid objective.
 
-Data: the offline MNIST set (`cvae_jax.data.mnist_segmentation`) or a TFDS
-dataset (`caltech_birds2011`, `oxford_iiit_pet`) through the segmentation
-interface {"image" [N, H, W, C], "masks" [N, G, H, W]}. A training batch is
-augmented inside jit (input omission noise, horizontal flips; both off in
-evaluation) and turned into the objectives' batch:
-  condition    x, [B, H, W, C]
-  target       y as a flat mask pyramid, [B, pyramid_size]
-  target_mask  [pyramid_size] weights: full resolution 1, coarser scales
-               `multiscale_weight` in training and 0 in evaluation.
-
-Test figures, on the first `eval.num_images` test images: pixel error and
-foreground IoU of the prediction at z = E[z | x]; best-of-S IoU over S prior
-samples; -log p(y | x) per image by (a) the prediction at E[z | x], (b) prior
-Monte Carlo and (c) importance sampling from q(z | x, y), S = eval.num_samples.
-`train_and_evaluate(config, workdir)` writes results.json and panel.png.
+Data: the offline `mnist_segmentation` set or a TFDS one (`caltech_birds2011`,
+`oxford_iiit_pet`), {"image" [N, H, W, C], "masks" [N, G, H, W]}. Training
+batches are augmented inside jit (input omission noise, flips). The
+objectives' batch: condition x [B, H, W, C]; target y, a flat mask pyramid
+[B, pyramid_size]; target_mask, its weights (full resolution 1, coarser
+scales `multiscale_weight` in training, 0 in evaluation). Test figures: the
+`cvae_jax.evaluators.segmentation` ones, -log p(y | x) per image, panel.png.
 """
 
 from pathlib import Path
@@ -39,7 +31,7 @@ DATASETS = ("mnist_segmentation", "caltech_birds2011", "oxford_iiit_pet")
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
-  """Raises ConfigError / UserError for impossible settings; loads no data."""
+  """ConfigError / UserError for settings the task cannot work with."""
   require_choice(config, "model", MODEL_KINDS)
   require_choice(config, "dataset", DATASETS)
   require_range(config, "input_omission_rate", 0.0, 1.0, high_open=True)
@@ -113,9 +105,8 @@ def run_identity(config) -> dict:
       "multiscale_weight")}
   identity.update(data=config.data.to_dict(), occlusion=config.occlusion.to_dict(),
                   network=config.network.to_dict())
-  identity.update(objectives.objective_settings(config.model, config.hybrid_alpha,
-                                                config.gsnn_samples))
-  return identity
+  return {**identity, **objectives.objective_settings(
+      config.model, config.hybrid_alpha, config.gsnn_samples)}
 
 
 # The config's default `evals`: the point prediction's figures (at z = E[z|x]
@@ -160,13 +151,6 @@ def _input_and_truth(test: dict) -> tuple:
   return test["image"], [grey, test["masks"][:, 0]]
 
 
-def header(config, test: dict) -> dict:
-  return {"model": config.model, "dataset": config.dataset,
-          "occlusion_blocks": config.occlusion.blocks,
-          "input_omission_rate": config.input_omission_rate,
-          "num_samples": config.eval.num_samples}
-
-
 UNITS = {"pixel_error": "share of pixels", "iou": "foreground IoU",
          "nll_*": "nats per image"}
 TASK = runner.Task(
@@ -175,7 +159,11 @@ TASK = runner.Task(
     objective=objective, training_batch=training_batch,
     evaluation_batch=evaluation_batch,
     run_identity=run_identity,
-    evaluators=task_evaluators, evals=EVALS, header=header, units=UNITS,
-    training_keys=("image", "masks"),
-    test_streams=4)
+    evaluators=task_evaluators, evals=EVALS, units=UNITS,
+    header=lambda config, test: {
+        "model": config.model, "dataset": config.dataset,
+        "occlusion_blocks": config.occlusion.blocks,
+        "input_omission_rate": config.input_omission_rate,
+        "num_samples": config.eval.num_samples},
+    training_keys=("image", "masks"), test_streams=4)
 train_and_evaluate = TASK.train_and_evaluate

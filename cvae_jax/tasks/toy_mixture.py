@@ -28,6 +28,7 @@ PICTURE_CONDITIONS = (-0.7, 0.0, 0.7)  # One of each number of modes.
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
+  """ConfigError / UserError for settings the task cannot work with."""
   require_positive_ints(config.data, ("train_size", "validation_size", "test_size"),
                         "data.")
   require_positive_ints(config.network, ("latent_size",), "network.")
@@ -48,16 +49,6 @@ def load_splits(config) -> dict:
 
 def objective_batch(arrays: dict) -> dict:
   return {"condition": arrays["x"], "target": arrays["y"]}
-
-
-def objective(config, model):
-  """(params, batch, rng, kl_weight) -> ([B] -ELBO, its reconstruction and KL
-  terms), the KL weighted (`config.kl_schedule`); unweighted it is a bound."""
-  def negative_elbo(params, batch, rng, kl_weight=1.0):
-    terms = objectives.negative_elbo_from_outputs(
-        objectives.forward(model, params, batch, rng), batch, kl_weight)
-    return terms.loss, {"reconstruction": terms.reconstruction, "kl": terms.kl}
-  return negative_elbo
 
 
 def run_identity(config) -> dict:
@@ -119,15 +110,6 @@ def task_evaluators(config, model) -> dict:
                   drawn, PICTURE_CONDITIONS, path))}
 
 
-def loading_message(config) -> str:
-  return f"generating the toy data (seed {config.data.seed})..."
-
-
-def header(config, test: dict) -> dict:
-  return {"model": "cvae", "kl_schedule": config.kl_schedule.to_dict(),
-          "num_samples": config.eval.num_samples}
-
-
 def summary(results: dict, workdir: Path) -> str:
   test = results["test"]
   truth = test.get("true_nll")
@@ -146,11 +128,15 @@ UNITS = {"*": "-log p(y|x), nats per example (y in R^2; negative: a density "
 TASK = runner.Task(
     name="toy_mixture", validate=validate, make_model=make_model,
     load_splits=load_splits,
-    objective=objective,
+    # The -ELBO, its KL weighted by config.kl_schedule (unweighted: a bound).
+    objective=lambda config, model: objectives.model_objective(model, None),
     evaluation_batch=lambda config, arrays: objective_batch(arrays),
     run_identity=run_identity,
     evaluators=task_evaluators,
-    evals=EVALS, header=header, units=UNITS, unit="nats/example",
-    loading_message=loading_message, summary=summary, example_noun="examples",
+    evals=EVALS, units=UNITS, unit="nats/example", summary=summary,
+    header=lambda config, test: {"model": "cvae", "num_samples": config.eval.num_samples,
+                                 "kl_schedule": config.kl_schedule.to_dict()},
+    loading_message=lambda config: f"generating the toy data (seed {config.data.seed})...",
+    example_noun="examples",
     test_streams=5)
 train_and_evaluate = TASK.train_and_evaluate
