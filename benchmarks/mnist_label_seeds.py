@@ -40,10 +40,6 @@ FIGURES = (("test_loss_reference_unit", "test loss (reference unit)"),
            ("train_seconds_this_run", "train wall time incl. compile and evals (s)"))
 
 
-def _figure(results: dict, key: str) -> float:
-  return results["test"][key] if key in results["test"] else results[key]
-
-
 def main(argv):
   del argv
   results = {}
@@ -56,7 +52,8 @@ def main(argv):
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     results[seed] = json.loads((workdir / "results.json").read_text())
 
-  values = {name: [_figure(r, key) for r in results.values()] for key, name in FIGURES}
+  values = {name: [{**r, **r["test"]}[key] for r in results.values()]
+            for key, name in FIGURES}
   print(harness.markdown(["figure", *(f"seed {s}" for s in results), "mean"], [
       [name, *(f"{v:.2f}" for v in row), f"{np.mean(row):.2f}"]
       for name, row in values.items()]))

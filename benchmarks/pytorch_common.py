@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from benchmarks import fake_data, harness, speed_harness
-from cvae_jax import distributions, estimators
+from cvae_jax import objectives
+from cvae_jax.models import cvae
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,37 +142,27 @@ def randomized(params, scale: float = 0.05, seed: int = 3):
 
 
 def loss_difference(peer: Peer, config, params, torch_model, arrays: dict) -> float:
-  """The largest relative difference between the per-example losses (-log
-  p(y | x, z) at z = mean + std * noise from q, + config.beta (default 1) x
-  KL(q || p), + the baseline's -log p(y | x) where there is one) of the flax
-  model and of `torch_model` at the same weights and noise, on the task's
-  init batch of `arrays`."""
+  """The largest relative difference between the per-example losses of the
+  flax model (one `cvae.forward`: the negative ELBO at config.beta, default
+  1, plus the baseline's -log p(y | x) where there is one) and of
+  `torch_model` at the same weights and the same noise, on the task's init
+  batch of `arrays`."""
   model = peer.task.make_model(config)
   batch = fake_data.init_batch(peer.task, config, arrays)
   peer.load_flax_params(torch_model, params)
-  beta = config.get("beta", 1.0)
-
-  def per_example(module, target, condition, noise):
-    features = module.encode(condition)
-    posterior = module.recognition_from_features(target, features)
-    z = posterior.mean + jnp.exp(0.5 * posterior.log_variance) * noise
-    nll = lambda likelihood: -estimators.batch_log_likelihood(
-        likelihood, {"target": target})
-    loss = nll(module.generation_from_features(z, features)) + beta * (
-        distributions.kl_diagonal_gaussians(
-            posterior, module.prior_from_features(features)))
-    baseline = module.baseline_from_features(features)
-    return loss if baseline is None else loss + nll(baseline)
-
-  shape = jax.eval_shape(functools.partial(model.apply, method="recognition"),
-                         params, batch["target"], batch["condition"]).mean.shape
-  noise = np.random.default_rng(1).standard_normal(shape, np.float32)
-  jax_loss = np.asarray(jax.jit(functools.partial(model.apply, method=per_example))(
-      params, batch["target"], batch["condition"], noise))
+  rng = jax.random.PRNGKey(1)
+  outputs = jax.jit(functools.partial(cvae.forward, model))(params, batch, rng)
+  jax_loss = objectives.negative_elbo_from_outputs(
+      outputs, batch, config.get("beta", 1.0)).loss
+  if outputs.baseline is not None:
+    jax_loss += objectives.baseline_negative_log_likelihood_from_outputs(outputs, batch)
+  # The forward's posterior noise (`distributions.sample_gaussian` with rng).
+  noise = np.array(jax.random.normal(rng, outputs.posterior.mean.shape))
   images, target = torch_batch(arrays)
   with torch.no_grad():
     torch_loss = torch_model(images, target[:, :1] if target.ndim == 4 else target,
                              torch.from_numpy(noise)).numpy()
+  jax_loss = np.asarray(jax_loss)
   return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
 
 

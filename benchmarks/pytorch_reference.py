@@ -86,9 +86,9 @@ def main(argv):
               for r, m, l in [model(x_test[i:i + batch], c_test[i:i + batch])]]
   steady = min(epoch_seconds[1:]) if len(epoch_seconds) > 1 else epoch_seconds[0]
   print(f"| pytorch reference | torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads |")
-  print(f"| epoch (batch 20, 3000 steps) | {steady:.3f} s |")
-  print(f"| test loss after {_EPOCHS.value} epochs (reference unit) | "
+        f"{torch.get_num_threads()} threads |\n"
+        f"| epoch (batch 20, 3000 steps) | {steady:.3f} s |\n"
+        f"| test loss after {_EPOCHS.value} epochs (reference unit) | "
         f"{np.mean(losses):.4f} |")
   speed_harness.write_json(_JSON.value, {
       "torch": torch.__version__, "threads": torch.get_num_threads(), "epoch_s": steady,

@@ -159,11 +159,11 @@ def main(argv):
             "load_before": load_before, "load_after": os.getloadavg()[0],
             "wall_minutes": (time.time() - start) / 60, "quick": _QUICK.value}
   records, evaluations = rows(parts), evaluation_rows(parts)
-  output.write_text(markdown(records, evaluations, info))
+  output.write_text(text := markdown(records, evaluations, info))
   output.with_suffix(".json").write_text(json.dumps(
       {"info": info, "rows": records, "evaluation_rows": evaluations,
        "parts": parts}, indent=2) + "\n")
-  print(markdown(records, evaluations, info))
+  print(text)
 
 
 if __name__ == "__main__":
