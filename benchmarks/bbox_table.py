@@ -1,9 +1,7 @@
 """The README's bounding-box table: regressor, MDN, CVAE and hybrid on the
-offline MNIST box set, under both conditions (any digit's box; the box of a
-digit of a given class), the MDN also with the CVAE's fixed std, and the CVAE
-with a learned std; each row is
-`python -m train.bbox --config=train/configs/bbox.py` with the overrides its
-label names (see ROWS).
+offline MNIST box set under both conditions, the MDN also with the CVAE's
+fixed std and the CVAE with a learned std; each row is `python -m train.bbox`
+with the overrides of its label (ROWS).
 
   python -m benchmarks.bbox_table            # the full table
   python -m benchmarks.bbox_table --quick    # tiny: checks the pipeline

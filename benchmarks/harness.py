@@ -25,8 +25,7 @@ from cvae_jax import cli, configs
 def define_list(name: str, default: list[str] | None, help_text: str,
                 choices=None, minimum: int = 1):
   """A comma-separated list flag whose every entry is one of `choices` (None:
-  a whole number >= `minimum`); anything else is refused in one line when
-  the flags are parsed."""
+  a whole number >= `minimum`), anything else refused in one line."""
   allowed = (", ".join(map(str, choices)) if choices
              else f"whole numbers >= {minimum}")
   ok = (lambda v: v in set(map(str, choices))) if choices else (
@@ -90,9 +89,8 @@ def timed_run(train_and_evaluate, config, workdir: Path, title: str,
 
 
 def row_name(label: str) -> str:
-  """A table row's label as a workdir name: parentheses, "=" and "."
-  dropped, runs of spaces, "," and "+" made one "_" ("mdn (5 components)"
-  -> mdn_5_components; a name passes as is)."""
+  """A table row's label as a workdir name: "mdn (5 components)" ->
+  mdn_5_components, "cvae + omission 0.4" -> cvae_omission_04."""
   return re.sub(r"[ ,+]+", "_", re.sub(r"[()=.]", "", label))
 
 

@@ -3,9 +3,8 @@ defaults) for several seeds, then mean and spread of the final figures.
 
   python -m benchmarks.mnist_label_seeds --seeds=0,1,2 --root=workdirs/seeds
 
-Each seed is the main command with --config.seed=S and its own workdir; a
-finished workdir is neither retrained nor evaluated again (its results.json
-is read back), and an interrupted one resumes.
+Each seed is the main command with --config.seed=S in its own workdir (a
+finished one is read back, an interrupted one resumes).
 """
 
 import json

@@ -2,14 +2,12 @@
 
   python -m benchmarks.mnist_label_speed [--data_dir=~/tensorflow_datasets]
 
-Measures, on whatever devices JAX finds (all local devices, data-parallel),
-with the task's own model and loss on the real MNIST splits:
-  * the reference config's epoch wall time (batch 20, 3000 steps, data in
-    device memory, checkpoint included; steady state: the fastest epoch
-    after the first) and the first epoch's extra time (compilation);
-  * train-step throughput (images/s) at batch 20, 128 and 1024;
-  * loading the TFDS splits into memory;
-  * the importance-sampled NLL (K=1000) over the 10,000 test images.
+Measures, on all local devices, with the task's own model and loss on the
+real MNIST splits: the reference config's epoch (batch 20, checkpoint
+included; steady state: the fastest epoch after the first) and the first
+epoch's extra time (compilation); train-step throughput at BATCH_SIZES;
+loading the TFDS splits; the importance-sampled NLL (K=IS_SAMPLES) over the
+test images.
 `--epoch_only` (what `speed_table` runs) times only the reference epoch.
 Prints a Markdown table; `--json=PATH` also writes the figures.
 """

@@ -1,12 +1,10 @@
 """The box CVAE in PyTorch, the same model as cvae_jax.models.bbox.BoxCVAE
 built from train/configs/bbox.py (model=cvae, condition=image), for
-`bbox_speed`: the image plus two coordinate channels through a conv
-encoder, prior and recognition MLPs to a diagonal Gaussian over z, a
-generation MLP and a Gaussian over the box with std fixed at
-`cvae_box_std` (its unused log-variance layer kept, so that the parameter
-counts are equal). The loss per box: -log N(y; mean, std^2) + KL(q || p),
-one z ~ q; Adam. The encoder's map is flattened in flax's (H, W, C) order,
-so `load_flax_params` gives the same function; `PEER` (`pytorch_common`).
+`bbox_speed`: a Gaussian over the box with std fixed at `cvae_box_std`
+(its unused log-variance layer kept, so that the parameter counts are
+equal); the loss per box: -log N(y; mean, std^2) + KL(q || p), one z ~ q;
+Adam. The encoder's map is flattened in flax's (H, W, C) order, so
+`load_flax_params` gives the same function; `PEER` (`pytorch_common`).
 """
 
 import math

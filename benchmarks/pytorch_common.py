@@ -1,13 +1,11 @@
-"""What the PyTorch peers share (benchmark only; torch is not a dependency
-of cvae_jax): a `Peer` (a library model and its port), the check that both
-compute the same function, the timing of both side by side in one process
-(`time_peer`) and the speed scripts' command line (`speed_main`).
-
-A port's model takes NCHW images; its `forward(images, target, noise)`
-returns the per-example training loss at z = mean + std * noise, noise in
-flax's layout of the latent ([B, latent], a latent map flattened in (H, W,
-C) order); its `make_train_step(config, in_channels)` returns (model,
-step(images, target) -> loss): forward, backward and Adam.
+"""What the PyTorch peers share (torch is a benchmark-only package): a
+`Peer`, the check that model and port compute the same function, their
+timing side by side in one process (`time_peer`) and the speed scripts'
+command line (`speed_main`). A port's model takes NCHW images; its
+`forward(images, target, noise)` returns the per-example loss at z = mean +
+std * noise, noise in flax's layout of the latent; its
+`make_train_step(config, in_channels)` returns (model, step(images, target)
+-> loss): forward, backward and Adam.
 """
 
 import dataclasses
@@ -29,17 +27,13 @@ from cvae_jax.models import cvae
 
 @dataclasses.dataclass(frozen=True)
 class Peer:
-  """A library model and its PyTorch port: what a speed script times.
-
-  task: its cvae_jax.tasks module; configs: {name: () -> config}, the first
-  the default; steps: {config name: timed steps per round by default};
-  make_train_step, load_flax_params: the port's (see the module docstring);
-  evaluations: {name: (jax_fn(config, model, params, arrays, rng,
-  num_samples), torch_fn(torch model, images, target, noise [S, images,
+  """A library model and its PyTorch port: what a speed script times. task:
+  its cvae_jax.tasks module; configs: {name: () -> config}, the first the
+  default; steps: {config name: default timed steps per round}; evaluations:
+  {name: (jax_fn(config, model, params, arrays, rng, num_samples),
+  torch_fn(torch model, images, target, noise [S, images,
   *latent_shape(config)]))}, each returning [images] figures;
-  large_eval_images: the images evaluated at once above 64x64 (memory; else
-  config.eval.batch_size).
-  """
+  large_eval_images: the images evaluated at once above 64x64."""
   title: str
   task: Any
   configs: dict[str, Callable]
@@ -65,8 +59,7 @@ def torch_batch(arrays: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def runner(fn, threads: int | None = None):
-  """run(n) -> seconds per call of fn() over n calls, at `threads` torch
-  threads (None: as they are)."""
+  """run(n) -> seconds per call of fn() over n calls at `threads` torch threads."""
   def run(num_calls):
     if threads is not None:
       torch.set_num_threads(threads)
@@ -131,9 +124,8 @@ def copy_flax_layers(model: torch.nn.Module, layers) -> None:
 
 
 def randomized(params, scale: float = 0.05, seed: int = 3):
-  """`params` with every all-zero leaf (biases, zero-initialised Gaussian
-  heads) drawn from N(0, scale^2): so that a check sees q != p and copied
-  biases."""
+  """`params` with every all-zero leaf (biases, zero-initialised heads) drawn
+  from N(0, scale^2): so that a check sees q != p and copied biases."""
   leaves, tree = jax.tree.flatten(params)
   rng = np.random.default_rng(seed)
   return jax.tree.unflatten(tree, [
@@ -166,38 +158,14 @@ def loss_difference(peer: Peer, config, params, torch_model, arrays: dict) -> fl
   return float(np.max(np.abs(jax_loss - torch_loss) / np.abs(jax_loss)))
 
 
-def compare_evaluations(cases: dict, threads: list[int], repeats: int,
-                        images: int) -> dict:
-  """Times each case's JAX and PyTorch calls in turns (best of `repeats`
-  after a warm-up): `cases` {name: (jax_call, torch_call)}, zero-argument
-  calls returning the [images] figures. Returns {name: {"seconds",
-  "images_per_s" by runner, "mean_difference" of the two calls' means}}."""
-  results = {}
-  for name, (jax_call, torch_call) in cases.items():
-    with torch.no_grad():
-      gap = abs(float(np.mean(np.asarray(jax_call())))
-                - float(torch_call().mean()))
-    runners = {"jax": runner(lambda: np.asarray(jax_call()))}
-    runners.update({f"torch_{t}_threads": runner(torch.no_grad()(torch_call), t)
-                    for t in threads})
-    best = speed_harness.interleaved_best(runners, 1, repeats)
-    results[name] = {"seconds": best, "mean_difference": gap,
-                     "images_per_s": {k: images / v for k, v in best.items()}}
-    print(f"  evaluation {name}: " + ", ".join(
-        f"{k} {v:,.1f} images/s" for k, v in results[name]["images_per_s"].items())
-          + f" (means differ by {gap:.3g})", flush=True)
-  return results
-
-
 def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
               variants: list[str], threads: list[int], eval_samples: int) -> dict:
   """Config `name` of `peer` on fake_data arrays, steady state, in turns
-  (the best of `repeats` rounds of `num_steps` steps after a warm-up step):
-  "jax", the trainer's `train_step` (and each of `variants`);
-  "torch_<n>_threads" for each n of `threads`, the port from the flax
-  weights, once the parameter counts and the per-example losses at the same
-  (`randomized`) weights and noise are checked equal; then, with
-  `eval_samples` and PyTorch, the evaluations."""
+  (best of `repeats` rounds of `num_steps` steps): "jax", the trainer's
+  `train_step` (and each of `variants`); "torch_<n>_threads" for each n of
+  `threads`, once parameter counts and losses at the same (`randomized`)
+  weights and noise are checked equal; then the evaluations (S =
+  `eval_samples`)."""
   config = peer.configs[name]()
   arrays = fake_data.training_arrays(peer.task, config)
   model, init_fn, loss_fn = fake_data.step_pieces(peer.task, config, arrays)
@@ -213,10 +181,8 @@ def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
     torch_model, step = peer.make_train_step(config, arrays["image"].shape[-1])
     runners[f"torch_{t}_threads"] = runner(
         functools.partial(step, *torch_batch(arrays)), t)
-    torch_params = num_params(torch_model)
-    if torch_params != jax_params:
-      raise AssertionError(f"{name}: PyTorch model has {torch_params} parameters, "
-                           f"flax {jax_params}")
+    if (torch_params := num_params(torch_model)) != jax_params:
+      raise AssertionError(f"{name}: PyTorch has {torch_params} parameters, flax {jax_params}")
     if difference is None:  # Same weights -> same function (checked once).
       difference = loss_difference(peer, config, randomized(params), torch_model,
                                    arrays)
@@ -234,14 +200,22 @@ def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
     peer.load_flax_params(torch_model, params)
     torch_args = (*torch_batch(test), torch.randn(eval_samples, images,
                                                   *peer.latent_shape(config)))
-    rng, cases = jax.random.PRNGKey(2), {}
-    for case, (jax_fn, torch_fn) in peer.evaluations.items():
-      jitted = jax.jit(functools.partial(jax_fn, config, model, arrays=test,
-                                         num_samples=eval_samples))
-      cases[case] = (functools.partial(jitted, params, rng=rng),
-                     functools.partial(torch_fn, torch_model, *torch_args))
-    evaluation = {"images": images, "samples_per_image": eval_samples,
-                  **compare_evaluations(cases, threads, repeats, images)}
+    evaluation = {"images": images, "samples_per_image": eval_samples}
+    for case, (jax_fn, torch_fn) in peer.evaluations.items():  # [images] figures.
+      jax_call = functools.partial(jax.jit(functools.partial(
+          jax_fn, config, model, arrays=test, num_samples=eval_samples)),
+                                   params, rng=jax.random.PRNGKey(2))
+      torch_call = functools.partial(torch_fn, torch_model, *torch_args)
+      with torch.no_grad():
+        gap = abs(float(np.mean(np.asarray(jax_call()))) - float(torch_call().mean()))
+      runners = {"jax": runner(lambda: np.asarray(jax_call())), **{
+          f"torch_{t}_threads": runner(torch.no_grad()(torch_call), t) for t in threads}}
+      seconds = speed_harness.interleaved_best(runners, 1, repeats)
+      evaluation[case] = {"seconds": seconds, "mean_difference": gap,
+                          "images_per_s": {k: images / v for k, v in seconds.items()}}
+      print(f"  evaluation {case}: " + ", ".join(
+          f"{k} {v:,.1f} images/s" for k, v in evaluation[case]["images_per_s"].items())
+            + f" (means differ by {gap:.3g})", flush=True)
   return {"evaluation": evaluation, "image_size": config.image_size,
           "channels": arrays["image"].shape[-1], "batch_size": config.batch_size,
           "parameters": {"jax": jax_params, "torch": torch_params},
@@ -254,9 +228,8 @@ def time_peer(peer: Peer, name: str, num_steps: int, repeats: int,
 
 
 def speed_main(peer: Peer) -> None:
-  """A speed script's command line: `time_peer` for each --configs entry,
-  printed; --json also writes the figures, keeping the records of configs
-  not run this time (so a slow config can be its own run)."""
+  """A speed script's command line: `time_peer` for each --configs entry;
+  --json also writes the figures, keeping those of configs not run now."""
   configs = harness.define_list("configs", list(peer.configs), "Configs to time.",
                                 peer.configs)
   steps = harness.define_list(

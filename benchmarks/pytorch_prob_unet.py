@@ -1,12 +1,10 @@
 """Kohl et al.'s Probabilistic U-Net in PyTorch, the same model as
 cvae_jax.models.prob_unet.ProbabilisticUNet built from the same config, for
-`prob_unet_speed`: a U-Net (bilinear upsampling with half-pixel centres, as
-jax.image.resize), prior and posterior nets to a soft-clipped [mean,
-log-variance], fcomb's 1x1 convs on [features, z]; the loss per image:
-summed BCE-with-logits at one z ~ q(z | x, y) + beta * KL(q || p), a random
-grader's mask per image; Adam. NCHW; `load_flax_params` gives the same
-function. Also the two sampling evaluations, each beside the library's, and
-`PEER` (`pytorch_common`).
+`prob_unet_speed` (upsampling with half-pixel centres, as jax.image.resize);
+the loss per image: summed BCE-with-logits at one z ~ q(z | x, y) + beta *
+KL(q || p), a random grader's mask per image; Adam. `load_flax_params` gives
+the same function. Also the two sampling evaluations, each beside the
+library's, and `PEER` (`pytorch_common`).
 """
 
 
@@ -159,9 +157,7 @@ def importance_sampled_nll(model: ProbabilisticUNet, images, masks, noise):
 
 
 def load_flax_params(model: ProbabilisticUNet, params) -> None:
-  """Copies a flax ProbabilisticUNet's params ({"params": ...}, numpy or jax
-  arrays) into `model` (conv kernels HWIO -> OIHW, Dense [in, out] ->
-  Linear [out, in]); raises if a shape or the parameter count differs."""
+  """Copies a flax ProbabilisticUNet's params into `model` (`copy_flax_layers`)."""
   tree = params["params"]
   n = len(model.unet.down.blocks)
   layers = _down_convs(model.unet.down, tree["unet"]["down"])

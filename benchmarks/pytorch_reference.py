@@ -4,11 +4,9 @@ layout, so that the speed ratio to cvae_jax is measured on one machine.
   pip install torch   # benchmark only; not a dependency of cvae_jax
   python -m benchmarks.pytorch_reference [--epochs=2] [--threads=2] [--json=PATH]
 
-Same model (794-200-(10,10), 20-200-784, ReLU, sigmoid output), loss (summed
-BCE + KLD), optimiser (Adam 1e-3), batch 20 and data (TFDS MNIST, x / 255),
-written here after the reference's description. Prints seconds per epoch
-(steady state: the fastest epoch after the first) and the test loss in the
-reference's unit; --json also writes them.
+Same model (794-200-(10,10), 20-200-784), loss (summed BCE + KLD), Adam
+1e-3, batch 20 and data (TFDS MNIST) as the reference describes. Prints the
+steady epoch's seconds and the test loss in the reference's unit.
 """
 
 import time

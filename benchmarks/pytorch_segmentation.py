@@ -197,8 +197,7 @@ def importance_sampled_nll(model: SegmentationCVAE, images, masks, noise):
 
 
 def load_flax_params(model: SegmentationCVAE, params) -> None:
-  """Copies a flax SegmentationCVAE's params ({"params": ...}, numpy or jax
-  arrays) into `model`; raises if a shape or the parameter count differs."""
+  """Copies a flax SegmentationCVAE's params into `model` (`copy_flax_layers`)."""
   tree = params["params"]
   pairs = [(model.baseline.encoder, tree["baseline"]["encoder"]),
            (model.baseline.decoder, tree["baseline"]["decoder"]),
@@ -215,8 +214,8 @@ def load_flax_params(model: SegmentationCVAE, params) -> None:
 
 
 def augment(images, masks, omission_rate: float, flip: bool):
-  """Input omission noise and horizontal flips, as the JAX task's `augment`
-  (images [B, C, H, W], masks [B, 1, H, W])."""
+  """Input omission noise and horizontal flips of images [B, C, H, W] and
+  masks [B, 1, H, W], as the JAX task's."""
   if omission_rate:
     keep = torch.rand_like(masks) >= omission_rate
     images = images * keep

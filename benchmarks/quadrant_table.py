@@ -10,9 +10,7 @@ example's published numbers.
 Runs and records as `harness` says, with an epoch cap per protocol: a
 finished run (or a recorded row) is reused only at the same cap, a run with
 a lower cap resumes up to the new one. A GSNN or hybrid trained with S > 1
-prior samples in its GSNN objective (--gsnn_samples) is an extra row,
-"gsnn (S=10)", in a workdir such as q1/gsnn_s10; a record without
-"gsnn_samples" has S = 1.
+(--gsnn_samples) is an extra row, "gsnn (S=10)", in e.g. q1/gsnn_s10.
 """
 
 import functools

@@ -4,12 +4,10 @@ a change to the library checked against the tables' runs without retraining.
   python -m benchmarks.reevaluate segmentation=workdirs/segmentation_table/full/occlusion1/cvae \
       bbox=workdirs/bbox_table/full/image/cvae mnist_quadrant=...
 
-Each [TASK=]WORKDIR (TASK: a cvae_jax.tasks module; default: the one its
-results.json names) is copied under --scratch (the workdir itself is never
-touched), every evaluator of its config runs again on the saved parameters
-(`cvae_jax.evaluate`) and every figure is compared with the recorded one.
-Prints one line per run; exits 1 if any figure moved by more than --rtol
-(relative).
+Each [TASK=]WORKDIR (TASK: a cvae_jax.tasks module; default: its
+results.json's) is copied under --scratch, its evaluators run again on the
+saved parameters (`cvae_jax.evaluate`) and every figure is compared with the
+recorded one: one line per run; exit 1 if one moved by more than --rtol.
 """
 
 import json

@@ -6,14 +6,12 @@
   python -m benchmarks.scaling --quick   # a check, in workdirs/scaling/quick/
 
 For each example (EXAMPLES) at its config's model and global batch, the
-images per second of `trainer.train` (the task's own model and loss on
-`fake_data` arrays) on 1, 2, 4 and 8 devices of one process (a subprocess
-each, XLA_FLAGS=--xla_force_host_platform_device_count=N) and on 2 processes
-x 1 device (`jax.distributed.initialize` on localhost), as the README's
-multi-process commands run. A batch that does not divide by the device count
-is skipped. Each epoch is timed from its first dispatch's read-back to its
-last's (`speed_harness.EpochClock`: no compilation, checkpoint or
-evaluation); epoch 0 is the warm-up, the figure the best of the next
+images per second of `trainer.train` (the task's model and loss on
+`fake_data` arrays) on 1, 2, 4 and 8 fake devices of one process (a
+subprocess each) and on 2 processes x 1 device (`jax.distributed` on
+localhost); a batch that does not divide by the device count is skipped.
+Epochs are timed by `speed_harness.EpochClock` (no compilation, checkpoint
+or evaluation); epoch 0 is the warm-up, the figure the best of the next
 `repeats`. On a CPU the fake devices share the cores: the ratio to 1 device
 is the cost of the data-parallel machinery, not a speed-up.
 
@@ -42,8 +40,7 @@ from cvae_jax.training import InMemoryData
 @dataclasses.dataclass(frozen=True)
 class Example:
   """The cvae_jax.tasks module and train/configs file of its name at `model`,
-  and the epoch length (a multiple of the dispatch; the timed window, a few
-  seconds with 1 device: 2 processes x 1 device take up to ~26x longer)."""
+  and the epoch length (a multiple of the dispatch; a few seconds on 1 device)."""
   title: str
   model: str
   steps_per_epoch: int
@@ -167,9 +164,8 @@ def launch(name: str, setting: str, tmp: Path) -> list[dict]:
 
 
 def run_setting(name: str, setting: str, tmp: Path) -> dict:
-  """Times `name` in `setting`, one retry if the workers fail (e.g. the
-  coordinator's port taken meanwhile); process 0's figures, the others'
-  images/s beside them."""
+  """Times `name` in `setting` (one retry if the workers fail, e.g. the port
+  taken meanwhile): process 0's figures, the others' images/s beside them."""
   record = speed_harness.run_info()
   try:
     figures = launch(name, setting, tmp)

@@ -1,8 +1,7 @@
 """The README's segmentation table: the offline MNIST set at several occlusion
 levels x baseline / CVAE / GSNN / hybrid, with and without input omission
 noise, and the multi-sample GSNN and hybrid; each row is
-`python -m train.segmentation --config=train/configs/segmentation.py` with the
-overrides its label names (see ROWS).
+`python -m train.segmentation` with the overrides of its label (ROWS).
 
   python -m benchmarks.segmentation_table            # the full table
   python -m benchmarks.segmentation_table --quick    # tiny: checks the pipeline
@@ -26,8 +25,8 @@ _MULTI_SAMPLE_OCCLUSIONS = harness.define_list(
     "multi_sample_occlusions", ["2"],
     "Occlusion levels that also get the S=10 GSNN and hybrid rows.", minimum=0)
 
-# Row label -> config overrides: every model, and the models that train a
-# recognition net also with Sohn et al.'s input omission noise.
+# Row label -> config overrides: every model, cvae and hybrid also with
+# Sohn et al.'s input omission noise.
 OMISSION = 0.4
 ROWS = {}
 for _kind in segmentation.MODEL_KINDS:

@@ -1,6 +1,6 @@
-"""What the timing scripts share: the library's train step timed in steady
-state, interleaved rounds of runners (so that they share the machine's load),
-a clock on `trainer.train`'s epochs, the records of the machine and runs."""
+"""What the timing scripts share: the train step timed in steady state,
+interleaved rounds of runners (sharing the machine's load), a clock on
+`trainer.train`'s epochs, the records of the machine and runs."""
 
 import functools
 import json
@@ -52,8 +52,7 @@ def jax_step_runner(config, params, loss_fn, arrays, variant: str = "jax"):
 
 
 def interleaved_best(runners: dict, num_steps: int, repeats: int) -> dict:
-  """Best seconds per step of each runner over `repeats` interleaved rounds,
-  after one warm-up step each."""
+  """Each runner's best seconds per step over `repeats` interleaved rounds."""
   for name, run in runners.items():
     print(f"  warm-up {name}...", flush=True)
     run(1)
@@ -84,8 +83,7 @@ class EpochClock(hooks.Hook):
 
 
 def timed_training(config, workdir, init_fn, loss_fn, data) -> EpochClock:
-  """`trainer.train` (checkpoints only at epoch ends, no early stopping) with
-  an EpochClock; returns the clock."""
+  """The EpochClock of a `trainer.train` (no mid-epoch checkpoints or evals)."""
   config = config.copy_and_resolve_references()
   config.checkpoint_every_steps = 10**9
   config.early_stopping_metric = ""  # Nothing is evaluated.
@@ -102,9 +100,8 @@ def cpu_model() -> str:
 
 
 def machine_record(json_path: str | Path | None) -> dict:
-  """The figures a script writes: those already in `json_path` (what is not
-  run now keeps its record), with this machine's devices, CPU and versions
-  of jax (and of torch, when it is imported)."""
+  """The figures already in `json_path` (what is not run now keeps its
+  record), with this machine's devices, CPU and jax (and torch) versions."""
   figures = (json.loads(Path(json_path).read_text())
              if json_path and Path(json_path).exists() else {})
   figures.update(devices=[str(d) for d in jax.local_devices()], jax=jax.__version__,

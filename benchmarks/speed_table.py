@@ -4,8 +4,7 @@ threads, measured on this machine by one command.
 
   pip install torch==2.13.0   # benchmark only; not a dependency of cvae_jax
   python -m benchmarks.speed_table            # ~25 min on 2 cores
-  python -m benchmarks.speed_table --quick    # 32x32 / 64x64 configs, fewer steps
-                                              # (workdirs/speed_table/quick/)
+  python -m benchmarks.speed_table --quick    # small configs, fewer steps
   python -m benchmarks.speed_table --from_json=docs/speed_table.json  # re-render
 
 Each part runs as its own process (a fresh XLA backend and torch thread
@@ -64,8 +63,7 @@ def measure(scratch: Path, quick: bool) -> dict:
 
 
 def rows(parts: dict) -> list[dict]:
-  """One record per example and config: seconds (JAX, PyTorch 1 and 2
-  threads), the ratio and the goal."""
+  """A record per example and config: seconds of each runner, ratio, goal."""
   records = [{"example": "label CVAE", "config": "reference epoch (batch 20, 3000 steps)",
               "unit": "s/epoch", "jax": parts["label"]["reference_epoch_s"],
               "torch_1": parts["label_torch_1"]["epoch_s"],

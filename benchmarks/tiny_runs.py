@@ -10,14 +10,11 @@ own process, with overrides that make it take seconds; its figures are the
   python -m benchmarks.tiny_runs --workdir=/tmp/tiny_after \
       --check=benchmarks/tiny_runs_reference.json [--rtol=1e-5]
 
---check prints, per run, every figure that differs by more than --rtol
-(relative), missing or new, and exits 1 if any differs. --runs=a,b runs only
-those (`RUNS`; default `DEFAULT_RUNS`; all: every run). --code_dir=DIR runs
-the commands in DIR, so that they import DIR's cvae_jax and train/: with a
-git worktree of another commit, the same script records that commit's
-figures. Every run needs a fresh directory under --workdir (a finished
-workdir would print its old figures). Each run's wall and CPU time are
-printed.
+--check prints every figure that differs by more than --rtol (relative),
+is missing or new, and exits 1 if any differs. --runs=a,b runs only those
+(`RUNS`; default `DEFAULT_RUNS`). --code_dir=DIR runs the commands in DIR
+(e.g. a git worktree of another commit, to record its figures). Every run
+needs a fresh directory under --workdir.
 """
 
 import json
@@ -103,8 +100,7 @@ RUNS = {
     "toy_mixture": ("toy_mixture", {}),
 }
 
-# The default: every objective (quadrant's four) and every task's
-# deterministic model and CVAE; the other four with --runs=all.
+# Not run by default (--runs=all runs them): DEFAULT_RUNS has every objective.
 EXTRA_RUNS = ("segmentation_gsnn", "segmentation_hybrid", "prob_unet_sohn_cvae",
               "bbox_hybrid")
 DEFAULT_RUNS = tuple(r for r in RUNS if r not in EXTRA_RUNS)
