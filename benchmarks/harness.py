@@ -139,12 +139,11 @@ class TableFlags:
   def run_row(self, task, get_config: Callable, quick: dict, fields: dict,
               part: str, label: str, title: str, overrides: dict,
               recorded: dict | None) -> dict:
-    """The record of the row `label` of table part `part`: `fields` (what
-    names the row), its command line, the run's test figures and training
-    facts, and its wall seconds. The run is task module `task`'s
-    `get_config()` with the dotted `overrides`, --data_dir and, with
-    --quick, the `quick` overrides; `recorded` (the row as an earlier table
-    kept it) stands when the workdir is gone, unless --rerun_recorded."""
+    """The record of row `label` of part `part`: `fields`, its command, the
+    run's test figures, training facts and wall seconds. The run is
+    `get_config()` of task module `task` with the dotted `overrides`,
+    --data_dir and, with --quick, `quick`; `recorded` (the row as an earlier
+    table kept it) stands when the workdir is gone, unless --rerun_recorded."""
     workdir = self.workdir(part, label)
     if not workdir.exists() and recorded is not None and not self.rerun_recorded.value:
       return recorded

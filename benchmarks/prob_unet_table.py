@@ -75,8 +75,7 @@ CURVES = ("validation_ged", "validation_nll")
 
 
 def learning_curves(workdir: Path) -> dict:
-  """{metric: [[step, value], ...]} of the per-epoch validation figures and
-  their floors, from the run's TensorBoard events."""
+  """{metric: [[step, value], ...]} of the validation curves and floors."""
   from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
   scalars = plotting.read_scalars(workdir)
   names = (*CURVES, "validation_floor_ged", "validation_ideal_nll")
@@ -197,8 +196,7 @@ def markdown_table(records: list[dict]) -> str:
 
 
 def save_curves(records: list[dict], path: Path) -> None:
-  """The learning curves of every row (validation GED and -log p(y|x) per
-  epoch) with the floor and the ideal as dashed lines."""
+  """Every row's validation curves, the floor and the ideal dashed."""
   from cvae_jax import plotting  # pylint: disable=g-import-not-at-top
   curves, floors = {}, {}
   for metric, floor in zip(CURVES, ("validation_floor_ged", "validation_ideal_nll")):

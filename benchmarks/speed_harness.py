@@ -112,8 +112,7 @@ def machine_record(json_path: str | Path | None) -> dict:
 
 
 def run_info() -> dict:
-  """A timed run's record before it runs: the command, XLA_FLAGS, the date,
-  the load average (1, 5, 15 min) and the start (`finished` reads it)."""
+  """A timed run's record before it runs (command, XLA_FLAGS, date, load)."""
   return {"command": " ".join(sys.argv[1:]),
           "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -93,8 +93,7 @@ EVALUATIONS = {
 
 
 def evaluation_rows(parts: dict) -> list[dict]:
-  """Evaluation throughput where a part measured it (EVALUATIONS), in
-  samples/s (S draws per image)."""
+  """Evaluation throughput (EVALUATIONS) in samples/s, where a part has it."""
   records = []
   for part, (example, whats) in EVALUATIONS.items():
     for config, result in parts[part].items():
