@@ -154,28 +154,51 @@ class ModulePredictor:
 
   @property
   def log_likelihood_label(self) -> str | None:
-    if not hasattr(self.model, "log_likelihood"):
+    if not callable(getattr(self.model, "log_likelihood", None)):
       return None
-    return getattr(self.model, "log_likelihood_label", "the model's own estimate")
+    return (getattr(self.model, "log_likelihood_label", None)
+            or "the model's own estimate")
 
   def samples(self, params, condition, rng, num_samples):
-    return as_likelihood(self.model.apply(params, condition, rng, num_samples,
-                                          method="sample_predictions"))
+    samples = as_likelihood(self.model.apply(params, condition, rng, num_samples,
+                                             method="sample_predictions"))
+    self._check("sample_predictions", samples, (num_samples, _batch_size(condition)))
+    return samples
 
   def point(self, params, condition):
-    return as_likelihood(self.model.apply(params, condition,
-                                          method="point_prediction"))
+    point = as_likelihood(self.model.apply(params, condition,
+                                           method="point_prediction"))
+    self._check("point_prediction", point, (_batch_size(condition),))
+    return point
 
   def log_likelihood(self, params, batch, rng, num_samples):
     if self.log_likelihood_label is None:
-      raise NotImplementedError(
+      raise ConfigError(
           f"{type(self.model).__name__} defines no log_likelihood(target, "
-          "condition, rng, num_samples); add one for the likelihood figures")
-    return self.model.apply(params, batch["target"], batch["condition"], rng,
-                            num_samples, method="log_likelihood")
+          "condition, rng, num_samples); add one (cvae_jax.predictors)")
+    values = self.model.apply(params, batch["target"], batch["condition"], rng,
+                              num_samples, method="log_likelihood")
+    if values.shape != (_batch_size(batch["condition"]),):
+      raise ConfigError(f"{type(self.model).__name__}.log_likelihood returned "
+                        f"shape {values.shape}; it returns one value per example, "
+                        f"[batch]")
+    return values
+
+  def _check(self, method: str, likelihood, batch_shape: tuple) -> None:
+    """ConfigError unless the prediction's leading axes are `batch_shape`."""
+    shape = distributions.mean_of(likelihood).shape
+    if shape[:len(batch_shape)] != batch_shape:
+      raise ConfigError(
+          f"{type(self.model).__name__}.{method} returned predictions of shape "
+          f"{shape}; their leading axes must be {batch_shape} (see "
+          "cvae_jax.predictors)")
 
 
 PROTOCOL_METHODS = ("sample_predictions", "point_prediction")
+
+
+def _batch_size(condition) -> int:
+  return jax.tree.leaves(condition)[0].shape[0]
 
 
 def predictor(model: nn.Module, **options) -> Predictor:

@@ -269,7 +269,7 @@ class AmbiguousSetTest(chex.TestCase):
     ({"dataset": "lidc"}, "--config.data.lidc_path=/path/to/data_lidc.pickle"),
     ({"eval.ged_samples": (1, 500)}, "eval.ged_samples"),
     ({"batch_size": 6}, "does not divide by the 4 local devices"),
-    ({"beta": -1.0}, "beta must be >= 0"),
+    ({"beta": -1.0}, "beta must be in [0, inf]"),
 ])
 def test_impossible_settings_are_one_line_errors(tmp_path, overrides, expected):
   config = prob_unet_config.get_config()

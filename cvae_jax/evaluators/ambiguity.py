@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cvae_jax import distributions, evaluation, metrics, plotting
+from cvae_jax.errors import ConfigError
 from cvae_jax.evaluators.base import Evaluator, measured
 from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
@@ -80,6 +81,10 @@ def masks_of(prediction, size: int) -> jax.Array:
   flat pixels [..., H * W] (Bernoulli: logits > 0)."""
   logits = getattr(prediction, "logits", None)
   on = logits > 0 if logits is not None else distributions.mean_of(prediction) > 0.5
+  if on.shape[-1] != size * size:
+    raise ConfigError(f"a prediction of shape {on.shape} is not flat pixels "
+                      f"[..., H * W] = [..., {size * size}]; return masks' logits "
+                      "flattened")
   return on.reshape(*on.shape[:-1], size, size)
 
 

@@ -122,8 +122,7 @@ def run_identity(config) -> dict:
       OBJECTIVE_KINDS[config.model], config.hybrid_alpha, 1)}
 
 
-# The config's default `evals`: the box figures, -log p(box | x) (exact for
-# the regressor and the MDN, importance-sampled for a CVAE), the pictures.
+# The config's default `evals`: box figures, -log p(box | x), boxes.png.
 EVALS = ("boxes", "exact", "importance_sampled", "pictures")
 
 

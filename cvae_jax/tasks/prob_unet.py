@@ -23,8 +23,8 @@ import jax
 import ml_collections
 
 from cvae_jax import objectives, predictors, runner
-from cvae_jax.errors import (ConfigError, UserError, require_chunks,
-                             require_choice, require_positive_ints,
+from cvae_jax.errors import (ConfigError, UserError, require_chunks, require_choice,
+                             require_positive_ints, require_range,
                              require_sample_counts)
 from cvae_jax.evaluators import ambiguity
 from cvae_jax.data import augmentation, splits
@@ -41,10 +41,13 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """ConfigError / UserError for settings the task cannot work with."""
   require_choice(config, "dataset", DATASETS)
   require_positive_ints(config, ("image_size", "likelihood_samples"))
-  if config.beta < 0:
-    raise ConfigError(f"beta must be >= 0, got {config.beta}; set --config.beta")
+  require_range(config, "beta", 0.0, float("inf"))
   models.check_network(config.network, config.image_size)
-  make_model(config)  # An unknown model or its impossible geometry.
+  model = make_model(config)  # An unknown model or its impossible geometry.
+  if predictor(config, model).log_likelihood_label is None:  # Its loss.
+    raise ConfigError(f"{type(model).__name__} has no latent and defines no "
+                      "log_likelihood(target, condition, rng, num_samples), the "
+                      "loss it trains on; add one (cvae_jax.predictors)")
   if config.dataset == "mnist_ambiguous":
     splits.ambiguity_spec(config).check()
   elif not config.data.lidc_path:
@@ -85,8 +88,7 @@ def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
           "target": ambiguity.flat_target(masks, images.dtype)}
 
 
-def predictor(config, model) -> predictors.Predictor:
-  """The model's predictions (a CVAE's NLL: eval.chunk_size z at a time)."""
+def predictor(config, model) -> predictors.Predictor:  # NLL: chunks of z.
   return predictors.predictor(model, chunk_size=config.eval.chunk_size)
 
 
@@ -129,7 +131,6 @@ def validation(config, model, splits, rng):
       config.image_size, ev.batch_size, ev.validation_images, ev.validation_samples)
 
 
-# The config's default `evals`.
 EVALS = ("samples", "likelihoods", "panel", "calibration", "modes")
 
 
