@@ -51,7 +51,8 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 # Modules that are not this project's: only their existence is checked.
-OTHER_TOOLS = {"venv": "the standard library's", "pytest": "the test runner's"}
+OTHER_TOOLS = {"venv": "the standard library's", "pytest": "the test runner's",
+               "pdoc": "the API reference builder's"}
 # A user's own code that the tutorial shows how to write.
 READERS_OWN = {
     "my_project.": "the tutorial's example of the reader's own entry point",
