@@ -160,8 +160,9 @@ class Task:
         batch = self.batch(config, arrays)
       else:
         batch, rng = self.training_batch(config, arrays, rng)
-      loss, terms = _with_terms(objective(params, batch, rng, kl_weight(step)))
-      return jnp.mean(loss), {"kl_weight": kl_weight(step),
+      weight = kl_weight(step)
+      loss, terms = _with_terms(objective(params, batch, rng, weight))
+      return jnp.mean(loss), {"kl_weight": weight,
                               **{k: jnp.mean(v) for k, v in terms.items()}}
     return loss_fn
 
