@@ -200,7 +200,8 @@ def test_missing_file_says_where_it_comes_from(tmp_path):
   message = str(info.value)
   assert "stefanknegt/Probabilistic-Unet-Pytorch" in message
   assert "--config.data.lidc_path=" in message
-  with pytest.raises(UserError, match="no .pickle file in the folder"):
+  with pytest.raises(UserError, match="holds no LIDC data; .* takes "
+                     "data_lidc.pickle .* .hdf5/.h5 file, or DeepMind's PNG"):
     lidc.load_lidc_splits(tmp_path)
 
 

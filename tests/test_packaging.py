@@ -15,8 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Deliberately not installed by setup.cfg (see its comment): Colab's own
-# TensorFlow is kept; requirements.txt pins tensorflow-cpu elsewhere.
-NOT_REQUIRED = {"tensorflow"}
+# TensorFlow is kept; requirements.txt pins tensorflow-cpu elsewhere. h5py
+# reads only PHiSeg's LIDC .hdf5 (cvae_jax/data/lidc_hdf5.py), whose error
+# says to pip install it.
+NOT_REQUIRED = {"tensorflow", "h5py"}
 
 
 def _imported_modules() -> set[str]:

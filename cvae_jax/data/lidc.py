@@ -1,6 +1,13 @@
 """LIDC-IDRI lung-lesion crops with 4 graders' masks, split by patient.
 
-The file: the preprocessed LIDC-IDRI crops that the common Probabilistic U-Net
+Three forms are read (`detect_format` tells them apart from what is at the
+path; each gives the same arrays through the same patient split):
+  * "pickle": `data_lidc.pickle` or a folder of its chunks (below);
+  * "hdf5": PHiSeg's `data_lidc.hdf5` (`lidc_hdf5`), made from that pickle;
+  * "png": DeepMind's PNG crops (`lidc_png`), their own preprocessing of
+    LIDC-IDRI (180 x 180 crops, centre-cropped to 128 x 128 as their code does).
+
+The pickle: the preprocessed LIDC-IDRI crops that the common Probabilistic U-Net
 reimplementations share (stefanknegt/Probabilistic-Unet-Pytorch, PHiSeg, SSN,
 ...): `data_lidc.pickle`, from the Google Drive folder linked in the README of
 https://github.com/stefanknegt/Probabilistic-Unet-Pytorch ("Train on LIDC
@@ -54,6 +61,13 @@ too, each dropped once copied: plan for ~7 GB of host RAM at the peak.
 `max_examples` keeps only the first crops of each split (the split itself is
 unchanged) for a quick run.
 
+The split, recorded: `split_manifest` is {"seed", "fractions", "patients":
+{split: sorted ids}, "sha256" of those lists}; two runs used the same split
+exactly when their sha256 agree, whatever the form of the file. The trainer
+writes it to results.json ("lidc_split"); `load_lidc_splits` keeps the last
+one it made per path, seed and fractions (`lidc_split_manifest`), since the
+arrays it returns carry no strings.
+
 A pickle can run code when loaded; this reader only accepts the NumPy arrays
 and builtin containers such a file holds and refuses anything else (an error
 naming the object), but load only files from a source you trust.
@@ -61,6 +75,8 @@ naming the object), but load only files from a source you trust.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import pickle
 import re
@@ -71,9 +87,10 @@ import numpy as np
 
 from cvae_jax.errors import ConfigError, UserError
 
-__all__ = ["SPLITS", "FRACTIONS", "FIELDS", "PATH_OPTION", "read_lidc_records",
-           "patient_of", "check_fractions", "split_patients", "split_arrays",
-           "load_lidc_splits"]
+__all__ = ["SPLITS", "FRACTIONS", "FIELDS", "PATH_OPTION", "FORMATS",
+           "detect_format", "read_lidc_records", "patient_of",
+           "check_fractions", "split_patients", "split_arrays",
+           "split_manifest", "lidc_split_manifest", "load_lidc_splits"]
 
 SPLITS = ("train", "validation", "test")
 FRACTIONS = (0.7, 0.15, 0.15)
@@ -82,7 +99,16 @@ PATH_OPTION = "--config.data.lidc_path"
 _SOURCE = ("the preprocessed LIDC crops (data_lidc.pickle) come from the Google "
            "Drive folder linked in the README of "
            "github.com/stefanknegt/Probabilistic-Unet-Pytorch")
+FORMATS = ("pickle", "hdf5", "png")
+_ACCEPTED = ("data_lidc.pickle (or a folder of its chunks), PHiSeg's .hdf5/.h5 "
+            "file, or DeepMind's PNG crop folder (images/ and gt/, or split "
+            "folders holding them)")
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ARCHIVES = (".gz", ".tgz", ".tar", ".zip")
 _PATIENT = re.compile(r"LIDC-IDRI-\d{4}")
+# The manifests `load_lidc_splits` made, by (path, fractions, seed): the
+# trainer's results.json records the split without reading the file again.
+_MANIFESTS: dict[tuple, dict] = {}
 
 # The globals a pickle of dicts / lists of NumPy arrays and strings needs,
 # under the module names NumPy 1.x, 2.x and Python 2 pickles use.
@@ -117,19 +143,50 @@ def _first_line(error: Exception) -> str:
   return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
-def _chunk_files(path: Path) -> list[Path]:
-  """The file itself, or a folder's `*.pickle*` files in name order."""
-  if path.is_dir():
-    files = sorted(p for p in path.iterdir()
-                   if ".pickle" in p.name and p.is_file())
-    if not files:
-      raise UserError(f"no .pickle file in the folder {path}: {_SOURCE}; pass "
-                      f"{PATH_OPTION}=/path/to/data_lidc.pickle")
-    return files
+def _pickle_chunks(folder: Path) -> list[Path]:
+  return sorted(p for p in folder.iterdir()
+                if ".pickle" in p.name and p.is_file())
+
+
+def detect_format(path: str | Path) -> str:
+  """Which of `FORMATS` is at `path`, from names and a file's first bytes.
+
+  "hdf5": a file with HDF5's signature or an .hdf5 / .h5 name; "pickle":
+  any other file but an archive, or a folder with `*.pickle*` files; "png":
+  a folder that `lidc_png.split_folders` finds crops in. UserError naming
+  the accepted forms when `path` is missing or holds none of them, and
+  saying to unpack an archive (.tar.gz, .zip).
+  """
+  from cvae_jax.data import lidc_png  # pylint: disable=g-import-not-at-top
+  path = Path(path).expanduser()
+  if path.is_file():
+    try:
+      with open(path, "rb") as f:
+        signature = f.read(len(_HDF5_SIGNATURE))
+    except OSError as e:
+      raise UserError(f"cannot read LIDC file {path} ({_first_line(e)}); "
+                      f"check {PATH_OPTION}") from e
+    if signature == _HDF5_SIGNATURE or path.suffix in (".hdf5", ".h5"):
+      return "hdf5"
+    if path.suffix in _ARCHIVES:
+      raise UserError(f"{path} is an archive: unpack it and pass the folder "
+                      f"(DeepMind's crops) or the file in it as {PATH_OPTION}")
+    return "pickle"
   if not path.exists():
     raise UserError(f"LIDC file {path} not found: {_SOURCE}; download it and "
-                    f"pass {PATH_OPTION}=/path/to/data_lidc.pickle")
-  return [path]
+                    f"pass {PATH_OPTION}=/path/to/data_lidc.pickle (accepted: "
+                    f"{_ACCEPTED})")
+  if _pickle_chunks(path):
+    return "pickle"
+  if lidc_png.split_folders(path):
+    return "png"
+  raise UserError(f"the folder {path} holds no LIDC data; {PATH_OPTION} takes "
+                  f"{_ACCEPTED}")
+
+
+def _chunk_files(path: Path) -> list[Path]:
+  """The file itself, or a folder's `*.pickle*` files in name order."""
+  return _pickle_chunks(path) if path.is_dir() else [path]
 
 
 def _read_chunk(path: Path) -> Any:
@@ -145,7 +202,8 @@ def _read_chunk(path: Path) -> Any:
   except Exception as e:  # pylint: disable=broad-except
     # UnpicklingError, EOFError (truncated), ValueError, UnicodeDecodeError...
     raise UserError(f"{path} is not a readable LIDC pickle ({_first_line(e)}): "
-                    f"{_SOURCE}; download it again") from e
+                    f"{_SOURCE}; download it again ({PATH_OPTION} also takes "
+                    "PHiSeg's .hdf5 file or DeepMind's PNG crop folder)") from e
 
 
 def _check_record(key, record, file: Path, reference: dict | None
@@ -201,20 +259,33 @@ def _check_record(key, record, file: Path, reference: dict | None
 
 
 def read_lidc_records(path: str | Path) -> dict[str, dict]:
-  """The crops of `path` (a pickle, or a folder of pickle chunks), checked.
+  """The crops at `path`, in any of `FORMATS` (`detect_format`), checked.
 
   Returns:
     {crop key: {"image": float32 [H, W], "masks": bool [G, H, W] (the stored
     masks > 0.5), "series_uid": str}}, H, W, G the same for every crop;
-    images as stored.
+    images as stored in the pickle. The other forms' crops come in the same
+    shape: `lidc_hdf5.read_phiseg_records`, `lidc_png.read_deepmind_records`.
 
   Raises:
-    UserError: one line naming the file or crop: no such file, not a pickle
-      (or truncated), not a dict, no crops, a crop missing a field, masks of
-      another size than the image, crops of different sizes or numbers of
-      masks, two chunks with the same key.
+    UserError: one line naming the file or crop: no such file, none of the
+      accepted forms, not a pickle (or truncated), not a dict, no crops, a
+      crop missing a field, masks of another size than the image, crops of
+      different sizes or numbers of masks, two chunks with the same key.
   """
   path = Path(path).expanduser()
+  form = detect_format(path)
+  # pylint: disable=g-import-not-at-top
+  if form == "hdf5":
+    from cvae_jax.data import lidc_hdf5
+    return lidc_hdf5.read_phiseg_records(path)
+  if form == "png":
+    from cvae_jax.data import lidc_png
+    return lidc_png.read_deepmind_records(path)
+  return _read_pickle_records(path)
+
+
+def _read_pickle_records(path: Path) -> dict[str, dict]:
   records: dict[str, dict] = {}
   origin: dict[str, Path] = {}
   reference = None
@@ -358,14 +429,56 @@ def split_arrays(records: Mapping[str, Mapping],
   return _build(records, fractions, seed, max_examples, consume=False)
 
 
+def split_manifest(patients: Mapping[str, Sequence[str]],
+                   fractions: Sequence[float] = FRACTIONS, seed: int = 0
+                   ) -> dict:
+  """What identifies a patient split, for results.json.
+
+  Args:
+    patients: `split_patients`' output, {split: patient ids}.
+    fractions, seed: what made it.
+
+  Returns:
+    {"seed": int, "fractions": [train, validation, test], "patients":
+    {split: sorted ids}, "sha256": hex digest of the sorted id lists as
+    compact JSON}: equal digests, the same patients in the same splits.
+  """
+  lists = {name: sorted(str(p) for p in patients[name]) for name in SPLITS}
+  text = json.dumps(lists, sort_keys=True, separators=(",", ":"))
+  return {"seed": int(seed), "fractions": list(check_fractions(fractions)),
+          "patients": lists,
+          "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+
+def _manifest_key(path, fractions, seed) -> tuple:
+  return (str(Path(path).expanduser().resolve()), check_fractions(fractions),
+          int(seed))
+
+
+def lidc_split_manifest(path: str | Path,
+                        fractions: Sequence[float] = FRACTIONS, seed: int = 0
+                        ) -> dict:
+  """`split_manifest` of the patients at `path`: the one `load_lidc_splits`
+  made for the same path, fractions and seed in this process, else read
+  from the data (a full read of the file)."""
+  key = _manifest_key(path, fractions, seed)
+  if key not in _MANIFESTS:
+    records = read_lidc_records(path)
+    _MANIFESTS[key] = split_manifest(split_patients(records, fractions, seed),
+                                     fractions, seed)
+  return json.loads(json.dumps(_MANIFESTS[key]))  # A copy to keep.
+
+
 def load_lidc_splits(path: str | Path,
                      fractions: Sequence[float] = FRACTIONS, seed: int = 0,
                      max_examples=None) -> dict[str, dict[str, np.ndarray]]:
   """{"train", "validation", "test"} -> {"image": float32 [N, H, W, 1] as
-  stored, "masks": float32 [N, G, H, W] in {0, 1}} from the LIDC pickle.
+  stored, "masks": float32 [N, G, H, W] in {0, 1}} from the LIDC data; the
+  split's `split_manifest` is kept for `lidc_split_manifest`.
 
   Args:
-    path: data_lidc.pickle, or a folder of its pickle chunks.
+    path: data_lidc.pickle or a folder of its pickle chunks, PHiSeg's .hdf5
+      file, or DeepMind's PNG crop folder (`detect_format`).
     fractions: (train, validation, test) shares of the *patients*.
     seed: the permutation of the sorted patient ids.
     max_examples: None (all), an int n (the first n crops of every split) or
@@ -378,5 +491,7 @@ def load_lidc_splits(path: str | Path,
   check_fractions(fractions)
   _limits(max_examples)
   records = read_lidc_records(path)
+  _MANIFESTS[_manifest_key(path, fractions, seed)] = split_manifest(
+      split_patients(records, fractions, seed), fractions, seed)
   arrays, _ = _build(records, fractions, seed, max_examples, consume=True)
   return arrays

@@ -14,7 +14,8 @@ from pathlib import Path
 from cvae_jax.errors import UserError
 
 __all__ = ["segmentation_canvas_spec", "box_canvas_spec", "ambiguity_spec",
-           "segmentation_splits", "box_splits", "ambiguous_splits"]
+           "segmentation_splits", "box_splits", "check_lidc_settings",
+           "ambiguous_splits", "ambiguous_split_record"]
 
 
 def _limits(config) -> dict:
@@ -94,11 +95,23 @@ def box_splits(config) -> dict:
           for split, name in tfds_boxes.SPLITS.items()}
 
 
+def check_lidc_settings(config) -> None:
+  """UserError / ConfigError, reading no data, for dataset=lidc without
+  config.data.lidc_path or with impossible config.data.lidc_fractions."""
+  from cvae_jax.data import lidc  # pylint: disable=g-import-not-at-top
+  if not config.data.lidc_path:
+    raise UserError("dataset=lidc needs the preprocessed LIDC crops; pass "
+                    "--config.data.lidc_path=/path/to/data_lidc.pickle (or "
+                    "PHiSeg's .hdf5 file, or DeepMind's PNG crop folder; where "
+                    "to get them: cvae_jax/data/lidc.py)")
+  lidc.check_fractions(tuple(config.data.lidc_fractions))
+
+
 def ambiguous_splits(config) -> dict:
   """{"image" [N, H, W, 1], "masks" [N, G, H, W], ...}: the offline
   `mnist_ambiguous` set (with its "candidates" and "probabilities") or the
-  preprocessed LIDC-IDRI file at config.data.lidc_path. UserError when the
-  images are not config.image_size square."""
+  LIDC-IDRI crops at config.data.lidc_path (any form `lidc.detect_format`
+  accepts). UserError when the images are not config.image_size square."""
   # pylint: disable=g-import-not-at-top
   limits = _limits(config)
   if config.dataset == "lidc":
@@ -119,3 +132,14 @@ def ambiguous_splits(config) -> dict:
                     f"{image.shape[2]}, not image_size={config.image_size}; "
                     f"set --config.image_size={image.shape[1]}")
   return splits
+
+
+def ambiguous_split_record(config) -> dict:
+  """results.json's record of the split: {"lidc_split": `lidc.split_manifest`}
+  for dataset=lidc (the one `ambiguous_splits` loaded), else {} (the offline
+  set is drawn from config.data.seed)."""
+  if config.dataset != "lidc":
+    return {}
+  from cvae_jax.data import lidc  # pylint: disable=g-import-not-at-top
+  return {"lidc_split": lidc.lidc_split_manifest(
+      config.data.lidc_path, tuple(config.data.lidc_fractions), config.data.seed)}

@@ -50,13 +50,8 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
                       "loss it trains on; add one (cvae_jax.predictors)")
   if config.dataset == "mnist_ambiguous":
     splits.ambiguity_spec(config).check()
-  elif not config.data.lidc_path:
-    raise UserError("dataset=lidc needs the preprocessed LIDC file; pass "
-                    "--config.data.lidc_path=/path/to/data_lidc.pickle "
-                    "(where to get it: cvae_jax/data/lidc.py)")
   else:
-    from cvae_jax.data import lidc  # pylint: disable=g-import-not-at-top
-    lidc.check_fractions(tuple(config.data.lidc_fractions))
+    splits.check_lidc_settings(config)
   require_positive_ints(config.eval, (
       "batch_size", "num_samples", "chunk_size", "hungarian_samples",
       "figure_images", "figure_samples"), "eval.")
@@ -161,7 +156,8 @@ TASK = runner.Task(
     evaluation_batch=evaluation_batch, validation=validation,
     run_identity=run_identity,
     evaluators=evaluators, evals=EVALS,
-    header=lambda config, test: {"model": config.model, "dataset": config.dataset},
+    header=lambda config, test: {"model": config.model, "dataset": config.dataset,
+                                 **splits.ambiguous_split_record(config)},
     units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=ambiguity.epoch_line,
     loading_message=lambda config: f"loading {config.dataset}...",
     headline=ambiguity.HEADLINE, test_streams=4)

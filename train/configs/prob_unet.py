@@ -36,7 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
       seed=0,
       max_train_examples=0,  # Images (2 MNIST digits each); 0: all 25,000.
       max_eval_examples=1_000,  # Validation and test images; 0: all 5,000.
-      lidc_path="",  # dataset=lidc: the preprocessed pickle (or a folder).
+      # dataset=lidc: data_lidc.pickle (or a folder of its chunks), PHiSeg's
+      # .hdf5 file or DeepMind's PNG crop folder (cvae_jax/data/lidc.py).
+      lidc_path="",
       lidc_fractions=(0.7, 0.15, 0.15)))  # Patients in train/val/test.
   config.data_dir = "~/tensorflow_datasets"
   config.download = True
