@@ -4,7 +4,8 @@
       --config.data.lidc_path=/path/to/data_lidc.pickle \
       --workdir=workdirs/prob_unet_lidc
 
-The preprocessed file and where to get it: cvae_jax/data/lidc.py. Published
+--config.data.lidc_path may also be PHiSeg's .hdf5 file or DeepMind's PNG
+crop folder; the forms and where to get them: cvae_jax/data/lidc.py. Published
 sizes: U-Net channels 32, 64, 128, 192 with 3 convs a block, latent 6,
 beta 1, 3 fcomb 1x1 convs, Adam 1e-4, batch 32 (the batch is our choice; the
 paper trains 240k iterations, far beyond a CPU: set --config.num_epochs).
