@@ -23,7 +23,8 @@ import numpy as np
 
 __all__ = ["as_masks", "intersection_over_union", "pixel_error", "best_of_samples_iou",
            "pairwise_distances", "EnergyDistance", "generalized_energy_distance",
-           "expected_ged_of_distribution", "hungarian_matched_iou", "dice",
+           "expected_ged_of_distribution", "expected_unbiased_ged_of_distribution",
+           "hungarian_matched_iou", "dice",
            "expected_calibration_error", "variance_ncc", "MODE_IOU_THRESHOLD",
            "assign_to_candidates", "mode_frequencies", "true_mode_frequencies",
            "total_variation"]
@@ -103,23 +104,46 @@ class EnergyDistance(NamedTuple):
   graders_diversity: jax.Array  # E[d(Y, Y')], the graders' diversity.
 
 
-def generalized_energy_distance(samples: jax.Array,
-                                graders: jax.Array) -> EnergyDistance:
+def _diversity(masks: jax.Array, unbiased: bool) -> jax.Array:
+  """[...] mean d between the masks [..., N, H, W] of one set: over all N^2
+  ordered pairs, or over the N (N - 1) with i != j when `unbiased` (NaN for
+  N = 1: no pair). d(m, m) = 0, so only the divisor differs."""
+  distances, count = pairwise_distances(masks, masks), masks.shape[-3]
+  if not unbiased:
+    return jnp.mean(distances, axis=(-2, -1))
+  if count == 1:
+    return jnp.full(distances.shape[:-2], jnp.nan)
+  return jnp.sum(distances, axis=(-2, -1)) / (count * (count - 1))
+
+
+def generalized_energy_distance(samples: jax.Array, graders: jax.Array,
+                                unbiased: bool = False) -> EnergyDistance:
   """D^2_GED = 2 E[d(S, Y)] - E[d(S, S')] - E[d(Y, Y')], d = 1 - IoU.
 
-  The expectations are means over all ordered pairs, i = j included (as in
-  Kohl et al.'s and PHiSeg's evaluation code), so one sample (S = 1) is
-  defined: it has no diversity and scores 2 E[d(S, Y)] - E[d(Y, Y')]. The
-  estimate is biased upwards at small S or G by the included diagonal, which
-  is why it is judged against `expected_ged_of_distribution` with the same S.
+  By default (the literature's estimator) the expectations are means over
+  all ordered pairs, i = j included (as in Kohl et al.'s and PHiSeg's
+  evaluation code), so one sample (S = 1) is defined: it has no diversity
+  and scores 2 E[d(S, Y)] - E[d(Y, Y')]. The included diagonal (zero
+  distances) biases it upwards at small S or G, which is why it is judged
+  against `expected_ged_of_distribution` with the same S.
+
+  `unbiased=True` averages the two diversity terms over the pairs i != j
+  only (U-statistics): for samples drawn i.i.d. from P and graders from Q
+  its expectation is the energy distance 2 E d(S, Y) - E d(S, S') - E d(Y, Y')
+  of independent draws, whatever S and G (zero when P = Q). One sample or
+  one grader has no pair: its diversity, and so the GED, is NaN.
 
   Args:
     samples: [..., S, H, W] binary masks from the model.
     graders: [..., G, H, W] binary masks from the graders.
+    unbiased: diversity over i != j pairs (see above).
+
+  Returns:
+    The GED and its terms, each [...] in units of d.
   """
   cross = jnp.mean(pairwise_distances(samples, graders), axis=(-2, -1))
-  samples_diversity = jnp.mean(pairwise_distances(samples, samples), axis=(-2, -1))
-  graders_diversity = jnp.mean(pairwise_distances(graders, graders), axis=(-2, -1))
+  samples_diversity = _diversity(samples, unbiased)
+  graders_diversity = _diversity(graders, unbiased)
   return EnergyDistance(2 * cross - samples_diversity - graders_diversity,
                         cross, samples_diversity, graders_diversity)
 
@@ -142,12 +166,42 @@ def expected_ged_of_distribution(candidates: jax.Array, probabilities: jax.Array
     graders: [..., G, H, W].
     num_samples: S.
   """
+  return _expected_ged(candidates, probabilities, graders,
+                       samples_share=1.0 - 1.0 / num_samples, unbiased=False)
+
+
+def expected_unbiased_ged_of_distribution(candidates: jax.Array,
+                                          probabilities: jax.Array,
+                                          graders: jax.Array) -> EnergyDistance:
+  """The expected `generalized_energy_distance(..., unbiased=True)` of S >= 2
+  samples drawn i.i.d. from a known distribution, against `graders`: the
+  same for every S, since each of its terms is unbiased:
+    E[cross] = sum_k pi_k mean_g d(c_k, y_g)
+    E[samples_diversity] = pi^T D pi   (D_kl = d(c_k, c_l))
+  and graders_diversity the graders' mean d over their pairs i != j (NaN for
+  one grader). For graders drawn from pi themselves it is zero on average
+  over their draws (2 pi^T D pi - pi^T D pi - pi^T D pi), not per image: the
+  truth's unbiased floor is 0 up to the graders' sampling noise.
+
+  Args:
+    candidates: [..., K, H, W] binary masks.
+    probabilities: [..., K], summing to 1.
+    graders: [..., G, H, W].
+  """
+  return _expected_ged(candidates, probabilities, graders, samples_share=1.0,
+                       unbiased=True)
+
+
+def _expected_ged(candidates, probabilities, graders, samples_share: float,
+                  unbiased: bool) -> EnergyDistance:
+  """The two expectations above; samples_share: the share of the samples'
+  pairs whose two draws are independent (1 - 1/S with i = j, else 1)."""
   to_graders = pairwise_distances(candidates, graders)  # [..., K, G]
   cross = jnp.einsum("...k,...kg->...", probabilities, to_graders) / graders.shape[-3]
   between = pairwise_distances(candidates, candidates)  # [..., K, K]
-  samples_diversity = (1.0 - 1.0 / num_samples) * jnp.einsum(
+  samples_diversity = samples_share * jnp.einsum(
       "...k,...kl,...l->...", probabilities, between, probabilities)
-  graders_diversity = jnp.mean(pairwise_distances(graders, graders), axis=(-2, -1))
+  graders_diversity = _diversity(graders, unbiased)
   return EnergyDistance(2 * cross - samples_diversity - graders_diversity,
                         cross, samples_diversity, graders_diversity)
 
