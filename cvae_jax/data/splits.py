@@ -51,7 +51,8 @@ def ambiguity_spec(config):
       size=config.image_size, digit_size=config.data.digit_size,
       num_graders=config.data.num_graders,
       structure_probabilities=tuple(config.data.structure_probabilities),
-      loose_probability=config.data.loose_probability)
+      loose_probability=config.data.loose_probability,
+      ambiguity=config.data.ambiguity)
 
 
 def segmentation_splits(config) -> dict:

@@ -31,6 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict(dict(
       digit_size=14, num_graders=4,
+      # The graders' distribution: constant (the two settings below, for
+      # every image) or image_dependent (set by the digits' classes).
+      ambiguity="constant",
       structure_probabilities=(0.35, 0.25, 0.2, 0.2),  # left, right, both, none
       loose_probability=0.5,
       seed=0,
