@@ -28,6 +28,17 @@ def arrays():
                                             mnist_ambiguous.AmbiguitySpec(), rng)
 
 
+@pytest.fixture(scope="module")
+def image_dependent_arrays():
+  """The set whose graders' distribution follows the digits' classes."""
+  rng = np.random.default_rng(0)
+  digits = rng.random((2, COUNT, 28, 28)).astype(np.float32) ** 4
+  labels = np.arange(2 * COUNT).reshape(2, COUNT) % 10  # Every class.
+  return mnist_ambiguous.draw_ambiguous_set(
+      digits[0], digits[1],
+      mnist_ambiguous.AmbiguitySpec(ambiguity="image_dependent"), rng, *labels)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrueSampler:
   """Samples each image's candidates with their probabilities; the condition
@@ -136,3 +147,54 @@ def test_calibration_and_lidc_like_data_without_candidates(arrays):
       np.mean(figures["dice"]), np.mean(empty), atol=1e-6)
   assert ambiguity.make_modes(predictor, SIZE, 4).run(
       None, graders_only, rng, None) == {}
+
+
+def test_the_marginal_is_the_truth_where_the_distribution_is_constant(arrays):
+  """On the constant set the best distribution that ignores x is the truth:
+  its exact figures equal the truth's (any predictor; its own are unused)."""
+  predictor, rng = AlwaysNothing(), jax.random.PRNGKey(3)
+  np.testing.assert_allclose(ambiguity.marginal_probabilities(arrays["probabilities"]),
+                             arrays["probabilities"][0], rtol=1e-6)
+  figures = ambiguity.make_samples(predictor, SIZE, 4, num_samples=4,
+                                   ged_samples=(1, 4), hungarian_samples=4).run(
+                                       None, arrays, rng, None)
+  for name in ("floor_ged_1", "floor_ged_4", "floor_ged_unbiased"):
+    np.testing.assert_allclose(figures[f"marginal_{name}"], figures[name], rtol=1e-5)
+  assert "ged_unbiased_1" not in figures and "ged_unbiased_4" in figures
+  figures = ambiguity.make_likelihoods(predictor, SIZE, 4).run(None, arrays, rng, None)
+  np.testing.assert_allclose(figures["marginal_nll"], figures["ideal_nll"], rtol=1e-5)
+  figures = ambiguity.make_modes(predictor, SIZE, 4, num_samples=4).run(
+      None, arrays, rng, None)
+  np.testing.assert_allclose(figures["marginal_mode_tv"], 0.0, atol=1e-6)
+
+
+def test_a_sampler_of_the_marginal_scores_the_marginals_figures(
+    image_dependent_arrays):
+  """Where the truth follows the image, a sampler that ignores it (the
+  marginal, drawn for every image) scores the marginal's exact figures, all
+  worse than the truth's; the truth's own unbiased GED is ~0 whatever S."""
+  arrays = image_dependent_arrays
+  marginal = ambiguity.marginal_probabilities(arrays["probabilities"])
+  np.testing.assert_allclose(marginal, arrays["probabilities"].mean(0), rtol=1e-6)
+  sampler, rng = TrueSampler(marginal), jax.random.PRNGKey(4)
+  test = _with_candidates(arrays)
+  figures = ambiguity.make_samples(sampler, SIZE, 4, num_samples=64,
+                                   ged_samples=(4, 64), hungarian_samples=4).run(
+                                       None, test, rng, None)
+  for name in ("ged_4", "ged_64", "ged_unbiased_4", "ged_unbiased_64"):
+    floor = "floor_ged_unbiased" if "unbiased" in name else f"floor_{name}"
+    np.testing.assert_allclose(np.mean(figures[name]),
+                               np.mean(figures[f"marginal_{floor}"]), atol=0.05)
+    np.testing.assert_allclose(np.mean(figures[f"ideal_{name}"]),
+                               np.mean(figures[floor]), atol=0.05)
+    assert np.mean(figures[f"marginal_{floor}"]) > np.mean(figures[floor]) + 0.05
+  figures = ambiguity.make_likelihoods(sampler, SIZE, 4, num_samples=8).run(
+      None, test, rng, None)
+  np.testing.assert_allclose(figures["nll"], figures["marginal_nll"], rtol=1e-5)
+  assert np.mean(figures["marginal_nll"]) > np.mean(figures["ideal_nll"]) + 0.1
+  figures = ambiguity.make_modes(sampler, SIZE, 4, num_samples=8).run(
+      None, test, rng, None)
+  assert np.all(figures["marginal_mode_tv"] > 0) and np.mean(figures["marginal_mode_tv"]) > 0.2
+  # Pooled over images the marginal is the truth's mean: the pooled TV is
+  # blind to whether a model reads the image.
+  assert figures["marginal_mode_tv_pooled"] < 0.01

@@ -4,24 +4,37 @@ masks a model draws for an image, for any model through its `Predictor`.
 Data: {"image" [N, H, W, C], "masks" [N, G, H, W] (G graders)} and, where
 the grader distribution is known exactly (the offline set), "candidates"
 [N, K, H, W] and "probabilities" [N, K]: then each evaluator also reports
-the true distribution's own figures (`ideal_*`) and the exact floor. A
-prediction becomes a mask where p(y = 1) > 0.5 (`masks_of`); a grader's mask
-is a target of the predictor's `log_likelihood` as flat float pixels
-[B, H * W] (`flat_target`).
+the true distribution's own figures (`ideal_*`), the exact floor, and the
+exact figures of the best distribution that ignores the image
+(`marginal_*`): the mean of "probabilities" over the evaluated test images
+(`marginal_probabilities`), which equals the truth where the probabilities
+are the same for every image and is the reference a model must beat to show
+it reads x where they are not. A prediction becomes a mask where
+p(y = 1) > 0.5 (`masks_of`); a grader's mask is a target of the predictor's
+`log_likelihood` as flat float pixels [B, H * W] (`flat_target`).
 
 Evaluators (each `make_*` returns an `Evaluator`; figures per image, with
 their spread over images under "<name>_std"):
   samples      ged_S for S in `ged_samples` (d = 1 - IoU, i = j pairs
-               included, `metrics.generalized_energy_distance`), the terms at
-               the largest S (cross, samples_diversity, graders_diversity),
-               hungarian_iou over `hungarian_samples` samples and the G
-               graders; known distribution: floor_ged_S (exact expected GED
-               of the truth), ideal_* (S draws of the truth);
+               included, `metrics.generalized_energy_distance`: the
+               literature's estimator), ged_unbiased_S beside it for S >= 2
+               (diversity over i != j pairs only: its expectation does not
+               depend on S; left out for S = 1, and for one grader, where it
+               is undefined), the terms at the largest S (cross,
+               samples_diversity, graders_diversity), hungarian_iou over
+               `hungarian_samples` samples and the G graders; known
+               distribution: floor_ged_S (exact expected GED of the truth),
+               floor_ged_unbiased (exact expected ged_unbiased_S of the
+               truth, the same for every S: 0 on average over the graders'
+               draws), ideal_* (S draws of the truth), marginal_floor_ged_S
+               and marginal_floor_ged_unbiased (the same expectations for
+               samples of the marginal);
   likelihoods  ce_per_pixel: -log p(y_g | x) per pixel of the point
                prediction, nll: -log p(y_g | x) per image from the
                predictor's log-likelihood (its label is in results.json's
                "estimators"); both means over the graders; ideal_nll: the
-               truth's exact -log p(y_g | x);
+               truth's exact -log p(y_g | x); marginal_nll: the marginal's
+               exact -log p(y_g), at least ideal_nll on average;
   calibration  ece of the pixel-wise marginal of `num_samples` samples (10
                bins), variance_ncc (PHiSeg's S_NCC, over the images where it
                is defined; variance_ncc_defined: their share), dice of the
@@ -31,7 +44,9 @@ their spread over images under "<name>_std"):
                `iou_threshold`: mode_tv per image and mode_tv_pooled against
                the true frequencies, the unmatched share, and
                mode_frequency_<candidate> beside true_mode_frequency_<candidate>;
-               draws modes.png.
+               marginal_mode_tv (and _pooled): the same TV for the
+               frequencies the marginal's samples converge to, exact (the
+               pooled one is blind to x: ~0); draws modes.png.
   panel        panel.png: per image, the image, its graders' masks and
                `num_samples` sampled predictions' p(y = 1).
 `epoch_evaluation` gives the per-epoch figures (validation GED and NLL) that
@@ -52,7 +67,7 @@ from cvae_jax.evaluators.pictures import picture
 from cvae_jax.predictors import Predictor
 
 __all__ = ["KNOWN_DISTRIBUTION", "UNITS", "masks_of", "flat_target",
-           "true_negative_log_likelihood", "true_samples",
+           "marginal_probabilities", "true_negative_log_likelihood", "true_samples",
            "negative_log_likelihood", "with_spread", "make_samples",
            "make_likelihoods", "make_calibration", "make_modes",
            "epoch_evaluation", "epoch_line", "HEADLINE", "make_panel"]
@@ -60,6 +75,12 @@ __all__ = ["KNOWN_DISTRIBUTION", "UNITS", "masks_of", "flat_target",
 KNOWN_DISTRIBUTION = ("candidates", "probabilities")
 # What each figure is measured in (results.json's "units").
 UNITS = {"ged_*, cross, *_diversity": "d = 1 - IoU",
+         "*ged_unbiased_*, *floor_ged_unbiased": "d = 1 - IoU, diversity over "
+                                                 "pairs i != j: the same "
+                                                 "expectation for every S",
+         "marginal_*": "exact figure of the best distribution that ignores "
+                       "the image: the mean of the test images' true "
+                       "probabilities",
          "*mode_tv": "total variation between one image's sampled and true "
                      "candidate frequencies (S = eval.num_samples: includes "
                      "sampling noise, compare ideal_mode_tv)",
@@ -91,6 +112,16 @@ def masks_of(prediction, size: int) -> jax.Array:
 def flat_target(masks: jax.Array, dtype=jnp.float32) -> jax.Array:
   """[B, H, W] masks -> [B, H * W] float targets."""
   return masks.reshape(masks.shape[0], -1).astype(dtype)
+
+
+def marginal_probabilities(probabilities) -> np.ndarray:
+  """[K] float32: of the distributions over the candidates that ignore the
+  image, the one with the least expected -log p(y_g) over these images and
+  their graders' draws: the mean of their true probabilities [N, K]. The
+  candidates' index k must name the same kind of mask in every image (the
+  offline set's CANDIDATE_NAMES); exact up to images whose candidates
+  coincide, where masses pool."""
+  return np.mean(np.asarray(probabilities, np.float64), axis=0).astype(np.float32)
 
 
 def true_negative_log_likelihood(candidates, probabilities, masks) -> jax.Array:
@@ -126,11 +157,15 @@ def _sampled_masks(predictor, params, images, rng, num_samples, size):
 
 
 def _ged_columns(prefix: str, samples, graders, counts) -> dict:
-  """{prefix}ged_S etc. for the first S of samples [B, S_max, H, W]."""
+  """{prefix}ged_S, {prefix}ged_unbiased_S etc. for the first S of samples
+  [B, S_max, H, W]."""
   columns = {}
   for s in counts:
     terms = metrics.generalized_energy_distance(samples[:, :s], graders)
     columns[f"{prefix}ged_{s}"] = terms.ged
+    if s > 1 and graders.shape[1] > 1:  # Else no pair i != j: undefined.
+      columns[f"{prefix}ged_unbiased_{s}"] = metrics.generalized_energy_distance(
+          samples[:, :s], graders, unbiased=True).ged
     if s == max(counts):
       columns[f"{prefix}cross"] = terms.cross
       columns[f"{prefix}samples_diversity"] = terms.samples_diversity
@@ -144,7 +179,26 @@ def with_spread(per_image: dict) -> dict:
 
 
 def _arrays(test: dict) -> dict:
-  return {k: test[k] for k in ("image", "masks", *KNOWN_DISTRIBUTION) if k in test}
+  """The evaluated arrays; with a known distribution also
+  "marginal_probabilities" [N, K], the marginal over all of `test` (the
+  same row for every image, so that each batch has it)."""
+  arrays = {k: test[k] for k in ("image", "masks", *KNOWN_DISTRIBUTION) if k in test}
+  if _known(test):
+    arrays["marginal_probabilities"] = np.broadcast_to(
+        marginal_probabilities(test["probabilities"]), test["probabilities"].shape)
+  return arrays
+
+
+def _floor_columns(prefix: str, candidates, probabilities, graders, counts) -> dict:
+  """{prefix}floor_ged_S for each S and {prefix}floor_ged_unbiased: the
+  exact expected GEDs of samples of `probabilities` [B, K]."""
+  columns = {f"{prefix}floor_ged_{s}": metrics.expected_ged_of_distribution(
+      candidates, probabilities, graders, s).ged for s in counts}
+  if graders.shape[1] > 1:
+    columns[f"{prefix}floor_ged_unbiased"] = (
+        metrics.expected_unbiased_ged_of_distribution(
+            candidates, probabilities, graders).ged)
+  return columns
 
 
 def _known(test: dict) -> bool:
@@ -169,9 +223,10 @@ def make_samples(predictor: Predictor, image_size: int, batch_size: int,
       truth = true_samples(arrays["candidates"], arrays["probabilities"],
                            jax.random.fold_in(rng, 1), most)
       columns.update(_ged_columns("ideal_", truth, graders, counts))
-      for s in counts:
-        columns[f"floor_ged_{s}"] = metrics.expected_ged_of_distribution(
-            arrays["candidates"], arrays["probabilities"], graders, s).ged
+      for prefix, probabilities in (("", arrays["probabilities"]),
+                                    ("marginal_", arrays["marginal_probabilities"])):
+        columns.update(_floor_columns(prefix, arrays["candidates"], probabilities,
+                                      graders, counts))
       columns["ideal_samples"] = truth[:, :hungarian_samples]
     columns["samples"] = samples[:, :hungarian_samples]
     return columns
@@ -211,6 +266,8 @@ def make_likelihoods(predictor: Predictor, image_size: int, batch_size: int,
     if "candidates" in arrays:
       columns["ideal_nll"] = true_negative_log_likelihood(
           arrays["candidates"], arrays["probabilities"], masks)
+      columns["marginal_nll"] = true_negative_log_likelihood(
+          arrays["candidates"], arrays["marginal_probabilities"], masks)
     return columns
 
   def run(params, test, rng, workdir):
@@ -281,7 +338,9 @@ def make_modes(predictor: Predictor, image_size: int, batch_size: int,
     return {"sampled": metrics.mode_frequencies(samples, candidates, iou_threshold),
             "ideal": metrics.mode_frequencies(truth, candidates, iou_threshold),
             "true": metrics.true_mode_frequencies(candidates, probabilities,
-                                                  iou_threshold)}
+                                                  iou_threshold),
+            "marginal": metrics.true_mode_frequencies(
+                candidates, arrays["marginal_probabilities"], iou_threshold)}
 
   def run(params, test, rng, workdir: Path | None):
     if not _known(test):
@@ -301,6 +360,11 @@ def make_modes(predictor: Predictor, image_size: int, batch_size: int,
                       f"{prefix}unmatched": frequencies[:, -1],
                       f"{prefix}unmatched_std": float(np.std(frequencies[:, -1]))})
       means[label] = frequencies.mean(0)
+    marginal = np.asarray(columns["marginal"])  # Exact: no unmatched share.
+    tv = np.asarray(metrics.total_variation(marginal, true))
+    figures.update({"marginal_mode_tv": tv, "marginal_mode_tv_std": float(np.std(tv)),
+                    "marginal_mode_tv_pooled": float(metrics.total_variation(
+                        marginal.mean(0), true.mean(0)))})
     num_candidates = true.shape[-1] - 1
     names = [*(candidate_names or [f"candidate {k}" for k in range(num_candidates)]),
              "unmatched"]
