@@ -12,7 +12,7 @@ nor TensorFlow.
 - `cvae_jax.predictors` and `cvae_jax.evaluators`: one prediction interface
   for every model, and the evaluators that read it;
 - `cvae_jax.training`: the generic data-parallel trainer, its hooks and
-  checkpoints; `cvae_jax.schedules`, `cvae_jax.configs`;
+  checkpoints; `cvae_jax.schedules`, `cvae_jax.configs`, `cvae_jax.geco`;
 - `cvae_jax.runner`, `cvae_jax.cli`, `cvae_jax.evaluate`, `cvae_jax.tasks`:
   the layer that turns a task and a config into a run on the command line;
 - `cvae_jax.data`: the examples' TFDS pipelines.
@@ -24,5 +24,5 @@ __version__ = "0.1.0"
 # import *` imports them all, TensorFlow included.
 __all__ = ["__version__", "backends", "box_metrics", "cli", "configs", "data", "distributed",
            "distributions", "errors", "estimators", "evaluate", "evaluation", "evaluators",
-           "metrics", "model_check", "models", "objectives", "plotting", "predictors",
+           "geco", "metrics", "model_check", "models", "objectives", "plotting", "predictors",
            "runner", "sampling", "schedules", "sharding", "tasks", "training"]

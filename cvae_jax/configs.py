@@ -12,7 +12,7 @@ heavy. `cvae_jax.training.trainer` documents each field.
 import ml_collections
 
 __all__ = ["lr_schedule_config", "kl_schedule_config", "trainer_defaults",
-           "TRAINER_FIELDS", "with_overrides", "flatten"]
+           "TRAINER_FIELDS", "with_overrides", "flatten", "with_recipe"]
 
 
 def lr_schedule_config(**overrides) -> ml_collections.ConfigDict:
@@ -77,3 +77,29 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     else:
       flat[f"{prefix}{key}"] = value
   return flat
+
+
+def with_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of `config` with its model's recipe set over it: the settings
+  under `config.recipes.<config.model>` (nested like the config itself, e.g.
+  {"geco": {"enabled": True}}), the training recipe that model's results were
+  made with. Applying it twice changes nothing; a config without `recipes`
+  is returned as it is. To change a recipe's value, set it there:
+  --config.recipes.<model>.<key>=... (a plain --config.<key> is overridden).
+  ConfigError for a recipe key the config does not have."""
+  from cvae_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  model = config.get("model")
+  recipe = (config.get("recipes") or {}).get(model) if isinstance(model, str) else None
+  if not recipe:
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  for dotted, value in flatten(recipe.to_dict()).items():
+    node = config
+    *path, last = dotted.split(".")
+    for part in path:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or last not in node:
+      raise ConfigError(f"recipes.{config.model}.{dotted} names no config key; "
+                        f"remove it or fix its name in --config.recipes.{config.model}")
+    node[last] = value
+  return config

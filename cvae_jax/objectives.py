@@ -19,6 +19,7 @@ The objectives of Sohn et al. (2015), each to be minimised:
   hybrid  alpha * CVAE + (1 - alpha) * GSNN
 """
 
+import math
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -32,7 +33,8 @@ __all__ = ["NegativeElbo", "negative_elbo_from_outputs", "gsnn_from_outputs",
            "baseline_negative_log_likelihood_from_outputs", "negative_elbo",
            "target_log_likelihood", "gsnn_negative_log_likelihood", "hybrid_objective",
            "baseline_negative_log_likelihood", "mean_negative_elbo", "OBJECTIVES",
-           "per_example_objective", "objective_settings", "model_objective",
+           "per_example_objective", "objective_settings", "reconstruction_loss",
+           "model_objective",
            "summed_negative_elbo_loss"]
 
 
@@ -204,29 +206,64 @@ def objective_settings(kind: str, alpha: float, gsnn_samples: int) -> dict:
   return {**settings, **({"hybrid_alpha": alpha} if kind == "hybrid" else {})}
 
 
+def reconstruction_loss(likelihood, batch: dict,
+                        top_k_fraction: float = 1.0) -> jax.Array:
+  """-log p(y | x, z) [batch] nats; with `top_k_fraction` < 1 (Bernoulli
+  pixels only), top-k pixel mining (Kohl et al. 2019): the mean loss of the
+  k = ceil(fraction * pixels) worst pixels of each example, times the
+  pixels, so it stays on the per-example scale."""
+  if top_k_fraction >= 1.0:
+    return -estimators.batch_log_likelihood(likelihood, batch)
+  logits = getattr(likelihood, "logits", None)
+  if logits is None or logits.ndim != 2:
+    raise ValueError("top-k pixel mining needs Bernoulli logits [batch, pixels]")
+  per_pixel = -distributions.bernoulli_log_likelihood(
+      logits[..., None], batch["target"][..., None].astype(logits.dtype))
+  count = max(1, math.ceil(top_k_fraction * per_pixel.shape[-1]))
+  worst = jax.lax.top_k(per_pixel, count)[0]
+  return jnp.mean(worst, axis=-1) * per_pixel.shape[-1]
+
+
 def model_objective(model: nn.Module, predictor, beta: float = 1.0,
-                    likelihood_samples: int = 16):
+                    likelihood_samples: int = 16, top_k_fraction: float = 1.0):
   """(params, batch, rng, kl_weight=1.0) -> ([batch] nats, {term: [batch]}):
   what any model minimises on {"condition", "target"} batches.
 
   A `CVAE`: E_q[-log p(y | x, z)] + beta * kl_weight * KL(q || p) with one z
   (Kohl et al.'s objective), plus the -log p(y | x) of its own baseline net
-  when it has one (Sohn et al.'s, trained jointly); terms "reconstruction"
-  and "kl". Any other model: -log p(y | x) from its
+  when it has one (Sohn et al.'s, trained jointly). A model that defines
+  `elbo_terms(target, condition, rng) -> (likelihoods, kl [batch])` (a
+  hierarchical CVAE, `models.hierarchical`): the sum of its likelihoods'
+  reconstruction terms + beta * kl_weight * kl. Both have the terms
+  "reconstruction" and "kl" (what GECO constrains, `cvae_jax.geco`), the
+  reconstruction over the worst `top_k_fraction` of pixels
+  (`reconstruction_loss`). Any other model: -log p(y | x) from its
   `cvae_jax.predictors.Predictor` with `likelihood_samples` draws (exact for
   a deterministic net); no terms.
   """
+  weighted = lambda reconstruction, kl, kl_weight: (
+      reconstruction + beta * kl_weight * kl,
+      {"reconstruction": reconstruction, "kl": kl})
+  if callable(getattr(model, "elbo_terms", None)):
+    def hierarchical(params, batch, rng, kl_weight=1.0):
+      likelihoods, kl = model.apply(params, batch["target"], batch["condition"],
+                                    rng, method="elbo_terms")
+      return weighted(sum(reconstruction_loss(l, batch, top_k_fraction)
+                          for l in likelihoods), kl, kl_weight)
+    return hierarchical
   if not isinstance(model, CVAE):
     return lambda params, batch, rng, kl_weight=1.0: (
         -predictor.log_likelihood(params, batch, rng, likelihood_samples), {})
 
   def cvae(params, batch, rng, kl_weight=1.0):
     outputs = forward(model, params, batch, rng)
-    terms = negative_elbo_from_outputs(outputs, batch, beta * kl_weight)
-    loss = terms.loss
+    loss, terms = weighted(
+        reconstruction_loss(outputs.likelihood, batch, top_k_fraction),
+        distributions.kl_diagonal_gaussians(outputs.posterior, outputs.prior),
+        kl_weight)
     if outputs.baseline is not None:
       loss = loss + baseline_negative_log_likelihood_from_outputs(outputs, batch)
-    return loss, {"reconstruction": terms.reconstruction, "kl": terms.kl}
+    return loss, terms
   return cvae
 
 

@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cvae_jax import evaluation, model_check, schedules
-from cvae_jax.errors import UserError, check_workdir
+from cvae_jax import configs, evaluation, geco as geco_lib, model_check, schedules
+from cvae_jax.errors import ConfigError, UserError, check_workdir
 from cvae_jax.evaluators import Evaluator, build as build_evaluators_by_name
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import InMemoryData, hooks, trainer
@@ -150,20 +150,32 @@ class Task:
 
   def loss_fn(self, config, model) -> Callable:
     """The trainer's loss: `make_loss_fn`'s, or the mean objective (see
-    above), with the means of its terms and the KL weight beside it."""
+    above), with the means of its terms and the KL weight beside it; with
+    `config.geco` enabled, GECO's stateful loss (`cvae_jax.geco`)."""
     if self.make_loss_fn is not None:
       return self.make_loss_fn(config, model)
     objective, kl_weight = self.objective(config, model), schedules.kl_weight(config)
+    constrained = geco_lib.from_config(config)
 
-    def loss_fn(params, arrays, rng, step=0):
+    def loss_fn(params, arrays, rng, step=0, *loss_state):
       if self.training_batch is None:
         batch = self.batch(config, arrays)
       else:
         batch, rng = self.training_batch(config, arrays, rng)
       weight = kl_weight(step)
       loss, terms = _with_terms(objective(params, batch, rng, weight))
-      return jnp.mean(loss), {"kl_weight": weight,
-                              **{k: jnp.mean(v) for k, v in terms.items()}}
+      metrics = {"kl_weight": weight, **{k: jnp.mean(v) for k, v in terms.items()}}
+      if constrained is None:
+        return jnp.mean(loss), metrics
+      if not {"reconstruction", "kl"} <= set(terms):
+        raise ConfigError(f"geco.enabled needs an objective with reconstruction "
+                          f"and kl terms; {type(model).__name__}'s has "
+                          f"{sorted(terms) or 'none'}; set --config.geco.enabled=False")
+      # GECO weighs the reconstruction; the rest of the loss (the weighted
+      # KL, a joint baseline's NLL) is what it minimises under the constraint.
+      loss, next_state, geco_metrics = constrained.loss(
+          terms["reconstruction"], loss - terms["reconstruction"], loss_state[0])
+      return loss, ({**metrics, **geco_metrics}, next_state)
     return loss_fn
 
   def per_epoch(self, config, model, splits, rng) -> Callable:
@@ -232,6 +244,8 @@ def _report(unit: str):
   def report(progress: trainer.Progress, values: dict) -> str:
     terms = "".join(f", {k} {values[k]:.2f}" for k in ("reconstruction", "kl")
                     if k in values)
+    if "geco_multiplier" in values:
+      terms += f", GECO multiplier {values['geco_multiplier']:.4g}"
     return (f"epoch {progress.epoch} [{progress.step_in_epoch * progress.batch_size}"
             f"/{progress.num_examples}] loss {values['loss']:.4f} {unit}{terms}")
   return report
@@ -325,14 +339,23 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
       data = {k: data[k] for k in task.training_keys}
     data = InMemoryData(data)
   start = time.time()
+  constrained = geco_lib.from_config(config) if task.make_loss_fn is None else None
   state = trainer.train(config, workdir, init_fn, task.loss_fn(config, model),
                         data, hooks=hooks.standard(
                             config, evaluate=evaluate,
                             report=task.report or _report(task.unit),
                             report_eval=task.report_eval or _report_eval(task.unit),
-                            identity=(task.run_identity(config)
-                                      if task.run_identity else None)))
+                            identity=_identity(task, config, constrained)),
+                        loss_state=constrained and constrained.init())
   return state, time.time() - start
+
+
+def _identity(task: Task, config, constrained) -> dict | None:
+  """The run identity: the task's, and GECO's settings when it is on."""
+  identity = task.run_identity(config) if task.run_identity else None
+  if constrained is not None:
+    identity = {**(identity or {}), "geco": dataclasses.asdict(constrained)}
+  return identity
 
 
 def _test_arrays(config, splits: dict) -> dict:
@@ -366,7 +389,9 @@ def _evaluate(task: Task, config, to_run: list[Evaluator], params, test: dict,
 def check(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   """UserError / ConfigError, before any data is read, for a workdir that is
   not a directory, settings the task cannot work with (`task.validate`) or
-  the trainer cannot (`trainer.validate_trainer_config`)."""
+  the trainer cannot (`trainer.validate_trainer_config`), with the model's
+  recipe (`configs.with_recipe`) applied."""
+  config = configs.with_recipe(config)
   workdir = Path(workdir).expanduser().absolute()
   check_workdir(workdir)
   task.validate(config, workdir)
@@ -374,8 +399,10 @@ def check(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) ->
 
 
 def _prepare(task: Task, config, workdir, names=None):
-  """(workdir, model, evaluators to run, the finished run or None), after
-  `check`; an unknown evaluator name fails here, before any data."""
+  """(config with its model's recipe, workdir, model, evaluators to run, the
+  finished run or None), after `check`; an unknown evaluator name fails
+  here, before any data."""
+  config = configs.with_recipe(config)
   check(task, config, workdir)
   workdir = Path(workdir).expanduser().absolute()
   model = task.make_model(config)
@@ -383,13 +410,13 @@ def _prepare(task: Task, config, workdir, names=None):
   finished = results_file.finished_run(
       workdir, config, ("eval", "evals", *task.evaluation_keys),
       runtime_keys=task.runtime_keys)
-  return workdir, model, to_run, finished
+  return config, workdir, model, to_run, finished
 
 
 def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
   """Trains (resuming from `workdir`), evaluates and writes results.json
   there; returns the results (see the module docstring)."""
-  workdir, model, to_run, finished = _prepare(task, config, workdir)
+  config, workdir, model, to_run, finished = _prepare(task, config, workdir)
   if finished is not None:
     results_file.announce(workdir, finished)
     print(summary_line(task, finished.results, workdir), flush=True)
@@ -431,7 +458,7 @@ def evaluate(task: Task, config: ml_collections.ConfigDict, workdir: str | Path,
   others kept, and the config's evaluation settings recorded. Returns the
   results. UserError when the workdir holds no finished run of `config`
   (settings other than evaluation ones differ)."""
-  workdir, model, to_run, finished = _prepare(task, config, workdir, names)
+  config, workdir, model, to_run, finished = _prepare(task, config, workdir, names)
   if finished is None:
     raise UserError(f"{workdir} holds no finished run of this config (no "
                     f"{results_file.RESULTS_FILE}, or training settings differ); "

@@ -124,6 +124,9 @@ def tiny_prob_unet_config(**overrides) -> ml_collections.ConfigDict:
       encoder_channels=(4, 4, 4), decoder_channels=(4, 4, 4, 4),
       baseline_encoder_channels=(4, 4, 4), baseline_middle_channels=4,
       baseline_decoder_channels=(4, 4, 4))
+  config.hpu_network.update(channels=(4,) * 6, convs_per_block=1)
+  config.phiseg_network.update(channels=(4,) * 5, convs_per_block=1)
+  config.ssn_network.rank = 2
   config.update(batch_size=8, num_epochs=1, log_every_steps=1,
                 checkpoint_every_steps=4)
   config.eval.update(batch_size=4, num_images=8, num_samples=8, chunk_size=8,

@@ -19,8 +19,9 @@ from cvae_jax.models.segmentation import BaselineCNN, SegmentationCVAE
 __all__ = ["CVAE", "CVAEOutputs", "forward", "LabelCVAE", "BaselineNet", "QuadrantCVAE",
            "BaselineCNN", "SegmentationCVAE", "MODELS", "import_model",
            # The submodules.
-           "bbox", "cvae", "label_cvae", "layers", "pooling", "prob_unet", "quadrant",
-           "segmentation", "toy_mixture"]
+           "ambiguous_segmentation", "bbox", "cvae", "hierarchical", "hpu_net",
+           "label_cvae", "layers", "phiseg", "pooling", "prob_unet", "quadrant",
+           "segmentation", "ssn", "toy_mixture"]
 
 MODELS = {"label_cvae": LabelCVAE}
 

@@ -1,5 +1,6 @@
 """Ambiguous segmentation (Kohl et al. 2018): the deterministic U-Net, Sohn
-et al.'s conv CVAE, the Probabilistic U-Net, or a model of your own.
+et al.'s conv CVAE, the Probabilistic U-Net, its hierarchical successors
+(HPU-Net, PHiSeg), Stochastic Segmentation Networks, or a model of yours.
 
 Data: the offline `mnist_ambiguous` set (4 graders drawn from a known
 distribution, with its "candidates" and "probabilities") or `lidc`,
@@ -9,12 +10,13 @@ the image, target the mask as flat float pixels [B, H * W].
 
 `config.model` names a built-in model (`MODELS`) or one of yours as
 "package.module:factory" (`factory(config) -> flax module`). The objective
-(nats per image) follows what the model is: for a CVAE, E_q[-log p(y | x, z)]
-+ beta * KL(q || p) with one z (Kohl et al.), plus its own baseline's
--log p(y | x) if it has one (Sohn et al.); otherwise -log p(y | x) from the
-model's predictor (exact for a deterministic net, its own estimate with
-`config.likelihood_samples` draws for a sampler with no latent). Test
-figures: the `cvae_jax.evaluators.ambiguity` ones, panel.png.
+(nats per image) follows what the model is (`objectives.model_objective`):
+for a CVAE, its -ELBO with one z and beta on the KL (a hierarchical one's
+summed over levels), the reconstruction over the worst `top_k_fraction` of
+pixels, under GECO when `config.geco.enabled`; otherwise -log p(y | x) from
+the model's predictor with `config.likelihood_samples` draws. A built-in
+model's training recipe is `config.recipes.<model>`. Test figures: the
+`cvae_jax.evaluators.ambiguity` ones, panel.png.
 """
 
 from pathlib import Path
@@ -29,11 +31,11 @@ from cvae_jax.errors import (ConfigError, UserError, require_chunks, require_cho
 from cvae_jax.evaluators import ambiguity
 from cvae_jax.data import augmentation, splits
 from cvae_jax.models import import_model, prob_unet as models
-from cvae_jax.models import segmentation as seg_models
+from cvae_jax.models import ambiguous_segmentation
 
 __all__ = ["TASK", "train_and_evaluate", "validate", "make_model", "EVALS"]
 
-MODELS = ("unet", "prob_unet", "sohn_cvae")
+MODELS = ("unet", "prob_unet", "sohn_cvae", "hpu_net", "phiseg", "ssn")
 DATASETS = ("mnist_ambiguous", "lidc")
 
 
@@ -60,21 +62,13 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
 
 
 def make_model(config):
-  """The module `config.model` names: DeterministicUNet, ProbabilisticUNet,
-  Sohn et al.'s SegmentationCVAE (`config.sohn_network`, no multiscale
-  targets), or "package.module:factory" -> factory(config)."""
-  net = config.network
+  """The module `config.model` names (`MODELS`, each built from its own
+  network block by `ambiguous_segmentation.BUILDERS`), or
+  "package.module:factory" -> factory(config)."""
   if ":" in config.model:
     return import_model(config.model)(config)
   require_choice(config, "model", MODELS)
-  if config.model == "sohn_cvae":
-    return seg_models.from_network_config(config.sohn_network, config.image_size,
-                                          multiscale_levels=0)[1]
-  if config.model == "unet":
-    return models.DeterministicUNet(tuple(net.channels), net.convs_per_block)
-  return models.ProbabilisticUNet(
-      tuple(net.channels), net.latent_size, net.convs_per_block,
-      net.fcomb_convs, net.log_variance_bound)
+  return ambiguous_segmentation.BUILDERS[config.model](config)
 
 
 def objective_batch(images: jax.Array, masks: jax.Array) -> dict:
@@ -90,7 +84,7 @@ def predictor(config, model) -> predictors.Predictor:  # NLL: chunks of z.
 def objective(config, model):
   """See the module docstring (`objectives.model_objective`)."""
   return objectives.model_objective(model, predictor(config, model), config.beta,
-                                    config.likelihood_samples)
+                                    config.likelihood_samples, config.top_k_fraction)
 
 
 def training_batch(config, arrays: dict, rng: jax.Array) -> tuple[dict, jax.Array]:
@@ -108,8 +102,8 @@ def run_identity(config) -> dict:
   """Settings the checkpoints depend on beyond their shapes."""
   identity = {k: config[k] for k in ("model", "dataset", "image_size", "beta",
                                      "validation_size")}
-  identity.update(data=config.data.to_dict(), network=config.network.to_dict(),
-                  sohn_network=config.sohn_network.to_dict())
+  identity.update(data=config.data.to_dict(), **{
+      block: config[block].to_dict() for block in ambiguous_segmentation.NETWORKS})
   return identity
 
 

@@ -22,6 +22,8 @@ class TrainState:
     params: the model's variables, as `init` returns them.
     opt_state: the optimiser's state (an `optax.OptState`).
     rng: uint32[2]; the key of step s is `fold_in(rng, s)`.
+    loss_state: what a stateful loss carries from step to step (GECO's
+      multiplier, `cvae_jax.geco`), or None for a plain loss.
   """
 
   step: jax.Array
@@ -30,10 +32,11 @@ class TrainState:
   # resolved from here, so the API reference could not render it.
   opt_state: Any
   rng: jax.Array
+  loss_state: Any = None
 
   @classmethod
   def create(cls, params, optimizer: optax.GradientTransformation,
-             rng: jax.Array) -> "TrainState":
-    """Step 0, `optimizer.init(params)` and `rng`."""
+             rng: jax.Array, loss_state: Any = None) -> "TrainState":
+    """Step 0, `optimizer.init(params)`, `rng` and the loss's initial state."""
     return cls(step=jax.numpy.zeros((), jax.numpy.int32), params=params,
-               opt_state=optimizer.init(params), rng=rng)
+               opt_state=optimizer.init(params), rng=rng, loss_state=loss_state)

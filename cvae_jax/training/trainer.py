@@ -145,23 +145,26 @@ def mixed_precision(loss_fn: LossFn, dtype) -> LossFn:
   if dtype == jnp.float32:
     return loss_fn
 
-  def cast_loss_fn(params, batch, rng, step=0):
-    loss, metrics = loss_fn(_cast_floats(params, dtype), _cast_floats(batch, dtype),
-                            rng, step)
-    return _cast_floats((loss, metrics), jnp.float32)
+  def cast_loss_fn(params, batch, rng, step=0, *loss_state):
+    loss, aux = loss_fn(_cast_floats(params, dtype), _cast_floats(batch, dtype),
+                        rng, step, *loss_state)
+    return _cast_floats((loss, aux), jnp.float32)
   return cast_loss_fn
 
 
 def train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation,
                 state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-  """One update; `loss_fn` gets the state's step."""
+  """One update; `loss_fn` gets the state's step (and its `loss_state`, when
+  not None: then it returns (loss, (metrics, next loss_state)))."""
   rng = jax.random.fold_in(state.rng, state.step)
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, batch, rng, state.step)
+  stateful = () if state.loss_state is None else (state.loss_state,)
+  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params, batch, rng, state.step, *stateful)
+  metrics, loss_state = aux if stateful else (aux, None)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params,
-                            opt_state=opt_state)
+                            opt_state=opt_state, loss_state=loss_state)
   return new_state, {"loss": loss, **metrics}
 
 
@@ -289,7 +292,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
           data: InMemoryData | StreamingData,
           hooks: Sequence[hooks_lib.Hook] = (),
           optimizer: optax.GradientTransformation | None = None,
-          devices: Sequence[jax.Device] | None = None) -> TrainState:
+          devices: Sequence[jax.Device] | None = None,
+          loss_state: Any = None) -> TrainState:
   """Trains (or resumes training) and returns the final state.
 
   Args:
@@ -307,6 +311,10 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       `optimizers.from_config(config)`. A passed one is recorded in the run
       identity as "custom"; resuming needs the same state structure.
     devices: the mesh's devices (default: every device of every process).
+    loss_state: the initial state of a stateful loss (a pytree, kept in
+      `TrainState.loss_state` and checkpointed): `loss_fn` is then
+      (params, batch, rng, step, loss_state) -> (loss, (metrics, next
+      loss_state)). None: a plain loss.
 
   Returns:
     The state the last hook's `end` returned (the final one, or the best
@@ -341,7 +349,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | Path,
       jax.random.PRNGKey(config.seed), 3)
   replicated = sharding.replicated(mesh)
   state = jax.jit(
-      lambda rng: TrainState.create(init_fn(rng), optimizer, train_rng),
+      lambda rng: TrainState.create(init_fn(rng), optimizer, train_rng, loss_state),
       out_shardings=replicated)(init_rng)
 
   step_fn = functools.partial(

@@ -16,18 +16,25 @@ image in evaluation (and 1, 4, 100).
 
 import ml_collections
 
-from cvae_jax import configs
+from cvae_jax import configs, geco
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = configs.trainer_defaults()  # Every trainer field; ours below.
-  config.model = "prob_unet"  # unet | prob_unet | sohn_cvae | package.module:factory
+  # unet | prob_unet | sohn_cvae | hpu_net | phiseg | ssn | package.module:factory
+  config.model = "prob_unet"
   config.dataset = "mnist_ambiguous"  # or lidc (prob_unet_lidc.py)
   config.image_size = 32  # Must divide by 2^(len(network.channels) - 1).
   config.beta = 1.0  # Weight of KL(q || p) in a CVAE's loss.
   # A model with no latent that estimates its own -log p(y|x) (e.g. a
   # Gaussian over logits) trains on it with this many draws.
   config.likelihood_samples = 16
+  # A CVAE's reconstruction over the worst fraction of pixels (top-k pixel
+  # mining, Kohl et al. 2019); 1: every pixel.
+  config.top_k_fraction = 1.0
+  # GECO (Rezende & Viola 2018, cvae_jax/geco.py): minimise the KL subject to
+  # the reconstruction <= kappa nats per image.
+  config.geco = geco.geco_config()
 
   config.data = ml_collections.ConfigDict(dict(
       digit_size=14, num_graders=4,
@@ -50,6 +57,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.network = ml_collections.ConfigDict(dict(
       channels=(16, 32, 64, 96), convs_per_block=3, latent_size=6,
       fcomb_convs=3, log_variance_bound=10.0))
+  # model=hpu_net: 6 levels (32 x 32 down to 1 x 1), latents of 1 channel
+  # at the 4 coarsest (1, 2, 4, 8 px), as published; 1 residual block of 3
+  # convs per level (published: 3) to train in about an hour here.
+  config.hpu_network = ml_collections.ConfigDict(dict(
+      channels=(16, 32, 64, 96, 96, 96), latent_channels=(1, 1, 1, 1),
+      blocks=1, convs_per_block=3, log_variance_bound=10.0))
+  # model=phiseg: 5 resolution levels, latents of 2 channels at the 4 finest
+  # (32, 16, 8, 4 px); published for 128 px: 7 levels, 5 latent.
+  config.phiseg_network = ml_collections.ConfigDict(dict(
+      channels=(16, 32, 64, 96, 96), latent_levels=4, latent_channels=2,
+      convs_per_block=3, log_variance_bound=10.0))
+  # model=ssn: the U-Net of `network` and a rank-10 covariance factor.
+  config.ssn_network = ml_collections.ConfigDict(dict(rank=10))
   # model=sohn_cvae: the segmentation task's network (train/configs/segmentation.py).
   config.sohn_network = ml_collections.ConfigDict(dict(
       encoder_channels=(16, 24, 32), encoder_kernels=(5, 3, 3),
@@ -85,6 +105,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 125
   config.checkpoint_every_steps = 500
   config.keep_checkpoints = 2
+
+  # Each model's own recipe, set over the settings above when it is the
+  # model (cvae_jax.configs.with_recipe); change one with
+  # --config.recipes.<model>.<key>=...
+  config.recipes = ml_collections.ConfigDict(dict(
+      hpu_net=dict(geco=dict(enabled=True, kappa=2.0, rate=0.01),
+                   top_k_fraction=1.0),
+      ssn=dict(likelihood_samples=20)))
 
   config.eval = ml_collections.ConfigDict(dict(
       batch_size=20,
