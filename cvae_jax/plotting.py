@@ -137,9 +137,11 @@ def save_bar_chart(categories: list[str], series: dict[str, np.ndarray],
 
 
 def save_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-                path: str | Path, floors: dict[str, float] | None = None) -> None:
-  """One panel per metric: {metric: {run label: (steps, values)}}, with a
-  dashed line at floors[metric] where given; one PNG."""
+                path: str | Path, floors: dict[str, float] | None = None,
+                x_label: str = "step", log_x: bool = False) -> None:
+  """One panel per metric: {metric: {run label: (xs, values)}} against
+  `x_label` (xs: steps by default), with a dashed line at floors[metric]
+  where given; one PNG."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   figure = Figure(figsize=(5 * len(curves), 3.6))
   axes = figure.subplots(1, len(curves), squeeze=False)[0]
@@ -148,7 +150,9 @@ def save_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
       ax.plot(steps, values, marker=".", label=label)
     if floors and metric in floors:
       ax.axhline(floors[metric], color="k", linestyle="--", label="floor / ideal")
-    ax.set_xlabel("step")
+    ax.set_xlabel(x_label)
+    if log_x:
+      ax.set_xscale("log")
     ax.set_title(metric)
     ax.legend()
   figure.tight_layout()

@@ -296,9 +296,10 @@ def build_evaluators(task: Task, config: ml_collections.ConfigDict, model,
 
 
 def init_params(model, rng: jax.Array, batch: dict):
-  """`model.init` on a batch: a `CVAE` on (target, condition), which runs
-  every one of its nets; any other module on the condition."""
-  if isinstance(model, CVAE):
+  """`model.init` on a batch: a `CVAE`, or a model with `elbo_terms` (a
+  hierarchical CVAE), on (target, condition), which runs every one of its
+  nets; any other module on the condition."""
+  if isinstance(model, CVAE) or callable(getattr(model, "elbo_terms", None)):
     return model.init(rng, batch["target"], batch["condition"])
   return model.init(rng, batch["condition"])
 

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from cvae_jax import objectives, predictors
+from cvae_jax import configs, objectives, predictors
 from cvae_jax.errors import ConfigError
 from cvae_jax.models import ambiguous_segmentation
 from cvae_jax.models.hpu_net import HierarchicalProbabilisticUNet
@@ -184,3 +184,18 @@ def test_impossible_networks_are_one_line(name, block, field, value, words):
   with pytest.raises(ConfigError, match=words) as error:
     ambiguous_segmentation.BUILDERS[name](config)
   assert "\n" not in str(error.value)
+
+
+def test_a_models_recipe_is_set_over_the_config():
+  config = tiny_prob_unet_config(model="hpu_net")
+  applied = configs.with_recipe(config)
+  assert applied.geco.enabled and not config.geco.enabled  # A copy.
+  assert applied.num_epochs == config.recipes.hpu_net.num_epochs
+  assert configs.with_recipe(applied).to_dict() == applied.to_dict()
+  config.recipes.hpu_net.geco.kappa = 7.0  # --config.recipes.hpu_net.geco.kappa=7
+  assert configs.with_recipe(config).geco.kappa == 7.0
+  assert configs.with_recipe(tiny_prob_unet_config(model="unet")).to_dict() == (
+      tiny_prob_unet_config(model="unet").to_dict())
+  config.recipes.hpu_net.update({"top_k": 0.5})
+  with pytest.raises(ConfigError, match="recipes.hpu_net.top_k names no config key"):
+    configs.with_recipe(config)

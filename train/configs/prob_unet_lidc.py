@@ -13,6 +13,17 @@ Splits are by patient (70/15/15 %), never by crop. The training recipe is
 the offline set's (train/configs/prob_unet.py: warm-up and cosine decay, here
 from a peak of 1e-4, KL warm-up, clipping, the checkpoint of the best
 validation GED).
+
+The successors at their published sizes (128 x 128):
+* hpu_net (Kohl et al. 2019): 8 levels of 24, 48, 96, 192, 192, 192, 192, 192
+  channels, 3 residual blocks of 3 convs per level, latents of 1 channel at
+  the 4 coarsest scales (1, 2, 4, 8 px); GECO with kappa = 0.05 nats per
+  pixel of the top 2% of pixels by loss (819.2 per image at this scale:
+  the reconstruction is their mean times the pixels), decay 0.99, rate 0.01;
+* phiseg (Baumgartner et al. 2019): 7 resolution levels of 32, 64, 128, 192,
+  192, 192, 192 channels, 3 convs each, 5 latent levels of 2 channels;
+* ssn (Monteiro et al. 2020): this U-Net with a rank-10 covariance factor
+  and 20 draws in the loss.
 """
 
 from train.configs import prob_unet
@@ -30,4 +41,12 @@ def get_config():
   config.log_every_steps = 50
   config.checkpoint_every_steps = 500
   config.eval.num_images = 0  # Every test crop.
+  config.hpu_network.update(channels=(24, 48, 96, 192, 192, 192, 192, 192),
+                            latent_channels=(1, 1, 1, 1), blocks=3)
+  config.phiseg_network.update(channels=(32, 64, 128, 192, 192, 192, 192),
+                               latent_levels=5, latent_channels=2)
+  config.recipes.hpu_net = dict(
+      geco=dict(enabled=True, kappa=0.05 * 128 * 128, decay=0.99, rate=0.01),
+      top_k_fraction=0.02)
+  config.recipes.phiseg = {}
   return config
