@@ -28,7 +28,7 @@ import ml_collections
 
 from cvae_jax.errors import ConfigError
 
-__all__ = ["GECO", "geco_config", "from_config"]
+__all__ = ["GECO", "geco_config", "from_config", "check_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,3 +86,13 @@ def from_config(config: ml_collections.ConfigDict) -> GECO | None:
                       "set --config.geco.rate / --config.geco.initial_multiplier")
   return GECO(float(settings.kappa), float(settings.decay), float(settings.rate),
               float(settings.initial_multiplier))
+
+
+def check_model(config: ml_collections.ConfigDict, model) -> None:
+  """ConfigError when `config.geco` is enabled for a model with no ELBO
+  terms to constrain (neither a `CVAE` nor a model with `elbo_terms`)."""
+  from cvae_jax.models.cvae import CVAE  # pylint: disable=g-import-not-at-top
+  if from_config(config) is not None and not (
+      isinstance(model, CVAE) or callable(getattr(model, "elbo_terms", None))):
+    raise ConfigError(f"geco.enabled needs a CVAE (its reconstruction and KL); "
+                      f"{type(model).__name__} has none; set --config.geco.enabled=False")

@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 
 from cvae_jax import configs, evaluation, geco as geco_lib, model_check, schedules
-from cvae_jax.errors import ConfigError, UserError, check_workdir
+from cvae_jax.errors import UserError, check_workdir
 from cvae_jax.evaluators import Evaluator, build as build_evaluators_by_name
 from cvae_jax.models.cvae import CVAE
 from cvae_jax.training import InMemoryData, hooks, trainer
@@ -167,10 +167,6 @@ class Task:
       metrics = {"kl_weight": weight, **{k: jnp.mean(v) for k, v in terms.items()}}
       if constrained is None:
         return jnp.mean(loss), metrics
-      if not {"reconstruction", "kl"} <= set(terms):
-        raise ConfigError(f"geco.enabled needs an objective with reconstruction "
-                          f"and kl terms; {type(model).__name__}'s has "
-                          f"{sorted(terms) or 'none'}; set --config.geco.enabled=False")
       # GECO weighs the reconstruction; the rest of the loss (the weighted
       # KL, a joint baseline's NLL) is what it minimises under the constraint.
       loss, next_state, geco_metrics = constrained.loss(
@@ -407,6 +403,7 @@ def _prepare(task: Task, config, workdir, names=None):
   check(task, config, workdir)
   workdir = Path(workdir).expanduser().absolute()
   model = task.make_model(config)
+  geco_lib.check_model(config, model)
   to_run = build_evaluators(task, config, model, names)
   finished = results_file.finished_run(
       workdir, config, ("eval", "evals", *task.evaluation_keys),

@@ -52,6 +52,10 @@ def test_impossible_settings_are_one_line():
   with pytest.raises(ConfigError, match="geco.decay") as error:
     geco.from_config(config)
   assert "\n" not in str(error.value)
+  config.geco.update(enabled=True, decay=0.9)
+  with pytest.raises(ConfigError, match="needs a CVAE") as error:
+    geco.check_model(config, prob_unet.make_model(tiny_prob_unet_config(model="ssn")))
+  assert "\n" not in str(error.value)
   config.geco.enabled = False
   assert geco.from_config(config) is None
 

@@ -44,6 +44,7 @@ def validate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
   require_choice(config, "dataset", DATASETS)
   require_positive_ints(config, ("image_size", "likelihood_samples"))
   require_range(config, "beta", 0.0, float("inf"))
+  require_range(config, "top_k_fraction", 0.0, 1.0, low_open=True)
   models.check_network(config.network, config.image_size)
   model = make_model(config)  # An unknown model or its impossible geometry.
   if predictor(config, model).log_likelihood_label is None:  # Its loss.
