@@ -25,24 +25,28 @@ def test_the_multiplier_follows_the_constraint():
   constrained = geco.GECO(kappa=10.0, decay=0.5, rate=0.1)
   state = constrained.init()
   kl = jnp.asarray([1.0, 3.0])
-  # Reconstruction 15 > kappa: C = 5, the average starts at C, lambda grows.
-  loss, state, metrics = constrained.loss(jnp.asarray([14.0, 16.0]), kl, state)
-  np.testing.assert_allclose(loss, 2.0 + 1.0 * 5.0)
-  np.testing.assert_allclose(metrics["geco_constraint"], 5.0)
-  np.testing.assert_allclose(state["multiplier"], np.exp(0.5), rtol=1e-6)
-  # Reconstruction 5: C = -5, the average 0.5 * 5 + 0.5 * -5 = 0: unchanged.
-  _, state, metrics = constrained.loss(jnp.asarray([5.0, 5.0]), kl, state)
-  np.testing.assert_allclose(metrics["geco_multiplier"], np.exp(0.5), rtol=1e-6)
-  np.testing.assert_allclose(state["multiplier"], np.exp(0.5), rtol=1e-6)
-  # Again: the average -2.5, lambda shrinks by exp(-0.25).
-  _, state, _ = constrained.loss(jnp.asarray([5.0, 5.0]), kl, state)
-  np.testing.assert_allclose(state["constraint_average"], -2.5)
-  np.testing.assert_allclose(state["multiplier"], np.exp(0.25), rtol=1e-6)
+  # Reconstruction 12 > kappa: C = 2, C / kappa = 0.2 starts the average;
+  # lambda grows by exp(0.1 * 0.2).
+  loss, state, metrics = constrained.loss(jnp.asarray([11.0, 13.0]), kl, state)
+  np.testing.assert_allclose(loss, 2.0 + 1.0 * 2.0)
+  np.testing.assert_allclose(metrics["geco_constraint"], 2.0)
+  np.testing.assert_allclose(state["multiplier"], np.exp(0.02), rtol=1e-6)
+  # Reconstruction 8: C / kappa = -0.2, the average 0.5 * 0.2 + 0.5 * -0.2 = 0.
+  _, state, metrics = constrained.loss(jnp.asarray([8.0, 8.0]), kl, state)
+  np.testing.assert_allclose(metrics["geco_multiplier"], np.exp(0.02), rtol=1e-6)
+  np.testing.assert_allclose(state["multiplier"], np.exp(0.02), rtol=1e-6)
+  # Again: the average -0.1, lambda shrinks by exp(-0.01).
+  _, state, _ = constrained.loss(jnp.asarray([8.0, 8.0]), kl, state)
+  np.testing.assert_allclose(state["constraint_average"], -0.1, rtol=1e-6)
+  np.testing.assert_allclose(state["multiplier"], np.exp(0.01), rtol=1e-6)
   assert int(state["steps"]) == 3
+  # Far from the bound (C / kappa = 99) a step is at most a factor exp(rate).
+  far = constrained.loss(jnp.asarray([1000.0, 1000.0]), kl, constrained.init())[1]
+  np.testing.assert_allclose(far["multiplier"], np.exp(0.1), rtol=1e-6)
   # The gradient reaches the reconstruction through lambda, the KL with weight 1.
   grads = jax.grad(lambda r, k: constrained.loss(r, k, state)[0], argnums=(0, 1))(
       jnp.asarray([5.0, 5.0]), kl)
-  np.testing.assert_allclose(grads[0], [np.exp(0.25) / 2] * 2, rtol=1e-6)
+  np.testing.assert_allclose(grads[0], [np.exp(0.01) / 2] * 2, rtol=1e-6)
   np.testing.assert_allclose(grads[1], [0.5, 0.5])
 
 
