@@ -44,7 +44,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ("docs/mnist_label.md", "docs/mnist_quadrant.md", "docs/segmentation.md",
-         "docs/prob_unet.md", "docs/bbox.md", "docs/toy_mixture.md", "docs/speed.md",
+         "docs/prob_unet.md", "docs/hierarchical.md", "docs/bbox.md", "docs/toy_mixture.md",
+         "docs/speed.md",
          "docs/multi_host.md", "docs/mixed_precision.md")
 
 _SOURCES = re.compile(r"<!--\s*figures:(.*?)-->", re.S)
