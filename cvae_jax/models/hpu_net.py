@@ -29,6 +29,7 @@ from cvae_jax.distributions import Bernoulli
 from cvae_jax.errors import ConfigError, require_positive_ints
 from cvae_jax.models.hierarchical import (HierarchicalCVAE, LatentHead, ResBlock,
                                           ResDownPath, draw, upsample)
+from cvae_jax.models.prob_unet import check_halvings
 
 __all__ = ["LatentDecoder", "StitchingDecoder", "HierarchicalProbabilisticUNet",
            "check_network"]
@@ -43,11 +44,7 @@ def check_network(net, image_size: int) -> None:
         f"hpu_network.latent_channels has {latents} levels; it needs 1 to "
         f"{levels - 1} (fewer than the {levels} channels levels); set "
         "--config.hpu_network.latent_channels")
-  if image_size % 2 ** (levels - 1):
-    raise ConfigError(
-        f"image_size={image_size} cannot be halved {levels - 1} times by "
-        f"{levels} levels; set --config.image_size to a multiple of "
-        f"{2 ** (levels - 1)} or use fewer hpu_network.channels")
+  check_halvings(image_size, levels, "hpu_network.channels")
 
 
 class LatentDecoder(nn.Module):

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from cvae_jax.distributions import Bernoulli
 from cvae_jax.errors import ConfigError, require_positive_ints
 from cvae_jax.models.hierarchical import HierarchicalCVAE, LatentHead, draw, upsample
-from cvae_jax.models.prob_unet import DownPath
+from cvae_jax.models.prob_unet import DownPath, check_halvings
 
 __all__ = ["LatentPath", "LikelihoodNet", "PHiSeg", "check_network"]
 
@@ -49,11 +49,7 @@ def check_network(net, image_size: int) -> None:
         f"phiseg_network.latent_levels={net.latent_levels} exceeds the "
         f"{levels} resolution levels of phiseg_network.channels; set "
         "--config.phiseg_network.latent_levels")
-  if image_size % 2 ** (levels - 1):
-    raise ConfigError(
-        f"image_size={image_size} cannot be halved {levels - 1} times; set "
-        f"--config.image_size to a multiple of {2 ** (levels - 1)} or use "
-        "fewer phiseg_network.channels")
+  check_halvings(image_size, levels, "phiseg_network.channels")
 
 
 def _convs(x, channels: int, count: int):

@@ -36,7 +36,7 @@ from cvae_jax.distributions import Bernoulli, DiagonalGaussian
 from cvae_jax.errors import ConfigError, require_positive_ints
 from cvae_jax.models.cvae import CVAE
 
-__all__ = ["soft_clip", "DownPath", "UNet", "DeterministicUNet", "GaussianEncoder",
+__all__ = ["check_halvings", "soft_clip", "DownPath", "UNet", "DeterministicUNet", "GaussianEncoder",
            "ProbabilisticUNet", "check_network"]
 
 
@@ -48,15 +48,21 @@ def check_network(net, image_size: int) -> None:
     raise ConfigError("network.channels must be positive channel counts, one "
                       f"per U-Net block, got {tuple(net.channels)}; "
                       "set --config.network.channels")
-  halvings = len(net.channels) - 1
-  if image_size % 2 ** halvings:
-    raise ConfigError(
-        f"image_size={image_size} cannot be halved {halvings} times by "
-        f"a U-Net of {halvings + 1} blocks; set --config.image_size to a "
-        f"multiple of {2 ** halvings} or use fewer network.channels")
+  check_halvings(image_size, len(net.channels), "network.channels")
   if net.fcomb_convs < 0:
     raise ConfigError("network.fcomb_convs must be >= 0; set "
                       "--config.network.fcomb_convs")
+
+
+def check_halvings(image_size: int, levels: int, field: str) -> None:
+  """ConfigError unless image_size can be halved by `levels` - 1 poolings
+  (`field`, e.g. "network.channels", sets the levels)."""
+  halvings = levels - 1
+  if image_size % 2 ** halvings:
+    raise ConfigError(
+        f"image_size={image_size} cannot be halved {halvings} times by "
+        f"{levels} levels; set --config.image_size to a multiple of "
+        f"{2 ** halvings} or use fewer {field}")
 
 
 def soft_clip(x: jax.Array, bound: float) -> jax.Array:
