@@ -63,9 +63,12 @@ def run_row(ambiguity: str, model: str, recorded: dict | None) -> dict:
   workdir = workdir_of(model, ambiguity)
   if not workdir.exists() and recorded is not None:
     return recorded
-  config = configs.with_overrides(prob_unet_config.get_config(), {
+  config = prob_unet_config.get_config()
+  quick = QUICK if _TABLE.quick.value else {}
+  recipe = configs.recipe_of(configs.with_overrides(config, {"model": model}))
+  config = configs.with_overrides(config, {
       "model": model, "data.ambiguity": ambiguity, "data_dir": _TABLE.data_dir.value,
-      **(QUICK if _TABLE.quick.value else {})})
+      **quick, **{f"recipes.{model}.{k}": v for k, v in quick.items() if k in recipe}})
   results, spent = harness.timed_run(prob_unet.train_and_evaluate, config, workdir,
                                      LABELS[model])
   config = results["config"]

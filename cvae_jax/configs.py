@@ -12,7 +12,7 @@ heavy. `cvae_jax.training.trainer` documents each field.
 import ml_collections
 
 __all__ = ["lr_schedule_config", "kl_schedule_config", "trainer_defaults",
-           "TRAINER_FIELDS", "with_overrides", "flatten", "with_recipe"]
+           "TRAINER_FIELDS", "with_overrides", "flatten", "recipe_of", "with_recipe"]
 
 
 def lr_schedule_config(**overrides) -> ml_collections.ConfigDict:
@@ -79,6 +79,13 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+def recipe_of(config: ml_collections.ConfigDict) -> dict:
+  """{dotted key: value} of `config.recipes.<config.model>`, or {}."""
+  model = config.get("model")
+  recipe = (config.get("recipes") or {}).get(model) if isinstance(model, str) else None
+  return flatten(recipe.to_dict()) if recipe else {}
+
+
 def with_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """A copy of `config` with its model's recipe set over it: the settings
   under `config.recipes.<config.model>` (nested like the config itself, e.g.
@@ -88,12 +95,11 @@ def with_recipe(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   --config.recipes.<model>.<key>=... (a plain --config.<key> is overridden).
   ConfigError for a recipe key the config does not have."""
   from cvae_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  model = config.get("model")
-  recipe = (config.get("recipes") or {}).get(model) if isinstance(model, str) else None
+  recipe = recipe_of(config)
   if not recipe:
     return config
   config = ml_collections.ConfigDict(config.to_dict())
-  for dotted, value in flatten(recipe.to_dict()).items():
+  for dotted, value in recipe.items():
     node = config
     *path, last = dotted.split(".")
     for part in path:

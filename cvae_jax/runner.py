@@ -420,6 +420,10 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
     print(summary_line(task, finished.results, workdir), flush=True)
     return finished.results
   workdir.mkdir(parents=True, exist_ok=True)
+  if configs.recipe_of(config):  # What the recipe set over the command line's values.
+    print(f"{config.model}'s recipe: " + ", ".join(
+        f"{k}={v}" for k, v in configs.recipe_of(config).items())
+          + f" (change one with --config.recipes.{config.model}.<key>)", flush=True)
   print(task.loading_message(config) if task.loading_message else
         f"loading the {task.name} data...", flush=True)
   with task.reading(config) if task.reading else contextlib.nullcontext():

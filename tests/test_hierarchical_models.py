@@ -199,3 +199,27 @@ def test_a_models_recipe_is_set_over_the_config():
   config.recipes.hpu_net.update({"top_k": 0.5})
   with pytest.raises(ConfigError, match="recipes.hpu_net.top_k names no config key"):
     configs.with_recipe(config)
+
+
+@pytest.mark.parametrize("name", ["hpu_net", "phiseg", "ssn"])
+def test_each_model_gets_every_ambiguity_figure_with_its_recipe(
+    name, tiny_mnist_dir, tmp_path, capsys):
+  from cvae_jax import runner  # pylint: disable=g-import-not-at-top
+  from cvae_jax.tasks import prob_unet  # pylint: disable=g-import-not-at-top
+  config = tiny_prob_unet_config(model=name, data_dir=str(tiny_mnist_dir),
+                                 download=False, validation_size=100)
+  config.data.update(max_train_examples=16, max_eval_examples=8)
+  if "num_epochs" in config.recipes.get(name, {}):
+    config.recipes[name].num_epochs = 1  # As --config.recipes.<model>.num_epochs=1.
+  results = runner.run(prob_unet.TASK, config, tmp_path)
+  figures = results["test"]
+  for key in ("ged_4", "ged_unbiased_4", "floor_ged_4", "hungarian_iou", "nll",
+              "ideal_nll", "ece", "mode_tv", "mode_tv_pooled", "unmatched",
+              "marginal_nll"):
+    assert np.isfinite(figures[key]), key
+  assert results["estimators"]["nll"].startswith(
+      predictors.predictor(prob_unet.make_model(config)).log_likelihood_label)
+  recipe = configs.recipe_of(config)
+  assert all(configs.flatten(results["config"])[k] == v for k, v in recipe.items())
+  if recipe:
+    assert f"{name}'s recipe: " in capsys.readouterr().out
