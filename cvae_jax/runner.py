@@ -343,7 +343,7 @@ def train(task: Task, config: ml_collections.ConfigDict, workdir: Path,
                             report=task.report or _report(task.unit),
                             report_eval=task.report_eval or _report_eval(task.unit),
                             identity=_identity(task, config, constrained)),
-                        loss_state=constrained and constrained.init())
+                        loss_state=None if constrained is None else constrained.init())
   return state, time.time() - start
 
 
