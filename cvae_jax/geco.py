@@ -75,7 +75,7 @@ class GECO:
 def geco_config(**overrides) -> ml_collections.ConfigDict:
   """`config.geco`: off by default (the plain -ELBO)."""
   return ml_collections.ConfigDict(dict(
-      dict(enabled=False, kappa=1.0, decay=0.99, rate=0.01, initial_multiplier=1.0),
+      dict(enabled=False, kappa=0.0, decay=0.99, rate=0.01, initial_multiplier=1.0),
       **overrides))
 
 

@@ -26,10 +26,12 @@ __all__ = ["RESULTS_FILE", "RUNTIME_KEYS", "FinishedRun", "config_differences",
 
 RESULTS_FILE = "results.json"
 # Keys that change neither the trained parameters nor any figure: the
-# trainer's dispatch, log and checkpoint cadence, and where data is read from.
+# trainer's dispatch, log and checkpoint cadence, where data is read from,
+# and the models' recipes (applied to the other keys before a run,
+# `configs.with_recipe`: what a recipe set is compared there).
 RUNTIME_KEYS = ("steps_per_dispatch", "log_every_steps", "log_metrics",
                 "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-                "download")
+                "download", "recipes")
 
 
 @dataclasses.dataclass(frozen=True)
