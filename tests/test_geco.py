@@ -56,7 +56,10 @@ def test_impossible_settings_are_one_line():
   with pytest.raises(ConfigError, match="geco.decay") as error:
     geco.from_config(config)
   assert "\n" not in str(error.value)
-  config.geco.update(enabled=True, decay=0.9)
+  config.geco.decay = 0.9  # kappa is 0 by default: a bound must be given.
+  with pytest.raises(ConfigError, match="geco.kappa"):
+    geco.from_config(config)
+  config.geco.update(enabled=True, decay=0.9, kappa=2.0)
   with pytest.raises(ConfigError, match="needs a CVAE") as error:
     geco.check_model(config, prob_unet.make_model(tiny_prob_unet_config(model="ssn")))
   assert "\n" not in str(error.value)
