@@ -83,7 +83,11 @@ def run_row(ambiguity: str, model: str, recorded: dict | None) -> dict:
           "ged_samples": config["eval"]["ged_samples"],
           "hungarian_samples": config["eval"]["hungarian_samples"],
           "num_samples": config["eval"]["num_samples"],
-          "curves": learning_curves(workdir), "wall_seconds": spent,
+          "curves": learning_curves(workdir),
+          # A finished workdir reused here: the time its results.json records
+          # (its last training segment and the evaluation).
+          "wall_seconds": spent if results.get("train_seconds_this_run", 0) < spent
+          else results["train_seconds_this_run"] + sum(results["eval_seconds"].values()),
           "command": ("python -m train.prob_unet --config=train/configs/"
                       f"prob_unet.py --config.model={model}" + (
                           "" if ambiguity == "constant"
@@ -212,7 +216,16 @@ def mode_table(records: list[dict]) -> list[str]:
   return _table(["candidate", "true", *(LABELS[r["model"]] for r in records)], [
       ["unmatched" if name == "none" else name.replace("_", " "),
        f"{truth[prefix + name]:.3f}",
-       *(_value(r["test"], f"mode_frequency_{name}") for r in records)] for name in names])
+       *(_frequency(r["test"], name) for r in records)] for name in names])
+
+
+def _frequency(figures: dict, name: str) -> str:
+  """mode_frequency_<name>; rows recorded before the evaluator called the
+  unmatched share "unmatched" call it "none"."""
+  for key in (name, *{"none": ("unmatched",), "unmatched": ("none",)}.get(name, ())):
+    if f"mode_frequency_{key}" in figures:
+      return _value(figures, f"mode_frequency_{key}")
+  return "n/a"
 
 
 TITLES = {"constant": "The constant set (the same grader distribution for every image)",
