@@ -4,7 +4,7 @@ a signal, whose exit code is the shell's 128 + signal number."""
 
 import signal
 
-__all__ = ["UserError", "ConfigError", "TrainingDivergedError", "Interrupted",
+__all__ = ["first_line", "UserError", "ConfigError", "TrainingDivergedError", "Interrupted",
            "SecondSignal", "require_positive_ints", "check_workdir",
            "require_choice", "require_range", "require_chunks",
            "require_sample_counts"]
@@ -43,6 +43,15 @@ class SecondSignal(KeyboardInterrupt):
   def __init__(self, signum: int):
     super().__init__(signal.Signals(signum).name)
     self.signum = signum
+
+
+def first_line(error: Exception) -> str:
+  """An exception as one short line ("TypeName: first line of its message"),
+  for a UserError that names what went wrong underneath."""
+  lines = str(error).strip().splitlines()
+  line = lines[0] if lines else ""
+  line = line if len(line) <= 160 else line[:157] + "..."
+  return f"{type(error).__name__}: {line}" if line else type(error).__name__
 
 
 def require_positive_ints(config, names, prefix: str = "") -> None:

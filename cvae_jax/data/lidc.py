@@ -85,7 +85,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.data.lidc_png import PATH_OPTION
+from cvae_jax.errors import ConfigError, UserError, first_line
 
 __all__ = ["SPLITS", "FRACTIONS", "FIELDS", "PATH_OPTION", "FORMATS",
            "detect_format", "read_lidc_records", "patient_of",
@@ -95,7 +96,6 @@ __all__ = ["SPLITS", "FRACTIONS", "FIELDS", "PATH_OPTION", "FORMATS",
 SPLITS = ("train", "validation", "test")
 FRACTIONS = (0.7, 0.15, 0.15)
 FIELDS = ("image", "masks", "series_uid")
-PATH_OPTION = "--config.data.lidc_path"
 _SOURCE = ("the preprocessed LIDC crops (data_lidc.pickle) come from the Google "
            "Drive folder linked in the README of "
            "github.com/stefanknegt/Probabilistic-Unet-Pytorch")
@@ -136,13 +136,6 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
     return super().find_class(module, name)
 
 
-def _first_line(error: Exception) -> str:
-  lines = str(error).strip().splitlines()
-  line = lines[0] if lines else ""
-  line = line if len(line) <= 160 else line[:157] + "..."
-  return f"{type(error).__name__}: {line}" if line else type(error).__name__
-
-
 def _pickle_chunks(folder: Path) -> list[Path]:
   return sorted(p for p in folder.iterdir()
                 if ".pickle" in p.name and p.is_file())
@@ -164,7 +157,7 @@ def detect_format(path: str | Path) -> str:
       with open(path, "rb") as f:
         signature = f.read(len(_HDF5_SIGNATURE))
     except OSError as e:
-      raise UserError(f"cannot read LIDC file {path} ({_first_line(e)}); "
+      raise UserError(f"cannot read LIDC file {path} ({first_line(e)}); "
                       f"check {PATH_OPTION}") from e
     if signature == _HDF5_SIGNATURE or path.suffix in (".hdf5", ".h5"):
       return "hdf5"
@@ -197,11 +190,11 @@ def _read_chunk(path: Path) -> Any:
   except MemoryError:
     raise
   except OSError as e:
-    raise UserError(f"cannot read LIDC file {path} ({_first_line(e)}); check "
+    raise UserError(f"cannot read LIDC file {path} ({first_line(e)}); check "
                     f"{PATH_OPTION}") from e
   except Exception as e:  # pylint: disable=broad-except
     # UnpicklingError, EOFError (truncated), ValueError, UnicodeDecodeError...
-    raise UserError(f"{path} is not a readable LIDC pickle ({_first_line(e)}): "
+    raise UserError(f"{path} is not a readable LIDC pickle ({first_line(e)}): "
                     f"{_SOURCE}; download it again ({PATH_OPTION} also takes "
                     "PHiSeg's .hdf5 file or DeepMind's PNG crop folder)") from e
 
@@ -229,7 +222,7 @@ def _check_record(key, record, file: Path, reference: dict | None
     masks = np.asarray(record["masks"], dtype=np.float32)
   except (TypeError, ValueError) as e:
     raise UserError(f"crop {key!r} in {file}: image or masks is not a numeric "
-                    f"array ({_first_line(e)})") from e
+                    f"array ({first_line(e)})") from e
   if image.ndim != 2:
     raise UserError(f"crop {key!r} in {file}: image has shape {image.shape}, "
                     "expected [H, W] (one grey CT crop)")

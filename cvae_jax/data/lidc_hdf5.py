@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae_jax.errors import UserError
-from cvae_jax.data.lidc import PATH_OPTION, _first_line
+from cvae_jax.data.lidc_png import PATH_OPTION
+from cvae_jax.errors import UserError, first_line
 
 __all__ = ["GROUPS", "DATASETS", "read_phiseg_records"]
 
@@ -97,7 +97,7 @@ def read_phiseg_records(path: str | Path) -> dict[str, dict]:
   try:
     file = h5py.File(path, "r")
   except OSError as e:
-    raise UserError(f"{path} is not a readable HDF5 file ({_first_line(e)}): "
+    raise UserError(f"{path} is not a readable HDF5 file ({first_line(e)}): "
                     f"{_SOURCE}; check {PATH_OPTION}") from e
   records: dict[str, dict] = {}
   with file:

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cvae_jax.errors import UserError
-from cvae_jax.data.lidc import PATH_OPTION, _first_line
+from cvae_jax.errors import UserError, first_line
 
-__all__ = ["CROP_SIZE", "GRADERS", "split_folders", "read_deepmind_records"]
+# The flag every LIDC reader's errors name (lidc.py and lidc_hdf5.py too).
+PATH_OPTION = "--config.data.lidc_path"
+
+__all__ = ["PATH_OPTION", "CROP_SIZE", "GRADERS", "split_folders", "read_deepmind_records"]
 
 CROP_SIZE = 128  # The notebook's [26:-26, 26:-26] of a 180 x 180 crop.
 GRADERS = 4
@@ -62,7 +64,7 @@ def _read_png(path: Path) -> np.ndarray:
   try:
     pixels = mpl_image.imread(path)
   except (OSError, ValueError, SyntaxError) as e:
-    raise UserError(f"{path} is not a readable PNG ({_first_line(e)}); unpack "
+    raise UserError(f"{path} is not a readable PNG ({first_line(e)}); unpack "
                     "the archive again") from e
   if pixels.ndim != 2:
     raise UserError(f"{path} has {pixels.shape[-1]} channels, not one: "
