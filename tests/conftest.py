@@ -14,6 +14,8 @@ SLOW = frozenset({
     "tests/test_hierarchical_models.py::test_prediction_shapes[hpu_net]",
     "tests/test_hierarchical_models.py::test_prediction_shapes[phiseg]",
     "tests/test_geco.py::test_the_runner_trains_a_cvae_under_geco",
+    "tests/test_geco.py::test_resume_after_a_kill_equals_an_uninterrupted_run",
+    "tests/test_hierarchical_models.py::test_each_model_gets_every_ambiguity_figure_with_its_recipe[ssn]",
     "tests/test_hierarchical_models.py::test_each_model_gets_every_ambiguity_figure_with_its_recipe[hpu_net]",
     "tests/test_hierarchical_models.py::test_each_model_gets_every_ambiguity_figure_with_its_recipe[phiseg]",
     "tests/test_bbox.py::test_end_to_end_on_tiny_mnist[hybrid-class]",
