@@ -84,14 +84,26 @@ def run_row(ambiguity: str, model: str, recorded: dict | None) -> dict:
           "hungarian_samples": config["eval"]["hungarian_samples"],
           "num_samples": config["eval"]["num_samples"],
           "curves": learning_curves(workdir),
-          # A finished workdir reused here: the time its results.json records
-          # (its last training segment and the evaluation).
-          "wall_seconds": spent if results.get("train_seconds_this_run", 0) < spent
-          else results["train_seconds_this_run"] + sum(results["eval_seconds"].values()),
+          "wall_seconds": wall_seconds(results, spent, hooks.read_history(workdir)),
           "command": ("python -m train.prob_unet --config=train/configs/"
                       f"prob_unet.py --config.model={model}" + (
                           "" if ambiguity == "constant"
                           else f" --config.data.ambiguity={ambiguity}"))}
+
+
+def wall_seconds(results: dict, spent: float, history: list) -> float | None:
+  """The row's wall time: its training segments' (the run history records
+  each invocation's seconds) and its evaluation's. A run whose history has
+  no seconds: this call's time, or its results.json's (the invocation that
+  wrote it), None when that one trained for under a minute (a resume of a
+  run an earlier command trained)."""
+  evaluation = sum(results["eval_seconds"].values())
+  if history and all("seconds" in segment for segment in history):
+    return sum(s["seconds"] for s in history) + evaluation
+  trained = results.get("train_seconds_this_run", 0)
+  if trained < 60:
+    return None
+  return trained + evaluation if trained >= spent else spent
 
 
 TRAIN_IMAGES = 25_000  # The offline set's training images (max_train_examples=0).
@@ -172,7 +184,8 @@ def training_table(records: list[dict]) -> list[str]:
   return _table(["model", "epochs trained / cap", "best epoch (by)", "steps", "wall time"], [
       [LABELS[r["model"]], f"{r.get('epochs_trained', 'n/a')} / {r['max_epochs']}",
        f"{r['best_epoch']} ({r.get('selected_by', 'validation_loss')})",
-       f"{r.get('steps', 'n/a')}", f"{r['wall_seconds'] / 60:.1f} min"] for r in records])
+       f"{r.get('steps', 'n/a')}", "n/a" if r["wall_seconds"] is None
+       else f"{r['wall_seconds'] / 60:.1f} min"] for r in records])
 
 
 def goals(f: dict) -> list[tuple[str, float, float, str]]:

@@ -46,6 +46,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -217,7 +218,7 @@ class RunIdentity(Hook):
 
 class RunHistory(Hook):
   """workdir/run_history.json: one segment per invocation that trained, with
-  its first and last step and its settings (the config's, `eval` and
+  its first and last step, its wall seconds and its settings (the config's, `eval` and
   `evals` aside): all of them for the first segment, then only those that
   changed, as [before, after]. A resume with another learning rate, schedule
   or number of epochs is accepted and recorded here (and in results.json's
@@ -228,7 +229,7 @@ class RunHistory(Hook):
 
   def __init__(self):
     self._path = self._config = self._settings = None
-    self._start = self._step = None
+    self._start = self._step = self._began = None
     self._segments = []
 
   def start(self, run):
@@ -242,6 +243,7 @@ class RunHistory(Hook):
     self._segments = (json.loads(self._path.read_text())
                       if resumed and self._path.exists() else [])
     self._start = self._step = int(state.step)
+    self._began = time.time()
     if sharding.is_main_process():  # What runner.restore reads mid-run.
       self._path.parent.mkdir(parents=True, exist_ok=True)
       (self._path.parent / self.CONFIG_FILE).write_text(
@@ -260,7 +262,8 @@ class RunHistory(Hook):
   def close(self):
     if self._start is None or self._step == self._start:
       return  # Nothing trained: nothing to record.
-    segment = {"from_step": self._start, "to_step": self._step}
+    segment = {"from_step": self._start, "to_step": self._step,
+               "seconds": round(time.time() - self._began, 1)}
     if not self._segments:
       segment["settings"] = self._settings
     else:
