@@ -25,7 +25,7 @@ import jax
 import ml_collections
 
 from cvae_jax import objectives, predictors, runner
-from cvae_jax.errors import (ConfigError, UserError, require_chunks, require_choice,
+from cvae_jax.errors import (ConfigError, require_chunks, require_choice,
                              require_positive_ints, require_range,
                              require_sample_counts)
 from cvae_jax.evaluators import ambiguity
