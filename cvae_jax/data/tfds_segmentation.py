@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from cvae_jax.errors import ConfigError, UserError
+from cvae_jax.errors import ConfigError, UserError, first_line
 from cvae_jax import distributed
 
 __all__ = ["DATASETS", "foreground_mask", "segmentation_dataset",
@@ -57,15 +57,6 @@ def _check_image_size(image_size) -> None:
                       f"{image_size!r}; set --config.image_size")
 
 
-def _first_line(error: Exception) -> str:
-  """`Type: first line of the message`, cut to ~160 characters."""
-  lines = str(error).strip().splitlines()
-  if not lines:
-    return type(error).__name__
-  line = lines[0] if len(lines[0]) <= 160 else lines[0][:157] + "..."
-  return f"{type(error).__name__}: {line}"
-
-
 def _not_prepared(name: str, data_dir: Path, reason: str) -> UserError:
   return UserError(
       f"TFDS {name} is not prepared in {data_dir} and {reason}: run where TFDS "
@@ -85,7 +76,7 @@ def _builder(name: str, data_dir: str | Path,
         builder.download_and_prepare()
     except Exception as e:  # pylint: disable=broad-except
       raise _not_prepared(name, data_dir,
-                          f"preparing it failed ({_first_line(e)})") from e
+                          f"preparing it failed ({first_line(e)})") from e
   return builder, data_dir
 
 
@@ -151,11 +142,11 @@ def segmentation_dataset(name: str, split: str, data_dir: str | Path,
             {"image": True, "segmentation_mask": True}))
   except AssertionError as e:  # TFDS: "could not find data in <data_dir>".
     reason = ("downloads are off" if not download
-              else f"reading it failed ({_first_line(e)})")
+              else f"reading it failed ({first_line(e)})")
     raise _not_prepared(name, data_dir, reason) from e
   except ValueError as e:  # Unknown split or bad slice syntax.
     raise UserError(f"cannot read split {split!r} of TFDS {name} "
-                    f"({_first_line(e)}); its splits are train and test, "
+                    f"({first_line(e)}); its splits are train and test, "
                     "sliced like train[:90%]") from e
   return ds.map(lambda features: _to_example(name, int(image_size), features),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
