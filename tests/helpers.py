@@ -14,6 +14,7 @@ import numpy as np
 
 from cvae_jax import configs
 from cvae_jax.data import mnist_boxes
+from cvae_jax.models import LabelCVAE
 from cvae_jax.tasks import bbox
 from cvae_jax.training import StreamingData, trainer
 from train.configs import bbox as bbox_config
@@ -225,3 +226,28 @@ def assert_one_and_four_devices_train_alike(config, workdir: Path, init_fn, loss
             for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices()))]
   assert len(jax.devices()) == 4
   chex.assert_trees_all_close(states[0].params, states[1].params, atol=1e-5)
+
+
+def tiny_trainer_config(**overrides) -> ml_collections.ConfigDict:
+  """The trainer's fields for a few steps of `TINY_LABEL_CVAE`: 2 epochs of
+  6 steps, a log line and a checkpoint every 2 steps."""
+  config = ml_collections.ConfigDict(dict(
+      batch_size=8, num_epochs=2, seed=3, optimizer="adam", learning_rate=1e-2,
+      steps_per_dispatch=2, log_every_steps=2, checkpoint_every_steps=2,
+      keep_checkpoints=10, log_metrics="last"))  # Each logged step's own loss.
+  config.update(overrides)
+  return config
+
+
+def tiny_label_arrays(num_examples=48, seed=0) -> dict:
+  """Random {"target" [N, 784] in [0, 1], "condition" [N] labels}."""
+  rng = np.random.default_rng(seed)
+  return {"target": rng.random((num_examples, 784)).astype(np.float32),
+          "condition": rng.integers(0, 10, num_examples).astype(np.int32)}
+
+
+TINY_LABEL_CVAE = LabelCVAE(hidden_size=16, latent_size=2)
+
+
+def tiny_label_init(rng):
+  return TINY_LABEL_CVAE.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))

@@ -18,7 +18,8 @@ from cvae_jax.tasks import prob_unet
 from cvae_jax.training import InMemoryData, Interrupted, hooks, trainer
 from cvae_jax.training.checkpointing import Checkpointer
 from helpers import tiny_prob_unet_config
-from test_trainer import INIT_FN, MODEL, _arrays, _config
+from helpers import TINY_LABEL_CVAE as MODEL, tiny_label_init as INIT_FN
+from helpers import tiny_label_arrays as _arrays, tiny_trainer_config as _config
 
 
 def test_the_multiplier_follows_the_constraint():

@@ -20,25 +20,8 @@ from cvae_jax.models import LabelCVAE
 from cvae_jax.training import InMemoryData, Interrupted, hooks, optimizers, trainer
 from cvae_jax.training.checkpointing import Checkpointer
 from helpers import streaming_data, truncate_checkpoint
-
-
-def _config(**overrides):
-  config = ml_collections.ConfigDict(dict(
-      batch_size=8, num_epochs=2, seed=3, optimizer="adam", learning_rate=1e-2,
-      steps_per_dispatch=2, log_every_steps=2, checkpoint_every_steps=2,
-      keep_checkpoints=10, log_metrics="last"))  # Each logged step's own loss.
-  config.update(overrides)
-  return config
-
-
-def _arrays(num_examples=48, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"target": rng.random((num_examples, 784)).astype(np.float32),
-          "condition": rng.integers(0, 10, num_examples).astype(np.int32)}
-
-
-MODEL = LabelCVAE(hidden_size=16, latent_size=2)
-INIT_FN = lambda rng: MODEL.init(rng, jnp.zeros((1, 784)), jnp.zeros((1,), jnp.int32))
+from helpers import TINY_LABEL_CVAE as MODEL, tiny_label_init as INIT_FN
+from helpers import tiny_label_arrays as _arrays, tiny_trainer_config as _config
 
 
 def LOSS_FN(params, batch, rng, step):  # pylint: disable=invalid-name
