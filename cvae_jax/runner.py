@@ -82,6 +82,11 @@ class Task:
     fixes each evaluator's test-stream key (`evaluators.build`).
   header(config, test arrays): results.json's leading fields; `units` its
     "units" entry.
+  split_record(config), optional: which examples each split holds where the
+    config alone does not fix it (LIDC's patients), called after
+    `load_splits`: written to the workdir's split.json before training and
+    put in results.json; a run resumed or evaluated on another split is
+    refused (`results.keep_split`).
 
   The training loss (`loss_fn`) is the mean objective over a batch of the
   arrays made by `training_batch(config, arrays, rng) -> (batch, the key
@@ -114,6 +119,7 @@ class Task:
   evals: tuple[str, ...]
   header: Callable[[ml_collections.ConfigDict, dict], dict]
   units: dict
+  split_record: Callable[[ml_collections.ConfigDict], dict] | None = None
   run_identity: Callable[[ml_collections.ConfigDict], dict | None] | None = None
   objective: Callable[[ml_collections.ConfigDict, Any], Callable] | None = None
   evaluation_batch: Callable[[ml_collections.ConfigDict, dict], dict] | None = None
@@ -355,6 +361,14 @@ def _identity(task: Task, config, constrained) -> dict | None:
   return identity
 
 
+def _keep_split(task: Task, config, workdir: Path) -> dict:
+  """The task's split record ({} without one), kept in the workdir."""
+  record = task.split_record(config) if task.split_record else {}
+  if record:
+    results_file.keep_split(workdir, record)
+  return record
+
+
 def _test_arrays(config, splits: dict) -> dict:
   """The first `eval.num_images` test examples (0 or none: all)."""
   count = config.get("eval", {}).get("num_images", 0) or None
@@ -428,6 +442,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
         f"loading the {task.name} data...", flush=True)
   with task.reading(config) if task.reading else contextlib.nullcontext():
     splits = task.load_splits(config)
+    split = _keep_split(task, config, workdir)
     state, train_seconds = train(task, config, workdir, splits, model)
   test = _test_arrays(config, splits)
   figures, seconds, by_evaluator, estimators = _evaluate(
@@ -436,6 +451,7 @@ def run(task: Task, config: ml_collections.ConfigDict, workdir: str | Path) -> d
   results = {
       "task": task.name,
       **task.header(config, test),
+      **split,
       "test": figures,
       "units": task.units,
       "estimators": estimators,
@@ -470,10 +486,11 @@ def evaluate(task: Task, config: ml_collections.ConfigDict, workdir: str | Path,
         f"{', '.join(e.name for e in to_run)}", flush=True)
   with task.reading(config) if task.reading else contextlib.nullcontext():
     splits = task.load_splits(config)
+    split = _keep_split(task, config, workdir)
   test = _test_arrays(config, splits)
   figures, seconds, by_evaluator, estimators = _evaluate(
       task, config, to_run, restored.params, test, workdir)
-  results = {**finished.results, **task.header(config, test)}
+  results = {**finished.results, **task.header(config, test), **split}
   stale = {f for name in by_evaluator
            for f in results.get("figures_by_evaluator", {}).get(name, [])}
   results["test"] = {**{k: v for k, v in results["test"].items() if k not in stale},

@@ -23,6 +23,7 @@ from PIL import Image
 
 from cvae_jax.data import lidc, lidc_hdf5, lidc_png, splits
 from cvae_jax.errors import UserError
+from cvae_jax.training import results as results_file
 from helpers import make_lidc_records, tiny_prob_unet_config, write_lidc_file
 
 PHISEG_SIZE = 128
@@ -193,13 +194,33 @@ def test_results_record_the_split_loaded(phiseg):
   path, _ = phiseg
   config = tiny_prob_unet_config(dataset="lidc", image_size=128)
   config.data.update(lidc_path=str(path), lidc_fractions=(0.34, 0.33, 0.33))
-  loaded = splits.ambiguous_splits(config)
-  header = prob_unet.TASK.header(config, loaded["test"])
-  assert header["lidc_split"] == lidc.lidc_split_manifest(
+  splits.ambiguous_splits(config)
+  record = prob_unet.TASK.split_record(config)
+  assert record["lidc_split"] == lidc.lidc_split_manifest(
       path, (0.34, 0.33, 0.33), config.data.seed)
-  assert json.loads(json.dumps(header)) == header  # results.json can hold it.
+  assert json.loads(json.dumps(record)) == record  # results.json can hold it.
   config.dataset = "mnist_ambiguous"
   assert splits.ambiguous_split_record(config) == {}
+
+
+def test_the_workdir_keeps_its_split_and_refuses_another(tmp_path, phiseg):
+  """split.json is written once; the same split passes, another split or a
+  corrupt file is a one-line error and the file is left as it was."""
+  path, _ = phiseg
+  record = {"lidc_split": lidc.lidc_split_manifest(path, (0.34, 0.33, 0.33), 0)}
+  results_file.keep_split(tmp_path, record)
+  written = (tmp_path / results_file.SPLIT_FILE).read_text()
+  assert json.loads(written) == record
+  results_file.keep_split(tmp_path, record)  # A resume on the same split.
+  other = {"lidc_split": lidc.lidc_split_manifest(path, (0.34, 0.33, 0.33), 1)}
+  assert other != record
+  with pytest.raises(UserError, match="use a new --workdir") as error:
+    results_file.keep_split(tmp_path, other)
+  assert "\n" not in str(error.value)
+  assert (tmp_path / results_file.SPLIT_FILE).read_text() == written
+  (tmp_path / results_file.SPLIT_FILE).write_text("{not json")
+  with pytest.raises(UserError, match="delete it to record"):
+    results_file.keep_split(tmp_path, record)
 
 
 def _without(path, group, dataset):

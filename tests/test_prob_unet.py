@@ -346,6 +346,9 @@ def test_lidc_config_trains_on_a_generated_file(tmp_path):
                      figure_samples=2)
   results = prob_unet.train_and_evaluate(config, tmp_path / "lidc")
   assert results["dataset"] == "lidc" and results["steps"] >= 1
+  # The patient split is in the workdir (from before training) and results.
+  written = json.loads((tmp_path / "lidc" / "split.json").read_text())
+  assert written == {"lidc_split": results["lidc_split"]}
   assert "floor_ged_4" not in results["test"]  # Unknown grader distribution.
   assert all(np.isfinite(v) for v in results["test"].values())
 

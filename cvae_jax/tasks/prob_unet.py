@@ -151,8 +151,8 @@ TASK = runner.Task(
     evaluation_batch=evaluation_batch, validation=validation,
     run_identity=run_identity,
     evaluators=evaluators, evals=EVALS,
-    header=lambda config, test: {"model": config.model, "dataset": config.dataset,
-                                 **splits.ambiguous_split_record(config)},
+    header=lambda config, test: {"model": config.model, "dataset": config.dataset},
+    split_record=splits.ambiguous_split_record,
     units=ambiguity.UNITS, training_keys=("image", "masks"), report_eval=ambiguity.epoch_line,
     loading_message=lambda config: f"loading {config.dataset}...",
     headline=ambiguity.HEADLINE, test_streams=4)

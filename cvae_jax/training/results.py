@@ -20,11 +20,16 @@ from pathlib import Path
 import ml_collections
 
 from cvae_jax import configs
+from cvae_jax.errors import UserError
 
 __all__ = ["RESULTS_FILE", "RUNTIME_KEYS", "FinishedRun", "config_differences",
-           "finished_run", "announce", "write_results", "best_epoch", "run_fields"]
+           "finished_run", "announce", "write_results", "keep_split", "best_epoch",
+           "run_fields", "SPLIT_FILE"]
 
 RESULTS_FILE = "results.json"
+# Which examples each split holds, where the config does not fix it (LIDC's
+# patients come from the files found at its path).
+SPLIT_FILE = "split.json"
 # Keys that change neither the trained parameters nor any figure: the
 # trainer's dispatch, log and checkpoint cadence, where data is read from,
 # and the models' recipes (applied to the other keys before a run,
@@ -104,16 +109,43 @@ def announce(workdir: Path, finished: FinishedRun) -> None:
           flush=True)
 
 
-def write_results(workdir: Path, results: dict) -> Path:
-  """Writes workdir/results.json atomically (a kill leaves the old or new)."""
-  path = Path(workdir) / RESULTS_FILE
+def _write_json(path: Path, value: dict) -> Path:
+  """Writes `value` to `path` atomically (a kill leaves the old or new)."""
   from cvae_jax import sharding  # pylint: disable=g-import-not-at-top
   if not sharding.is_main_process():  # Under jax.distributed: process 0 writes.
     return path
   scratch = path.with_suffix(".json.tmp")
-  scratch.write_text(json.dumps(results, indent=2) + "\n")
+  scratch.write_text(json.dumps(value, indent=2) + "\n")
   os.replace(scratch, path)
   return path
+
+
+def write_results(workdir: Path, results: dict) -> Path:
+  """Writes workdir/results.json atomically."""
+  return _write_json(Path(workdir) / RESULTS_FILE, results)
+
+
+def keep_split(workdir: Path, record: dict) -> None:
+  """Writes the split `record` to workdir/split.json when the workdir has
+  none, before any training, so an interrupted run has it too.
+
+  Raises:
+    UserError: the workdir's split.json records another split (the data at
+      the path changed since its run started) or is not JSON.
+  """
+  path = Path(workdir) / SPLIT_FILE
+  if not path.exists():
+    _write_json(path, record)
+    return
+  try:
+    kept = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f"{path} is not JSON ({error}); delete it to record the "
+                    "split of the data as it is now") from None
+  if kept != record:
+    raise UserError(f"the data splits differently from the split this run in "
+                    f"{workdir} started on ({path}); point the data path back "
+                    "at the files it trained on, or use a new --workdir")
 
 
 def best_epoch(workdir: Path) -> dict:
