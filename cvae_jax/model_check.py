@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from cvae_jax import distributions, estimators
-from cvae_jax.errors import UserError
+from cvae_jax.errors import UserError, first_line
 
 __all__ = ["METHODS", "ModelError", "check_model"]
 
@@ -22,11 +22,6 @@ METHODS = ("encode", "prior_from_features", "recognition_from_features",
 
 class ModelError(UserError):
   """A model that does not keep the CVAE interface."""
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip() or type(error).__name__
-  return text.splitlines()[0][:300]
 
 
 def _raising_method(error: Exception) -> str | None:
@@ -70,7 +65,7 @@ def check_model(model, batch: dict, num_samples: int = 3) -> None:
         raise ModelError(f"{name}: {what} returned a value that is not a JAX "
                          "pytree; make the likelihood a NamedTuple or a "
                          "flax.struct.dataclass") from None
-      raise ModelError(f"{name}: {what} failed: {_first_line(e)}") from None
+      raise ModelError(f"{name}: {what} failed: {first_line(e)}") from None
 
   params = trace("init(rng, target, condition) (its __call__ must run every "
                  "net)", model.init, rng, target, condition)
