@@ -84,26 +84,30 @@ def run_row(ambiguity: str, model: str, recorded: dict | None) -> dict:
           "hungarian_samples": config["eval"]["hungarian_samples"],
           "num_samples": config["eval"]["num_samples"],
           "curves": learning_curves(workdir),
-          "wall_seconds": wall_seconds(results, spent, hooks.read_history(workdir)),
+          **dict(zip(("wall_seconds", "untimed_steps"),
+                     wall_seconds(results, spent, hooks.read_history(workdir)))),
           "command": ("python -m train.prob_unet --config=train/configs/"
                       f"prob_unet.py --config.model={model}" + (
                           "" if ambiguity == "constant"
                           else f" --config.data.ambiguity={ambiguity}"))}
 
 
-def wall_seconds(results: dict, spent: float, history: list) -> float | None:
-  """The row's wall time: its training segments' (the run history records
-  each invocation's seconds) and its evaluation's. A run whose history has
-  no seconds: this call's time, or its results.json's (the invocation that
-  wrote it), None when that one trained for under a minute (a resume of a
-  run an earlier command trained)."""
+def wall_seconds(results: dict, spent: float, history: list) -> tuple[float | None, int]:
+  """(the row's wall time, steps it leaves out): its training segments'
+  seconds (the run history records each invocation's) and its evaluation's;
+  the steps of segments trained before the history recorded seconds are left
+  out and counted. A history with no seconds at all: this call's time, or
+  its results.json's (the invocation that wrote it), None when that one
+  trained for under a minute (a resume of a run an earlier command trained)."""
   evaluation = sum(results["eval_seconds"].values())
-  if history and all("seconds" in segment for segment in history):
-    return sum(s["seconds"] for s in history) + evaluation
+  timed = [segment for segment in history if "seconds" in segment]
+  if timed:
+    return (sum(s["seconds"] for s in timed) + evaluation,
+            sum(s["to_step"] - s["from_step"] for s in history if "seconds" not in s))
   trained = results.get("train_seconds_this_run", 0)
   if trained < 60:
-    return None
-  return trained + evaluation if trained >= spent else spent
+    return None, 0
+  return (trained + evaluation if trained >= spent else spent), 0
 
 
 TRAIN_IMAGES = 25_000  # The offline set's training images (max_train_examples=0).
@@ -184,8 +188,15 @@ def training_table(records: list[dict]) -> list[str]:
   return _table(["model", "epochs trained / cap", "best epoch (by)", "steps", "wall time"], [
       [LABELS[r["model"]], f"{r.get('epochs_trained', 'n/a')} / {r['max_epochs']}",
        f"{r['best_epoch']} ({r.get('selected_by', 'validation_loss')})",
-       f"{r.get('steps', 'n/a')}", "n/a" if r["wall_seconds"] is None
-       else f"{r['wall_seconds'] / 60:.1f} min"] for r in records])
+       f"{r.get('steps', 'n/a')}", _wall_time(r)] for r in records])
+
+
+def _wall_time(record: dict) -> str:
+  if record["wall_seconds"] is None:
+    return "n/a"
+  untimed = record.get("untimed_steps", 0)
+  return f"{record['wall_seconds'] / 60:.1f} min" + (
+      f" + {untimed} untimed steps" if untimed else "")
 
 
 def goals(f: dict) -> list[tuple[str, float, float, str]]:
