@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["read_scalars", "plot_scalars", "tile_images", "save_image_grid",
-           "save_box_panel", "save_bar_chart", "save_curves",
+           "save_box_panel", "save_bar_chart", "save_curves", "curves_figure",
            "save_toy_mixture_samples"]
 
 
@@ -142,22 +142,33 @@ def save_curves(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
   """One panel per metric: {metric: {run label: (xs, values)}} against
   `x_label` (xs: steps by default), with a dashed line at floors[metric]
   where given; one PNG."""
+  figure = curves_figure(curves, floors, x_label, log_x)
+  if _is_main_process():
+    figure.savefig(str(path), dpi=90)
+
+
+def curves_figure(curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+                  floors: dict[str, float] | None = None, x_label: str = "step",
+                  log_x: bool = False):
+  """`save_curves`'s matplotlib Figure, one colour per run label."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   figure = Figure(figsize=(5 * len(curves), 3.6))
   axes = figure.subplots(1, len(curves), squeeze=False)[0]
+  # A run keeps its colour in every panel, though a panel may lack some runs.
+  labels = list(dict.fromkeys(label for runs in curves.values() for label in runs))
+  colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
   for ax, (metric, runs) in zip(axes, curves.items()):
     for label, (steps, values) in runs.items():
-      ax.plot(steps, values, marker=".", label=label)
+      ax.plot(steps, values, marker=".", label=label, color=colours[label])
     if floors and metric in floors:
       ax.axhline(floors[metric], color="k", linestyle="--", label="floor / ideal")
     ax.set_xlabel(x_label)
     if log_x:
       ax.set_xscale("log")
     ax.set_title(metric)
-    ax.legend()
+    ax.legend(fontsize="small")
   figure.tight_layout()
-  if _is_main_process():
-    figure.savefig(str(path), dpi=90)
+  return figure
 
 
 def save_toy_mixture_samples(samples: np.ndarray, conditions, path: str | Path,
