@@ -1,4 +1,5 @@
-"""The Prob U-Net table's wall time per row, from a run's history."""
+"""The Prob U-Net table: its wall time per row, from a run's history, and one
+colour per model across the panels of its GED-vs-S curves."""
 
 from benchmarks import prob_unet_table
 
