@@ -20,7 +20,7 @@ import sys
 
 import jax
 
-from cvae_jax.errors import UserError
+from cvae_jax.errors import UserError, first_line
 from cvae_jax import sharding
 
 __all__ = ["joined", "initialize", "main_process_first", "sync"]
@@ -77,7 +77,7 @@ def initialize(coordinator_address: str | None = None,
                                  process_id=process_id,
                                  initialization_timeout=timeout_s)
   except (RuntimeError, ValueError) as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = first_line(e)
     if automatic:
       raise UserError(f"cannot start the distributed runtime from the platform's "
                       f"settings ({first}); --distributed works where the platform "
