@@ -140,7 +140,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _ged_cells(figures: dict, counts, prefix: str = "") -> list[str]:
-  """GED at each S, literature / unbiased (n/a where it was not measured)."""
+  """GED at each S, literature / unbiased (n/a where undefined or not measured)."""
   return [f"{_value(figures, f'{prefix}ged_{s}')} / "
           f"{_value(figures, f'{prefix}ged_unbiased_{s}')}" for s in counts]
 
@@ -273,7 +273,9 @@ def set_table(records: list[dict]) -> str:
   graders = _mean_std(truth, "graders_diversity")
   return (text + f"\n\nGraders' own diversity E[d(Y, Y')]: {graders}; "
           f"{records[0]['num_test_images']} test images, mean ± std over "
-          "images; n/a: not measured by that row's run.\n")
+          "images; n/a: undefined (the unbiased GED at S = 1 has no pairs of "
+          "distinct samples; S_NCC of samples that never vary) or not measured "
+          "by that row's run.\n")
 
 
 def markdown_table(records: list[dict]) -> str:
